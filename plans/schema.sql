@@ -1,0 +1,20 @@
+-- The tables the example plans are written for: the tests validate every plan in this folder
+-- against them.
+CREATE TABLE users (
+  id          bigserial PRIMARY KEY,
+  full_name   text,
+  email       text,
+  age         int,
+  nickname    text,
+  score       int NOT NULL DEFAULT 0,
+  legacy_code text,
+  street      text,
+  city        text
+);
+
+CREATE TABLE orders (
+  id        bigserial PRIMARY KEY,
+  user_id   bigint,
+  reference text,
+  total     numeric(12, 2)
+);

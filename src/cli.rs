@@ -1,0 +1,292 @@
+//! The command line: clap definitions and the commands behind them. Output goes to stdout,
+//! problems to stderr; `main` maps the result to an exit code.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::db::ConnectionSpec;
+use crate::error::{Error, Result};
+use crate::plan::{load_all, Plan};
+use crate::planner::{PlannerOptions, Schedule, StepMode};
+use crate::validate::{validate_all, Validated};
+use crate::version::Release;
+
+/// Zero-downtime schema changes and throttled, resumable backfills for live PostgreSQL.
+#[derive(Debug, Parser)]
+#[command(name = "backfill", version, about, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check plans: without a database, their format; with one, against the live catalog
+    /// (tables, keys, columns, types, and every SQL expression compiled). Changes nothing.
+    #[command(
+        after_help = "Examples:\n  backfill validate plans/\n  backfill validate --database-url postgres://app@db/app plans/0001_split_full_name.toml"
+    )]
+    Validate(ValidateArgs),
+    /// Show the schedule of a plan: phases, steps, the lock each statement takes and the
+    /// release each phase is due at; `--sql` prints the exact SQL `run` executes.
+    #[command(
+        after_help = "Examples:\n  backfill plan plans/0001_split_full_name.toml --release 1.4.0\n  backfill plan plans/ --sql > migration.sql"
+    )]
+    Plan(PlanArgs),
+}
+
+/// Where the database is.
+#[derive(Debug, Clone, Args)]
+pub struct DbArgs {
+    /// PostgreSQL connection: a postgres:// URL or a libpq key=value string.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// The schema for backfill's own tables.
+    #[arg(long, default_value = "backfill")]
+    pub state_schema: String,
+}
+
+/// `backfill validate`.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Plan files or folders of plans.
+    #[arg(required = true)]
+    pub plans: Vec<PathBuf>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub db: DbArgs,
+}
+
+/// `backfill plan`.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Plan files or folders of plans.
+    #[arg(required = true)]
+    pub plans: Vec<PathBuf>,
+    /// Print the exact SQL, as a script with each statement's lock in a comment.
+    #[arg(long, conflicts_with = "json")]
+    pub sql: bool,
+    /// Print the schedule as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Mark which phases are due at this application release.
+    #[arg(long)]
+    pub release: Option<String>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub db: DbArgs,
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Validate(args) => validate_cmd(args).await,
+        Command::Plan(args) => plan_cmd(args).await,
+    }
+}
+
+fn connection(db: &DbArgs) -> Result<Option<ConnectionSpec>> {
+    db.database_url
+        .as_deref()
+        .map(ConnectionSpec::parse)
+        .transpose()
+}
+
+fn options(db: &DbArgs) -> PlannerOptions {
+    PlannerOptions {
+        state_schema: db.state_schema.clone(),
+    }
+}
+
+async fn validate_cmd(args: ValidateArgs) -> Result<()> {
+    let plans = load_all(&args.plans)?;
+    let mut out = std::io::stdout().lock();
+    match connection(&args.db)? {
+        None => {
+            for p in &plans {
+                let _ = writeln!(
+                    out,
+                    "ok  {}: plan `{}` on {}, {} operation(s); format checked (give --database-url to check it against the database)",
+                    p.file.display(),
+                    p.name,
+                    p.table,
+                    p.operations.len()
+                );
+            }
+        }
+        Some(spec) => {
+            let mut client = spec.connect().await?;
+            let validated = validate_all(&mut client, &plans, &options(&args.db)).await?;
+            for v in &validated {
+                for w in &v.warnings {
+                    eprintln!("warning: {w}");
+                }
+                let _ = writeln!(
+                    out,
+                    "ok  {}: plan `{}` on {} (~{} rows), {} operation(s); valid against the database",
+                    v.plan.file.display(),
+                    v.plan.name,
+                    v.plan.table,
+                    v.catalog.row_estimate,
+                    v.plan.operations.len()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn plan_cmd(args: PlanArgs) -> Result<()> {
+    let release = args
+        .release
+        .as_deref()
+        .map(|r| r.parse::<Release>())
+        .transpose()
+        .map_err(|e| Error::Usage(e.to_string()))?;
+    let plans = load_all(&args.plans)?;
+    let spec = connection(&args.db)?.ok_or_else(|| {
+        Error::Usage(
+            "backfill plan reads the table's catalog to write the exact SQL: give --database-url or set DATABASE_URL (backfill validate checks a plan without a database)".to_string(),
+        )
+    })?;
+    let mut client = spec.connect().await?;
+    let validated = validate_all(&mut client, &plans, &options(&args.db)).await?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let all: Vec<serde_json::Value> = validated
+            .iter()
+            .map(|v| schedule_json(v, release.as_ref()))
+            .collect();
+        let text = serde_json::to_string_pretty(&all).unwrap_or_default();
+        let _ = writeln!(out, "{text}");
+        return Ok(());
+    }
+    for v in &validated {
+        let text = if args.sql {
+            render_sql(&v.plan, &v.schedule)
+        } else {
+            render_human(v, release.as_ref())
+        };
+        let _ = write!(out, "{text}");
+    }
+    Ok(())
+}
+
+fn due_note(due: Option<&Release>, release: Option<&Release>) -> String {
+    match (due, release) {
+        (None, _) => "no release gate".to_string(),
+        (Some(d), None) => format!("due from release {d}"),
+        (Some(d), Some(r)) if r >= d => format!("due at {r} (from {d})"),
+        (Some(d), Some(r)) => format!("waits for release {d} (now {r})"),
+    }
+}
+
+fn schedule_json(v: &Validated, release: Option<&Release>) -> serde_json::Value {
+    let mut value = serde_json::to_value(&v.schedule).unwrap_or_default();
+    if let Some(phases) = value.get_mut("phases").and_then(|p| p.as_array_mut()) {
+        for (p, plan) in phases.iter_mut().zip(&v.schedule.phases) {
+            let due = match (&plan.due, release) {
+                (None, _) => true,
+                (Some(d), Some(r)) => r >= d,
+                (Some(_), None) => false,
+            };
+            p["due_now"] = serde_json::Value::Bool(due);
+        }
+    }
+    value["file"] = serde_json::Value::String(v.plan.file.display().to_string());
+    value["warnings"] = serde_json::json!(v.warnings);
+    value
+}
+
+fn render_human(v: &Validated, release: Option<&Release>) -> String {
+    let s = &v.schedule;
+    let mut out = format!(
+        "plan {} on {} (~{} rows) from {}\n",
+        s.plan,
+        s.table,
+        s.row_estimate,
+        v.plan.file.display()
+    );
+    for (i, op) in v.plan.operations.iter().enumerate() {
+        out.push_str(&format!("  operations[{i}]: {}\n", op.op().summary()));
+    }
+    for phase in &s.phases {
+        out.push_str(&format!(
+            "\n{} ({})\n",
+            phase.phase,
+            due_note(phase.due.as_ref(), release)
+        ));
+        if phase.steps.is_empty() {
+            out.push_str("  nothing to do\n");
+        }
+        for (i, step) in phase.steps.iter().enumerate() {
+            out.push_str(&format!("  {}. {}\n", i + 1, step.description));
+            for st in &step.statements {
+                let first = st.sql.lines().next().unwrap_or_default();
+                let more = if st.sql.lines().count() > 1 {
+                    " ..."
+                } else {
+                    ""
+                };
+                out.push_str(&format!("     [{}] {first}{more}\n", st.lock));
+            }
+        }
+    }
+    out.push_str("\nrollback (until contract starts)\n");
+    for (i, step) in s.rollback.iter().enumerate() {
+        out.push_str(&format!("  {}. {}\n", i + 1, step.description));
+    }
+    for w in &v.warnings {
+        out.push_str(&format!("\nwarning: {w}\n"));
+    }
+    out.push_str("\n(--sql prints every statement in full)\n");
+    out
+}
+
+/// The schedule as an SQL script: each phase and step in a comment, each statement with its
+/// lock. Statements that cannot run in a transaction are marked.
+pub fn render_sql(plan: &Plan, s: &Schedule) -> String {
+    let mut out = format!(
+        "-- plan {} on {} ({})\n-- every statement runs under SET lock_timeout = {}ms\n",
+        s.plan,
+        s.table,
+        plan.file.display(),
+        plan.backfill.lock_timeout.as_millis()
+    );
+    let section = |title: String, steps: &[crate::planner::Step], out: &mut String| {
+        out.push_str(&format!("\n-- ===== {title} =====\n"));
+        for step in steps {
+            let how = match step.mode {
+                StepMode::Transaction => "one transaction",
+                StepMode::ConcurrentIndex { .. } | StepMode::NoTransaction => {
+                    "outside a transaction"
+                }
+                StepMode::Backfill => {
+                    "run by the engine in keyset chunks; shown here as one statement"
+                }
+            };
+            out.push_str(&format!("-- step: {} ({how})\n", step.description));
+            for st in &step.statements {
+                out.push_str(&format!("-- lock: {}\n{};\n", st.lock, st.sql));
+            }
+        }
+    };
+    for phase in &s.phases {
+        let due = phase
+            .due
+            .as_ref()
+            .map(|d| format!(" (due from release {d})"))
+            .unwrap_or_default();
+        section(format!("{}{due}", phase.phase), &phase.steps, &mut out);
+    }
+    section(
+        "rollback (instead of contract)".to_string(),
+        &s.rollback,
+        &mut out,
+    );
+    out
+}

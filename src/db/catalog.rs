@@ -1,0 +1,237 @@
+//! Catalog introspection: what a plan needs to know about its table, read in one round trip
+//! per question, with every name passed as a bind parameter.
+
+use tokio_postgres::Client;
+
+use crate::error::{Error, Result};
+use crate::sql::{Ident, QualifiedName};
+
+/// A column of the table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnInfo {
+    /// The column's name.
+    pub name: String,
+    /// Its type as `format_type` prints it (`character varying(20)`).
+    pub type_name: String,
+    /// `NOT NULL`.
+    pub not_null: bool,
+    /// The default expression, if any.
+    pub default: Option<String>,
+    /// `a` (ALWAYS) or `d` (BY DEFAULT) for identity columns.
+    pub identity: Option<char>,
+    /// A generated (stored) column.
+    pub generated: bool,
+}
+
+/// An index on the table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexInfo {
+    /// The index name.
+    pub name: String,
+    /// Its key columns (empty entries for expressions).
+    pub columns: Vec<String>,
+    /// `indisunique`.
+    pub unique: bool,
+    /// `indisprimary`.
+    pub primary: bool,
+    /// `indisvalid`: false for an index left by a failed `CREATE INDEX CONCURRENTLY`.
+    pub valid: bool,
+    /// Partial index.
+    pub partial: bool,
+}
+
+/// A constraint on the table, or a foreign key elsewhere that references it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConstraintInfo {
+    /// The constraint name.
+    pub name: String,
+    /// `p`, `u`, `c`, `f`, `x`.
+    pub kind: char,
+    /// The table it is defined on.
+    pub table: String,
+    /// Columns of the plan's table that it involves.
+    pub columns: Vec<String>,
+}
+
+/// Which columns identify a row for keyset pagination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// The primary key, by constraint name.
+    PrimaryKey(String),
+    /// A unique index on NOT NULL columns, by index name.
+    UniqueIndex(String),
+}
+
+/// What `backfill` knows of a table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableInfo {
+    /// The table, schema-qualified.
+    pub name: QualifiedName,
+    /// Columns in `attnum` order.
+    pub columns: Vec<ColumnInfo>,
+    /// The key columns, in key order; empty when the table has no usable key.
+    pub key: Vec<String>,
+    /// Where the key comes from.
+    pub key_source: Option<KeySource>,
+    /// Indexes of the table.
+    pub indexes: Vec<IndexInfo>,
+    /// Constraints on the table and foreign keys that reference it.
+    pub constraints: Vec<ConstraintInfo>,
+    /// `reltuples`: the planner's row estimate (never a `count(*)`).
+    pub row_estimate: i64,
+}
+
+impl TableInfo {
+    /// A column by name.
+    pub fn column(&self, name: &str) -> Option<&ColumnInfo> {
+        self.columns.iter().find(|c| c.name == name)
+    }
+
+    /// The key columns as identifiers.
+    pub fn key_idents(&self) -> Vec<Ident> {
+        self.key.iter().map(Ident::new).collect()
+    }
+
+    /// The table's own name, used as the alias under which plan expressions see the row.
+    pub fn alias(&self) -> &Ident {
+        &self.name.name
+    }
+
+    /// Indexes that involve `column`.
+    pub fn indexes_on<'a>(&'a self, column: &'a str) -> impl Iterator<Item = &'a IndexInfo> + 'a {
+        self.indexes
+            .iter()
+            .filter(move |i| i.columns.iter().any(|c| c == column))
+    }
+}
+
+/// Reads the catalog of `table`; `Ok(None)` when there is no such table.
+pub async fn table_info(client: &Client, table: &QualifiedName) -> Result<Option<TableInfo>> {
+    let ctx = || format!("reading the catalog of {table}");
+    let row = client
+        .query_opt(
+            "SELECT c.oid, greatest(c.reltuples, 0)::int8
+               FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')",
+            &[&table.schema.as_str(), &table.name.as_str()],
+        )
+        .await
+        .map_err(|e| Error::db(ctx(), &e))?;
+    let Some(row) = row else { return Ok(None) };
+    let oid: u32 = row.get(0);
+    let row_estimate: i64 = row.get(1);
+
+    let columns = client
+        .query(
+            "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), a.attnotnull,
+                    pg_get_expr(d.adbin, d.adrelid), nullif(a.attidentity, '')::text,
+                    a.attgenerated <> ''
+               FROM pg_attribute a
+               LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+              WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
+              ORDER BY a.attnum",
+            &[&oid],
+        )
+        .await
+        .map_err(|e| Error::db(ctx(), &e))?
+        .into_iter()
+        .map(|r| ColumnInfo {
+            name: r.get(0),
+            type_name: r.get(1),
+            not_null: r.get(2),
+            default: r.get(3),
+            identity: r.get::<_, Option<String>>(4).and_then(|s| s.chars().next()),
+            generated: r.get(5),
+        })
+        .collect::<Vec<_>>();
+
+    let indexes = client
+        .query(
+            "SELECT ic.relname::text,
+                    array(SELECT coalesce(a.attname::text, '')
+                            FROM unnest(i.indkey[0:i.indnkeyatts - 1]) WITH ORDINALITY k(attnum, n)
+                            LEFT JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+                           ORDER BY k.n),
+                    i.indisunique, i.indisprimary, i.indisvalid, i.indpred IS NOT NULL
+               FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+              WHERE i.indrelid = $1
+              ORDER BY ic.relname",
+            &[&oid],
+        )
+        .await
+        .map_err(|e| Error::db(ctx(), &e))?
+        .into_iter()
+        .map(|r| IndexInfo {
+            name: r.get(0),
+            columns: r.get(1),
+            unique: r.get(2),
+            primary: r.get(3),
+            valid: r.get(4),
+            partial: r.get(5),
+        })
+        .collect::<Vec<_>>();
+
+    let constraints = client
+        .query(
+            "SELECT con.conname::text, con.contype::text, con.conrelid::regclass::text,
+                    array(SELECT a.attname::text
+                            FROM unnest(CASE WHEN con.conrelid = $1 THEN con.conkey ELSE con.confkey END) k(attnum)
+                            JOIN pg_attribute a ON a.attrelid = $1 AND a.attnum = k.attnum)
+               FROM pg_constraint con
+              WHERE con.conrelid = $1 OR (con.confrelid = $1 AND con.contype = 'f')
+              ORDER BY con.conname",
+            &[&oid],
+        )
+        .await
+        .map_err(|e| Error::db(ctx(), &e))?
+        .into_iter()
+        .map(|r| ConstraintInfo {
+            name: r.get(0),
+            kind: r.get::<_, String>(1).chars().next().unwrap_or('?'),
+            table: r.get(2),
+            columns: r.get(3),
+        })
+        .collect::<Vec<_>>();
+
+    let not_null = |name: &String| columns.iter().any(|c| &c.name == name && c.not_null);
+    let (key, key_source) = if let Some(pk) = indexes.iter().find(|i| i.primary) {
+        let name = constraints
+            .iter()
+            .find(|c| c.kind == 'p')
+            .map(|c| c.name.clone())
+            .unwrap_or_else(|| pk.name.clone());
+        (pk.columns.clone(), Some(KeySource::PrimaryKey(name)))
+    } else if let Some(ux) = indexes.iter().find(|i| {
+        i.unique
+            && i.valid
+            && !i.partial
+            && !i.columns.is_empty()
+            && i.columns.iter().all(|c| !c.is_empty() && not_null(c))
+    }) {
+        (
+            ux.columns.clone(),
+            Some(KeySource::UniqueIndex(ux.name.clone())),
+        )
+    } else {
+        (Vec::new(), None)
+    };
+
+    Ok(Some(TableInfo {
+        name: table.clone(),
+        columns,
+        key,
+        key_source,
+        indexes,
+        constraints,
+        row_estimate,
+    }))
+}
+
+/// Whether `type_name` names a type the server knows (`to_regtype`).
+pub async fn type_exists(client: &Client, type_name: &str) -> Result<bool> {
+    let row = client
+        .query_one("SELECT to_regtype($1) IS NOT NULL", &[&type_name])
+        .await
+        .map_err(|e| Error::db(format!("checking type {type_name}"), &e))?;
+    Ok(row.get(0))
+}

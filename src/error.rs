@@ -1,0 +1,169 @@
+//! Error types of the library. Every error names the objects involved (file and line, or table
+//! and column) and says what to do; `main` maps them to exit codes with [`Error::exit_code`].
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// Exit code: everything asked for was done.
+pub const EXIT_OK: u8 = 0;
+/// Exit code: a step failed (database error, data that cannot be converted, ...).
+pub const EXIT_FAILED: u8 = 1;
+/// Exit code: bad input (plan file, command line, plan against the live catalog); nothing was
+/// changed in the database.
+pub const EXIT_BAD_INPUT: u8 = 2;
+/// Exit code: interrupted by Ctrl-C, with checkpoints saved.
+pub const EXIT_INTERRUPTED: u8 = 130;
+
+/// Where in a plan file something is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    /// The plan file.
+    pub file: PathBuf,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file.display(), self.line, self.column)
+    }
+}
+
+/// One problem in a plan: where it is, which field, and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanError {
+    /// File, line and column.
+    pub location: Location,
+    /// The field as a path (`operations[0].into[1].up`), empty for the file as a whole.
+    pub field: String,
+    /// What is wrong and, where it helps, what to do.
+    pub message: String,
+}
+
+impl fmt::Display for PlanError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.field.is_empty() {
+            write!(f, "{}: {}", self.location, self.message)
+        } else {
+            write!(f, "{}: {}: {}", self.location, self.field, self.message)
+        }
+    }
+}
+
+/// All problems found in one or more plans (validation reports every problem, not the first).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanErrors(pub Vec<PlanError>);
+
+impl fmt::Display for PlanErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for PlanErrors {}
+
+/// Everything that can go wrong in the library.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A plan is invalid (syntax, fields, or against the live catalog).
+    #[error("{0}")]
+    Plan(#[from] PlanErrors),
+
+    /// A plan file or folder could not be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// What the operating system said.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The command line or configuration is wrong in a way clap cannot see.
+    #[error("{0}")]
+    Usage(String),
+
+    /// Connecting to the database failed. The message never contains the password.
+    #[error("cannot connect to the database: {0}")]
+    Connect(String),
+
+    /// A statement failed.
+    #[error("{context}: {message}")]
+    Database {
+        /// What was being done (`expand step 1 of plan "split_full_name"`).
+        context: String,
+        /// PostgreSQL's message with its SQLSTATE and detail.
+        message: String,
+        /// The SQLSTATE, when the server sent one.
+        code: Option<String>,
+    },
+
+    /// A DDL statement could not get its lock within `lock_timeout` after every retry.
+    #[error("{context}: could not get the lock on {table} after {attempts} attempts of {lock_timeout_ms} ms each; a long transaction is holding it: find it in pg_stat_activity and retry")]
+    LockTimeout {
+        /// What was being done.
+        context: String,
+        /// The table.
+        table: String,
+        /// How many attempts were made.
+        attempts: u32,
+        /// The lock timeout of each attempt.
+        lock_timeout_ms: u64,
+    },
+}
+
+impl Error {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Plan(_) | Error::Usage(_) | Error::Io { .. } => EXIT_BAD_INPUT,
+            Error::Connect(_) | Error::Database { .. } | Error::LockTimeout { .. } => EXIT_FAILED,
+        }
+    }
+
+    /// Wraps a driver error with what was being done, keeping PostgreSQL's SQLSTATE, message,
+    /// detail and hint.
+    pub fn db(context: impl Into<String>, err: &tokio_postgres::Error) -> Error {
+        let context = context.into();
+        match err.as_db_error() {
+            Some(db) => {
+                let mut message = format!("{} ({})", db.message(), db.code().code());
+                if let Some(detail) = db.detail() {
+                    message.push_str(&format!("; detail: {detail}"));
+                }
+                if let Some(hint) = db.hint() {
+                    message.push_str(&format!("; hint: {hint}"));
+                }
+                Error::Database {
+                    context,
+                    message,
+                    code: Some(db.code().code().to_string()),
+                }
+            }
+            None => Error::Database {
+                context,
+                message: err.to_string(),
+                code: None,
+            },
+        }
+    }
+
+    /// The SQLSTATE of a database error, if any.
+    pub fn sqlstate(&self) -> Option<&str> {
+        match self {
+            Error::Database { code, .. } => code.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+/// The library's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

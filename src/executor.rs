@@ -1,0 +1,194 @@
+//! Runs a schedule's steps: every statement under `lock_timeout`, transactional steps in one
+//! transaction, concurrent index builds outside any, and a step that cannot get its lock gives
+//! up within `lock_timeout`, waits with jittered backoff and tries again, so it never sits in the
+//! lock queue in front of the application's queries for long.
+
+use std::time::Duration;
+
+use tokio_postgres::Client;
+
+use crate::error::{Error, Result};
+use crate::planner::{BackfillSpec, Step, StepMode};
+
+/// SQLSTATEs worth retrying: the statement lost a race, not an argument.
+pub const RETRYABLE: &[&str] = &[
+    "55P03", // lock_not_available: lock_timeout expired
+    "40001", // serialization_failure
+    "40P01", // deadlock_detected
+    "57P01", // admin_shutdown
+];
+
+/// First retry delay; doubles on each attempt up to [`MAX_BACKOFF`].
+pub const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+/// Longest wait between two attempts.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+/// How steps run.
+#[derive(Debug, Clone)]
+pub struct ExecOptions {
+    /// `lock_timeout` of every statement.
+    pub lock_timeout: Duration,
+    /// Retries after the first attempt for lock timeouts and other retryable failures.
+    pub retries: u32,
+}
+
+/// The delay before retry `attempt` (1-based): capped exponential, with up to half of it as
+/// jitter so that several waiting runners do not retry in lockstep.
+pub fn backoff(attempt: u32) -> Duration {
+    let base = FIRST_BACKOFF
+        .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
+        .min(MAX_BACKOFF);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    base / 2 + base.mul_f64(f64::from(nanos % 1000) / 2000.0)
+}
+
+/// Runs one step, retrying retryable failures. `context` names the step in errors.
+pub async fn run_step(
+    client: &mut Client,
+    step: &Step,
+    table: &str,
+    options: &ExecOptions,
+    context: &str,
+) -> Result<()> {
+    let mut attempt = 0;
+    loop {
+        let result = run_step_once(client, step, options, context).await;
+        match result {
+            Err(e) if is_retryable(&e) && attempt < options.retries => {
+                attempt += 1;
+                tokio::time::sleep(backoff(attempt)).await;
+            }
+            Err(e) if e.sqlstate() == Some("55P03") => {
+                return Err(Error::LockTimeout {
+                    context: context.to_string(),
+                    table: table.to_string(),
+                    attempts: attempt + 1,
+                    lock_timeout_ms: options.lock_timeout.as_millis() as u64,
+                })
+            }
+            other => return other,
+        }
+    }
+}
+
+fn is_retryable(e: &Error) -> bool {
+    e.sqlstate().is_some_and(|s| RETRYABLE.contains(&s))
+}
+
+fn lock_timeout_sql(options: &ExecOptions) -> String {
+    format!(
+        "SET lock_timeout = {}",
+        options.lock_timeout.as_millis().max(1)
+    )
+}
+
+async fn run_step_once(
+    client: &mut Client,
+    step: &Step,
+    options: &ExecOptions,
+    context: &str,
+) -> Result<()> {
+    let fail = |e: tokio_postgres::Error| Error::db(context, &e);
+    match &step.mode {
+        StepMode::Transaction => {
+            let tx = client.transaction().await.map_err(fail)?;
+            tx.batch_execute(&lock_timeout_sql(options).replacen("SET", "SET LOCAL", 1))
+                .await
+                .map_err(fail)?;
+            for s in &step.statements {
+                tx.batch_execute(&s.sql).await.map_err(fail)?;
+            }
+            tx.commit().await.map_err(fail)
+        }
+        StepMode::ConcurrentIndex { index } => {
+            client
+                .batch_execute(&lock_timeout_sql(options))
+                .await
+                .map_err(fail)?;
+            // An index left INVALID by an interrupted build: drop it and build again. A valid
+            // one means an earlier attempt finished: nothing to do.
+            let row = client
+                .query_opt(
+                    "SELECT i.indisvalid FROM pg_index i WHERE i.indexrelid = to_regclass($1)",
+                    &[&index.to_string()],
+                )
+                .await
+                .map_err(fail)?;
+            match row.map(|r| r.get::<_, bool>(0)) {
+                Some(true) => return reset(client, context).await,
+                Some(false) => {
+                    client
+                        .batch_execute(&format!("DROP INDEX CONCURRENTLY IF EXISTS {index}"))
+                        .await
+                        .map_err(fail)?;
+                }
+                None => {}
+            }
+            for s in &step.statements {
+                client.batch_execute(&s.sql).await.map_err(fail)?;
+            }
+            reset(client, context).await
+        }
+        StepMode::NoTransaction => {
+            client
+                .batch_execute(&lock_timeout_sql(options))
+                .await
+                .map_err(fail)?;
+            for s in &step.statements {
+                client.batch_execute(&s.sql).await.map_err(fail)?;
+            }
+            reset(client, context).await
+        }
+        StepMode::Backfill => Err(Error::Usage(format!(
+            "{context}: the backfill step is run by the engine, not as DDL"
+        ))),
+    }
+}
+
+async fn reset(client: &Client, context: &str) -> Result<()> {
+    client
+        .batch_execute("RESET lock_timeout")
+        .await
+        .map_err(|e| Error::db(context, &e))
+}
+
+/// Runs the whole backfill as one statement in one transaction (no chunks, no throttle): the
+/// reference form, used by tests of the operation catalog and as the single-`UPDATE` baseline.
+/// Returns the number of rows changed.
+pub async fn backfill_in_one_statement(client: &mut Client, spec: &BackfillSpec) -> Result<u64> {
+    let ctx = format!("backfill of {}", spec.table);
+    let fail = |e: tokio_postgres::Error| Error::db(ctx.clone(), &e);
+    let tx = client.transaction().await.map_err(fail)?;
+    tx.batch_execute(&spec.bypass_sql(true))
+        .await
+        .map_err(fail)?;
+    let row = tx
+        .query_one(&spec.update_sql(None), &[])
+        .await
+        .map_err(fail)?;
+    tx.commit().await.map_err(fail)?;
+    Ok(row.get::<_, i64>(0).max(0) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let first = backoff(1);
+        assert!(
+            first >= FIRST_BACKOFF / 2 && first <= FIRST_BACKOFF,
+            "{first:?}"
+        );
+        let fourth = backoff(4);
+        assert!(
+            fourth >= FIRST_BACKOFF * 4 && fourth <= FIRST_BACKOFF * 8,
+            "{fourth:?}"
+        );
+        assert!(backoff(30) <= MAX_BACKOFF);
+    }
+}

@@ -1,0 +1,28 @@
+//! `backfill`: zero-downtime schema changes and throttled, resumable backfills for live
+//! PostgreSQL databases.
+//!
+//! A map of the modules, in the order data flows through them:
+//! - [`plan`]: the TOML plan format, parsed and checked without a database, errors located at
+//!   file, line and field;
+//! - [`ops`]: the operation catalog, one file per kind behind one trait; each kind *describes*
+//!   its expand, dual-write, backfill, contract and rollback;
+//! - [`planner`]: plan + catalog → [`planner::Schedule`], pure;
+//! - [`db`]: connecting and catalog introspection;
+//! - [`validate`]: the plan against the live catalog, expressions compiled in a transaction
+//!   that is rolled back;
+//! - [`executor`]: runs a schedule's steps under `lock_timeout`, retrying lock timeouts;
+//! - [`cli`]: the command line;
+//! - [`sql`], [`version`], [`error`]: quoting and names, release order, error types.
+
+pub mod cli;
+pub mod db;
+pub mod error;
+pub mod executor;
+pub mod ops;
+pub mod plan;
+pub mod planner;
+pub mod sql;
+pub mod validate;
+pub mod version;
+
+pub use error::{Error, Result};

@@ -1,0 +1,36 @@
+//! The `backfill` binary: parse the command line, run the library, map the result to an exit
+//! code (0 done, 1 failed, 2 bad input, 130 interrupted).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use backfill::cli::{self, Cli};
+use backfill::error::{EXIT_BAD_INPUT, EXIT_FAILED};
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { EXIT_BAD_INPUT } else { 0 });
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_FAILED);
+        }
+    };
+    match runtime.block_on(cli::run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}

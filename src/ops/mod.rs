@@ -1,0 +1,592 @@
+//! The operation catalog: one file per kind, one [`Operation`] trait.
+//!
+//! An operation *describes* its change (statements with their lock level, the dual-write rule,
+//! the backfill assignments, the contract and rollback statements) and never touches a
+//! connection; the planner assembles the descriptions into a schedule and the runner executes it.
+//! Adding a kind means adding a file and one line in [`registry!`] below.
+
+use std::fmt;
+
+use serde::Deserialize;
+
+use crate::db::catalog::{ColumnInfo, TableInfo};
+use crate::plan::FieldPath;
+use crate::sql::{object_name, Ident, QualifiedName};
+
+pub mod add_check;
+pub mod add_column;
+pub mod add_foreign_key;
+pub mod add_unique;
+pub mod change_type;
+pub mod create_index;
+pub mod drop_column;
+pub mod merge_columns;
+pub mod rename_column;
+pub mod set_not_null;
+pub mod split_column;
+pub mod update_rows;
+
+/// The table-level lock a statement takes, as documented in PostgreSQL's "Explicit Locking"
+/// chapter and on each statement's reference page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum LockLevel {
+    /// No lock on the user's table (functions, the state schema).
+    None,
+    /// `ACCESS SHARE`: plain reads; conflicts only with `ACCESS EXCLUSIVE`.
+    AccessShare,
+    /// `ROW SHARE`: taken on a referenced table by `VALIDATE` of a foreign key.
+    RowShare,
+    /// `ROW EXCLUSIVE`: `UPDATE`, `INSERT`, `DELETE`; does not block the application.
+    RowExclusive,
+    /// `SHARE UPDATE EXCLUSIVE`: `CREATE INDEX CONCURRENTLY`, `VALIDATE CONSTRAINT`; reads and
+    /// writes continue.
+    ShareUpdateExclusive,
+    /// `SHARE ROW EXCLUSIVE`: `CREATE TRIGGER`, `ADD FOREIGN KEY`; blocks writes while held
+    /// (briefly: these statements do not scan the table).
+    ShareRowExclusive,
+    /// `ACCESS EXCLUSIVE`: most `ALTER TABLE` forms; blocks everything while held, so these
+    /// statements are metadata-only and run under `lock_timeout`.
+    AccessExclusive,
+}
+
+impl fmt::Display for LockLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LockLevel::None => "no table lock",
+            LockLevel::AccessShare => "ACCESS SHARE",
+            LockLevel::RowShare => "ROW SHARE",
+            LockLevel::RowExclusive => "ROW EXCLUSIVE",
+            LockLevel::ShareUpdateExclusive => "SHARE UPDATE EXCLUSIVE",
+            LockLevel::ShareRowExclusive => "SHARE ROW EXCLUSIVE",
+            LockLevel::AccessExclusive => "ACCESS EXCLUSIVE",
+        })
+    }
+}
+
+/// One SQL statement with the lock it takes on the plan's table.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Statement {
+    /// The exact SQL.
+    pub sql: String,
+    /// The strongest table lock it takes.
+    pub lock: LockLevel,
+}
+
+impl Statement {
+    /// A statement taking `lock`.
+    pub fn new(lock: LockLevel, sql: impl Into<String>) -> Self {
+        Statement {
+            sql: sql.into(),
+            lock,
+        }
+    }
+}
+
+/// A `CREATE INDEX CONCURRENTLY`, which cannot run in a transaction. An earlier attempt that
+/// failed half way leaves an INVALID index behind; the executor drops it and builds again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexBuild {
+    /// The index, in the table's schema.
+    pub name: QualifiedName,
+    /// The `CREATE ... INDEX CONCURRENTLY` statement.
+    pub create: String,
+}
+
+/// `column := expr` where `expr` is written over the row's columns by bare name (or qualified by
+/// the table's own name), cast to the column's type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assign {
+    /// The physical column written.
+    pub column: Ident,
+    /// The expression, as the user wrote it.
+    pub expr: String,
+    /// The column's type, for the cast.
+    pub type_name: String,
+}
+
+/// What the backfill computes for existing rows: `when` (over the row) picks the rows the
+/// assignments apply to; other rows keep their values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forward {
+    /// A boolean SQL condition over the row; `None` means every row.
+    pub when: Option<String>,
+    /// The assignments, evaluated together on the row as it was before this operation.
+    pub assign: Vec<Assign>,
+}
+
+/// How the dual-write trigger keeps a written row consistent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sync {
+    /// Old and new columns represent the same data: the old release writes `old` (the trigger
+    /// derives `new` with `up`), the new release writes `new` (the trigger derives `old` with
+    /// `down`).
+    TwoWay {
+        /// Columns the old release writes.
+        old: Vec<Ident>,
+        /// Columns the new release writes.
+        new: Vec<Ident>,
+        /// New columns from old ones.
+        up: Vec<Assign>,
+        /// Old columns from new ones.
+        down: Vec<Assign>,
+    },
+    /// Recompute columns of every written row for which `when` holds.
+    OnWrite {
+        /// A boolean condition over the written row; `None` means always.
+        when: Option<String>,
+        /// The assignments.
+        assign: Vec<Assign>,
+        /// Only on `INSERT` (filling a value the writer did not give).
+        inserts_only: bool,
+    },
+}
+
+/// The statements of the contract phase, in two groups: validations run first, each in its own
+/// transaction and without blocking writes; the switch runs as one short transaction that moves
+/// the application onto the new schema.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Contract {
+    /// `VALIDATE CONSTRAINT` and the like: scan the table under a weak lock.
+    pub validate: Vec<Statement>,
+    /// Metadata-only changes applied together under `lock_timeout`.
+    pub switch: Vec<Statement>,
+}
+
+/// How to undo an operation's expand.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rollback {
+    /// Indexes to drop with `DROP INDEX CONCURRENTLY IF EXISTS`.
+    pub indexes: Vec<QualifiedName>,
+    /// Metadata-only statements run together in one transaction.
+    pub statements: Vec<Statement>,
+}
+
+/// A column an operation creates during expand.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewColumn {
+    /// Its name.
+    pub name: String,
+    /// Its type, when the plan says it; `None` when it copies the type of an existing column.
+    pub type_name: Option<String>,
+    /// The column whose type it copies.
+    pub type_of: Option<String>,
+    /// Whether the application may write it directly in the transition (false for the hidden
+    /// column of `change_type`).
+    pub visible: bool,
+    /// Where the plan names it.
+    pub field: FieldPath,
+}
+
+/// A column an operation names, and what it does with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnUse {
+    /// The column's name.
+    pub name: String,
+    /// Where the plan names it.
+    pub field: FieldPath,
+}
+
+/// What an operation does to columns, for conflict checks and for building the schema that
+/// exists during the transition.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Effects {
+    /// Columns added during expand.
+    pub creates: Vec<NewColumn>,
+    /// Columns dropped (or replaced) at contract.
+    pub removes: Vec<ColumnUse>,
+    /// Existing columns whose values the backfill rewrites in place.
+    pub writes: Vec<ColumnUse>,
+    /// Columns that must exist and that are not written.
+    pub reads: Vec<ColumnUse>,
+}
+
+/// An SQL fragment of the plan to compile against the live schema during validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExprCheck {
+    /// A value expression, cast to a type.
+    Value {
+        /// Where the plan has it.
+        field: FieldPath,
+        /// The expression.
+        expr: String,
+        /// The type it must cast to.
+        type_name: String,
+    },
+    /// A boolean condition.
+    Condition {
+        /// Where the plan has it.
+        field: FieldPath,
+        /// The condition.
+        expr: String,
+    },
+    /// A whole statement on the validation copy of the table, `{table}` standing for its name.
+    Statement {
+        /// Where the plan has what the statement is built from.
+        field: FieldPath,
+        /// The statement.
+        sql: String,
+    },
+}
+
+/// The referenced side of a foreign key, for validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reference {
+    /// Where the plan has it.
+    pub field: FieldPath,
+    /// The referenced table.
+    pub table: QualifiedName,
+    /// Its columns.
+    pub columns: Vec<String>,
+    /// The referencing columns of the plan's table.
+    pub local_columns: Vec<String>,
+}
+
+/// A problem an operation found, relative to the operation's own path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The field, under the operation.
+    pub field: FieldPath,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Collects problems found by checks.
+#[derive(Debug, Default)]
+pub struct Problems(pub Vec<Problem>);
+
+impl Problems {
+    /// Records a problem in `field`.
+    pub fn add(&mut self, field: FieldPath, message: impl Into<String>) {
+        self.0.push(Problem {
+            field,
+            message: message.into(),
+        });
+    }
+
+    /// Records a problem when `value` is empty or blank.
+    pub fn require_text(&mut self, field: FieldPath, value: &str) {
+        if value.trim().is_empty() {
+            self.add(field, "must not be empty");
+        }
+    }
+}
+
+/// What an operation may look at while it describes its SQL.
+#[derive(Debug, Clone, Copy)]
+pub struct Ctx<'a> {
+    /// The plan's name (part of generated object names).
+    pub plan: &'a str,
+    /// The live catalog of the plan's table.
+    pub table: &'a TableInfo,
+    /// The operation's place in the plan (0-based), for generated names and paths.
+    pub position: usize,
+    /// The path of this operation in the plan file (`operations[2]`).
+    pub path: &'a FieldPath,
+}
+
+impl<'a> Ctx<'a> {
+    /// The table as written in SQL.
+    pub fn qualified(&self) -> &'a QualifiedName {
+        &self.table.name
+    }
+
+    /// A column of the table as it was before the plan.
+    pub fn column(&self, name: &str) -> Option<&'a ColumnInfo> {
+        self.table.column(name)
+    }
+
+    /// The catalog type of an existing column, or `text` if it is missing (validation reports
+    /// missing columns before any SQL is built from them).
+    pub fn type_of(&self, name: &str) -> String {
+        self.column(name)
+            .map(|c| c.type_name.clone())
+            .unwrap_or_else(|| "text".to_string())
+    }
+
+    /// `ALTER TABLE <table> <action>`.
+    pub fn alter(&self, action: impl fmt::Display) -> String {
+        format!("ALTER TABLE {} {}", self.table.name, action)
+    }
+
+    /// The name of a constraint `backfill` adds for this operation.
+    pub fn constraint_name(&self, what: &str) -> String {
+        object_name(&[self.table.name.name.as_str(), what])
+    }
+}
+
+/// The trait every operation kind implements. All methods but `kind`, `summary` and `effects`
+/// have defaults for kinds that have nothing to say in a phase.
+pub trait Operation: fmt::Debug {
+    /// The kind as written in plans (`split_column`).
+    fn kind(&self) -> &'static str;
+
+    /// One line for humans: `split "full_name" into "first_name", "last_name"`.
+    fn summary(&self) -> String;
+
+    /// Checks that need no database (empty names, contradictory fields).
+    fn check(&self, problems: &mut Problems) {
+        let _ = problems;
+    }
+
+    /// The columns this operation creates, drops, rewrites and reads.
+    fn effects(&self) -> Effects;
+
+    /// Checks against the live catalog beyond column existence (which the planner checks from
+    /// [`Operation::effects`]).
+    fn check_catalog(&self, ctx: &Ctx<'_>, problems: &mut Problems) {
+        let _ = (ctx, problems);
+    }
+
+    /// SQL fragments to compile against the live schema.
+    fn expressions(&self, ctx: &Ctx<'_>) -> Vec<ExprCheck> {
+        let _ = ctx;
+        Vec::new()
+    }
+
+    /// A table this operation references (foreign keys), checked against the catalog.
+    fn references(&self) -> Option<Reference> {
+        None
+    }
+
+    /// Expand: additive, metadata-only statements run together in one short transaction.
+    fn expand(&self, ctx: &Ctx<'_>) -> Vec<Statement> {
+        let _ = ctx;
+        Vec::new()
+    }
+
+    /// NOT VALID constraints. They are enforced for every row written from the moment they
+    /// exist, so the planner adds them right after the dual-write trigger, in the same
+    /// transaction: a row the running release writes passes through the trigger's fill before
+    /// the check sees it (with no trigger, at the end of expand).
+    fn constraints(&self, ctx: &Ctx<'_>) -> Vec<Statement> {
+        let _ = ctx;
+        Vec::new()
+    }
+
+    /// Expand: indexes built concurrently, outside any transaction.
+    fn indexes(&self, ctx: &Ctx<'_>) -> Vec<IndexBuild> {
+        let _ = ctx;
+        Vec::new()
+    }
+
+    /// Dual-write: how the trigger keeps written rows consistent.
+    fn sync(&self, ctx: &Ctx<'_>) -> Option<Sync> {
+        let _ = ctx;
+        None
+    }
+
+    /// Backfill: what existing rows need.
+    fn forward(&self, ctx: &Ctx<'_>) -> Option<Forward> {
+        let _ = ctx;
+        None
+    }
+
+    /// Contract: validations and the switch to the new schema.
+    fn contract(&self, ctx: &Ctx<'_>) -> Contract {
+        let _ = ctx;
+        Contract::default()
+    }
+
+    /// Rollback: undo this operation's expand.
+    fn rollback(&self, ctx: &Ctx<'_>) -> Rollback {
+        let _ = ctx;
+        Rollback::default()
+    }
+}
+
+macro_rules! registry {
+    ($($kind:ident => $module:ident :: $ty:ident),+ $(,)?) => {
+        /// One operation of a plan, as written in `[[operations]]` with its `kind`.
+        #[derive(Debug, Clone, Deserialize)]
+        #[serde(tag = "kind", rename_all = "snake_case")]
+        pub enum OperationSpec {
+            $(
+                #[doc = concat!("`kind = \"", stringify!($kind), "\"`")]
+                $ty($module::$ty),
+            )+
+        }
+
+        impl OperationSpec {
+            /// The operation behind the spec.
+            pub fn op(&self) -> &dyn Operation {
+                match self {
+                    $(OperationSpec::$ty(op) => op,)+
+                }
+            }
+        }
+
+        /// Every kind, as written in plans.
+        pub const KINDS: &[&str] = &[$(stringify!($kind)),+];
+    };
+}
+
+registry! {
+    add_column => add_column::AddColumn,
+    rename_column => rename_column::RenameColumn,
+    change_type => change_type::ChangeType,
+    split_column => split_column::SplitColumn,
+    merge_columns => merge_columns::MergeColumns,
+    set_not_null => set_not_null::SetNotNull,
+    add_check => add_check::AddCheck,
+    add_foreign_key => add_foreign_key::AddForeignKey,
+    add_unique => add_unique::AddUnique,
+    create_index => create_index::CreateIndex,
+    drop_column => drop_column::DropColumn,
+    update_rows => update_rows::UpdateRows,
+}
+
+/// The three statements that put NOT NULL on a column without a long `ACCESS EXCLUSIVE` lock:
+/// a `CHECK (col IS NOT NULL) NOT VALID` in expand (instant; enforced for new writes), its
+/// `VALIDATE` in contract (scans under `SHARE UPDATE EXCLUSIVE`, writes go on), then
+/// `SET NOT NULL`, which PostgreSQL 12+ proves from the validated check without a scan, and the
+/// check is dropped.
+#[derive(Debug, Clone)]
+pub struct NotNullViaCheck {
+    /// The check constraint's name.
+    pub constraint: Ident,
+    /// The column.
+    pub column: Ident,
+}
+
+impl NotNullViaCheck {
+    /// For `column` of the context's table.
+    pub fn new(ctx: &Ctx<'_>, column: &str) -> Self {
+        NotNullViaCheck {
+            constraint: Ident::new(ctx.constraint_name(&format!("{column}_not_null"))),
+            column: Ident::new(column),
+        }
+    }
+
+    /// The NOT VALID check (see [`Operation::constraints`]).
+    pub fn expand(&self, ctx: &Ctx<'_>) -> Statement {
+        Statement::new(
+            LockLevel::AccessExclusive,
+            ctx.alter(format_args!(
+                "ADD CONSTRAINT {} CHECK ({} IS NOT NULL) NOT VALID",
+                self.constraint, self.column
+            )),
+        )
+    }
+
+    /// Contract, validation group.
+    pub fn validate(&self, ctx: &Ctx<'_>) -> Statement {
+        Statement::new(
+            LockLevel::ShareUpdateExclusive,
+            ctx.alter(format_args!("VALIDATE CONSTRAINT {}", self.constraint)),
+        )
+    }
+
+    /// Contract, switch group.
+    pub fn switch(&self, ctx: &Ctx<'_>) -> Vec<Statement> {
+        vec![
+            Statement::new(
+                LockLevel::AccessExclusive,
+                ctx.alter(format_args!("ALTER COLUMN {} SET NOT NULL", self.column)),
+            ),
+            self.drop(ctx),
+        ]
+    }
+
+    /// Rollback (and the end of contract): drop the check.
+    pub fn drop(&self, ctx: &Ctx<'_>) -> Statement {
+        Statement::new(
+            LockLevel::AccessExclusive,
+            ctx.alter(format_args!(
+                "DROP CONSTRAINT IF EXISTS {}",
+                self.constraint
+            )),
+        )
+    }
+}
+
+/// `ADD COLUMN IF NOT EXISTS` for a new nullable column without a default (metadata only).
+pub fn add_column(ctx: &Ctx<'_>, name: &str, type_name: &str) -> Statement {
+    Statement::new(
+        LockLevel::AccessExclusive,
+        ctx.alter(format_args!(
+            "ADD COLUMN IF NOT EXISTS {} {}",
+            Ident::new(name),
+            type_name
+        )),
+    )
+}
+
+/// `DROP COLUMN IF EXISTS` (metadata only: the space is reclaimed by later updates and vacuum).
+pub fn drop_column(ctx: &Ctx<'_>, name: &str) -> Statement {
+    Statement::new(
+        LockLevel::AccessExclusive,
+        ctx.alter(format_args!("DROP COLUMN IF EXISTS {}", Ident::new(name))),
+    )
+}
+
+/// Checks that `columns` is a non-empty list of non-empty names without repeats.
+pub fn check_column_list(problems: &mut Problems, field: FieldPath, columns: &[String]) {
+    if columns.is_empty() {
+        problems.add(field.clone(), "must name at least one column");
+    }
+    for (i, c) in columns.iter().enumerate() {
+        problems.require_text(field.index(i), c);
+        if columns[..i].contains(c) {
+            problems.add(field.index(i), format!("column \"{c}\" is named twice"));
+        }
+    }
+}
+
+/// `ColumnUse`s for a list of names under `field`.
+pub fn uses(field: &FieldPath, columns: &[String]) -> Vec<ColumnUse> {
+    columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| ColumnUse {
+            name: c.clone(),
+            field: field.index(i),
+        })
+        .collect()
+}
+
+/// One `ColumnUse`.
+pub fn use_of(field: FieldPath, column: &str) -> ColumnUse {
+    ColumnUse {
+        name: column.to_string(),
+        field,
+    }
+}
+
+/// The name of an index `backfill` creates when the plan gives none.
+pub fn default_index_name(table: &QualifiedName, columns: &[String], suffix: &str) -> String {
+    let mut parts: Vec<&str> = vec![table.name.as_str()];
+    parts.extend(columns.iter().map(String::as_str));
+    parts.push(suffix);
+    crate::sql::fit_identifier(&parts.join("_"))
+}
+
+/// Builds `CREATE [UNIQUE] INDEX CONCURRENTLY` and its rollback for an index in the table's
+/// schema.
+pub fn concurrent_index(
+    ctx: &Ctx<'_>,
+    name: &str,
+    unique: bool,
+    method: Option<&str>,
+    body: &str,
+    predicate: Option<&str>,
+) -> IndexBuild {
+    let qualified = ctx.qualified().sibling(name);
+    let mut sql = format!(
+        "CREATE {}INDEX CONCURRENTLY {} ON {}",
+        if unique { "UNIQUE " } else { "" },
+        qualified.name,
+        ctx.qualified()
+    );
+    if let Some(m) = method {
+        sql.push_str(&format!(" USING {m}"));
+    }
+    sql.push_str(&format!(" ({body})"));
+    if let Some(p) = predicate {
+        sql.push_str(&format!(" WHERE ({p})"));
+    }
+    IndexBuild {
+        name: qualified,
+        create: sql,
+    }
+}

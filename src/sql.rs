@@ -1,0 +1,188 @@
+//! The one place where SQL text is assembled from names: identifier quoting, the rare literal
+//! that DDL cannot take as a bind parameter, and the names of every object `backfill` creates.
+//!
+//! Values the user or the database supplies at run time are always bind parameters; what goes
+//! through [`literal`] is limited to DDL (a trigger's `WHEN` clause, a default), where PostgreSQL
+//! accepts no parameters.
+
+use std::fmt;
+
+/// PostgreSQL truncates identifiers longer than this many bytes (`NAMEDATALEN - 1`).
+pub const MAX_IDENTIFIER_BYTES: usize = 63;
+
+/// Prefix of every object `backfill` creates in the user's schema, so they are easy to find.
+pub const OBJECT_PREFIX: &str = "bf";
+
+/// An SQL identifier, always rendered double-quoted with embedded quotes doubled.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Ident(pub String);
+
+impl Ident {
+    /// Wraps a name as it is stored in the catalog (case preserved, no folding).
+    pub fn new(name: impl Into<String>) -> Self {
+        Ident(name.into())
+    }
+
+    /// The raw name, unquoted.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Ident {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"")?;
+        f.write_str(&self.0.replace('"', "\"\""))?;
+        f.write_str("\"")
+    }
+}
+
+/// A schema-qualified relation name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct QualifiedName {
+    /// The schema (`public` when the plan names none).
+    pub schema: Ident,
+    /// The relation's own name.
+    pub name: Ident,
+}
+
+impl QualifiedName {
+    /// Builds a qualified name from its two parts.
+    pub fn new(schema: impl Into<String>, name: impl Into<String>) -> Self {
+        QualifiedName {
+            schema: Ident::new(schema),
+            name: Ident::new(name),
+        }
+    }
+
+    /// Parses `schema.table` or `table` as written in a plan (no quoting inside the plan: the
+    /// first dot separates schema and table, and names are taken as written, case preserved).
+    pub fn parse(text: &str) -> Option<Self> {
+        let text = text.trim();
+        let (schema, name) = match text.split_once('.') {
+            Some((s, n)) => (s, n),
+            None => ("public", text),
+        };
+        if schema.is_empty() || name.is_empty() || name.contains('.') {
+            return None;
+        }
+        Some(QualifiedName::new(schema, name))
+    }
+
+    /// Another object in the same schema.
+    pub fn sibling(&self, name: impl Into<String>) -> QualifiedName {
+        QualifiedName {
+            schema: self.schema.clone(),
+            name: Ident::new(name),
+        }
+    }
+}
+
+impl fmt::Display for QualifiedName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.schema, self.name)
+    }
+}
+
+/// A string literal for DDL, where bind parameters are not accepted. Single quotes are doubled
+/// and the `E''` form is never used, so backslashes stay literal under
+/// `standard_conforming_strings = on` (the default since PostgreSQL 9.1).
+pub fn literal(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
+/// The name of an object `backfill` creates: `bf_<parts joined by _>`, cut to PostgreSQL's
+/// 63-byte limit. A cut name ends in a hash of the full name, so two long names that share a
+/// prefix still differ, and the same input always gives the same name (plans are re-planned on
+/// every run and must find the objects an earlier run created).
+pub fn object_name(parts: &[&str]) -> String {
+    let mut full = String::from(OBJECT_PREFIX);
+    for part in parts {
+        full.push('_');
+        full.push_str(part);
+    }
+    fit_identifier(&full)
+}
+
+/// Cuts `name` to 63 bytes on a character boundary, ending with a stable hash when cut.
+pub fn fit_identifier(name: &str) -> String {
+    if name.len() <= MAX_IDENTIFIER_BYTES {
+        return name.to_string();
+    }
+    let hash = format!("{:08x}", fnv1a(name.as_bytes()) as u32);
+    let keep = MAX_IDENTIFIER_BYTES - hash.len() - 1;
+    let mut cut = keep;
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}_{}", &name[..cut], hash)
+}
+
+/// 64-bit FNV-1a: small, stable across Rust versions (unlike `DefaultHasher`), good enough to
+/// tell names apart.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        hash ^= u64::from(*b);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
+
+/// Joins quoted identifiers with `, `.
+pub fn ident_list<'a>(idents: impl IntoIterator<Item = &'a Ident>) -> String {
+    idents
+        .into_iter()
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `prefix."a", prefix."b"` for qualified column lists.
+pub fn qualified_list<'a>(prefix: &str, idents: impl IntoIterator<Item = &'a Ident>) -> String {
+    idents
+        .into_iter()
+        .map(|i| format!("{prefix}.{i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotes_identifiers_and_doubles_embedded_quotes() {
+        assert_eq!(Ident::new("users").to_string(), "\"users\"");
+        assert_eq!(Ident::new("we\"ird").to_string(), "\"we\"\"ird\"");
+        assert_eq!(
+            QualifiedName::parse("app.Users").map(|q| q.to_string()),
+            Some("\"app\".\"Users\"".to_string())
+        );
+        assert_eq!(
+            QualifiedName::parse("users").map(|q| q.to_string()),
+            Some("\"public\".\"users\"".to_string())
+        );
+        assert_eq!(QualifiedName::parse("a.b.c"), None);
+        assert_eq!(QualifiedName::parse(".b"), None);
+    }
+
+    #[test]
+    fn literals_double_single_quotes() {
+        assert_eq!(literal("it's"), "'it''s'");
+        assert_eq!(literal("a\\b"), "'a\\b'");
+    }
+
+    #[test]
+    fn object_names_respect_the_identifier_limit() {
+        assert_eq!(object_name(&["plan", "sync"]), "bf_plan_sync");
+        let long = "x".repeat(100);
+        let a = object_name(&[&long, "sync"]);
+        let b = object_name(&[&long, "sink"]);
+        assert_eq!(a.len(), MAX_IDENTIFIER_BYTES);
+        assert_ne!(a, b);
+        assert_eq!(a, object_name(&[&long, "sync"]));
+        let multibyte = "é".repeat(40);
+        assert!(object_name(&[&multibyte]).len() <= MAX_IDENTIFIER_BYTES);
+    }
+}

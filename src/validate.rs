@@ -1,0 +1,337 @@
+//! Validation of plans against the live database, before the first DDL statement: the table and
+//! its key, every column, every type, every referenced table, and every SQL expression compiled
+//! on a temporary copy of the table's shape inside a transaction that is rolled back. Nothing is
+//! changed in the database and the live table is only read (`ACCESS SHARE`, via `LIKE`).
+
+use tokio_postgres::Client;
+
+use crate::db::catalog::{self, TableInfo};
+use crate::error::{Error, PlanErrors, Result};
+use crate::ops::{Ctx, ExprCheck, Problems};
+use crate::plan::{FieldPath, Plan};
+use crate::planner::{self, PlannerOptions, Schedule, StepMode};
+use crate::sql::{Ident, QualifiedName};
+
+/// Name of the temporary copy of the table used to compile expressions.
+const SCRATCH: &str = "bf_validate";
+
+/// A plan that passed validation, with what was learnt on the way.
+#[derive(Debug, Clone)]
+pub struct Validated {
+    /// The plan.
+    pub plan: Plan,
+    /// Its table as the catalog describes it.
+    pub catalog: TableInfo,
+    /// The schedule `run` would execute.
+    pub schedule: Schedule,
+    /// Things worth knowing that do not stop the plan.
+    pub warnings: Vec<String>,
+}
+
+/// Validates `plan` against the database behind `client`. Plan problems come back as
+/// [`Error::Plan`] (exit code 2); a failing connection as a database error.
+pub async fn validate(
+    client: &mut Client,
+    plan: &Plan,
+    options: &PlannerOptions,
+) -> Result<Validated> {
+    let Some(catalog) = catalog::table_info(client, &plan.table).await? else {
+        let mut p = Problems::default();
+        p.add(
+            FieldPath::of("table"),
+            format!("table {} does not exist", plan.table),
+        );
+        return Err(plan.errors(p).into());
+    };
+    let mut problems = planner::check_catalog(plan, &catalog);
+    check_types(client, plan, &mut problems).await?;
+    check_references(client, plan, &catalog, &mut problems).await?;
+    if !problems.0.is_empty() {
+        return Err(plan.errors(problems).into());
+    }
+    compile(client, plan, &catalog, &mut problems).await?;
+    if !problems.0.is_empty() {
+        return Err(plan.errors(problems).into());
+    }
+    let schedule = planner::build(plan, &catalog, options);
+    let warnings = warnings(plan, &catalog);
+    Ok(Validated {
+        plan: plan.clone(),
+        catalog,
+        schedule,
+        warnings,
+    })
+}
+
+/// Validates every plan and gathers all plan problems into one error.
+pub async fn validate_all(
+    client: &mut Client,
+    plans: &[Plan],
+    options: &PlannerOptions,
+) -> Result<Vec<Validated>> {
+    let mut ok = Vec::new();
+    let mut errors = Vec::new();
+    for plan in plans {
+        match validate(client, plan, options).await {
+            Ok(v) => ok.push(v),
+            Err(Error::Plan(e)) => errors.extend(e.0),
+            Err(other) => return Err(other),
+        }
+    }
+    if errors.is_empty() {
+        Ok(ok)
+    } else {
+        Err(PlanErrors(errors).into())
+    }
+}
+
+async fn check_types(client: &Client, plan: &Plan, problems: &mut Problems) -> Result<()> {
+    for (i, spec) in plan.operations.iter().enumerate() {
+        for c in spec.op().effects().creates {
+            let Some(t) = &c.type_name else { continue };
+            if !catalog::type_exists(client, t).await? {
+                let field = FieldPath::of("operations").index(i);
+                // The type sits next to the name: `type` in the same table.
+                let type_field = match c.field.0.split_last() {
+                    Some((_, parent)) => FieldPath(parent.to_vec()).key("type"),
+                    None => FieldPath::of("type"),
+                };
+                problems.add(
+                    field.join(&type_field),
+                    format!("type `{t}` does not exist (column \"{}\")", c.name),
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn check_references(
+    client: &Client,
+    plan: &Plan,
+    catalog: &TableInfo,
+    problems: &mut Problems,
+) -> Result<()> {
+    for (i, spec) in plan.operations.iter().enumerate() {
+        let Some(r) = spec.op().references() else {
+            continue;
+        };
+        let at = FieldPath::of("operations").index(i).join(&r.field);
+        let target = if r.table == catalog.name {
+            Some(catalog.clone())
+        } else {
+            catalog::table_info(client, &r.table).await?
+        };
+        let Some(target) = target else {
+            problems.add(
+                at.key("table"),
+                format!("referenced table {} does not exist", r.table),
+            );
+            continue;
+        };
+        let mut missing = false;
+        for (j, c) in r.columns.iter().enumerate() {
+            if target.column(c).is_none() {
+                missing = true;
+                problems.add(
+                    at.key("columns").index(j),
+                    format!(
+                        "column \"{c}\" does not exist in referenced table {}",
+                        r.table
+                    ),
+                );
+            }
+        }
+        if missing {
+            continue;
+        }
+        let unique = target.indexes.iter().any(|ix| {
+            ix.unique && ix.valid && !ix.partial && {
+                let mut a = ix.columns.clone();
+                let mut b = r.columns.clone();
+                a.sort();
+                b.sort();
+                a == b
+            }
+        });
+        if !unique {
+            problems.add(
+                at.key("columns"),
+                format!(
+                    "no primary key or unique constraint of {} covers exactly ({}): a foreign key must reference one",
+                    r.table,
+                    r.columns.join(", ")
+                ),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Compiles every expression of the plan and the generated trigger and backfill against a
+/// temporary copy of the table's shape, inside a transaction that is rolled back.
+async fn compile(
+    client: &mut Client,
+    plan: &Plan,
+    catalog: &TableInfo,
+    problems: &mut Problems,
+) -> Result<()> {
+    let ctx_err =
+        |e: tokio_postgres::Error| Error::db(format!("validating plan {}", plan.name), &e);
+    let tx = client.transaction().await.map_err(ctx_err)?;
+    let lock_ms = plan.backfill.lock_timeout.as_millis().max(1);
+    tx.batch_execute(&format!(
+        "SET LOCAL lock_timeout = {lock_ms}; CREATE TEMP TABLE {SCRATCH} (LIKE {}) ON COMMIT DROP",
+        catalog.name
+    ))
+    .await
+    .map_err(ctx_err)?;
+    let transition = planner::transition_table(plan, catalog);
+    for c in transition.columns.iter().skip(catalog.columns.len()) {
+        tx.batch_execute(&format!(
+            "ALTER TABLE pg_temp.{SCRATCH} ADD COLUMN {} {}",
+            Ident::new(&c.name),
+            c.type_name
+        ))
+        .await
+        .map_err(ctx_err)?;
+    }
+    let scratch = QualifiedName::new("pg_temp", SCRATCH);
+    let alias = catalog.alias();
+    let from = format!("pg_temp.{SCRATCH} AS {alias}");
+    for (i, spec) in plan.operations.iter().enumerate() {
+        let base = FieldPath::of("operations").index(i);
+        let ctx = Ctx {
+            plan: &plan.name,
+            table: &transition,
+            position: i,
+            path: &base,
+        };
+        for check in spec.op().expressions(&ctx) {
+            let (field, sql) = match check {
+                ExprCheck::Value {
+                    field,
+                    expr,
+                    type_name,
+                } => (
+                    field,
+                    format!("EXPLAIN SELECT CAST(({expr}) AS {type_name}) FROM {from}"),
+                ),
+                ExprCheck::Condition { field, expr } => (
+                    field,
+                    format!("EXPLAIN SELECT 1 FROM {from} WHERE ({expr})"),
+                ),
+                ExprCheck::Statement { field, sql } => (
+                    field,
+                    sql.replace(&catalog.name.to_string(), &scratch.to_string()),
+                ),
+            };
+            if let Err(message) = try_in_savepoint(&tx, &sql).await? {
+                problems.add(base.join(&field), message);
+            }
+        }
+    }
+    if problems.0.is_empty() {
+        // The generated SQL itself, on the scratch copy: the trigger function, the trigger, the
+        // undo table and the backfill statement. A failure here is reported on the plan.
+        let mut scratch_catalog = catalog.clone();
+        scratch_catalog.name = scratch.clone();
+        let schedule = planner::build(
+            plan,
+            &scratch_catalog,
+            &PlannerOptions {
+                state_schema: "pg_temp".to_string(),
+            },
+        );
+        let mut statements: Vec<String> = Vec::new();
+        for phase in &schedule.phases {
+            for step in &phase.steps {
+                if step.mode == StepMode::Transaction && phase.phase != planner::Phase::Contract {
+                    // The scratch copy lives in pg_temp, which exists already, and a temporary
+                    // table cannot reference a permanent one (foreign keys are checked
+                    // against the catalog in `check_references`).
+                    statements.extend(
+                        step.statements
+                            .iter()
+                            .filter(|s| {
+                                !s.sql.starts_with("CREATE SCHEMA")
+                                    && !s.sql.contains(" FOREIGN KEY (")
+                            })
+                            .map(|s| s.sql.clone()),
+                    );
+                }
+            }
+        }
+        if let Some(b) = &schedule.backfill {
+            statements.push(format!("EXPLAIN {}", b.update_sql(None)));
+        }
+        for sql in statements {
+            if let Err(message) = try_in_savepoint(&tx, &sql).await? {
+                problems.add(
+                    FieldPath::of("operations"),
+                    format!("the generated SQL does not compile: {message}"),
+                );
+                break;
+            }
+        }
+    }
+    tx.rollback().await.map_err(ctx_err)?;
+    Ok(())
+}
+
+/// Runs `sql` in a savepoint; a database error becomes `Ok(Err(message))` and the transaction
+/// goes on.
+async fn try_in_savepoint(
+    tx: &tokio_postgres::Transaction<'_>,
+    sql: &str,
+) -> Result<std::result::Result<(), String>> {
+    let fail = |e: tokio_postgres::Error| Error::db("validating", &e);
+    tx.batch_execute("SAVEPOINT bf_check").await.map_err(fail)?;
+    match tx.batch_execute(sql).await {
+        Ok(()) => {
+            tx.batch_execute("RELEASE SAVEPOINT bf_check")
+                .await
+                .map_err(fail)?;
+            Ok(Ok(()))
+        }
+        Err(e) => {
+            let message = match e.as_db_error() {
+                Some(db) => match db.hint() {
+                    Some(h) => format!("PostgreSQL says: {} (hint: {h})", db.message()),
+                    None => format!("PostgreSQL says: {}", db.message()),
+                },
+                None => return Err(fail(e)),
+            };
+            tx.batch_execute("ROLLBACK TO SAVEPOINT bf_check")
+                .await
+                .map_err(fail)?;
+            Ok(Err(message))
+        }
+    }
+}
+
+fn warnings(plan: &Plan, catalog: &TableInfo) -> Vec<String> {
+    let mut out = Vec::new();
+    for spec in &plan.operations {
+        let op = spec.op();
+        if op.kind() == "rename_column" {
+            continue; // the original column is kept and renamed: its indexes stay
+        }
+        for r in op.effects().removes {
+            let indexes: Vec<&str> = catalog
+                .indexes_on(&r.name)
+                .map(|i| i.name.as_str())
+                .collect();
+            if !indexes.is_empty() {
+                out.push(format!(
+                    "{}: contract drops column \"{}\" of {} and with it the index(es) {}",
+                    plan.file.display(),
+                    r.name,
+                    catalog.name,
+                    indexes.join(", ")
+                ));
+            }
+        }
+    }
+    out
+}

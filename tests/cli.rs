@@ -1,0 +1,103 @@
+//! The command line as a user meets it: exit codes, what `plan` prints, and that `plan` and
+//! `validate` leave the database unchanged.
+
+use std::path::Path;
+
+use crate::support::{backfill_cmd, rows, TestDb};
+
+fn example(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("plans")
+        .join(name)
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[tokio::test]
+async fn plan_shows_phases_locks_and_release_gates() {
+    let db = TestDb::new("cli_plan").await;
+    let client = db.connect().await;
+    client
+        .batch_execute(crate::plan_examples::EXAMPLE_SCHEMA)
+        .await
+        .expect("schema");
+    let plan = example("0001_split_full_name.toml");
+    let out = backfill_cmd(&["plan", &plan, "--release", "1.4.0"], Some(&db.url));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("expand (due at 1.4.0 (from 1.4.0))"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("contract (waits for release 1.5.0 (now 1.4.0))"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("[ACCESS EXCLUSIVE] ALTER TABLE \"public\".\"users\" ADD COLUMN IF NOT EXISTS \"first_name\" text"), "{stdout}");
+    assert!(
+        stdout.contains("[SHARE ROW EXCLUSIVE] CREATE TRIGGER"),
+        "{stdout}"
+    );
+
+    let out = backfill_cmd(&["plan", &plan, "--sql"], Some(&db.url));
+    let sql = String::from_utf8_lossy(&out.stdout);
+    assert!(sql.contains("-- lock: ACCESS EXCLUSIVE\nALTER TABLE \"public\".\"users\" DROP COLUMN IF EXISTS \"full_name\";"), "{sql}");
+
+    let out = backfill_cmd(
+        &["plan", &plan, "--json", "--release", "1.4.0"],
+        Some(&db.url),
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let phases = &json[0]["phases"];
+    assert_eq!(phases[0]["phase"], "expand");
+    assert_eq!(phases[0]["due_now"], true);
+    assert_eq!(phases[3]["phase"], "contract");
+    assert_eq!(phases[3]["due_now"], false);
+    assert_eq!(
+        phases[0]["steps"][0]["statements"][0]["lock"],
+        "ACCESS_EXCLUSIVE"
+    );
+
+    // Nothing was created by planning.
+    assert_eq!(
+        rows(&client, "SELECT string_agg(attname, ',' ORDER BY attnum) FROM pg_attribute WHERE attrelid = 'users'::regclass AND attnum > 0").await,
+        ["id,full_name,email,age,nickname,score,legacy_code,street,city"]
+    );
+}
+
+#[test]
+fn plan_needs_a_database_and_says_so() {
+    let out = backfill_cmd(&["plan", &example("0001_split_full_name.toml")], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--database-url"));
+}
+
+#[test]
+fn bad_command_lines_exit_2() {
+    assert_eq!(backfill_cmd(&["validate"], None).status.code(), Some(2));
+    assert_eq!(backfill_cmd(&["frobnicate"], None).status.code(), Some(2));
+    let out = backfill_cmd(&["validate", "/no/such/plan.toml"], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/no/such/plan.toml"));
+}
+
+#[test]
+fn a_connection_failure_never_prints_the_password() {
+    let out = backfill_cmd(
+        &["validate", &example("0001_split_full_name.toml")],
+        Some("postgres://app:s3cret-pw@127.0.0.1:1/app?connect_timeout=2"),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!all.contains("s3cret-pw"), "{all}");
+    assert!(all.contains("cannot connect"), "{all}");
+}

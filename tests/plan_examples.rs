@@ -1,0 +1,42 @@
+//! The example plans in `plans/` (one per operation kind) are valid against a live database
+//! with the tables they describe, and `backfill plan` shows their schedule.
+
+use std::path::Path;
+
+use backfill::ops::KINDS;
+use backfill::plan::load_all;
+
+use crate::support::{backfill_cmd, TestDb};
+
+/// The schema the examples are written for.
+pub const EXAMPLE_SCHEMA: &str = include_str!("../plans/schema.sql");
+
+#[tokio::test]
+async fn every_example_plan_is_valid_against_the_example_schema() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("plans");
+    let plans = load_all(std::slice::from_ref(&dir)).expect("examples parse");
+    for kind in KINDS {
+        assert!(
+            plans
+                .iter()
+                .any(|p| p.operations.iter().any(|o| o.op().kind() == *kind)),
+            "no example plan uses kind {kind}"
+        );
+    }
+    let db = TestDb::new("examples").await;
+    let client = db.connect().await;
+    client.batch_execute(EXAMPLE_SCHEMA).await.expect("schema");
+    let out = backfill_cmd(&["validate", &dir.to_string_lossy()], Some(&db.url));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        stdout.lines().filter(|l| l.starts_with("ok ")).count(),
+        plans.len(),
+        "{stdout}"
+    );
+}

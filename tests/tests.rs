@@ -1,0 +1,9 @@
+//! The integration suite: one binary (so it builds once), one ephemeral PostgreSQL for all of
+//! it, one database per test.
+
+mod support;
+
+mod cli;
+mod plan_errors;
+mod plan_examples;
+mod plan_ops;
