@@ -37,6 +37,21 @@ pub enum Command {
         after_help = "Examples:\n  backfill plan plans/0001_split_full_name.toml --release 1.4.0\n  backfill plan plans/ --sql > migration.sql"
     )]
     Plan(PlanArgs),
+    /// Run the example plan on a throwaway PostgreSQL with a seeded table, through every phase,
+    /// and check every row. Needs the PostgreSQL server binaries (package `postgresql`).
+    #[command(after_help = "Examples:\n  backfill demo\n  backfill demo --rows 100000 --keep")]
+    Demo(DemoArgs),
+}
+
+/// `backfill demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Rows to seed.
+    #[arg(long, default_value_t = crate::demo::DEFAULT_ROWS)]
+    pub rows: u64,
+    /// Keep the cluster running at the end and print its URL.
+    #[arg(long)]
+    pub keep: bool,
 }
 
 /// Where the database is.
@@ -86,6 +101,13 @@ pub async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Validate(args) => validate_cmd(args).await,
         Command::Plan(args) => plan_cmd(args).await,
+        Command::Demo(args) => {
+            crate::demo::run(&crate::demo::DemoOptions {
+                rows: args.rows,
+                keep: args.keep,
+            })
+            .await
+        }
     }
 }
 

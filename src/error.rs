@@ -91,6 +91,10 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
 
+    /// Something this machine lacks (PostgreSQL binaries for the demo, a free port, ...).
+    #[error("{0}")]
+    Environment(String),
+
     /// Connecting to the database failed. The message never contains the password.
     #[error("cannot connect to the database: {0}")]
     Connect(String),
@@ -125,7 +129,10 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Plan(_) | Error::Usage(_) | Error::Io { .. } => EXIT_BAD_INPUT,
-            Error::Connect(_) | Error::Database { .. } | Error::LockTimeout { .. } => EXIT_FAILED,
+            Error::Connect(_)
+            | Error::Database { .. }
+            | Error::LockTimeout { .. }
+            | Error::Environment(_) => EXIT_FAILED,
         }
     }
 

@@ -11,11 +11,13 @@
 //! - [`validate`]: the plan against the live catalog, expressions compiled in a transaction
 //!   that is rolled back;
 //! - [`executor`]: runs a schedule's steps under `lock_timeout`, retrying lock timeouts;
-//! - [`cli`]: the command line;
+//! - [`cli`]: the command line; [`demo`] and [`ephemeral`]: the demo on a throwaway cluster;
 //! - [`sql`], [`version`], [`error`]: quoting and names, release order, error types.
 
 pub mod cli;
 pub mod db;
+pub mod demo;
+pub mod ephemeral;
 pub mod error;
 pub mod executor;
 pub mod ops;

@@ -58,7 +58,7 @@ pub enum Phase {
 
 impl std::fmt::Display for Phase {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
+        f.pad(match self {
             Phase::Expand => "expand",
             Phase::DualWrite => "dual-write",
             Phase::Backfill => "backfill",

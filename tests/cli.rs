@@ -101,3 +101,44 @@ fn a_connection_failure_never_prints_the_password() {
     assert!(!all.contains("s3cret-pw"), "{all}");
     assert!(all.contains("cannot connect"), "{all}");
 }
+
+#[test]
+fn the_demo_runs_every_phase_and_leaves_nothing_behind() {
+    let out = backfill_cmd(&["demo", "--rows", "5000"], None);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for expected in [
+        "release 1.4.0",
+        "verify     0 rows out of sync",
+        "release 1.5.0",
+        "rows backfilled   5000",
+        "rows wrong        0",
+        "the throwaway cluster is stopped and removed",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "missing `{expected}` in:\n{stdout}"
+        );
+    }
+    let dir = stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("cluster in "))
+        .expect("the demo names its cluster folder");
+    assert!(!Path::new(dir).exists(), "{dir} is left behind");
+    let ps = std::process::Command::new("ps")
+        .args(["-eo", "args"])
+        .output()
+        .expect("ps");
+    // (The cleanup watchdog, a shell loop naming the folder, may linger for a second.)
+    let servers: Vec<String> = String::from_utf8_lossy(&ps.stdout)
+        .lines()
+        .filter(|l| l.contains(dir) && !l.starts_with("sh "))
+        .map(String::from)
+        .collect();
+    assert!(servers.is_empty(), "still running: {servers:?}");
+}

@@ -1,31 +1,28 @@
-//! An ephemeral PostgreSQL for the whole test binary: `initdb` into a temporary folder, a free
-//! port, the Unix socket in that folder, `fsync=off`; run as the `postgres` user when the tests
-//! run as root. Each test gets its own database. A watchdog process stops the server and removes
-//! the folder as soon as the test binary exits, whether the tests passed, failed or were killed.
+//! An ephemeral PostgreSQL for the whole test binary ([`backfill::ephemeral`]: `initdb` into a
+//! temporary folder, a free port, the Unix socket in that folder, `fsync=off`; run as the
+//! `postgres` user when the tests run as root). Each test gets its own database. A watchdog
+//! process stops the server and removes the folder as soon as the test binary exits, whether the
+//! tests passed, failed or were killed.
 //!
 //! `BACKFILL_TEST_DATABASE_URL` points the suite at an existing server instead (a URL to a
 //! database from which `CREATE DATABASE` works).
 
 #![allow(dead_code)]
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
+use backfill::ephemeral::{Cluster, ClusterOptions};
 use tokio_postgres::{Client, NoTls};
 
-/// A running server the tests can create databases on.
+/// The server the tests create their databases on.
 pub struct Server {
-    /// URL of the maintenance database (`postgres`), without a database name swap.
     host: String,
     port: u16,
     user: String,
-    /// The cluster folder when the suite owns the server.
-    pub dir: Option<PathBuf>,
-    /// Folder of the PostgreSQL binaries.
-    pub bin: Option<PathBuf>,
+    /// The suite's own cluster (never dropped: its watchdog removes it when the binary exits).
+    pub cluster: Option<Cluster>,
 }
 
 static SERVER: OnceLock<Result<Server, String>> = OnceLock::new();
@@ -37,53 +34,6 @@ pub fn server() -> &'static Server {
         Ok(s) => s,
         Err(e) => panic!("cannot start the test PostgreSQL: {e}"),
     }
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-}
-
-/// Finds the folder holding `initdb`: on `PATH`, else the newest `/usr/lib/postgresql/*/bin`.
-pub fn find_bin() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("PATH") {
-        for dir in std::env::split_paths(&path) {
-            if dir.join("initdb").is_file() && dir.join("postgres").is_file() {
-                return Some(dir);
-            }
-        }
-    }
-    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .ok()?
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let v = e.file_name().to_string_lossy().parse::<u32>().ok()?;
-            let bin = e.path().join("bin");
-            bin.join("initdb").is_file().then_some((v, bin))
-        })
-        .collect();
-    versions.sort();
-    versions.pop().map(|(_, b)| b)
-}
-
-/// A command for a PostgreSQL binary, as the `postgres` user when we are root.
-pub fn pg_command(bin: &Path, program: &str) -> Command {
-    let exe = bin.join(program);
-    if is_root() {
-        let mut c = Command::new("runuser");
-        c.args(["-u", "postgres", "--"]).arg(exe);
-        c
-    } else {
-        Command::new(exe)
-    }
-}
-
-fn free_port() -> Result<u16, String> {
-    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    l.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
 }
 
 fn start() -> Result<Server, String> {
@@ -98,104 +48,28 @@ fn start() -> Result<Server, String> {
             host,
             port: config.get_ports().first().copied().unwrap_or(5432),
             user: config.get_user().unwrap_or("postgres").to_string(),
-            dir: None,
-            bin: find_bin(),
+            cluster: None,
         });
     }
-    let bin = find_bin().ok_or(
-        "no PostgreSQL binaries (initdb) on PATH or in /usr/lib/postgresql/*/bin: apt-get install -y postgresql",
-    )?;
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let dir = std::env::temp_dir().join(format!("backfill-test-{}-{nanos}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    if is_root() {
-        let ok = Command::new("chown")
-            .args(["-R", "postgres:postgres"])
-            .arg(&dir)
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        if !ok {
-            return Err("cannot chown the cluster folder to the postgres user".into());
-        }
-    }
-    // The watchdog first, so the folder goes away even if initdb or the start fails.
-    let data = dir.join("data");
-    let script = format!(
-        "while kill -0 {pid} 2>/dev/null; do sleep 1; done; {stop} -D '{data}' -m immediate stop >/dev/null 2>&1; rm -rf '{dir}'",
-        pid = std::process::id(),
-        stop = if is_root() {
-            format!("runuser -u postgres -- '{}'", bin.join("pg_ctl").display())
-        } else {
-            format!("'{}'", bin.join("pg_ctl").display())
-        },
-        data = data.display(),
-        dir = dir.display(),
-    );
-    Command::new("sh")
-        .arg("-c")
-        .arg(script)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("watchdog: {e}"))?;
-
-    let out = pg_command(&bin, "initdb")
-        .arg("-D")
-        .arg(&data)
-        .args([
-            "--auth=trust",
-            "-U",
-            "postgres",
-            "--no-sync",
-            "-E",
-            "UTF8",
-            "--locale=C",
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("initdb: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "initdb failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    let port = free_port()?;
-    let options = format!(
-        "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=400 -c shared_buffers=128MB",
-        dir.display()
-    );
-    let status = pg_command(&bin, "pg_ctl")
-        .arg("-D")
-        .arg(&data)
-        .arg("-l")
-        .arg(dir.join("server.log"))
-        .args(["-w", "-t", "60", "-o", &options, "start"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map_err(|e| format!("pg_ctl: {e}"))?;
-    if !status.success() {
-        let log = std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
-        return Err(format!("the server did not start:\n{log}"));
-    }
+    let cluster = Cluster::start(&ClusterOptions {
+        unsafe_fast: true,
+        watchdog: true,
+    })
+    .map_err(|e| e.to_string())?;
+    let config: tokio_postgres::Config = cluster
+        .url("postgres")
+        .parse()
+        .map_err(|e| format!("{e}"))?;
     Ok(Server {
         host: "127.0.0.1".to_string(),
-        port,
+        port: config.get_ports().first().copied().unwrap_or(5432),
         user: "postgres".to_string(),
-        dir: Some(dir),
-        bin: Some(bin),
+        cluster: Some(cluster),
     })
 }
 
 impl Server {
-    /// URL of database `db`.
+    /// Connection string of database `db`.
     pub fn url(&self, db: &str) -> String {
         format!(
             "host={} port={} user={} dbname={db}",

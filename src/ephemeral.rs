@@ -1,0 +1,240 @@
+//! A throwaway PostgreSQL cluster: `initdb` into a temporary folder, a free port on 127.0.0.1,
+//! the Unix socket in that folder, trust authentication. Run as the `postgres` user when the
+//! process is root (PostgreSQL refuses to run as root). Used by `backfill demo` and the tests.
+//!
+//! A watchdog process stops the server and removes the folder as soon as the owning process
+//! exits, however it exits; dropping the [`Cluster`] does the same at once.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::error::{Error, Result};
+
+/// The Debian/Ubuntu package that provides the server binaries.
+pub const SERVER_PACKAGE: &str = "postgresql";
+
+/// How to start a cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    /// `fsync=off` and friends: fast, and fine for data that is thrown away.
+    pub unsafe_fast: bool,
+    /// Stop and remove the cluster when this process exits (false for `demo --keep`).
+    pub watchdog: bool,
+}
+
+/// A running throwaway cluster.
+#[derive(Debug)]
+pub struct Cluster {
+    dir: PathBuf,
+    bin: PathBuf,
+    port: u16,
+    remove_on_drop: bool,
+}
+
+/// Whether this process runs as root.
+pub fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// The folder holding `initdb` and `postgres`: on `PATH`, else the newest
+/// `/usr/lib/postgresql/<version>/bin`.
+pub fn find_bin() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&path) {
+            if dir.join("initdb").is_file() && dir.join("pg_ctl").is_file() {
+                return Some(dir);
+            }
+        }
+    }
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let v = e.file_name().to_string_lossy().parse::<u32>().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("initdb").is_file().then_some((v, bin))
+        })
+        .collect();
+    versions.sort();
+    versions.pop().map(|(_, b)| b)
+}
+
+/// A command running a PostgreSQL binary, as the `postgres` user when we are root.
+pub fn pg_command(bin: &Path, program: &str) -> Command {
+    let exe = bin.join(program);
+    if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(exe);
+        c
+    } else {
+        Command::new(exe)
+    }
+}
+
+fn env_error(message: impl Into<String>) -> Error {
+    Error::Environment(message.into())
+}
+
+impl Cluster {
+    /// Creates and starts a cluster.
+    pub fn start(options: &ClusterOptions) -> Result<Cluster> {
+        let bin = find_bin().ok_or_else(|| {
+            env_error(format!(
+                "no PostgreSQL server binaries (initdb, pg_ctl) on PATH or in /usr/lib/postgresql/*/bin: install them with `apt-get install -y {SERVER_PACKAGE}` (Debian/Ubuntu)"
+            ))
+        })?;
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let dir = std::env::temp_dir().join(format!("backfill-pg-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| env_error(format!("cannot create {}: {e}", dir.display())))?;
+        let root = is_root();
+        if root {
+            let ok = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&dir)
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+            if !ok {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(env_error(
+                    "running as root, but the folder cannot be given to the `postgres` user (is there one?)",
+                ));
+            }
+        }
+        let data = dir.join("data");
+        let pg_ctl = if root {
+            format!("runuser -u postgres -- '{}'", bin.join("pg_ctl").display())
+        } else {
+            format!("'{}'", bin.join("pg_ctl").display())
+        };
+        if options.watchdog {
+            // First, so the folder goes away even if initdb or the start fails.
+            let script = format!(
+                "while kill -0 {pid} 2>/dev/null; do sleep 1; done; {pg_ctl} -D '{data}' -m immediate stop >/dev/null 2>&1; rm -rf '{dir}'",
+                pid = std::process::id(),
+                data = data.display(),
+                dir = dir.display(),
+            );
+            Command::new("sh")
+                .arg("-c")
+                .arg(script)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .map_err(|e| env_error(format!("cannot start the cleanup watchdog: {e}")))?;
+        }
+        let cluster = Cluster {
+            dir,
+            bin,
+            port: free_port()?,
+            remove_on_drop: options.watchdog,
+        };
+        let out = pg_command(&cluster.bin, "initdb")
+            .arg("-D")
+            .arg(&data)
+            .args([
+                "--auth=trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+                "-E",
+                "UTF8",
+                "--locale=C",
+            ])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| env_error(format!("initdb: {e}")))?;
+        if !out.status.success() {
+            return Err(env_error(format!(
+                "initdb failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )));
+        }
+        let mut settings = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=400 -c shared_buffers=128MB",
+            cluster.port,
+            cluster.dir.display()
+        );
+        if options.unsafe_fast {
+            settings.push_str(" -c fsync=off -c synchronous_commit=off -c full_page_writes=off");
+        }
+        let status = pg_command(&cluster.bin, "pg_ctl")
+            .arg("-D")
+            .arg(&data)
+            .arg("-l")
+            .arg(cluster.dir.join("server.log"))
+            .args(["-w", "-t", "60", "-o", &settings, "start"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map_err(|e| env_error(format!("pg_ctl: {e}")))?;
+        if !status.success() {
+            let log = std::fs::read_to_string(cluster.dir.join("server.log")).unwrap_or_default();
+            return Err(env_error(format!("the server did not start:\n{log}")));
+        }
+        Ok(cluster)
+    }
+
+    /// A libpq connection string for database `db` (no password: trust authentication).
+    pub fn url(&self, db: &str) -> String {
+        format!(
+            "host=127.0.0.1 port={} user=postgres dbname={db}",
+            self.port
+        )
+    }
+
+    /// The same as a `postgres://` URL.
+    pub fn uri(&self, db: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+    }
+
+    /// The cluster's folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The folder of the server binaries.
+    pub fn bin(&self) -> &Path {
+        &self.bin
+    }
+
+    /// Stops the server (fast shutdown).
+    pub fn stop(&self) {
+        let _ = pg_command(&self.bin, "pg_ctl")
+            .arg("-D")
+            .arg(self.dir.join("data"))
+            .args(["-m", "fast", "-w", "stop"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if self.remove_on_drop {
+            self.stop();
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+fn free_port() -> Result<u16> {
+    let l = TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| env_error(format!("no free port on 127.0.0.1: {e}")))?;
+    l.local_addr()
+        .map(|a| a.port())
+        .map_err(|e| env_error(format!("no free port on 127.0.0.1: {e}")))
+}
