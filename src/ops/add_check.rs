@@ -6,8 +6,8 @@
 use serde::Deserialize;
 
 use super::{
-    uses, Assign, Contract, Ctx, Effects, ExprCheck, Forward, LockLevel, Operation, Problems,
-    Rollback, Statement, Sync,
+    drop_constraint, uses, validate_constraint, Assign, Contract, Ctx, Effects, ExprCheck, Forward,
+    LockLevel, Operation, Problems, Rollback, Statement, Sync,
 };
 use crate::plan::{ExprMap, FieldPath};
 use crate::sql::Ident;
@@ -131,13 +131,7 @@ impl Operation for AddCheck {
 
     fn contract(&self, ctx: &Ctx<'_>) -> Contract {
         Contract {
-            validate: vec![Statement::new(
-                LockLevel::ShareUpdateExclusive,
-                ctx.alter(format_args!(
-                    "VALIDATE CONSTRAINT {}",
-                    Ident::new(&self.name)
-                )),
-            )],
+            validate: vec![validate_constraint(ctx, &Ident::new(&self.name))],
             switch: Vec::new(),
         }
     }
@@ -145,13 +139,7 @@ impl Operation for AddCheck {
     fn rollback(&self, ctx: &Ctx<'_>) -> Rollback {
         Rollback {
             indexes: Vec::new(),
-            statements: vec![Statement::new(
-                LockLevel::AccessExclusive,
-                ctx.alter(format_args!(
-                    "DROP CONSTRAINT IF EXISTS {}",
-                    Ident::new(&self.name)
-                )),
-            )],
+            statements: vec![drop_constraint(ctx, &Ident::new(&self.name))],
         }
     }
 }

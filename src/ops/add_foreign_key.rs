@@ -5,11 +5,11 @@
 use serde::Deserialize;
 
 use super::{
-    check_column_list, uses, Contract, Ctx, Effects, LockLevel, Operation, Problems, Reference,
-    Rollback, Statement,
+    check_column_list, column_list, drop_constraint, uses, validate_constraint, Contract, Ctx,
+    Effects, LockLevel, Operation, Problems, Reference, Rollback, Statement,
 };
 use crate::plan::FieldPath;
-use crate::sql::{ident_list, Ident, QualifiedName};
+use crate::sql::{Ident, QualifiedName};
 
 /// The referenced side of a foreign key.
 #[derive(Debug, Clone, Deserialize)]
@@ -68,16 +68,9 @@ impl Operation for AddForeignKey {
     fn summary(&self) -> String {
         format!(
             "add foreign key ({}) references {} ({})",
-            ident_list(&self.columns.iter().map(Ident::new).collect::<Vec<_>>()),
+            column_list(&self.columns),
             self.references.table,
-            ident_list(
-                &self
-                    .references
-                    .columns
-                    .iter()
-                    .map(Ident::new)
-                    .collect::<Vec<_>>()
-            ),
+            column_list(&self.references.columns),
         )
     }
 
@@ -146,15 +139,8 @@ impl Operation for AddForeignKey {
         let mut sql = format!(
             "ADD CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {target} ({})",
             self.constraint(ctx),
-            ident_list(&self.columns.iter().map(Ident::new).collect::<Vec<_>>()),
-            ident_list(
-                &self
-                    .references
-                    .columns
-                    .iter()
-                    .map(Ident::new)
-                    .collect::<Vec<_>>()
-            ),
+            column_list(&self.columns),
+            column_list(&self.references.columns),
         );
         for (clause, value) in [
             ("ON DELETE", &self.on_delete),
@@ -170,10 +156,7 @@ impl Operation for AddForeignKey {
 
     fn contract(&self, ctx: &Ctx<'_>) -> Contract {
         Contract {
-            validate: vec![Statement::new(
-                LockLevel::ShareUpdateExclusive,
-                ctx.alter(format_args!("VALIDATE CONSTRAINT {}", self.constraint(ctx))),
-            )],
+            validate: vec![validate_constraint(ctx, &self.constraint(ctx))],
             switch: Vec::new(),
         }
     }
@@ -181,13 +164,7 @@ impl Operation for AddForeignKey {
     fn rollback(&self, ctx: &Ctx<'_>) -> Rollback {
         Rollback {
             indexes: Vec::new(),
-            statements: vec![Statement::new(
-                LockLevel::AccessExclusive,
-                ctx.alter(format_args!(
-                    "DROP CONSTRAINT IF EXISTS {}",
-                    self.constraint(ctx)
-                )),
-            )],
+            statements: vec![drop_constraint(ctx, &self.constraint(ctx))],
         }
     }
 }

@@ -471,10 +471,7 @@ impl NotNullViaCheck {
 
     /// Contract, validation group.
     pub fn validate(&self, ctx: &Ctx<'_>) -> Statement {
-        Statement::new(
-            LockLevel::ShareUpdateExclusive,
-            ctx.alter(format_args!("VALIDATE CONSTRAINT {}", self.constraint)),
-        )
+        validate_constraint(ctx, &self.constraint)
     }
 
     /// Contract, switch group.
@@ -518,6 +515,28 @@ pub fn drop_column(ctx: &Ctx<'_>, name: &str) -> Statement {
         LockLevel::AccessExclusive,
         ctx.alter(format_args!("DROP COLUMN IF EXISTS {}", Ident::new(name))),
     )
+}
+
+/// `ALTER TABLE ... VALIDATE CONSTRAINT`: scans under `SHARE UPDATE EXCLUSIVE`, so reads and
+/// writes go on (a foreign key also takes `ROW SHARE` on the referenced table).
+pub fn validate_constraint(ctx: &Ctx<'_>, name: &Ident) -> Statement {
+    Statement::new(
+        LockLevel::ShareUpdateExclusive,
+        ctx.alter(format_args!("VALIDATE CONSTRAINT {name}")),
+    )
+}
+
+/// `ALTER TABLE ... DROP CONSTRAINT IF EXISTS` (metadata only).
+pub fn drop_constraint(ctx: &Ctx<'_>, name: &Ident) -> Statement {
+    Statement::new(
+        LockLevel::AccessExclusive,
+        ctx.alter(format_args!("DROP CONSTRAINT IF EXISTS {name}")),
+    )
+}
+
+/// `"a", "b"` for a list of column names.
+pub fn column_list(columns: &[String]) -> String {
+    crate::sql::ident_list(&columns.iter().map(Ident::new).collect::<Vec<_>>())
 }
 
 /// Checks that `columns` is a non-empty list of non-empty names without repeats.
