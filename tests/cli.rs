@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::support::{backfill_cmd, rows, TestDb};
+use crate::support::{backfill_cmd, backfill_ok, rows, TestDb};
 
 fn example(name: &str) -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -22,14 +22,7 @@ async fn plan_shows_phases_locks_and_release_gates() {
         .await
         .expect("schema");
     let plan = example("0001_split_full_name.toml");
-    let out = backfill_cmd(&["plan", &plan, "--release", "1.4.0"], Some(&db.url));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = backfill_ok(&["plan", &plan, "--release", "1.4.0"], Some(&db.url));
     assert!(
         stdout.contains("expand (due at 1.4.0 (from 1.4.0))"),
         "{stdout}"
@@ -44,8 +37,7 @@ async fn plan_shows_phases_locks_and_release_gates() {
         "{stdout}"
     );
 
-    let out = backfill_cmd(&["plan", &plan, "--sql"], Some(&db.url));
-    let sql = String::from_utf8_lossy(&out.stdout);
+    let sql = backfill_ok(&["plan", &plan, "--sql"], Some(&db.url));
     assert!(sql.contains("-- lock: ACCESS EXCLUSIVE\nALTER TABLE \"public\".\"users\" DROP COLUMN IF EXISTS \"full_name\";"), "{sql}");
 
     let out = backfill_cmd(
@@ -104,14 +96,7 @@ fn a_connection_failure_never_prints_the_password() {
 
 #[test]
 fn the_demo_runs_every_phase_and_leaves_nothing_behind() {
-    let out = backfill_cmd(&["demo", "--rows", "5000"], None);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = backfill_ok(&["demo", "--rows", "5000"], None);
     for expected in [
         "release 1.4.0",
         "verify     0 rows out of sync",

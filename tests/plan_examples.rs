@@ -6,7 +6,7 @@ use std::path::Path;
 use backfill::ops::KINDS;
 use backfill::plan::load_all;
 
-use crate::support::{backfill_cmd, TestDb};
+use crate::support::{backfill_ok, TestDb};
 
 /// The schema the examples are written for.
 pub const EXAMPLE_SCHEMA: &str = include_str!("../plans/schema.sql");
@@ -26,14 +26,7 @@ async fn every_example_plan_is_valid_against_the_example_schema() {
     let db = TestDb::new("examples").await;
     let client = db.connect().await;
     client.batch_execute(EXAMPLE_SCHEMA).await.expect("schema");
-    let out = backfill_cmd(&["validate", &dir.to_string_lossy()], Some(&db.url));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = backfill_ok(&["validate", &dir.to_string_lossy()], Some(&db.url));
     assert_eq!(
         stdout.lines().filter(|l| l.starts_with("ok ")).count(),
         plans.len(),

@@ -157,6 +157,20 @@ pub fn backfill_cmd(args: &[&str], database_url: Option<&str>) -> Output {
     cmd.output().expect("run the backfill binary")
 }
 
+/// Runs the `backfill` binary, asserts it exits 0 (showing its output when not), and returns
+/// its standard output.
+pub fn backfill_ok(args: &[&str], database_url: Option<&str>) -> String {
+    let out = backfill_cmd(args, database_url);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "backfill {args:?}:\n{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 /// A snapshot of everything a user would compare after a rollback: the table's columns,
 /// constraints, indexes and triggers, the functions and tables outside the system schemas, and
 /// every row.
