@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crate::db::ConnectionSpec;
 use crate::ephemeral::{Cluster, ClusterOptions};
 use crate::error::{Error, Result};
-use crate::executor::{backfill_in_one_statement, run_step, ExecOptions};
+use crate::executor::{backfill_in_one_statement, count_out_of_sync, run_steps, ExecOptions};
 use crate::plan::Plan;
 use crate::planner::{Phase, PlannerOptions};
 use crate::validate::validate;
@@ -19,6 +19,13 @@ use crate::validate::validate;
 pub const SCHEMA: &str = include_str!("../plans/schema.sql");
 /// The plan the demo runs.
 pub const PLAN: &str = include_str!("../plans/0001_split_full_name.toml");
+/// The first and last names of seeded row `g`, as SQL over `g`: the seed writes them into
+/// `full_name` and the final check expects them back in `first_name` and `last_name`.
+const FIRST_NAME: &str =
+    "(ARRAY['Ada','Alan','Grace','Edsger','Barbara','Donald','Ken','Frances'])[1 + g % 8]";
+const LAST_NAME: &str =
+    "(ARRAY['Lovelace','Turing','Hopper','Dijkstra','Liskov','Knuth','Thompson','Allen'])[1 + (g / 8) % 8]";
+
 /// Rows seeded by default.
 pub const DEFAULT_ROWS: u64 = 1_000_000;
 
@@ -68,11 +75,11 @@ pub async fn run(options: &DemoOptions) -> Result<()> {
         .map_err(|e| Error::db("creating the demo tables", &e))?;
     client
         .execute(
-            "INSERT INTO users (full_name, email, age)
-             SELECT (ARRAY['Ada','Alan','Grace','Edsger','Barbara','Donald','Ken','Frances'])[1 + g % 8]
-                    || ' ' || (ARRAY['Lovelace','Turing','Hopper','Dijkstra','Liskov','Knuth','Thompson','Allen'])[1 + (g / 8) % 8],
-                    'user' || g || '@example.com', 18 + g % 60
-               FROM generate_series(1, $1::bigint) g",
+            &format!(
+                "INSERT INTO users (full_name, email, age)
+                 SELECT {FIRST_NAME} || ' ' || {LAST_NAME}, 'user' || g || '@example.com', 18 + g % 60
+                   FROM generate_series(1, $1::bigint) g"
+            ),
             &[&(options.rows as i64)],
         )
         .await
@@ -117,27 +124,18 @@ pub async fn run(options: &DemoOptions) -> Result<()> {
                     backfill_time = t.elapsed();
                 }
             } else {
-                for (i, step) in schedule.phase(phase).iter().enumerate() {
-                    run_step(
-                        &mut client,
-                        step,
-                        &schedule.table.to_string(),
-                        &exec,
-                        &format!("{phase} step {}", i + 1),
-                    )
-                    .await?;
-                }
+                run_steps(
+                    &mut client,
+                    &schedule,
+                    schedule.phase(phase),
+                    &phase.to_string(),
+                    &exec,
+                )
+                .await?;
             }
             say(format!("  {phase:<10} done in {}", secs(t.elapsed())));
             if phase == Phase::Backfill {
-                let out_of_sync: i64 = match &schedule.backfill {
-                    Some(b) => client
-                        .query_one(&b.count_out_of_sync_sql(), &[])
-                        .await
-                        .map_err(|e| Error::db("verifying", &e))?
-                        .get(0),
-                    None => 0,
-                };
+                let out_of_sync = count_out_of_sync(&client, &schedule).await?;
                 say(format!("  verify     {out_of_sync} rows out of sync"));
                 if out_of_sync != 0 {
                     return Err(Error::Environment(format!(
@@ -151,9 +149,11 @@ pub async fn run(options: &DemoOptions) -> Result<()> {
     // Every row, checked against the mapping.
     let wrong: i64 = client
         .query_one(
-            "SELECT count(*) FROM users
-              WHERE first_name IS DISTINCT FROM (ARRAY['Ada','Alan','Grace','Edsger','Barbara','Donald','Ken','Frances'])[1 + id % 8]
-                 OR last_name IS DISTINCT FROM (ARRAY['Lovelace','Turing','Hopper','Dijkstra','Liskov','Knuth','Thompson','Allen'])[1 + (id / 8) % 8]",
+            // Row `id` was seeded as row `g = id` of the fresh table's sequence.
+            &format!(
+                "SELECT count(*) FROM (SELECT first_name, last_name, id AS g FROM users) u
+                  WHERE first_name IS DISTINCT FROM {FIRST_NAME} OR last_name IS DISTINCT FROM {LAST_NAME}"
+            ),
             &[],
         )
         .await

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio_postgres::Client;
 
 use crate::error::{Error, Result};
-use crate::planner::{BackfillSpec, Step, StepMode};
+use crate::planner::{BackfillSpec, Schedule, Step, StepMode};
 
 /// SQLSTATEs worth retrying: the statement lost a race, not an argument.
 pub const RETRYABLE: &[&str] = &[
@@ -72,6 +72,41 @@ pub async fn run_step(
             other => return other,
         }
     }
+}
+
+/// Runs `steps` of `schedule` in order (a phase's steps, or the rollback); `what` names them in
+/// errors (`expand` gives `expand step 2`).
+pub async fn run_steps(
+    client: &mut Client,
+    schedule: &Schedule,
+    steps: &[Step],
+    what: &str,
+    options: &ExecOptions,
+) -> Result<()> {
+    let table = schedule.table.to_string();
+    for (i, step) in steps.iter().enumerate() {
+        run_step(
+            client,
+            step,
+            &table,
+            options,
+            &format!("{what} step {}", i + 1),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Rows the backfill would still change (read-only); 0 for a plan without a backfill.
+pub async fn count_out_of_sync(client: &Client, schedule: &Schedule) -> Result<i64> {
+    let Some(b) = &schedule.backfill else {
+        return Ok(0);
+    };
+    let row = client
+        .query_one(&b.count_out_of_sync_sql(), &[])
+        .await
+        .map_err(|e| Error::db(format!("counting rows out of sync in {}", b.table), &e))?;
+    Ok(row.get(0))
 }
 
 fn is_retryable(e: &Error) -> bool {

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use backfill::executor::{backfill_in_one_statement, run_step, ExecOptions};
+use backfill::executor::{backfill_in_one_statement, count_out_of_sync, run_steps, ExecOptions};
 use backfill::plan::Plan;
 use backfill::planner::{Phase, PlannerOptions, Schedule};
 use backfill::validate::validate;
@@ -39,31 +39,21 @@ fn exec() -> ExecOptions {
 }
 
 async fn apply(client: &mut Client, schedule: &Schedule, phase: Phase) {
-    for (i, step) in schedule.phase(phase).iter().enumerate() {
-        run_step(
-            client,
-            step,
-            &schedule.table.to_string(),
-            &exec(),
-            &format!("{phase} step {}", i + 1),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{phase} step {}: {e}\n{:#?}", i + 1, step));
-    }
+    run_steps(
+        client,
+        schedule,
+        schedule.phase(phase),
+        &phase.to_string(),
+        &exec(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
 }
 
 async fn apply_rollback(client: &mut Client, schedule: &Schedule) {
-    for (i, step) in schedule.rollback.iter().enumerate() {
-        run_step(
-            client,
-            step,
-            &schedule.table.to_string(),
-            &exec(),
-            &format!("rollback step {}", i + 1),
-        )
+    run_steps(client, schedule, &schedule.rollback, "rollback", &exec())
         .await
-        .unwrap_or_else(|e| panic!("rollback step {}: {e}", i + 1));
-    }
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 async fn plan_for(client: &mut Client, text: &str) -> Schedule {
@@ -75,14 +65,9 @@ async fn plan_for(client: &mut Client, text: &str) -> Schedule {
 }
 
 async fn out_of_sync(client: &Client, schedule: &Schedule) -> i64 {
-    match &schedule.backfill {
-        Some(b) => client
-            .query_one(&b.count_out_of_sync_sql(), &[])
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
-            .get(0),
-        None => 0,
-    }
+    count_out_of_sync(client, schedule)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 async fn contract_path(s: &Scenario) {
