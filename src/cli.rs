@@ -37,6 +37,13 @@ pub enum Command {
         after_help = "Examples:\n  backfill plan plans/0001_split_full_name.toml --release 1.4.0\n  backfill plan plans/ --sql > migration.sql"
     )]
     Plan(PlanArgs),
+    /// Run a plan's phase against the database. `--phase backfill` moves the data: a throttled
+    /// pool of workers walks the table by key in short chunks, each committed with its
+    /// checkpoint; rerun the same command to resume after a crash or Ctrl-C.
+    #[command(
+        after_help = "Examples:\n  backfill run plans/0001_split_full_name.toml --phase backfill\n  backfill run plans/0001_split_full_name.toml --phase backfill --workers 8 --max-rows-per-second 20000 --progress plain"
+    )]
+    Run(RunArgs),
     /// Run the example plan on a throwaway PostgreSQL with a seeded table, through every phase,
     /// and check every row. Needs the PostgreSQL server binaries (package `postgresql`).
     #[command(after_help = "Examples:\n  backfill demo\n  backfill demo --rows 100000 --keep")]
@@ -52,6 +59,45 @@ pub struct DemoArgs {
     /// Keep the cluster running at the end and print its URL.
     #[arg(long)]
     pub keep: bool,
+}
+
+/// The phases `run` can run on their own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RunPhase {
+    /// Move the data (after expand and dual-write).
+    Backfill,
+}
+
+/// `backfill run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Plan files or folders of plans (run in file-name order).
+    #[arg(required = true)]
+    pub plans: Vec<PathBuf>,
+    /// The phase to run.
+    #[arg(long, value_enum)]
+    pub phase: RunPhase,
+    /// Workers (overrides the plan's `workers`).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::plan::defaults::MAX_WORKERS)))]
+    pub workers: Option<u32>,
+    /// First batch size (overrides the plan's `batch_size`).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch_size: Option<u32>,
+    /// Rate limit in rows per second, 0 for none (overrides the plan's).
+    #[arg(long)]
+    pub max_rows_per_second: Option<u64>,
+    /// Continue a backfill whose plan file changed since it started.
+    #[arg(long)]
+    pub force: bool,
+    /// How to show progress (`json`: one object per event on stdout).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub progress: crate::progress::Mode,
+    /// Same as `--progress json`.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub db: DbArgs,
 }
 
 /// Where the database is.
@@ -101,6 +147,7 @@ pub async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Validate(args) => validate_cmd(args).await,
         Command::Plan(args) => plan_cmd(args).await,
+        Command::Run(args) => crate::run::run_cmd(args).await,
         Command::Demo(args) => {
             crate::demo::run(&crate::demo::DemoOptions {
                 rows: args.rows,
@@ -111,7 +158,7 @@ pub async fn run(cli: Cli) -> Result<()> {
     }
 }
 
-fn connection(db: &DbArgs) -> Result<Option<ConnectionSpec>> {
+pub(crate) fn connection(db: &DbArgs) -> Result<Option<ConnectionSpec>> {
     db.database_url
         .as_deref()
         .map(ConnectionSpec::parse)

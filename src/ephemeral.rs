@@ -186,6 +186,27 @@ impl Cluster {
         Ok(cluster)
     }
 
+    /// Restarts the server the hard way (`-m immediate`: every backend is killed, and the
+    /// server recovers from its WAL on start), as a crash and a restart would: for fault tests.
+    pub fn restart(&self) -> Result<()> {
+        let status = pg_command(&self.bin, "pg_ctl")
+            .arg("-D")
+            .arg(self.dir.join("data"))
+            .arg("-l")
+            .arg(self.dir.join("server.log"))
+            .args(["-m", "immediate", "-w", "-t", "60", "restart"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map_err(|e| env_error(format!("pg_ctl: {e}")))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(env_error("pg_ctl restart failed".to_string()))
+        }
+    }
+
     /// A libpq connection string for database `db` (no password: trust authentication).
     pub fn url(&self, db: &str) -> String {
         format!(

@@ -122,14 +122,55 @@ pub enum Error {
         /// The lock timeout of each attempt.
         lock_timeout_ms: u64,
     },
+
+    /// The backfill stopped on a row whose new value cannot be computed or written.
+    #[error("backfill of {table} stopped at the row with {key}: {message}. Rows before it are done and checkpointed; fix that row or the plan's expression and run the same command again")]
+    Data {
+        /// The table.
+        table: String,
+        /// The offending row's key, as `id = 42`.
+        key: String,
+        /// PostgreSQL's message with its SQLSTATE.
+        message: String,
+        /// The SQLSTATE.
+        code: Option<String>,
+    },
+
+    /// The plan file changed since its backfill started.
+    #[error("plan `{plan}` ({file}) changed since its backfill started (checksum {recorded}, now {now}); the rows done so far were computed by the old plan. Revert the file, or rerun with --force to continue from the checkpoints with the new plan")]
+    PlanChanged {
+        /// The plan.
+        plan: String,
+        /// Its file.
+        file: String,
+        /// The checksum recorded when the backfill started.
+        recorded: String,
+        /// The file's checksum now.
+        now: String,
+    },
+
+    /// Stopped by Ctrl-C (or SIGTERM) after the chunks in flight committed.
+    #[error(
+        "interrupted: {progress}; every finished chunk is checkpointed. Resume with: {resume}"
+    )]
+    Interrupted {
+        /// Rows done of the estimate.
+        progress: String,
+        /// The command that resumes.
+        resume: String,
+    },
 }
 
 impl Error {
     /// The process exit code for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Plan(_) | Error::Usage(_) | Error::Io { .. } => EXIT_BAD_INPUT,
+            Error::Plan(_) | Error::Usage(_) | Error::Io { .. } | Error::PlanChanged { .. } => {
+                EXIT_BAD_INPUT
+            }
+            Error::Interrupted { .. } => EXIT_INTERRUPTED,
             Error::Connect(_)
+            | Error::Data { .. }
             | Error::Database { .. }
             | Error::LockTimeout { .. }
             | Error::Environment(_) => EXIT_FAILED,
@@ -166,7 +207,7 @@ impl Error {
     /// The SQLSTATE of a database error, if any.
     pub fn sqlstate(&self) -> Option<&str> {
         match self {
-            Error::Database { code, .. } => code.as_deref(),
+            Error::Database { code, .. } | Error::Data { code, .. } => code.as_deref(),
             _ => None,
         }
     }

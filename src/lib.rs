@@ -11,19 +11,25 @@
 //! - [`validate`]: the plan against the live catalog, expressions compiled in a transaction
 //!   that is rolled back;
 //! - [`executor`]: runs a schedule's steps under `lock_timeout`, retrying lock timeouts;
+//! - [`engine`]: the backfill: segments, workers, keyset chunks with their checkpoints in
+//!   [`state`], throttle and adaptive batches; [`progress`] shows its events;
 //! - [`cli`]: the command line; [`demo`] and [`ephemeral`]: the demo on a throwaway cluster;
 //! - [`sql`], [`version`], [`error`]: quoting and names, release order, error types.
 
 pub mod cli;
 pub mod db;
 pub mod demo;
+pub mod engine;
 pub mod ephemeral;
 pub mod error;
 pub mod executor;
 pub mod ops;
 pub mod plan;
 pub mod planner;
+pub mod progress;
+pub mod run;
 pub mod sql;
+pub mod state;
 pub mod validate;
 pub mod version;
 

@@ -25,6 +25,10 @@ pub mod defaults {
     /// The chunk duration the batch size adapts toward: short enough that a chunk's row locks
     /// never hold up the application noticeably.
     pub const TARGET_CHUNK_TIME: Duration = Duration::from_millis(250);
+    /// The smallest chunk.
+    pub const MIN_BATCH_SIZE: u32 = 10;
+    /// The largest chunk: bounds how many rows one chunk locks at once.
+    pub const MAX_BATCH_SIZE: u32 = 20_000;
     /// Concurrent workers.
     pub const WORKERS: u32 = 4;
     /// How long a DDL statement or a chunk waits for a lock before giving up and retrying, so
@@ -103,6 +107,10 @@ impl fmt::Display for FieldPath {
 pub struct BackfillSettings {
     /// Rows in the first chunk.
     pub batch_size: u32,
+    /// The smallest chunk the batch size adapts (or shrinks after a failed chunk) to.
+    pub min_batch_size: u32,
+    /// The largest chunk the batch size adapts to.
+    pub max_batch_size: u32,
     /// The chunk duration the batch size adapts toward.
     #[serde(with = "duration")]
     pub target_chunk_time: Duration,
@@ -124,6 +132,8 @@ impl Default for BackfillSettings {
     fn default() -> Self {
         BackfillSettings {
             batch_size: defaults::BATCH_SIZE,
+            min_batch_size: defaults::MIN_BATCH_SIZE,
+            max_batch_size: defaults::MAX_BATCH_SIZE,
             target_chunk_time: defaults::TARGET_CHUNK_TIME,
             workers: defaults::WORKERS,
             max_rows_per_second: 0,
@@ -302,8 +312,23 @@ impl Plan {
 
 fn check_settings(s: &BackfillSettings, problems: &mut Problems) {
     let at = |k: &str| FieldPath::of("backfill").key(k);
-    if s.batch_size == 0 {
-        problems.add(at("batch_size"), "must be at least 1");
+    if s.min_batch_size == 0 {
+        problems.add(at("min_batch_size"), "must be at least 1");
+    }
+    if s.max_batch_size < s.min_batch_size {
+        problems.add(
+            at("max_batch_size"),
+            format!("must be at least min_batch_size ({})", s.min_batch_size),
+        );
+    }
+    if s.batch_size < s.min_batch_size || s.batch_size > s.max_batch_size {
+        problems.add(
+            at("batch_size"),
+            format!(
+                "must be between min_batch_size ({}) and max_batch_size ({})",
+                s.min_batch_size, s.max_batch_size
+            ),
+        );
     }
     if s.workers == 0 || s.workers > defaults::MAX_WORKERS {
         problems.add(

@@ -171,14 +171,30 @@ impl BackfillSpec {
         )
     }
 
-    /// One statement that brings the rows matching `filter` (a condition over `_bf_t`, e.g. a
-    /// keyset range) in sync, saves the overwritten in-place values, and returns the number of
-    /// rows changed. Rows are locked (`FOR UPDATE`) only when they need a change, so a rerun
-    /// over finished rows writes nothing; the lock makes the computed values those of the row
-    /// version that is updated, whatever the application writes concurrently.
-    pub fn update_sql(&self, filter: Option<&str>) -> String {
+    /// Data-modifying CTEs (to follow `WITH`) that bring the rows matching `filter` (a
+    /// condition over `_bf_t`, e.g. a keyset range) in sync; the last one, `_bf_changed`,
+    /// returns one row per row changed.
+    ///
+    /// Without in-place columns it is a plain `UPDATE` whose new values and out-of-sync test are
+    /// correlated subqueries on the row: a row the application changes concurrently is re-read
+    /// by PostgreSQL (`EvalPlanQual`) and both are computed again on its latest version, and
+    /// only rows that differ are locked and written, so a rerun over finished rows writes
+    /// nothing. With in-place columns the old values must be saved to the undo table, which a
+    /// plain `UPDATE` cannot return: the rows out of sync are first locked (`FOR UPDATE`, which
+    /// also re-reads a concurrently changed row), then updated and saved.
+    pub fn update_ctes(&self, filter: &str) -> String {
+        let Some(undo) = &self.undo_table else {
+            return format!(
+                "_bf_changed AS (\n  UPDATE {table} AS {ROW}\n     SET ({cols}) = (SELECT {news} FROM ({compute}) AS {NEW_ROW})\n   WHERE ({filter})\n     AND EXISTS (SELECT FROM ({compute}) AS {NEW_ROW} WHERE {out})\n  RETURNING 1\n)",
+                table = self.table,
+                cols = ident_list(&self.targets),
+                news = qualified_list(NEW_ROW, &self.targets),
+                compute = self.compute,
+                out = self.out_of_sync(),
+            );
+        };
         let mut sql = format!(
-            "WITH _bf_src AS (\n  SELECT {keys}, {news}{befores}\n    FROM {table} AS {ROW}\n    CROSS JOIN LATERAL ({compute}) AS {NEW_ROW}\n   WHERE {filter}{out}\n     FOR UPDATE OF {ROW}\n),\n_bf_changed AS (\n  UPDATE {table} AS _bf_u\n     SET {sets}\n    FROM _bf_src\n   WHERE ROW({ukeys}) = ROW({skeys})\n  RETURNING _bf_src.*\n)",
+            "_bf_src AS (\n  SELECT {keys}, {news}{befores}\n    FROM {table} AS {ROW}\n    CROSS JOIN LATERAL ({compute}) AS {NEW_ROW}\n   WHERE ({filter}) AND {out}\n     FOR UPDATE OF {ROW}\n),\n_bf_changed AS (\n  UPDATE {table} AS _bf_u\n     SET {sets}\n    FROM _bf_src\n   WHERE ROW({ukeys}) = ROW({skeys})\n  RETURNING _bf_src.*\n)",
             keys = qualified_list(ROW, &self.key),
             news = qualified_list(NEW_ROW, &self.targets),
             befores = self
@@ -188,7 +204,6 @@ impl BackfillSpec {
                 .collect::<String>(),
             table = self.table,
             compute = self.compute,
-            filter = filter.map(|f| format!("({f}) AND ")).unwrap_or_default(),
             out = self.out_of_sync(),
             sets = self
                 .targets
@@ -199,42 +214,48 @@ impl BackfillSpec {
             ukeys = qualified_list("_bf_u", &self.key),
             skeys = qualified_list("_bf_src", &self.key),
         );
-        if let Some(undo) = &self.undo_table {
-            let cols: Vec<Ident> = self
-                .key
-                .iter()
-                .cloned()
-                .chain(
-                    self.in_place
-                        .iter()
-                        .flat_map(|c| [c.before.clone(), c.after.clone()]),
-                )
-                .collect();
-            let values: Vec<String> = self
-                .key
-                .iter()
-                .map(|k| k.to_string())
-                .chain(
-                    self.in_place
-                        .iter()
-                        .flat_map(|c| [c.before.to_string(), c.column.to_string()]),
-                )
-                .collect();
-            let keep_latest: Vec<String> = self
-                .in_place
-                .iter()
-                .map(|c| format!("{a} = EXCLUDED.{a}", a = c.after))
-                .collect();
-            sql.push_str(&format!(
-                ",\n_bf_undo AS (\n  INSERT INTO {undo} ({cols})\n  SELECT {values} FROM _bf_changed\n  ON CONFLICT ({key}) DO UPDATE SET {keep}\n)",
-                cols = ident_list(&cols),
-                values = values.join(", "),
-                key = ident_list(&self.key),
-                keep = keep_latest.join(", "),
-            ));
-        }
-        sql.push_str("\nSELECT count(*) FROM _bf_changed");
+        let cols: Vec<Ident> = self
+            .key
+            .iter()
+            .cloned()
+            .chain(
+                self.in_place
+                    .iter()
+                    .flat_map(|c| [c.before.clone(), c.after.clone()]),
+            )
+            .collect();
+        let values: Vec<String> = self
+            .key
+            .iter()
+            .map(|k| k.to_string())
+            .chain(
+                self.in_place
+                    .iter()
+                    .flat_map(|c| [c.before.to_string(), c.column.to_string()]),
+            )
+            .collect();
+        let keep_latest: Vec<String> = self
+            .in_place
+            .iter()
+            .map(|c| format!("{a} = EXCLUDED.{a}", a = c.after))
+            .collect();
+        sql.push_str(&format!(
+            ",\n_bf_undo AS (\n  INSERT INTO {undo} ({cols})\n  SELECT {values} FROM _bf_changed\n  ON CONFLICT ({key}) DO UPDATE SET {keep}\n)",
+            cols = ident_list(&cols),
+            values = values.join(", "),
+            key = ident_list(&self.key),
+            keep = keep_latest.join(", "),
+        ));
         sql
+    }
+
+    /// One statement that brings the rows matching `filter` in sync (see [`Self::update_ctes`])
+    /// and returns the number of rows changed.
+    pub fn update_sql(&self, filter: Option<&str>) -> String {
+        format!(
+            "WITH {}\nSELECT count(*) FROM _bf_changed",
+            self.update_ctes(filter.unwrap_or("true"))
+        )
     }
 
     /// Counts rows out of sync (read-only).
@@ -377,6 +398,38 @@ pub fn transition_table(plan: &Plan, catalog: &TableInfo) -> TableInfo {
         }
     }
     table
+}
+
+/// Columns the plan's expand creates.
+fn created_columns(plan: &Plan) -> Vec<String> {
+    plan.operations
+        .iter()
+        .flat_map(|o| o.op().effects().creates.into_iter().map(|c| c.name))
+        .collect()
+}
+
+/// The catalog as it was before the plan's expand ran: without the columns expand creates.
+/// The planner builds the same schedule from it after expand as before, so a later process
+/// (the backfill, the contract) runs exactly the SQL the first one planned.
+pub fn catalog_before_expand(plan: &Plan, catalog: &TableInfo) -> TableInfo {
+    let created = created_columns(plan);
+    let mut table = catalog.clone();
+    table.columns.retain(|c| !created.contains(&c.name));
+    table
+}
+
+/// Columns the plan's expand creates that the table does not have: non-empty while expand has
+/// not run.
+pub fn missing_after_expand(plan: &Plan, catalog: &TableInfo) -> Vec<String> {
+    created_columns(plan)
+        .into_iter()
+        .filter(|c| catalog.column(c).is_none())
+        .collect()
+}
+
+/// The name of the plan's dual-write trigger.
+pub fn trigger_name(plan: &Plan, table: &QualifiedName) -> Ident {
+    trigger_names(plan, table).1
 }
 
 /// Checks the plan against the live catalog of its table: the key, every column named, and

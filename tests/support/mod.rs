@@ -190,3 +190,107 @@ pub async fn snapshot(client: &Client, table: &str, key: &str) -> Vec<String> {
     }
     out
 }
+
+static STAGED: AtomicUsize = AtomicUsize::new(0);
+
+/// A plan written to a temporary folder and staged on a test database: validated, and its
+/// expand and dual-write phases applied, ready for `backfill run --phase backfill`. The folder
+/// goes away on drop.
+pub struct Staged {
+    /// The folder.
+    pub dir: std::path::PathBuf,
+    /// The plan file.
+    pub path: std::path::PathBuf,
+    /// The schedule the plan was staged with.
+    pub schedule: backfill::planner::Schedule,
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Staged {
+    /// The plan file as an argument.
+    pub fn arg(&self) -> String {
+        self.path.display().to_string()
+    }
+}
+
+/// Writes `plan` as `<name>.toml`, validates it against `db` and runs expand and dual-write.
+pub async fn stage(db: &TestDb, name: &str, plan: &str) -> Staged {
+    use backfill::executor::{run_steps, ExecOptions};
+    use backfill::planner::{Phase, PlannerOptions};
+    let n = STAGED.fetch_add(1, Ordering::SeqCst);
+    let dir = std::env::temp_dir().join(format!("backfill-test-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("create the plan folder");
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, plan).expect("write the plan");
+    let parsed = backfill::plan::Plan::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let mut client = db.connect().await;
+    let schedule = backfill::validate::validate(&mut client, &parsed, &PlannerOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .schedule;
+    let exec = ExecOptions {
+        lock_timeout: std::time::Duration::from_secs(5),
+        retries: 3,
+    };
+    for phase in [Phase::Expand, Phase::DualWrite] {
+        run_steps(
+            &mut client,
+            &schedule,
+            schedule.phase(phase),
+            &phase.to_string(),
+            &exec,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+    Staged {
+        dir,
+        path,
+        schedule,
+    }
+}
+
+/// A `backfill` process started in the background, as a user would start it.
+pub fn backfill_spawn(args: &[&str], database_url: &str) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_backfill"))
+        .args(args)
+        .env("DATABASE_URL", database_url)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the backfill binary")
+}
+
+/// The JSON events a `--progress json` run printed.
+pub fn json_events(stdout: &[u8]) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON event {l}: {e}")))
+        .collect()
+}
+
+/// Rows the backfill would still change.
+pub async fn out_of_sync(client: &Client, schedule: &backfill::planner::Schedule) -> i64 {
+    backfill::executor::count_out_of_sync(client, schedule)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The state of a plan's backfill: (rows seen over all segments, segments not done).
+pub async fn backfill_state(client: &Client, plan: &str) -> (i64, i64) {
+    let row = client
+        .query_one(
+            "SELECT coalesce(sum(rows_seen), 0)::int8, count(*) FILTER (WHERE NOT done) FROM backfill.segments WHERE plan = $1",
+            &[&plan],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("reading the segments: {e}"));
+    (row.get(0), row.get(1))
+}

@@ -1,0 +1,127 @@
+//! What the engine reports. The engine never writes to the terminal: it sends these on a
+//! channel and a sink ([`crate::progress`]) draws bars, writes log lines or JSON.
+
+use serde::Serialize;
+use tokio::sync::mpsc::UnboundedSender;
+
+/// One thing that happened during a backfill.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// The backfill starts (or resumes).
+    Started {
+        /// The plan.
+        plan: String,
+        /// The table.
+        table: String,
+        /// Workers in this process.
+        workers: u32,
+        /// Segments of the key space.
+        segments: u32,
+        /// Segments still to do.
+        segments_left: u32,
+        /// Rows the table holds, as estimated when the backfill started.
+        rows_estimate: i64,
+        /// Rows already walked by earlier runs.
+        rows_done: i64,
+        /// Whether this run continues an earlier one.
+        resumed: bool,
+        /// The rate limit, rows per second (0: none).
+        max_rows_per_second: u64,
+    },
+    /// A chunk committed.
+    Chunk {
+        /// The worker (1-based).
+        worker: u32,
+        /// The segment.
+        segment: i32,
+        /// Rows walked.
+        rows: i64,
+        /// Rows rewritten (the others were already in sync).
+        changed: i64,
+        /// The batch size asked for.
+        batch: u32,
+        /// How long the statement took.
+        ms: u64,
+        /// How long the worker waited for the rate limiter before it.
+        throttled_ms: u64,
+        /// Rows walked by every run so far.
+        rows_done: i64,
+    },
+    /// A chunk failed for a reason that passes (lock timeout, lost connection, ...): it is
+    /// retried later with a smaller batch while the worker goes on with another segment.
+    Retry {
+        /// The worker.
+        worker: u32,
+        /// The segment.
+        segment: i32,
+        /// Consecutive failures of this segment's chunk.
+        attempt: u32,
+        /// Wait before the segment is tried again.
+        wait_ms: u64,
+        /// The batch size of the retry.
+        batch: u32,
+        /// What went wrong, with the SQLSTATE.
+        reason: String,
+    },
+    /// A segment is finished.
+    SegmentDone {
+        /// The worker.
+        worker: u32,
+        /// The segment.
+        segment: i32,
+    },
+    /// An interrupt arrived: chunks in flight commit, no new ones start.
+    Stopping {
+        /// Why.
+        reason: String,
+    },
+    /// Every segment is done.
+    Finished {
+        /// Rows walked by every run.
+        rows_done: i64,
+        /// Rows walked by this run.
+        rows_seen: i64,
+        /// Rows rewritten by this run.
+        rows_changed: i64,
+        /// Seconds this run took.
+        seconds: f64,
+        /// Retried chunks in this run.
+        retries: u64,
+    },
+    /// Stopped early; the checkpoints hold.
+    Interrupted {
+        /// Rows walked by every run.
+        rows_done: i64,
+        /// Rows walked by this run.
+        rows_seen: i64,
+    },
+    /// Stopped on an error.
+    Failed {
+        /// The error.
+        message: String,
+    },
+}
+
+/// Where events go; sending never blocks and a closed sink is not an error.
+#[derive(Debug, Clone)]
+pub struct Events(Option<UnboundedSender<Event>>);
+
+impl Events {
+    /// Sends to `tx`.
+    pub fn new(tx: UnboundedSender<Event>) -> Events {
+        Events(Some(tx))
+    }
+
+    /// Discards every event.
+    pub fn none() -> Events {
+        Events(None)
+    }
+
+    /// Reports one event.
+    pub fn send(&self, event: Event) {
+        if let Some(tx) = &self.0 {
+            let _ = tx.send(event);
+        }
+    }
+}

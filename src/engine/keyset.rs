@@ -1,0 +1,296 @@
+//! Keyset pagination over a table's key (one column or several) and the SQL of a chunk.
+//!
+//! Key values travel as `text[]` (one element per key column) and are cast back to the
+//! column's type inside the statement, so one code path serves bigint, int, uuid, text,
+//! timestamps and composite keys, and the checkpoints in the state schema are plain arrays.
+//! PostgreSQL's text forms of these types read back to the same value.
+
+use crate::db::catalog::TableInfo;
+use crate::error::{Error, Result};
+use crate::planner::BackfillSpec;
+use crate::sql::{literal, Ident, QualifiedName};
+use crate::state::CHECKPOINT_GUARD;
+
+/// The row alias in generated SQL (the planner's expressions use the same one).
+const ROW: &str = "_bf_t";
+
+/// The key the engine walks by: its columns and their types.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keyset {
+    /// Key columns, in key order.
+    pub columns: Vec<Ident>,
+    /// Their types as `format_type` prints them.
+    pub types: Vec<String>,
+}
+
+impl Keyset {
+    /// The key of a table: its primary key, or a unique index on NOT NULL columns.
+    pub fn of(table: &TableInfo) -> Result<Keyset> {
+        if table.key.is_empty() {
+            return Err(Error::Usage(format!(
+                "table {} has neither a primary key nor a unique index on NOT NULL columns: the backfill walks the table by key. Add a primary key first",
+                table.name
+            )));
+        }
+        let mut types = Vec::new();
+        for k in &table.key {
+            let col = table.column(k).ok_or_else(|| {
+                Error::Usage(format!("key column \"{k}\" of {} is missing", table.name))
+            })?;
+            types.push(col.type_name.clone());
+        }
+        Ok(Keyset {
+            columns: table.key_idents(),
+            types,
+        })
+    }
+
+    /// A single key column of an integer type: split evenly between min and max.
+    pub fn is_integer(&self) -> bool {
+        self.columns.len() == 1
+            && matches!(self.types[0].as_str(), "smallint" | "integer" | "bigint")
+    }
+
+    fn cols(&self, alias: &str) -> Vec<String> {
+        self.columns
+            .iter()
+            .map(|c| format!("{alias}.{c}"))
+            .collect()
+    }
+
+    /// `a.k1, a.k2`.
+    pub fn list(&self, alias: &str) -> String {
+        self.cols(alias).join(", ")
+    }
+
+    /// `a.k1 DESC, a.k2 DESC`.
+    fn list_desc(&self, alias: &str) -> String {
+        self.cols(alias)
+            .iter()
+            .map(|c| format!("{c} DESC"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// `ARRAY[a.k1::text, a.k2::text]`.
+    pub fn to_text(&self, alias: &str) -> String {
+        format!(
+            "ARRAY[{}]",
+            self.cols(alias)
+                .iter()
+                .map(|c| format!("{c}::text"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    }
+
+    /// The key of `alias` compared with `op` to the `text[]` parameter `$param`, written so
+    /// that the primary key's btree serves it (a row comparison for composite keys).
+    fn compare_param(&self, alias: &str, op: &str, param: usize) -> String {
+        let values: Vec<String> = self
+            .types
+            .iter()
+            .enumerate()
+            .map(|(i, t)| format!("(${param}::text[])[{}]::{t}", i + 1))
+            .collect();
+        self.compare(alias, op, &values)
+    }
+
+    fn compare(&self, alias: &str, op: &str, values: &[String]) -> String {
+        if self.columns.len() == 1 {
+            format!("{}.{} {op} {}", alias, self.columns[0], values[0])
+        } else {
+            format!("ROW({}) {op} ROW({})", self.list(alias), values.join(", "))
+        }
+    }
+
+    /// Describes a key value for messages: `id = 42`, `(a, b) = (1, x)`.
+    pub fn describe(&self, values: &[String]) -> String {
+        if self.columns.len() == 1 {
+            format!(
+                "{} = {}",
+                self.columns[0],
+                values.first().map(|v| literal(v)).unwrap_or_default()
+            )
+        } else {
+            format!(
+                "({}) = ({})",
+                self.columns
+                    .iter()
+                    .map(|c| c.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                values
+                    .iter()
+                    .map(|v| literal(v))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        }
+    }
+}
+
+/// The statements of a chunk, prepared once per connection.
+///
+/// Parameters of both `first` (a segment's first chunk, no lower bound) and `next` (after the
+/// cursor): `$1` plan, `$2` segment, `$3` batch size, `$4` the cursor (`text[]`, `NULL` before the
+/// first chunk), `$5` the segment's inclusive upper bound (`text[]`). One row comes back: rows
+/// seen, rows changed, the new cursor, and whether the segment is done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkSql {
+    /// The segment's first chunk.
+    pub first: String,
+    /// Every later chunk.
+    pub next: String,
+    /// The keys of the chunk, in order (`$1` cursor or `NULL`, `$2` upper, `$3` limit): used
+    /// after a data error to name the offending row.
+    pub keys_first: String,
+    /// As `keys_first`, after the cursor.
+    pub keys_next: String,
+}
+
+/// Builds the chunk statements.
+///
+/// One statement per chunk, one round trip, one implicit transaction: the next `$3` keys of the
+/// segment after the cursor are read by the key's index (`_bf_keys`, never `OFFSET`), the rows
+/// between the cursor and the last of them that are out of sync are rewritten (the planner's
+/// `update_ctes`), and the segment's checkpoint advances in the same statement. The checkpoint
+/// only moves if it still holds the cursor the chunk started from; otherwise
+/// `checkpoint_guard` raises `BF001` and the whole chunk rolls back, so a chunk is never
+/// counted twice even if two processes work on one segment.
+pub fn chunk_sql(spec: &BackfillSpec, keyset: &Keyset, state_schema: &Ident) -> ChunkSql {
+    let segments = QualifiedName::new(state_schema.as_str(), "segments");
+    let build = |lower: bool| {
+        let lower_cond = if lower {
+            keyset.compare_param(ROW, ">", 4)
+        } else {
+            "true".to_string()
+        };
+        let upper_cond = keyset.compare_param(ROW, "<=", 5);
+        let last: Vec<String> = keyset
+            .columns
+            .iter()
+            .map(|c| format!("(SELECT {c} FROM _bf_last)"))
+            .collect();
+        let filter = format!("{lower_cond} AND {}", keyset.compare(ROW, "<=", &last));
+        format!(
+            "WITH _bf_keys AS MATERIALIZED (\n  SELECT {keys} FROM {table} AS {ROW}\n   WHERE {lower_cond} AND {upper_cond}\n   ORDER BY {keys}\n   LIMIT $3\n),\n_bf_last AS MATERIALIZED (\n  SELECT {bare} FROM _bf_keys AS {ROW} ORDER BY {desc} LIMIT 1\n),\n{update},\n_bf_ckpt AS (\n  UPDATE {segments}\n     SET cursor = coalesce((SELECT {last_text} FROM _bf_last AS {ROW}), cursor),\n         rows_seen = rows_seen + (SELECT count(*) FROM _bf_keys),\n         rows_changed = rows_changed + (SELECT count(*) FROM _bf_changed),\n         done = (SELECT count(*) FROM _bf_keys) < $3,\n         updated_at = now()\n   WHERE plan = $1 AND segment = $2 AND cursor IS NOT DISTINCT FROM $4::text[]\n  RETURNING cursor, done\n)\nSELECT (SELECT count(*) FROM _bf_keys) AS seen, (SELECT count(*) FROM _bf_changed) AS changed, _bf_c.cursor, coalesce(_bf_c.done, false) AS done\n  FROM (SELECT 1) AS _bf_one LEFT JOIN _bf_ckpt AS _bf_c ON true\n WHERE {guard}(_bf_c.done IS NOT NULL, $1, $2)",
+            keys = keyset.list(ROW),
+            table = spec.table,
+            bare = keyset.list(ROW),
+            desc = keyset.list_desc(ROW),
+            update = spec.update_ctes(&filter),
+            last_text = keyset.to_text(ROW),
+            guard = QualifiedName::new(state_schema.as_str(), CHECKPOINT_GUARD),
+        )
+    };
+    let keys = |lower: bool| {
+        format!(
+            "SELECT {text} FROM {table} AS {ROW}\n WHERE {lower} AND {upper}\n ORDER BY {keys}\n LIMIT $3",
+            text = keyset.to_text(ROW),
+            table = spec.table,
+            lower = if lower {
+                keyset.compare_param(ROW, ">", 1)
+            } else {
+                "$1::text[] IS NULL".to_string()
+            },
+            upper = keyset.compare_param(ROW, "<=", 2),
+            keys = keyset.list(ROW),
+        )
+    };
+    ChunkSql {
+        first: build(false),
+        next: build(true),
+        keys_first: keys(false),
+        keys_next: keys(true),
+    }
+}
+
+/// `SELECT min(k)::int8, max(k)::int8`: the bounds of an integer key (two index probes).
+pub fn integer_bounds_sql(table: &QualifiedName, keyset: &Keyset) -> String {
+    let k = &keyset.columns[0];
+    format!("SELECT min({k})::int8, max({k})::int8 FROM {table}")
+}
+
+/// The largest key (`text[]`), by the key's index.
+pub fn max_key_sql(table: &QualifiedName, keyset: &Keyset) -> String {
+    format!(
+        "SELECT {} FROM {table} AS {ROW} ORDER BY {} LIMIT 1",
+        keyset.to_text(ROW),
+        keyset.list_desc(ROW)
+    )
+}
+
+/// Boundaries of `$1` buckets of a sample of about `percent` % of the table's pages: the last
+/// key of each bucket, in key order (`text[]`).
+pub fn sample_bounds_sql(table: &QualifiedName, keyset: &Keyset, percent: f64) -> String {
+    format!(
+        "SELECT DISTINCT ON (_bf_bucket) {text}\n  FROM (SELECT {keys}, ntile($1) OVER (ORDER BY {keys}) AS _bf_bucket\n          FROM {table} AS {ROW} TABLESAMPLE SYSTEM ({percent})) AS {ROW}\n ORDER BY _bf_bucket, {desc}",
+        text = keyset.to_text(ROW),
+        keys = keyset.list(ROW),
+        desc = keyset.list_desc(ROW),
+        percent = format_args!("{percent:.6}"),
+    )
+}
+
+/// Splits `[min, max]` into at most `n` contiguous ranges of equal width: (exclusive lower,
+/// inclusive upper), the first without a lower bound.
+pub fn split_integers(min: i64, max: i64, n: u32) -> Vec<(Option<i64>, i64)> {
+    if max < min {
+        return Vec::new();
+    }
+    let span = i128::from(max) - i128::from(min) + 1;
+    let n = i128::from(n.max(1)).min(span);
+    let width = (span + n - 1) / n;
+    let mut out = Vec::new();
+    let mut lower: Option<i64> = None;
+    let mut upper = i128::from(min) - 1;
+    while upper < i128::from(max) {
+        upper = (upper + width).min(i128::from(max));
+        // In range by construction: min - 1 < upper <= max.
+        let u = upper as i64;
+        out.push((lower, u));
+        lower = Some(u);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integer_split_covers_the_range_without_overlap() {
+        for (min, max, n) in [(1, 100, 4), (1, 1, 16), (-5, 7, 3), (1, 10, 16), (0, 99, 7)] {
+            let parts = split_integers(min, max, n);
+            assert!(parts.len() as u32 <= n);
+            assert_eq!(parts[0].0, None);
+            assert_eq!(parts.last().map(|p| p.1), Some(max));
+            for w in parts.windows(2) {
+                assert_eq!(w[1].0, Some(w[0].1), "{parts:?}");
+                assert!(w[1].1 > w[0].1);
+            }
+        }
+        assert!(split_integers(5, 4, 3).is_empty());
+        let extreme = split_integers(i64::MIN, i64::MAX, 4);
+        assert_eq!(extreme.len(), 4);
+        assert_eq!(extreme[3].1, i64::MAX);
+    }
+
+    #[test]
+    fn composite_keys_compare_as_rows() {
+        let k = Keyset {
+            columns: vec![Ident::new("a"), Ident::new("b")],
+            types: vec!["integer".into(), "text".into()],
+        };
+        assert_eq!(
+            k.compare_param("t", ">", 4),
+            r#"ROW(t."a", t."b") > ROW(($4::text[])[1]::integer, ($4::text[])[2]::text)"#
+        );
+        assert_eq!(
+            k.describe(&["1".into(), "it's".into()]),
+            r#"("a", "b") = ('1', 'it''s')"#
+        );
+        assert!(!k.is_integer());
+    }
+}

@@ -1,0 +1,437 @@
+//! The backfill engine: a throttled, keyset-paginated, resumable worker pool.
+//!
+//! - The key space is split into segments ([`segments`]): integer keys evenly between min and
+//!   max, other and composite keys at boundaries sampled from the table. Segments and their
+//!   checkpoints live in the state schema, created once per backfill; later runs resume them.
+//! - `workers` tasks share one queue of segments; each walks its segment by keyset in chunks
+//!   ([`keyset::chunk_sql`]): one statement per chunk rewrites the rows still out of sync and
+//!   advances the segment's checkpoint in the same commit.
+//! - A governor limiter caps rows per second; each worker's batch size adapts toward the
+//!   target chunk time ([`sizing`]).
+//! - A chunk that fails for a passing reason (lock timeout, statement timeout, serialization
+//!   failure, lost connection) goes back to the queue with a smaller batch and a jittered
+//!   exponential delay, and the worker takes another segment meanwhile. A chunk that fails on
+//!   the data stops the run with the offending row's key.
+//! - [`Stop`] lets chunks in flight commit and starts no new ones.
+//!
+//! Memory does not depend on the table: the engine holds one cursor per segment.
+
+pub mod events;
+pub mod keyset;
+pub mod segments;
+pub mod sizing;
+mod worker;
+
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio::sync::Notify;
+use tokio_postgres::NoTls;
+
+use crate::db::catalog::TableInfo;
+use crate::db::ConnectionSpec;
+use crate::error::{Error, Result};
+use crate::plan::Plan;
+use crate::planner::{BackfillSpec, BYPASS_SETTING};
+use crate::sql::Ident;
+use crate::state;
+
+pub use events::{Event, Events};
+pub use keyset::Keyset;
+
+/// How many times one segment's chunk is retried after passing failures before the run gives
+/// up. With the capped backoff this rides out about a minute of outage.
+pub const CHUNK_RETRIES: u32 = 10;
+
+/// How the engine runs.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Concurrent workers in this process.
+    pub workers: u32,
+    /// The first batch size.
+    pub batch_size: u32,
+    /// The smallest batch.
+    pub min_batch_size: u32,
+    /// The largest batch.
+    pub max_batch_size: u32,
+    /// The chunk duration the batch size adapts toward.
+    pub target_chunk_time: Duration,
+    /// Rows per second over all workers of this process; 0 for no limit.
+    pub max_rows_per_second: u64,
+    /// `lock_timeout` of every chunk.
+    pub lock_timeout: Duration,
+    /// `statement_timeout` of every chunk.
+    pub statement_timeout: Duration,
+    /// Retries of a failing chunk.
+    pub retries: u32,
+    /// The state schema.
+    pub state_schema: Ident,
+    /// Continue a backfill whose plan file changed since it started.
+    pub force: bool,
+}
+
+impl EngineOptions {
+    /// The plan's `[backfill]` settings.
+    pub fn from_plan(plan: &Plan, state_schema: &str) -> EngineOptions {
+        let b = &plan.backfill;
+        EngineOptions {
+            workers: b.workers,
+            batch_size: b.batch_size,
+            min_batch_size: b.min_batch_size,
+            max_batch_size: b.max_batch_size,
+            target_chunk_time: b.target_chunk_time,
+            max_rows_per_second: b.max_rows_per_second,
+            lock_timeout: b.lock_timeout,
+            statement_timeout: b.statement_timeout,
+            retries: CHUNK_RETRIES,
+            state_schema: Ident::new(state_schema),
+            force: false,
+        }
+    }
+}
+
+/// What to backfill.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// The plan's name: the key of its state.
+    pub plan: String,
+    /// The plan file, for messages.
+    pub file: String,
+    /// The plan file's checksum.
+    pub checksum: String,
+    /// The backfill the planner built.
+    pub spec: BackfillSpec,
+    /// The key the table is walked by.
+    pub keyset: Keyset,
+}
+
+impl Job {
+    /// The job of a plan whose table is `table` (the live catalog).
+    pub fn new(plan: &Plan, spec: BackfillSpec, table: &TableInfo) -> Result<Job> {
+        Ok(Job {
+            plan: plan.name.clone(),
+            file: plan.file.display().to_string(),
+            checksum: plan.checksum(),
+            spec,
+            keyset: Keyset::of(table)?,
+        })
+    }
+}
+
+/// How a run ended when it did not fail.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Every segment is done.
+    Finished(Summary),
+    /// Stopped by [`Stop`] after the chunks in flight committed.
+    Interrupted(Summary),
+}
+
+/// Counters of a run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    /// Rows walked by every run of this backfill.
+    pub rows_done: i64,
+    /// The row estimate recorded when the backfill started.
+    pub rows_estimate: i64,
+    /// Rows walked by this run.
+    pub rows_seen: i64,
+    /// Rows rewritten by this run.
+    pub rows_changed: i64,
+    /// Chunks retried in this run.
+    pub retries: u64,
+    /// This run's duration.
+    pub elapsed: Duration,
+}
+
+/// Asks a run to stop: chunks in flight commit, no new chunk starts. Cheap to clone; safe to
+/// trigger from a signal handler's thread.
+#[derive(Debug, Clone, Default)]
+pub struct Stop(Arc<StopInner>);
+
+#[derive(Debug, Default)]
+struct StopInner {
+    flag: AtomicBool,
+    notify: Notify,
+}
+
+impl Stop {
+    /// A stop that has not been triggered.
+    pub fn new() -> Stop {
+        Stop::default()
+    }
+
+    /// Stops the run.
+    pub fn trigger(&self) {
+        self.0.flag.store(true, Ordering::SeqCst);
+        self.0.notify.notify_waiters();
+    }
+
+    /// Whether the run was asked to stop.
+    pub fn is_set(&self) -> bool {
+        self.0.flag.load(Ordering::SeqCst)
+    }
+
+    /// Resolves once the run is asked to stop.
+    pub async fn wait(&self) {
+        loop {
+            let notified = self.0.notify.notified();
+            if self.is_set() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// A segment waiting in the queue or being walked.
+#[derive(Debug, Clone)]
+struct Task {
+    segment: i32,
+    cursor: Option<Vec<String>>,
+    upper: Vec<String>,
+    attempts: u32,
+    not_before: Instant,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    ready: Vec<Task>,
+    in_flight: usize,
+}
+
+/// What the workers share.
+struct Shared {
+    job: Job,
+    options: EngineOptions,
+    sql: keyset::ChunkSql,
+    queue: Mutex<Queue>,
+    limiter: Option<governor::DefaultDirectRateLimiter>,
+    stop: Stop,
+    /// Set when a worker failed: the run stops and reports it.
+    failure: Mutex<Option<Error>>,
+    events: Events,
+    rows_done: AtomicI64,
+    rows_seen: AtomicI64,
+    rows_changed: AtomicI64,
+    retries: AtomicU64,
+}
+
+impl Shared {
+    /// The next segment to walk: the first whose retry delay has passed. Waits while segments
+    /// are only delayed or in flight elsewhere (a failing one may come back); `None` when all
+    /// are done or the run stops.
+    async fn next_task(&self) -> Option<Task> {
+        loop {
+            if self.stop.is_set() {
+                return None;
+            }
+            let wait = {
+                let mut q = self.queue.lock().ok()?;
+                let now = Instant::now();
+                if let Some(i) = q.ready.iter().position(|t| t.not_before <= now) {
+                    let task = q.ready.remove(i);
+                    q.in_flight += 1;
+                    return Some(task);
+                }
+                if q.ready.is_empty() && q.in_flight == 0 {
+                    return None;
+                }
+                q.ready
+                    .iter()
+                    .map(|t| t.not_before.saturating_duration_since(now))
+                    .min()
+                    .unwrap_or(Duration::from_millis(50))
+                    .min(Duration::from_millis(50))
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.stop.wait() => return None,
+            }
+        }
+    }
+
+    /// A walked segment leaves the queue.
+    fn finish(&self) {
+        if let Ok(mut q) = self.queue.lock() {
+            q.in_flight = q.in_flight.saturating_sub(1);
+        }
+    }
+
+    /// A segment goes back to the queue (failed chunk, or stopping).
+    fn requeue(&self, task: Task) {
+        if let Ok(mut q) = self.queue.lock() {
+            q.in_flight = q.in_flight.saturating_sub(1);
+            q.ready.push(task);
+        }
+    }
+
+    /// Records the first failure and stops every worker.
+    fn fail(&self, error: Error) {
+        if let Ok(mut f) = self.failure.lock() {
+            if f.is_none() {
+                self.events.send(Event::Failed {
+                    message: error.to_string(),
+                });
+                *f = Some(error);
+            }
+        }
+        self.stop.trigger();
+    }
+}
+
+/// Runs (or resumes) the backfill of `job` until every segment is done, the run is stopped,
+/// or a chunk fails for good.
+pub async fn run(
+    conn: &ConnectionSpec,
+    job: Job,
+    options: EngineOptions,
+    events: Events,
+    stop: Stop,
+) -> Result<Outcome> {
+    let started = Instant::now();
+    let mut control = conn.connect().await?;
+    state::ensure(&mut control, &options.state_schema).await?;
+    let prepared = segments::prepare(&mut control, &job, &options).await?;
+    let total_segments = prepared.total;
+    let tasks: Vec<Task> = prepared
+        .pending
+        .into_iter()
+        .map(|s| Task {
+            segment: s.segment,
+            cursor: s.cursor,
+            upper: s.upper,
+            attempts: 0,
+            not_before: started,
+        })
+        .collect();
+    let workers = options.workers.max(1);
+    events.send(Event::Started {
+        plan: job.plan.clone(),
+        table: job.spec.table.to_string(),
+        workers,
+        segments: total_segments,
+        segments_left: tasks.len() as u32,
+        rows_estimate: prepared.rows_estimate,
+        rows_done: prepared.rows_done,
+        resumed: prepared.resumed,
+        max_rows_per_second: options.max_rows_per_second,
+    });
+    let limiter = rate_limiter(options.max_rows_per_second);
+    let pending = tasks.len();
+    let shared = Arc::new(Shared {
+        sql: keyset::chunk_sql(&job.spec, &job.keyset, &options.state_schema),
+        job,
+        queue: Mutex::new(Queue {
+            ready: tasks,
+            in_flight: 0,
+        }),
+        limiter,
+        stop: stop.clone(),
+        failure: Mutex::new(None),
+        events: events.clone(),
+        rows_done: AtomicI64::new(prepared.rows_done),
+        rows_seen: AtomicI64::new(0),
+        rows_changed: AtomicI64::new(0),
+        retries: AtomicU64::new(0),
+        options,
+    });
+
+    if pending > 0 {
+        let pool = pool(conn, &shared)?;
+        let mut handles = Vec::new();
+        for id in 1..=workers.min(pending as u32) {
+            let shared = shared.clone();
+            let pool = pool.clone();
+            handles.push(tokio::spawn(worker::run(id, shared, pool)));
+        }
+        for h in handles {
+            if let Err(e) = h.await {
+                shared.fail(Error::Usage(format!("a backfill worker crashed: {e}")));
+            }
+        }
+        pool.close();
+    }
+
+    let summary = Summary {
+        rows_done: shared.rows_done.load(Ordering::SeqCst),
+        rows_estimate: prepared.rows_estimate,
+        rows_seen: shared.rows_seen.load(Ordering::SeqCst),
+        rows_changed: shared.rows_changed.load(Ordering::SeqCst),
+        retries: shared.retries.load(Ordering::SeqCst),
+        elapsed: started.elapsed(),
+    };
+    let failure = shared.failure.lock().ok().and_then(|mut f| f.take());
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    let left = segments::pending_count(&control, &shared.job, &shared.options).await?;
+    if left > 0 {
+        events.send(Event::Interrupted {
+            rows_done: summary.rows_done,
+            rows_seen: summary.rows_seen,
+        });
+        return Ok(Outcome::Interrupted(summary));
+    }
+    segments::mark_finished(&control, &shared.job, &shared.options).await?;
+    events.send(Event::Finished {
+        rows_done: summary.rows_done,
+        rows_seen: summary.rows_seen,
+        rows_changed: summary.rows_changed,
+        seconds: summary.elapsed.as_secs_f64(),
+        retries: summary.retries,
+    });
+    Ok(Outcome::Finished(summary))
+}
+
+/// A limiter of `rate` rows per second with one second of burst, or none.
+fn rate_limiter(rate: u64) -> Option<governor::DefaultDirectRateLimiter> {
+    let rate = NonZeroU32::new(u32::try_from(rate).unwrap_or(u32::MAX))?;
+    Some(governor::RateLimiter::direct(
+        governor::Quota::per_second(rate).allow_burst(rate),
+    ))
+}
+
+/// The workers' pool: every connection starts with the chunk's `lock_timeout` and
+/// `statement_timeout` and with the plan's trigger bypass, so each chunk is one statement.
+fn pool(conn: &ConnectionSpec, shared: &Shared) -> Result<Pool> {
+    let mut config = conn.config().clone();
+    let mut opts = config
+        .get_options()
+        .map(|o| format!("{o} "))
+        .unwrap_or_default();
+    opts.push_str(&format!(
+        "-c lock_timeout={} -c statement_timeout={} -c {}={}",
+        shared.options.lock_timeout.as_millis().max(1),
+        shared.options.statement_timeout.as_millis().max(1),
+        BYPASS_SETTING,
+        escape_option(&shared.job.spec.bypass)
+    ));
+    config.options(&opts);
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(shared.options.workers.max(1) as usize)
+        .build()
+        .map_err(|e| Error::Usage(format!("cannot build the connection pool: {e}")))
+}
+
+/// Escapes a value for the startup `options` parameter (spaces and backslashes).
+fn escape_option(value: &str) -> String {
+    let mut out = String::new();
+    for c in value.chars() {
+        if c == ' ' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}

@@ -1,0 +1,277 @@
+//! Segments of the key space, recorded in the state schema.
+//!
+//! A new backfill splits its table's key space once: integer keys evenly between the smallest
+//! and the largest key, other and composite keys at the bucket boundaries of a `TABLESAMPLE`
+//! of the table (sorted and cut in the database, so only the boundaries come back). The last
+//! segment ends at the largest key that exists when the backfill starts: rows inserted later
+//! are kept in sync by the dual-write trigger, and the backfill does not chase them. Later runs
+//! read the recorded segments and resume from their cursors.
+
+use tokio_postgres::Client;
+
+use super::keyset::{self, Keyset};
+use super::{EngineOptions, Job};
+use crate::error::{Error, Result};
+use crate::sql::QualifiedName;
+use crate::state;
+
+/// About this many rows per segment (several segments per worker either way).
+pub const ROWS_PER_SEGMENT: i64 = 50_000;
+/// Segments per worker at least, so a fast worker never waits on a slow one.
+pub const SEGMENTS_PER_WORKER: u32 = 4;
+/// At most this many segments.
+pub const MAX_SEGMENTS: u32 = 2_000;
+/// Rows in the sample that places boundaries of non-integer keys.
+pub const SAMPLE_ROWS: f64 = 30_000.0;
+
+/// A segment still to walk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    /// Its number.
+    pub segment: i32,
+    /// The last key done (`None`: nothing done yet).
+    pub cursor: Option<Vec<String>>,
+    /// The last key of the segment.
+    pub upper: Vec<String>,
+}
+
+/// The backfill's segments as this run finds them.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// Segments in all.
+    pub total: u32,
+    /// Those not done, in key order.
+    pub pending: Vec<Pending>,
+    /// Rows walked by earlier runs.
+    pub rows_done: i64,
+    /// The row estimate recorded at the start.
+    pub rows_estimate: i64,
+    /// Whether an earlier run started this backfill.
+    pub resumed: bool,
+}
+
+/// How many segments for a table of `rows` rows and `workers` workers.
+pub fn segment_count(rows: i64, workers: u32) -> u32 {
+    let by_rows = u32::try_from(rows.max(0) / ROWS_PER_SEGMENT).unwrap_or(MAX_SEGMENTS);
+    by_rows
+        .max(workers.max(1) * SEGMENTS_PER_WORKER)
+        .min(MAX_SEGMENTS)
+}
+
+/// Reads the backfill's segments, creating them on its first run. Refuses a plan whose file
+/// changed since the backfill started unless `options.force`.
+pub async fn prepare(client: &mut Client, job: &Job, options: &EngineOptions) -> Result<Prepared> {
+    let ctx = format!("preparing the backfill of {}", job.spec.table);
+    let fail = |e: tokio_postgres::Error| Error::db(ctx.clone(), &e);
+    let backfills = state::table(&options.state_schema, "backfills");
+    let segments = state::table(&options.state_schema, "segments");
+    let tx = client.transaction().await.map_err(fail)?;
+    tx.query_one(
+        "SELECT pg_advisory_xact_lock(hashtext('backfill plan ' || $1::text))",
+        &[&job.plan],
+    )
+    .await
+    .map_err(fail)?;
+    let existing = tx
+        .query_opt(
+            &format!("SELECT checksum, row_estimate FROM {backfills} WHERE plan = $1"),
+            &[&job.plan],
+        )
+        .await
+        .map_err(fail)?;
+    let (resumed, rows_estimate) = match existing {
+        Some(row) => {
+            let recorded: String = row.get(0);
+            if recorded != job.checksum {
+                if !options.force {
+                    return Err(Error::PlanChanged {
+                        plan: job.plan.clone(),
+                        file: job.file.clone(),
+                        recorded,
+                        now: job.checksum.clone(),
+                    });
+                }
+                tx.execute(
+                    &format!("UPDATE {backfills} SET checksum = $2 WHERE plan = $1"),
+                    &[&job.plan, &job.checksum],
+                )
+                .await
+                .map_err(fail)?;
+            }
+            (true, row.get::<_, i64>(1))
+        }
+        None => {
+            let estimate = estimate_rows(&tx, &job.spec.table).await?;
+            let bounds = split(&tx, job, segment_count(estimate, options.workers), estimate)
+                .await
+                .map_err(|e| match e {
+                    Error::Database { message, code, .. } => Error::Database {
+                        context: ctx.clone(),
+                        message,
+                        code,
+                    },
+                    other => other,
+                })?;
+            let key_columns: Vec<String> = job.keyset.columns.iter().map(|c| c.0.clone()).collect();
+            tx.execute(
+                &format!("INSERT INTO {backfills} (plan, checksum, table_name, key_columns, row_estimate) VALUES ($1, $2, $3, $4, $5)"),
+                &[&job.plan, &job.checksum, &job.spec.table.to_string(), &key_columns, &estimate],
+            )
+            .await
+            .map_err(fail)?;
+            let insert = tx
+                .prepare(&format!(
+                    "INSERT INTO {segments} (plan, segment, lower_bound, upper_bound, cursor) VALUES ($1, $2, $3, $4, $3)"
+                ))
+                .await
+                .map_err(fail)?;
+            for (i, (lower, upper)) in bounds.iter().enumerate() {
+                tx.execute(&insert, &[&job.plan, &(i as i32), lower, upper])
+                    .await
+                    .map_err(fail)?;
+            }
+            (false, estimate)
+        }
+    };
+    let rows = tx
+        .query(
+            &format!("SELECT segment, cursor, upper_bound, done, rows_seen FROM {segments} WHERE plan = $1 ORDER BY segment"),
+            &[&job.plan],
+        )
+        .await
+        .map_err(fail)?;
+    tx.commit().await.map_err(fail)?;
+    let mut pending = Vec::new();
+    let mut rows_done = 0i64;
+    for r in &rows {
+        rows_done += r.get::<_, i64>(4);
+        if !r.get::<_, bool>(3) {
+            pending.push(Pending {
+                segment: r.get(0),
+                cursor: r.get(1),
+                upper: r.get(2),
+            });
+        }
+    }
+    Ok(Prepared {
+        total: rows.len() as u32,
+        pending,
+        rows_done,
+        rows_estimate,
+        resumed,
+    })
+}
+
+/// The planner's estimate of the table's rows, from `EXPLAIN` (scaled to the table's current
+/// size, and available before the first `ANALYZE` too).
+pub async fn estimate_rows(
+    client: &impl tokio_postgres::GenericClient,
+    table: &QualifiedName,
+) -> Result<i64> {
+    let row = client
+        .query_one(&format!("EXPLAIN SELECT 1 FROM {table}"), &[])
+        .await
+        .map_err(|e| Error::db(format!("estimating the rows of {table}"), &e))?;
+    let line: String = row.get(0);
+    Ok(plan_rows(&line).unwrap_or(0))
+}
+
+/// `rows=N` of an `EXPLAIN` line.
+fn plan_rows(line: &str) -> Option<i64> {
+    let rest = &line[line.find("rows=")? + 5..];
+    let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+    digits.parse().ok()
+}
+
+/// (exclusive lower, inclusive upper) bounds of up to `n` segments; none for an empty table.
+async fn split(
+    client: &impl tokio_postgres::GenericClient,
+    job: &Job,
+    n: u32,
+    estimate: i64,
+) -> Result<Vec<(Option<Vec<String>>, Vec<String>)>> {
+    let table = &job.spec.table;
+    let ks: &Keyset = &job.keyset;
+    let ctx = format!("splitting the key space of {table}");
+    let fail = |e: tokio_postgres::Error| Error::db(ctx.clone(), &e);
+    if ks.is_integer() {
+        let row = client
+            .query_one(&keyset::integer_bounds_sql(table, ks), &[])
+            .await
+            .map_err(fail)?;
+        let (Some(min), Some(max)) = (row.get::<_, Option<i64>>(0), row.get::<_, Option<i64>>(1))
+        else {
+            return Ok(Vec::new());
+        };
+        return Ok(keyset::split_integers(min, max, n)
+            .into_iter()
+            .map(|(l, u)| (l.map(|l| vec![l.to_string()]), vec![u.to_string()]))
+            .collect());
+    }
+    let Some(max) = client
+        .query_opt(&keyset::max_key_sql(table, ks), &[])
+        .await
+        .map_err(fail)?
+        .map(|r| r.get::<_, Vec<String>>(0))
+    else {
+        return Ok(Vec::new());
+    };
+    let percent = (100.0 * SAMPLE_ROWS / (estimate.max(1) as f64)).clamp(0.0001, 100.0);
+    let bounds: Vec<Vec<String>> = if n > 1 {
+        client
+            .query(
+                &keyset::sample_bounds_sql(table, ks, percent),
+                &[&i32::try_from(n).unwrap_or(i32::MAX)],
+            )
+            .await
+            .map_err(fail)?
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    // Every bucket's last key but the last bucket's, then the table's largest key.
+    let mut out = Vec::new();
+    let mut lower: Option<Vec<String>> = None;
+    for upper in bounds
+        .into_iter()
+        .rev()
+        .skip(1)
+        .rev()
+        .filter(|b| *b != max)
+        .chain(std::iter::once(max.clone()))
+    {
+        out.push((lower.clone(), upper.clone()));
+        lower = Some(upper);
+    }
+    Ok(out)
+}
+
+/// Segments not done yet.
+pub async fn pending_count(client: &Client, job: &Job, options: &EngineOptions) -> Result<i64> {
+    let segments = state::table(&options.state_schema, "segments");
+    let row = client
+        .query_one(
+            &format!("SELECT count(*) FROM {segments} WHERE plan = $1 AND NOT done"),
+            &[&job.plan],
+        )
+        .await
+        .map_err(|e| Error::db("reading the backfill's segments", &e))?;
+    Ok(row.get(0))
+}
+
+/// Records that the backfill finished.
+pub async fn mark_finished(client: &Client, job: &Job, options: &EngineOptions) -> Result<()> {
+    let backfills = state::table(&options.state_schema, "backfills");
+    client
+        .execute(
+            &format!(
+                "UPDATE {backfills} SET finished_at = coalesce(finished_at, now()) WHERE plan = $1"
+            ),
+            &[&job.plan],
+        )
+        .await
+        .map_err(|e| Error::db("recording the end of the backfill", &e))?;
+    Ok(())
+}

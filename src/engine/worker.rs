@@ -1,0 +1,324 @@
+//! One worker: takes a segment from the queue and walks it chunk by chunk.
+
+use std::num::NonZeroU32;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use deadpool_postgres::{Object, Pool};
+
+use super::sizing::Sizing;
+use super::{Event, Shared, Task};
+use crate::error::Error;
+use crate::executor::backoff;
+use crate::state::{self, CHECKPOINT_MOVED};
+
+/// How a walk over a segment ended.
+enum Walk {
+    /// The segment is done.
+    Done,
+    /// The run is stopping; the segment keeps its checkpoint.
+    Stopped,
+    /// A chunk failed for a reason that passes: retry later, smaller.
+    Transient(String),
+    /// The run must stop.
+    Fatal(Error),
+}
+
+/// How an error from a chunk is handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    /// Lock timeout, statement timeout, serialization failure, deadlock, lost connection,
+    /// server shutting down or starting: retry.
+    Transient,
+    /// The segment's checkpoint moved under the chunk: reload it.
+    Moved,
+    /// The data or the plan's expression: find the row and stop.
+    Data,
+    /// Anything else: stop.
+    Fatal,
+}
+
+fn classify(e: &tokio_postgres::Error) -> Class {
+    let Some(db) = e.as_db_error() else {
+        // No SQLSTATE: the connection broke (I/O error, closed by the server).
+        return Class::Transient;
+    };
+    let code = db.code().code();
+    if code == CHECKPOINT_MOVED {
+        return Class::Moved;
+    }
+    match code {
+        "55P03" | "40001" | "40P01" | "57014" | "57P01" | "57P02" | "57P03" | "53300" | "53400"
+        | "58000" => Class::Transient,
+        c if c.starts_with("08") => Class::Transient,
+        c if c.starts_with("22") || c.starts_with("23") || c.starts_with("2F") => Class::Data,
+        "P0001" | "P0002" | "P0003" | "P0004" => Class::Data,
+        _ => Class::Fatal,
+    }
+}
+
+fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => e.to_string(),
+    }
+}
+
+/// The worker's loop: segment after segment until the queue is empty or the run stops.
+pub(super) async fn run(id: u32, shared: Arc<Shared>, pool: Pool) {
+    let o = &shared.options;
+    let mut sizing = Sizing::new(
+        o.batch_size,
+        o.min_batch_size,
+        o.max_batch_size,
+        o.target_chunk_time,
+    );
+    if o.max_rows_per_second > 0 {
+        // A chunk never asks the limiter for more than one second of rows.
+        let cap = u32::try_from(o.max_rows_per_second).unwrap_or(u32::MAX);
+        sizing.set_bounds(o.min_batch_size.min(cap), o.max_batch_size.min(cap));
+    }
+    while let Some(mut task) = shared.next_task().await {
+        match walk(id, &shared, &pool, &mut task, &mut sizing).await {
+            Walk::Done => {
+                shared.finish();
+                shared.events.send(Event::SegmentDone {
+                    worker: id,
+                    segment: task.segment,
+                });
+            }
+            Walk::Stopped => shared.requeue(task),
+            Walk::Transient(reason) => {
+                task.attempts += 1;
+                shared.retries.fetch_add(1, Ordering::SeqCst);
+                if task.attempts > shared.options.retries {
+                    shared.finish();
+                    shared.fail(Error::Database {
+                        context: format!(
+                            "backfill of {}: segment {} failed {} times in a row",
+                            shared.job.spec.table, task.segment, task.attempts
+                        ),
+                        message: reason,
+                        code: None,
+                    });
+                    break;
+                }
+                sizing.shrink();
+                let wait = backoff(task.attempts);
+                shared.events.send(Event::Retry {
+                    worker: id,
+                    segment: task.segment,
+                    attempt: task.attempts,
+                    wait_ms: wait.as_millis() as u64,
+                    batch: sizing.batch(),
+                    reason,
+                });
+                task.not_before = Instant::now() + wait;
+                shared.requeue(task);
+            }
+            Walk::Fatal(e) => {
+                shared.finish();
+                shared.fail(e);
+                break;
+            }
+        }
+    }
+}
+
+/// Walks one segment from its cursor.
+async fn walk(id: u32, shared: &Shared, pool: &Pool, task: &mut Task, sizing: &mut Sizing) -> Walk {
+    loop {
+        if shared.stop.is_set() {
+            return Walk::Stopped;
+        }
+        let batch = sizing.batch().max(1);
+        let waited = Instant::now();
+        if let Some(limiter) = &shared.limiter {
+            let n = NonZeroU32::new(batch).unwrap_or(NonZeroU32::MIN);
+            tokio::select! {
+                r = limiter.until_n_ready(n) => {
+                    if r.is_err() {
+                        // More than the burst: cannot happen, the batch is capped to it.
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+                _ = shared.stop.wait() => return Walk::Stopped,
+            }
+        }
+        let throttled = waited.elapsed();
+        let mut client = match pool.get().await {
+            Ok(c) => c,
+            Err(e) => return Walk::Transient(format!("cannot get a connection: {e}")),
+        };
+        let sql = if task.cursor.is_some() {
+            &shared.sql.next
+        } else {
+            &shared.sql.first
+        };
+        let started = Instant::now();
+        let result = match client.prepare_cached(sql).await {
+            Ok(stmt) => {
+                client
+                    .query_one(
+                        &stmt,
+                        &[
+                            &shared.job.plan,
+                            &task.segment,
+                            &i64::from(batch),
+                            &task.cursor,
+                            &task.upper,
+                        ],
+                    )
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        let took = started.elapsed();
+        let row = match result {
+            Ok(row) => row,
+            Err(e) => match classify(&e) {
+                Class::Transient => return Walk::Transient(describe(&e)),
+                Class::Moved => match reload(shared, &client, task).await {
+                    Ok(true) => return Walk::Done,
+                    Ok(false) => continue,
+                    Err(e) => return Walk::Transient(describe(&e)),
+                },
+                Class::Data => {
+                    return Walk::Fatal(locate_bad_row(shared, &mut client, task, batch, &e).await)
+                }
+                Class::Fatal => {
+                    return Walk::Fatal(Error::db(
+                        format!(
+                            "backfill of {}, segment {}",
+                            shared.job.spec.table, task.segment
+                        ),
+                        &e,
+                    ))
+                }
+            },
+        };
+        let seen: i64 = row.get(0);
+        let changed: i64 = row.get(1);
+        let cursor: Option<Vec<String>> = row.get(2);
+        let done: bool = row.get(3);
+        task.cursor = cursor;
+        task.attempts = 0;
+        sizing.observe(seen.max(0) as u64, took);
+        let total = shared.rows_done.fetch_add(seen, Ordering::SeqCst) + seen;
+        shared.rows_seen.fetch_add(seen, Ordering::SeqCst);
+        shared.rows_changed.fetch_add(changed, Ordering::SeqCst);
+        shared.events.send(Event::Chunk {
+            worker: id,
+            segment: task.segment,
+            rows: seen,
+            changed,
+            batch,
+            ms: took.as_millis() as u64,
+            throttled_ms: throttled.as_millis() as u64,
+            rows_done: total,
+        });
+        if done {
+            return Walk::Done;
+        }
+    }
+}
+
+/// Re-reads a segment's checkpoint after another process moved it; true when it is done.
+async fn reload(
+    shared: &Shared,
+    client: &Object,
+    task: &mut Task,
+) -> Result<bool, tokio_postgres::Error> {
+    let segments = state::table(&shared.options.state_schema, "segments");
+    let row = client
+        .query_one(
+            &format!("SELECT cursor, done FROM {segments} WHERE plan = $1 AND segment = $2"),
+            &[&shared.job.plan, &task.segment],
+        )
+        .await?;
+    task.cursor = row.get(0);
+    Ok(row.get(1))
+}
+
+/// A chunk failed on the data: find the first row that fails by bisecting the chunk (each try
+/// in a transaction that is rolled back) and name it.
+async fn locate_bad_row(
+    shared: &Shared,
+    client: &mut Object,
+    task: &Task,
+    batch: u32,
+    error: &tokio_postgres::Error,
+) -> Error {
+    let table = shared.job.spec.table.to_string();
+    let code = error.as_db_error().map(|d| d.code().code().to_string());
+    let message = describe(error);
+    let sql = if task.cursor.is_some() {
+        &shared.sql.next
+    } else {
+        &shared.sql.first
+    };
+    // `lo` rows pass, `hi` rows fail.
+    let (mut lo, mut hi) = (0u32, batch);
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        match try_chunk(shared, client, sql, task, mid).await {
+            Ok(true) => lo = mid,
+            Ok(false) => hi = mid,
+            Err(_) => break,
+        }
+    }
+    let keys_sql = if task.cursor.is_some() {
+        &shared.sql.keys_next
+    } else {
+        &shared.sql.keys_first
+    };
+    let key = match client
+        .query(keys_sql, &[&task.cursor, &task.upper, &i64::from(hi)])
+        .await
+    {
+        Ok(rows) => match rows.last() {
+            Some(r) => shared.job.keyset.describe(&r.get::<_, Vec<String>>(0)),
+            None => "a key after the segment's checkpoint".to_string(),
+        },
+        Err(e) => format!(
+            "a key in the next {hi} rows (cannot read it: {})",
+            describe(&e)
+        ),
+    };
+    Error::Data {
+        table,
+        key,
+        message,
+        code,
+    }
+}
+
+/// Runs the chunk with `rows` rows and rolls it back: Ok(true) when it passes.
+async fn try_chunk(
+    shared: &Shared,
+    client: &mut Object,
+    sql: &str,
+    task: &Task,
+    rows: u32,
+) -> Result<bool, tokio_postgres::Error> {
+    let tx = client.transaction().await?;
+    let result = tx
+        .query_one(
+            sql,
+            &[
+                &shared.job.plan,
+                &task.segment,
+                &i64::from(rows),
+                &task.cursor,
+                &task.upper,
+            ],
+        )
+        .await;
+    tx.rollback().await?;
+    match result {
+        Ok(_) => Ok(true),
+        Err(e) if classify(&e) == Class::Data => Ok(false),
+        Err(e) => Err(e),
+    }
+}

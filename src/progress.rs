@@ -1,0 +1,269 @@
+//! Progress sinks: what the user sees of the engine's [`Event`]s.
+//! - `Bars` (stderr is a terminal): one total bar (rows done of the estimate, rows/s, ETA, the
+//!   throttle state) and one line per worker (segment, batch size, last chunk's latency);
+//!   retries and failures are printed above the bars.
+//! - `Plain` (stderr is not a terminal: CI logs): one line every few seconds, and retries and
+//!   failures as they happen.
+//! - `Json`: one JSON object per event on stdout, with a timestamp, for machines.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use crate::engine::Event;
+
+/// How progress is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// Bars on a terminal, log lines otherwise.
+    Auto,
+    /// Live bars on stderr.
+    Bars,
+    /// A log line every few seconds on stderr.
+    Plain,
+    /// One JSON object per event on stdout.
+    Json,
+    /// Nothing but errors.
+    Quiet,
+}
+
+impl Mode {
+    /// `Auto` resolved against stderr.
+    pub fn resolve(self) -> Mode {
+        match self {
+            Mode::Auto if std::io::stderr().is_terminal() => Mode::Bars,
+            Mode::Auto => Mode::Plain,
+            m => m,
+        }
+    }
+}
+
+/// How often `Plain` prints a line.
+pub const PLAIN_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Consumes events until the channel closes.
+pub async fn render(mode: Mode, mut rx: UnboundedReceiver<Event>) {
+    match mode.resolve() {
+        Mode::Json => {
+            while let Some(e) = rx.recv().await {
+                let mut value = serde_json::to_value(&e).unwrap_or_default();
+                value["ts"] = serde_json::json!(SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map(|d| d.as_secs_f64())
+                    .unwrap_or(0.0));
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "{value}");
+                let _ = out.flush();
+            }
+        }
+        Mode::Bars => bars(rx).await,
+        Mode::Plain => plain(rx, PLAIN_INTERVAL).await,
+        Mode::Auto | Mode::Quiet => while rx.recv().await.is_some() {},
+    }
+}
+
+/// Totals kept by the text sinks.
+#[derive(Debug, Default)]
+struct Tally {
+    plan: String,
+    estimate: i64,
+    done: i64,
+    rate_limit: u64,
+    workers: BTreeMap<u32, (i32, u32, u64)>,
+    last_throttled_ms: u64,
+}
+
+impl Tally {
+    fn throttle_note(&self) -> String {
+        if self.rate_limit > 0 && self.last_throttled_ms > 0 {
+            format!("throttled: max {} rows/s", self.rate_limit)
+        } else {
+            String::new()
+        }
+    }
+}
+
+fn line_for(event: &Event) -> Option<String> {
+    match event {
+        Event::Retry {
+            worker,
+            segment,
+            attempt,
+            wait_ms,
+            batch,
+            reason,
+        } => Some(format!(
+            "retry: worker {worker}, segment {segment}, attempt {attempt}: {reason}; again in {:.1}s with batch {batch}",
+            *wait_ms as f64 / 1000.0
+        )),
+        Event::Stopping { reason } => Some(format!(
+            "stopping: {reason}; chunks in flight commit (press Ctrl-C again to stop at once)"
+        )),
+        Event::Failed { message } => Some(format!("failed: {message}")),
+        _ => None,
+    }
+}
+
+async fn bars(mut rx: UnboundedReceiver<Event>) {
+    let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(8));
+    let style = ProgressStyle::with_template(
+        "{prefix:.bold} [{bar:32}] {human_pos}/{human_len} rows  {per_sec}  ETA {eta}  {msg}",
+    )
+    .map(|s| s.progress_chars("=> "))
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
+    let worker_style = ProgressStyle::with_template("  {prefix}: {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner());
+    let total = multi.add(ProgressBar::new(0).with_style(style));
+    let mut workers: BTreeMap<u32, ProgressBar> = BTreeMap::new();
+    let mut tally = Tally::default();
+    while let Some(e) = rx.recv().await {
+        if let Some(line) = line_for(&e) {
+            let _ = multi.println(line);
+        }
+        match e {
+            Event::Started {
+                plan,
+                rows_estimate,
+                rows_done,
+                max_rows_per_second,
+                ..
+            } => {
+                tally.plan = plan.clone();
+                tally.rate_limit = max_rows_per_second;
+                total.set_prefix(format!("backfill {plan}"));
+                total.set_length(rows_estimate.max(rows_done).max(0) as u64);
+                total.set_position(rows_done.max(0) as u64);
+                total.reset_eta();
+            }
+            Event::Chunk {
+                worker,
+                segment,
+                batch,
+                ms,
+                throttled_ms,
+                rows_done,
+                ..
+            } => {
+                tally.last_throttled_ms = throttled_ms;
+                let bar = workers.entry(worker).or_insert_with(|| {
+                    let b = multi.add(ProgressBar::new_spinner().with_style(worker_style.clone()));
+                    b.set_prefix(format!("worker {worker}"));
+                    b
+                });
+                bar.set_message(format!(
+                    "segment {segment}, batch {batch}, last chunk {ms} ms"
+                ));
+                let done = rows_done.max(0) as u64;
+                if total.length().is_some_and(|l| done > l) {
+                    total.set_length(done);
+                }
+                total.set_position(done);
+                total.set_message(tally.throttle_note());
+            }
+            Event::SegmentDone { worker, segment } => {
+                if let Some(bar) = workers.get(&worker) {
+                    bar.set_message(format!("segment {segment} done"));
+                }
+            }
+            Event::Finished {
+                rows_seen,
+                rows_changed,
+                seconds,
+                ..
+            } => {
+                for b in workers.values() {
+                    b.finish_and_clear();
+                }
+                total.finish_with_message(format!(
+                    "done: {rows_seen} rows walked, {rows_changed} changed in {seconds:.1}s"
+                ));
+            }
+            Event::Interrupted { rows_done, .. } => {
+                for b in workers.values() {
+                    b.finish_and_clear();
+                }
+                total.abandon_with_message(format!("interrupted at {rows_done} rows"));
+            }
+            Event::Failed { .. } => {
+                for b in workers.values() {
+                    b.finish_and_clear();
+                }
+                total.abandon();
+            }
+            Event::Retry { .. } | Event::Stopping { .. } => {}
+        }
+    }
+}
+
+async fn plain(mut rx: UnboundedReceiver<Event>, every: Duration) {
+    let mut tally = Tally::default();
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    let mut last = (Instant::now(), 0i64);
+    let started = Instant::now();
+    loop {
+        tokio::select! {
+            e = rx.recv() => {
+                let Some(e) = e else { break };
+                if let Some(line) = line_for(&e) {
+                    eprintln!("[backfill {}] {line}", tally.plan);
+                }
+                match e {
+                    Event::Started { plan, rows_estimate, rows_done, workers, segments, segments_left, resumed, max_rows_per_second, .. } => {
+                        tally.plan = plan;
+                        tally.estimate = rows_estimate;
+                        tally.done = rows_done;
+                        tally.rate_limit = max_rows_per_second;
+                        last = (Instant::now(), rows_done);
+                        eprintln!(
+                            "[backfill {}] {} with {workers} workers: {segments_left} of {segments} segments to go, ~{rows_estimate} rows{}",
+                            tally.plan,
+                            if resumed { "resuming" } else { "starting" },
+                            if max_rows_per_second > 0 { format!(", at most {max_rows_per_second} rows/s") } else { String::new() }
+                        );
+                    }
+                    Event::Chunk { worker, segment, batch, ms, throttled_ms, rows_done, .. } => {
+                        tally.done = rows_done;
+                        tally.last_throttled_ms = throttled_ms;
+                        tally.workers.insert(worker, (segment, batch, ms));
+                    }
+                    Event::Finished { rows_seen, rows_changed, seconds, retries, .. } => {
+                        eprintln!(
+                            "[backfill {}] done: {rows_seen} rows walked, {rows_changed} changed in {seconds:.1}s ({:.0} rows/s), {retries} retries",
+                            tally.plan,
+                            rows_seen as f64 / seconds.max(1e-3)
+                        );
+                    }
+                    Event::Interrupted { rows_done, .. } => {
+                        eprintln!("[backfill {}] interrupted at {rows_done} rows", tally.plan);
+                    }
+                    _ => {}
+                }
+            }
+            _ = tick.tick() => {
+                if tally.plan.is_empty() {
+                    continue;
+                }
+                let now = Instant::now();
+                let rate = (tally.done - last.1) as f64 / now.duration_since(last.0).as_secs_f64().max(1e-3);
+                last = (now, tally.done);
+                let left = (tally.estimate - tally.done).max(0) as f64;
+                let eta = if rate > 0.0 { format!("{:.0}s", left / rate) } else { "?".to_string() };
+                let pct = if tally.estimate > 0 { 100.0 * tally.done as f64 / tally.estimate as f64 } else { 0.0 };
+                let workers: Vec<String> = tally.workers.iter().map(|(w, (s, b, ms))| format!("w{w}: seg {s} batch {b} {ms}ms")).collect();
+                eprintln!(
+                    "[backfill {}] {}/{} rows ({pct:.1}%), {rate:.0} rows/s, ETA {eta}, {:.0}s elapsed {}; {}",
+                    tally.plan,
+                    tally.done,
+                    tally.estimate,
+                    started.elapsed().as_secs_f64(),
+                    tally.throttle_note(),
+                    workers.join(", ")
+                );
+            }
+        }
+    }
+}

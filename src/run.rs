@@ -1,0 +1,209 @@
+//! `backfill run`: loads the plans, checks each against the live catalog, and runs the asked
+//! phase. Ctrl-C (or SIGTERM) once lets the chunks in flight commit and exits 130 with the
+//! command that resumes; a second Ctrl-C exits at once (open transactions roll back on the
+//! server, and since a chunk and its checkpoint commit together, the checkpoints stay right).
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+
+use crate::cli::{connection, RunArgs, RunPhase};
+use crate::db::catalog::{self, TableInfo};
+use crate::engine::{self, EngineOptions, Events, Job, Outcome, Stop};
+use crate::error::{Error, Result, EXIT_INTERRUPTED};
+use crate::ops::Problems;
+use crate::plan::{load_all, FieldPath, Plan};
+use crate::planner::{self, PlannerOptions};
+use crate::progress::{self, Mode};
+
+/// The process-wide stop, triggered by Ctrl-C / SIGTERM.
+fn interrupts() -> Stop {
+    static STOP: OnceLock<Stop> = OnceLock::new();
+    STOP.get_or_init(|| {
+        let stop = Stop::new();
+        let handler_stop = stop.clone();
+        let presses = AtomicU32::new(0);
+        let installed = ctrlc::set_handler(move || {
+            if presses.fetch_add(1, Ordering::SeqCst) == 0 {
+                eprintln!(
+                    "\ninterrupt: letting the chunks in flight commit (press Ctrl-C again to stop at once)"
+                );
+                handler_stop.trigger();
+            } else {
+                eprintln!("\nstopping at once; uncommitted chunks roll back, checkpoints hold");
+                std::process::exit(i32::from(EXIT_INTERRUPTED));
+            }
+        });
+        if let Err(e) = installed {
+            eprintln!("warning: cannot catch Ctrl-C ({e}); an interrupt will stop at once");
+        }
+        stop
+    })
+    .clone()
+}
+
+/// Runs `backfill run`.
+pub async fn run_cmd(args: RunArgs) -> Result<()> {
+    let plans = load_all(&args.plans)?;
+    let conn = connection(&args.db)?.ok_or_else(|| {
+        Error::Usage(
+            "backfill run needs the database: give --database-url or set DATABASE_URL".to_string(),
+        )
+    })?;
+    let client = conn.connect().await?;
+    let mode = if args.json { Mode::Json } else { args.progress };
+    // Check every plan before running any.
+    let mut jobs = Vec::new();
+    for plan in &plans {
+        match args.phase {
+            RunPhase::Backfill => {
+                if let Some(job) = backfill_job(&client, plan, &args).await? {
+                    jobs.push((plan, job));
+                } else if mode != Mode::Json {
+                    eprintln!("plan `{}` moves no data: nothing to backfill", plan.name);
+                }
+            }
+        }
+    }
+    drop(client);
+    let stop = interrupts();
+    for (plan, job) in jobs {
+        let options = engine_options(plan, &args);
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let sink = tokio::spawn(progress::render(mode, rx));
+        let result = engine::run(&conn, job, options, Events::new(tx), stop.clone()).await;
+        let _ = sink.await;
+        match result? {
+            Outcome::Finished(_) => {}
+            Outcome::Interrupted(s) => {
+                return Err(Error::Interrupted {
+                    progress: format!(
+                        "plan `{}`: {} rows of ~{} walked",
+                        plan.name, s.rows_done, s.rows_estimate
+                    ),
+                    resume: resume_command(&args),
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
+fn engine_options(plan: &Plan, args: &RunArgs) -> EngineOptions {
+    let mut o = EngineOptions::from_plan(plan, &args.db.state_schema);
+    if let Some(w) = args.workers {
+        o.workers = w;
+    }
+    if let Some(b) = args.batch_size {
+        o.batch_size = b;
+        o.min_batch_size = o.min_batch_size.min(b);
+        o.max_batch_size = o.max_batch_size.max(b);
+    }
+    if let Some(r) = args.max_rows_per_second {
+        o.max_rows_per_second = r;
+    }
+    o.force = args.force;
+    o
+}
+
+/// The backfill of `plan`, checked against the live catalog: expand and dual-write must have
+/// run. `None` when the plan moves no data.
+async fn backfill_job(
+    client: &tokio_postgres::Client,
+    plan: &Plan,
+    args: &RunArgs,
+) -> Result<Option<Job>> {
+    let Some(live) = catalog::table_info(client, &plan.table).await? else {
+        let mut p = Problems::default();
+        p.add(
+            FieldPath::of("table"),
+            format!("table {} does not exist", plan.table),
+        );
+        return Err(plan.errors(p).into());
+    };
+    let before: TableInfo = planner::catalog_before_expand(plan, &live);
+    let problems = planner::check_catalog(plan, &before);
+    if !problems.0.is_empty() {
+        return Err(plan.errors(problems).into());
+    }
+    let missing = planner::missing_after_expand(plan, &live);
+    if !missing.is_empty() {
+        return Err(Error::Usage(format!(
+            "plan `{}`: expand has not run on {} (column {} is missing); run the expand and dual-write phases first",
+            plan.name,
+            plan.table,
+            missing
+                .iter()
+                .map(|c| format!("\"{c}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    let options = PlannerOptions {
+        state_schema: args.db.state_schema.clone(),
+    };
+    let schedule = planner::build(plan, &before, &options);
+    let Some(spec) = schedule.backfill.clone() else {
+        return Ok(None);
+    };
+    if !schedule.phase(planner::Phase::DualWrite).is_empty() {
+        let trigger = planner::trigger_name(plan, &plan.table);
+        let row = client
+            .query_opt(
+                "SELECT 1 FROM pg_trigger WHERE tgrelid = $1::text::regclass AND tgname = $2",
+                &[&plan.table.to_string(), &trigger.as_str()],
+            )
+            .await
+            .map_err(|e| {
+                Error::db(
+                    format!("looking for the trigger of plan `{}`", plan.name),
+                    &e,
+                )
+            })?;
+        if row.is_none() {
+            return Err(Error::Usage(format!(
+                "plan `{}`: the dual-write trigger {trigger} is not installed on {}; run the dual-write phase first, or rows the application writes during the backfill would be left out of sync",
+                plan.name, plan.table
+            )));
+        }
+    }
+    Ok(Some(Job::new(plan, spec, &live)?))
+}
+
+/// The command that resumes: the same, without the database URL (it may hold a password).
+fn resume_command(args: &RunArgs) -> String {
+    let mut cmd = vec!["backfill".to_string(), "run".to_string()];
+    cmd.extend(
+        args.plans
+            .iter()
+            .map(|p| shell_word(&p.display().to_string())),
+    );
+    cmd.push("--phase backfill".to_string());
+    if args.db.state_schema != "backfill" {
+        cmd.push(format!(
+            "--state-schema {}",
+            shell_word(&args.db.state_schema)
+        ));
+    }
+    if let Some(w) = args.workers {
+        cmd.push(format!("--workers {w}"));
+    }
+    if let Some(r) = args.max_rows_per_second {
+        cmd.push(format!("--max-rows-per-second {r}"));
+    }
+    let mut text = cmd.join(" ");
+    if args.db.database_url.is_some() {
+        text.push_str(" (with the same --database-url or DATABASE_URL)");
+    }
+    text
+}
+
+fn shell_word(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+=:,".contains(c))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}

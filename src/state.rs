@@ -1,0 +1,119 @@
+//! The state store: `backfill`'s own schema in the target database (`--state-schema` renames
+//! it). It is created on first use and upgraded by its own numbered migrations, applied in
+//! order, each in one transaction, under an advisory lock so that two processes starting at
+//! once do not both apply them.
+//!
+//! Version 1 holds the engine's progress: one row per backfill (plan, checksum, key) and one
+//! row per segment of its key space with the segment's cursor and counters. A chunk's data
+//! change and its segment's checkpoint commit in the same statement (see
+//! [`crate::engine::keyset`]), guarded by [`CHECKPOINT_GUARD`].
+
+use tokio_postgres::Client;
+
+use crate::error::{Error, Result};
+use crate::sql::{literal, Ident, QualifiedName};
+
+/// SQLSTATE raised by the checkpoint guard when a segment's cursor moved under a chunk
+/// (another process advanced it): the chunk rolls back and the worker reloads the segment.
+pub const CHECKPOINT_MOVED: &str = "BF001";
+
+/// The function that guards checkpoints, inside the state schema.
+pub const CHECKPOINT_GUARD: &str = "checkpoint_guard";
+
+/// The migrations, in order; `{s}` stands for the quoted schema. Never edit one that has
+/// shipped: add the next.
+const MIGRATIONS: &[&str] = &[
+    // 1: the engine's backfills and segments.
+    r#"
+CREATE TABLE {s}.backfills (
+  plan          text PRIMARY KEY,
+  checksum      text NOT NULL,
+  table_name    text NOT NULL,
+  key_columns   text[] NOT NULL,
+  row_estimate  bigint NOT NULL,
+  started_at    timestamptz NOT NULL DEFAULT now(),
+  finished_at   timestamptz
+);
+CREATE TABLE {s}.segments (
+  plan          text NOT NULL REFERENCES {s}.backfills ON DELETE CASCADE,
+  segment       int NOT NULL,
+  lower_bound   text[],
+  upper_bound   text[] NOT NULL,
+  cursor        text[],
+  rows_seen     bigint NOT NULL DEFAULT 0,
+  rows_changed  bigint NOT NULL DEFAULT 0,
+  done          boolean NOT NULL DEFAULT false,
+  updated_at    timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (plan, segment)
+);
+CREATE FUNCTION {s}.checkpoint_guard(ok boolean, plan text, segment int) RETURNS boolean
+LANGUAGE plpgsql AS $fn$
+BEGIN
+  IF NOT ok THEN
+    RAISE EXCEPTION 'segment % of backfill % moved on: another process checkpointed it', segment, plan
+      USING ERRCODE = 'BF001';
+  END IF;
+  RETURN true;
+END
+$fn$;
+"#,
+];
+
+/// The latest schema version this binary knows.
+pub fn latest_version() -> i32 {
+    MIGRATIONS.len() as i32
+}
+
+/// A table of the state schema.
+pub fn table(schema: &Ident, name: &str) -> QualifiedName {
+    QualifiedName::new(schema.as_str(), name)
+}
+
+/// Creates the state schema or brings it to the latest version. Refuses a schema written by a
+/// newer `backfill`.
+pub async fn ensure(client: &mut Client, schema: &Ident) -> Result<()> {
+    let ctx = format!("preparing the state schema {schema}");
+    let fail = |e: tokio_postgres::Error| Error::db(ctx.clone(), &e);
+    let tx = client.transaction().await.map_err(fail)?;
+    tx.query_one(
+        "SELECT pg_advisory_xact_lock(hashtext('backfill state ' || $1::text))",
+        &[&schema.as_str()],
+    )
+    .await
+    .map_err(fail)?;
+    tx.batch_execute(&format!(
+        "SET LOCAL lock_timeout = '10s';\nCREATE SCHEMA IF NOT EXISTS {schema};\nCREATE TABLE IF NOT EXISTS {schema}.migrations (version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+    ))
+    .await
+    .map_err(fail)?;
+    let current: i32 = tx
+        .query_one(
+            &format!("SELECT coalesce(max(version), 0) FROM {schema}.migrations"),
+            &[],
+        )
+        .await
+        .map_err(fail)?
+        .get(0);
+    if current > latest_version() {
+        return Err(Error::Usage(format!(
+            "the state schema {schema} is at version {current}, written by a newer backfill (this one knows up to {}); upgrade backfill",
+            latest_version()
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let version = i as i32 + 1;
+        tx.batch_execute(&sql.replace("{s}", &schema.to_string()))
+            .await
+            .map_err(fail)?;
+        tx.execute(
+            &format!(
+                "INSERT INTO {schema}.migrations (version) VALUES ({})",
+                literal(&version.to_string())
+            ),
+            &[],
+        )
+        .await
+        .map_err(fail)?;
+    }
+    tx.commit().await.map_err(fail)
+}

@@ -1,0 +1,244 @@
+//! The engine on every kind of key: `backfill run --phase backfill` as a user runs it, then
+//! every row checked, and the checkpoints' rows seen equal to the table's row count.
+
+use crate::support::{backfill_cmd, backfill_state, json_events, stage, TestDb};
+
+/// A plan that fills `shout` from `payload` on table `k`.
+fn plan(name: &str) -> String {
+    format!(
+        r#"
+name = "{name}"
+table = "k"
+
+[[operations]]
+kind = "add_column"
+name = "shout"
+type = "text"
+up = "upper(payload) || '!'"
+
+[backfill]
+workers = 3
+batch_size = 40
+min_batch_size = 10
+max_batch_size = 400
+"#
+    )
+}
+
+/// Creates `k` with `setup`, stages the plan, runs the backfill and checks every row.
+async fn backfill_table(test: &str, setup: &str, expected_rows: i64) {
+    let db = TestDb::new(test).await;
+    let client = db.connect().await;
+    client
+        .batch_execute(setup)
+        .await
+        .unwrap_or_else(|e| panic!("setup: {e}"));
+    client
+        .batch_execute("ANALYZE k")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let staged = stage(&db, test, &plan(test)).await;
+    let out = backfill_cmd(
+        &[
+            "run",
+            &staged.arg(),
+            "--phase",
+            "backfill",
+            "--progress",
+            "json",
+        ],
+        Some(&db.url),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let events = json_events(&out.stdout);
+    let finished = events
+        .iter()
+        .find(|e| e["event"] == "finished")
+        .unwrap_or_else(|| panic!("no finished event: {events:?}"));
+    assert_eq!(finished["rows_seen"], expected_rows);
+
+    // Every row, as a user would look at it.
+    let rows = client
+        .query("SELECT payload, shout FROM k", &[])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(rows.len() as i64, expected_rows);
+    for r in &rows {
+        let payload: String = r.get(0);
+        let shout: Option<String> = r.get(1);
+        assert_eq!(
+            shout.as_deref(),
+            Some(format!("{}!", payload.to_uppercase()).as_str()),
+            "row with payload {payload}"
+        );
+    }
+    let (seen, left) = backfill_state(&client, test).await;
+    assert_eq!(seen, expected_rows, "rows seen by the checkpoints");
+    assert_eq!(left, 0, "segments left");
+
+    // A rerun finds nothing to do and changes nothing.
+    let again = backfill_cmd(
+        &[
+            "run",
+            &staged.arg(),
+            "--phase",
+            "backfill",
+            "--progress",
+            "json",
+        ],
+        Some(&db.url),
+    );
+    assert_eq!(again.status.code(), Some(0));
+    let events = json_events(&again.stdout);
+    let finished = events
+        .iter()
+        .find(|e| e["event"] == "finished")
+        .unwrap_or_else(|| panic!("no finished event on rerun: {events:?}"));
+    assert_eq!(finished["rows_changed"], 0);
+}
+
+#[tokio::test]
+async fn bigint_key_with_gaps_and_skew() {
+    backfill_table(
+        "keys_bigint",
+        "CREATE TABLE k (id bigint PRIMARY KEY, payload text NOT NULL);
+         INSERT INTO k SELECT g, 'p' || g FROM generate_series(1, 3000) g;
+         INSERT INTO k SELECT 1000000000 + g * 7919, 'far' || g FROM generate_series(1, 200) g;
+         INSERT INTO k VALUES (-5, 'negative'), (9000000000000000000, 'huge');
+         DELETE FROM k WHERE id BETWEEN 1000 AND 1999;",
+        2202,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn int_key() {
+    backfill_table(
+        "keys_int",
+        "CREATE TABLE k (id serial PRIMARY KEY, payload text NOT NULL);
+         INSERT INTO k (payload) SELECT 'p' || g FROM generate_series(1, 2500) g;",
+        2500,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn uuid_key() {
+    backfill_table(
+        "keys_uuid",
+        "CREATE TABLE k (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), payload text NOT NULL);
+         INSERT INTO k (payload) SELECT 'p' || g FROM generate_series(1, 2500) g;",
+        2500,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn text_key() {
+    backfill_table(
+        "keys_text",
+        "CREATE TABLE k (id text PRIMARY KEY, payload text NOT NULL);
+         INSERT INTO k SELECT 'key ' || md5(g::text) || ' ''q''', 'p' || g FROM generate_series(1, 2500) g;",
+        2500,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn composite_key() {
+    backfill_table(
+        "keys_composite",
+        "CREATE TABLE k (tenant int, code text, payload text NOT NULL, PRIMARY KEY (tenant, code));
+         INSERT INTO k SELECT g % 7, 'c' || g, 'p' || g FROM generate_series(1, 2500) g;
+         INSERT INTO k SELECT 1000, 'c' || g, 'skew' || g FROM generate_series(1, 500) g;",
+        3000,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn identity_always_key() {
+    backfill_table(
+        "keys_identity",
+        "CREATE TABLE k (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, payload text NOT NULL);
+         INSERT INTO k (payload) SELECT 'p' || g FROM generate_series(1, 1500) g;",
+        1500,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn unique_index_key_without_primary_key() {
+    backfill_table(
+        "keys_unique_index",
+        "CREATE TABLE k (code text NOT NULL, payload text NOT NULL);
+         CREATE UNIQUE INDEX k_code ON k (code);
+         INSERT INTO k SELECT 'code' || g, 'p' || g FROM generate_series(1, 1800) g;",
+        1800,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn empty_table() {
+    backfill_table(
+        "keys_empty",
+        "CREATE TABLE k (id bigint PRIMARY KEY, payload text NOT NULL);",
+        0,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn one_row() {
+    backfill_table(
+        "keys_one_row",
+        "CREATE TABLE k (id uuid PRIMARY KEY, payload text NOT NULL);
+         INSERT INTO k VALUES (gen_random_uuid(), 'only');",
+        1,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_table_without_a_key_is_refused_before_anything_starts() {
+    let db = TestDb::new("keys_none").await;
+    let client = db.connect().await;
+    client
+        .batch_execute(
+            "CREATE TABLE k (id int, payload text); INSERT INTO k VALUES (1, 'a');
+             CREATE TABLE fingerprint AS SELECT 1;",
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let dir = std::env::temp_dir().join(format!("backfill-nokey-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    let path = dir.join("keys_none.toml");
+    std::fs::write(&path, plan("keys_none")).unwrap_or_else(|e| panic!("{e}"));
+    let out = backfill_cmd(
+        &["run", &path.display().to_string(), "--phase", "backfill"],
+        Some(&db.url),
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("neither a primary key nor a unique index"),
+        "{stderr}"
+    );
+    let schemas = crate::support::rows(
+        &client,
+        "SELECT nspname::text FROM pg_namespace WHERE nspname = 'backfill'",
+    )
+    .await;
+    assert!(
+        schemas.is_empty(),
+        "the state schema was created: {schemas:?}"
+    );
+}
