@@ -32,5 +32,6 @@ pub mod sql;
 pub mod state;
 pub mod validate;
 pub mod version;
+pub mod workload;
 
 pub use error::{Error, Result};

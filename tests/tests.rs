@@ -4,6 +4,7 @@
 mod support;
 
 mod cli;
+mod engine_faults;
 mod engine_keys;
 mod plan_errors;
 mod plan_examples;

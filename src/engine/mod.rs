@@ -46,6 +46,10 @@ pub use keyset::Keyset;
 /// up. With the capped backoff this rides out about a minute of outage.
 pub const CHUNK_RETRIES: u32 = 10;
 
+/// How many times the workers are sent back over segments that the database still shows as
+/// not done after they all finished.
+pub const MAX_ROUNDS: u32 = 3;
+
 /// How the engine runs.
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
@@ -296,6 +300,7 @@ pub async fn run(
     let mut control = conn.connect().await?;
     state::ensure(&mut control, &options.state_schema).await?;
     let prepared = segments::prepare(&mut control, &job, &options).await?;
+    drop(control);
     let total_segments = prepared.total;
     let tasks: Vec<Task> = prepared
         .pending
@@ -340,21 +345,65 @@ pub async fn run(
         options,
     });
 
-    if pending > 0 {
-        let pool = pool(conn, &shared)?;
-        let mut handles = Vec::new();
-        for id in 1..=workers.min(pending as u32) {
-            let shared = shared.clone();
-            let pool = pool.clone();
-            handles.push(tokio::spawn(worker::run(id, shared, pool)));
-        }
-        for h in handles {
-            if let Err(e) = h.await {
-                shared.fail(Error::Usage(format!("a backfill worker crashed: {e}")));
+    let pool = pool(conn, &shared)?;
+    let mut pending = pending;
+    let mut rounds = 0;
+    let interrupted = loop {
+        if pending > 0 {
+            let mut handles = Vec::new();
+            for id in 1..=workers.min(pending as u32) {
+                let shared = shared.clone();
+                let pool = pool.clone();
+                handles.push(tokio::spawn(worker::run(id, shared, pool)));
+            }
+            for h in handles {
+                if let Err(e) = h.await {
+                    shared.fail(Error::Usage(format!("a backfill worker crashed: {e}")));
+                }
             }
         }
-        pool.close();
-    }
+        let failure = shared.failure.lock().ok().and_then(|mut f| f.take());
+        if let Some(e) = failure {
+            pool.close();
+            return Err(e);
+        }
+        // Read back what the database holds: a segment a worker saw finish may have lost its
+        // commit in a crash (with `synchronous_commit = off`), or another process may own one.
+        let (left, rows_done) = close(conn, &shared.job, &shared.options).await?;
+        shared.rows_done.store(rows_done, Ordering::SeqCst);
+        if left.is_empty() {
+            break false;
+        }
+        if stop.is_set() {
+            break true;
+        }
+        rounds += 1;
+        if rounds > MAX_ROUNDS {
+            pool.close();
+            return Err(Error::Database {
+                context: format!("backfill of {}", shared.job.spec.table),
+                message: format!(
+                    "{} segments are still not done after {MAX_ROUNDS} rounds: their commits are being lost (a server crash with synchronous_commit = off?) or another process keeps them",
+                    left.len()
+                ),
+                code: None,
+            });
+        }
+        pending = left.len();
+        if let Ok(mut q) = shared.queue.lock() {
+            q.ready = left
+                .into_iter()
+                .map(|s| Task {
+                    segment: s.segment,
+                    cursor: s.cursor,
+                    upper: s.upper,
+                    attempts: 0,
+                    not_before: Instant::now(),
+                })
+                .collect();
+        }
+    };
+    pool.close();
 
     let summary = Summary {
         rows_done: shared.rows_done.load(Ordering::SeqCst),
@@ -364,19 +413,13 @@ pub async fn run(
         retries: shared.retries.load(Ordering::SeqCst),
         elapsed: started.elapsed(),
     };
-    let failure = shared.failure.lock().ok().and_then(|mut f| f.take());
-    if let Some(e) = failure {
-        return Err(e);
-    }
-    let left = segments::pending_count(&control, &shared.job, &shared.options).await?;
-    if left > 0 {
+    if interrupted {
         events.send(Event::Interrupted {
             rows_done: summary.rows_done,
             rows_seen: summary.rows_seen,
         });
         return Ok(Outcome::Interrupted(summary));
     }
-    segments::mark_finished(&control, &shared.job, &shared.options).await?;
     events.send(Event::Finished {
         rows_done: summary.rows_done,
         rows_seen: summary.rows_seen,
@@ -387,11 +430,47 @@ pub async fn run(
     Ok(Outcome::Finished(summary))
 }
 
-/// A limiter of `rate` rows per second with one second of burst, or none.
+/// Reads the segments left and the rows done, and records the end when no segment is left,
+/// on a new connection (the server may have restarted during the run), retrying like a chunk.
+async fn close(
+    conn: &ConnectionSpec,
+    job: &Job,
+    options: &EngineOptions,
+) -> Result<(Vec<segments::Pending>, i64)> {
+    let mut attempt = 0;
+    loop {
+        let result = async {
+            let client = conn.connect().await?;
+            let (left, rows_done) = segments::load(&client, job, options).await?;
+            if left.is_empty() {
+                segments::mark_finished(&client, job, options).await?;
+            }
+            Ok::<_, Error>((left, rows_done))
+        }
+        .await;
+        match result {
+            Err(_) if attempt < options.retries => {
+                attempt += 1;
+                tokio::time::sleep(crate::executor::backoff(attempt)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// The most rows one chunk may take under a rate limit of `rate` rows per second: a tenth of a
+/// second's worth, so the limiter paces chunks evenly instead of letting a second's rows
+/// through at once.
+pub fn rate_chunk_cap(rate: u64) -> u32 {
+    u32::try_from((rate / 10).max(1)).unwrap_or(u32::MAX)
+}
+
+/// A limiter of `rate` rows per second with a burst of one chunk, or none.
 fn rate_limiter(rate: u64) -> Option<governor::DefaultDirectRateLimiter> {
-    let rate = NonZeroU32::new(u32::try_from(rate).unwrap_or(u32::MAX))?;
+    let per_second = NonZeroU32::new(u32::try_from(rate).unwrap_or(u32::MAX))?;
+    let burst = NonZeroU32::new(rate_chunk_cap(rate)).unwrap_or(NonZeroU32::MIN);
     Some(governor::RateLimiter::direct(
-        governor::Quota::per_second(rate).allow_burst(rate),
+        governor::Quota::per_second(per_second).allow_burst(burst),
     ))
 }
 

@@ -133,14 +133,39 @@ pub async fn prepare(client: &mut Client, job: &Job, options: &EngineOptions) ->
             (false, estimate)
         }
     };
-    let rows = tx
+    tx.commit().await.map_err(fail)?;
+    let total: i64 = client
+        .query_one(
+            &format!("SELECT count(*) FROM {segments} WHERE plan = $1"),
+            &[&job.plan],
+        )
+        .await
+        .map_err(fail)?
+        .get(0);
+    let (pending, rows_done) = load(client, job, options).await?;
+    Ok(Prepared {
+        total: total as u32,
+        pending,
+        rows_done,
+        rows_estimate,
+        resumed,
+    })
+}
+
+/// The segments not done, in key order, and the rows walked so far.
+pub async fn load(
+    client: &Client,
+    job: &Job,
+    options: &EngineOptions,
+) -> Result<(Vec<Pending>, i64)> {
+    let segments = state::table(&options.state_schema, "segments");
+    let rows = client
         .query(
             &format!("SELECT segment, cursor, upper_bound, done, rows_seen FROM {segments} WHERE plan = $1 ORDER BY segment"),
             &[&job.plan],
         )
         .await
-        .map_err(fail)?;
-    tx.commit().await.map_err(fail)?;
+        .map_err(|e| Error::db("reading the backfill's segments", &e))?;
     let mut pending = Vec::new();
     let mut rows_done = 0i64;
     for r in &rows {
@@ -153,13 +178,7 @@ pub async fn prepare(client: &mut Client, job: &Job, options: &EngineOptions) ->
             });
         }
     }
-    Ok(Prepared {
-        total: rows.len() as u32,
-        pending,
-        rows_done,
-        rows_estimate,
-        resumed,
-    })
+    Ok((pending, rows_done))
 }
 
 /// The planner's estimate of the table's rows, from `EXPLAIN` (scaled to the table's current
@@ -246,19 +265,6 @@ async fn split(
         lower = Some(upper);
     }
     Ok(out)
-}
-
-/// Segments not done yet.
-pub async fn pending_count(client: &Client, job: &Job, options: &EngineOptions) -> Result<i64> {
-    let segments = state::table(&options.state_schema, "segments");
-    let row = client
-        .query_one(
-            &format!("SELECT count(*) FROM {segments} WHERE plan = $1 AND NOT done"),
-            &[&job.plan],
-        )
-        .await
-        .map_err(|e| Error::db("reading the backfill's segments", &e))?;
-    Ok(row.get(0))
 }
 
 /// Records that the backfill finished.

@@ -75,8 +75,7 @@ pub(super) async fn run(id: u32, shared: Arc<Shared>, pool: Pool) {
         o.target_chunk_time,
     );
     if o.max_rows_per_second > 0 {
-        // A chunk never asks the limiter for more than one second of rows.
-        let cap = u32::try_from(o.max_rows_per_second).unwrap_or(u32::MAX);
+        let cap = super::rate_chunk_cap(o.max_rows_per_second);
         sizing.set_bounds(o.min_batch_size.min(cap), o.max_batch_size.min(cap));
     }
     while let Some(mut task) = shared.next_task().await {

@@ -1,0 +1,557 @@
+//! The engine under faults and live traffic, through the binary as a user runs it: writers
+//! during the whole backfill, SIGKILL at random moments, SIGINT, a row lock held for 10 s,
+//! PostgreSQL restarted mid-run, a value that cannot be converted, a plan edited after start.
+//! Every test ends by checking the rows.
+
+use std::process::{Child, Output};
+use std::time::{Duration, Instant};
+
+use backfill::db::ConnectionSpec;
+use backfill::ephemeral::{Cluster, ClusterOptions};
+use backfill::workload::{self, Workload};
+use tokio_postgres::Client;
+
+use crate::support::{
+    backfill_cmd, backfill_spawn, backfill_state, json_events, out_of_sync, stage, TestDb,
+};
+
+/// The example split of `full_name`, on `table`, with extra `[backfill]` settings.
+fn split_plan(name: &str, table: &str, backfill: &str) -> String {
+    format!(
+        r#"
+name = "{name}"
+table = "{table}"
+
+[[operations]]
+kind = "split_column"
+column = "full_name"
+into = [
+  {{ name = "first_name", type = "text", up = "split_part(full_name, ' ', 1)" }},
+  {{ name = "last_name",  type = "text", up = "split_part(full_name, ' ', 2)" }},
+]
+down = "concat_ws(' ', first_name, last_name)"
+
+[backfill]
+{backfill}
+"#
+    )
+}
+
+async fn seed(client: &Client, table: &str, rows: i64) {
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE {table} (id bigserial PRIMARY KEY, full_name text, email text);
+             INSERT INTO {table} (full_name, email)
+               SELECT 'First' || g || ' Last' || g, 'u' || g || '@example.org' FROM generate_series(1, {rows}) g;
+             ANALYZE {table};"
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("seed {table}: {e}"));
+}
+
+/// Every row of `table`: the split matches `full_name`. Returns the row count.
+async fn check_rows(client: &Client, table: &str) -> i64 {
+    let rows = client
+        .query(
+            &format!("SELECT id, full_name, first_name, last_name FROM {table}"),
+            &[],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    for r in &rows {
+        let id: i64 = r.get(0);
+        let full: Option<String> = r.get(1);
+        let first: Option<String> = r.get(2);
+        let last: Option<String> = r.get(3);
+        let full = full.unwrap_or_default();
+        let mut parts = full.split(' ');
+        assert_eq!(
+            (first.as_deref(), last.as_deref()),
+            (
+                Some(parts.next().unwrap_or("")),
+                Some(parts.next().unwrap_or(""))
+            ),
+            "row {id}: {full:?}"
+        );
+    }
+    rows.len() as i64
+}
+
+/// The checkpoints agree with the table: the rows seen are exactly the rows between each
+/// segment's lower bound and its cursor, and all of those are in sync.
+async fn check_checkpoints(client: &Client, plan: &str, table: &str) {
+    let row = client
+        .query_one(
+            &format!(
+                "SELECT coalesce(sum(s.rows_seen), 0)::int8,
+                        coalesce(sum((SELECT count(*) FROM {table} u
+                                       WHERE u.id > coalesce(s.lower_bound[1]::int8, -9223372036854775808)
+                                         AND u.id <= s.cursor[1]::int8)), 0)::int8,
+                        coalesce(sum((SELECT count(*) FROM {table} u
+                                       WHERE u.id > coalesce(s.lower_bound[1]::int8, -9223372036854775808)
+                                         AND u.id <= s.cursor[1]::int8
+                                         AND (u.first_name IS DISTINCT FROM split_part(u.full_name, ' ', 1)
+                                           OR u.last_name IS DISTINCT FROM split_part(u.full_name, ' ', 2)))), 0)::int8
+                   FROM backfill.segments s WHERE s.plan = $1"
+            ),
+            &[&plan],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (seen, behind_cursors, wrong): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+    assert_eq!(seen, behind_cursors, "rows seen vs rows behind the cursors");
+    assert_eq!(wrong, 0, "rows behind a cursor out of sync");
+}
+
+fn run_args(staged: &crate::support::Staged) -> Vec<String> {
+    vec![
+        "run".into(),
+        staged.arg(),
+        "--phase".into(),
+        "backfill".into(),
+        "--progress".into(),
+        "json".into(),
+    ]
+}
+
+fn wait_timeout(child: &mut Child, limit: Duration) -> Output {
+    let deadline = Instant::now() + limit;
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if Instant::now() > deadline => {
+                let _ = child.kill();
+                panic!("backfill did not finish within {limit:?}");
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let mut out = Vec::new();
+    let mut err = Vec::new();
+    if let Some(mut s) = child.stdout.take() {
+        let _ = std::io::Read::read_to_end(&mut s, &mut out);
+    }
+    if let Some(mut s) = child.stderr.take() {
+        let _ = std::io::Read::read_to_end(&mut s, &mut err);
+    }
+    Output {
+        status: child.wait().unwrap_or_else(|e| panic!("{e}")),
+        stdout: out,
+        stderr: err,
+    }
+}
+
+fn show(out: &Output) -> String {
+    format!(
+        "exit {:?}\n{}{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Runs the binary in the background for as long as `f` takes, then waits for it.
+async fn run_during<F: std::future::Future<Output = ()>>(
+    args: &[String],
+    url: &str,
+    during: F,
+) -> Output {
+    let refs: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+    let mut child = backfill_spawn(&refs, url);
+    during.await;
+    tokio::task::spawn_blocking(move || wait_timeout(&mut child, Duration::from_secs(120)))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[tokio::test]
+async fn concurrent_writers_through_old_and_new_columns_leave_nothing_out_of_sync() {
+    let db = TestDb::new("faults_writers").await;
+    let client = db.connect().await;
+    seed(&client, "users", 20_000).await;
+    let staged = stage(
+        &db,
+        "writers",
+        &split_plan(
+            "writers",
+            "users",
+            "max_rows_per_second = 8000\nbatch_size = 200",
+        ),
+    )
+    .await;
+    let conn = ConnectionSpec::parse(&db.url).unwrap_or_else(|e| panic!("{e}"));
+    let app = workload::start(
+        &conn,
+        &Workload {
+            statements: vec![
+                // The old release: writes full_name.
+                "INSERT INTO users (full_name, email) VALUES ('Old' || $1::int8 || ' Insert', 'x')".into(),
+                "UPDATE users SET full_name = 'Old' || $1::int8 || ' Update' WHERE id = $1".into(),
+                // The new release: writes first_name and last_name.
+                "INSERT INTO users (first_name, last_name, email) VALUES ('New' || $1::int8, 'Insert', 'y')".into(),
+                "UPDATE users SET first_name = 'New' || $1::int8, last_name = 'Update' WHERE id = $1".into(),
+                "DELETE FROM users WHERE id = $1::int8 + 7".into(),
+            ],
+            key_max: 20_000,
+            tasks: 4,
+            pause: Duration::from_millis(1),
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let out = run_during(&run_args(&staged), &db.url, async {}).await;
+    let report = app.stop().await;
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(
+        report.ops > 500,
+        "the writers ran: {} statements",
+        report.ops
+    );
+    assert_eq!(report.errors, 0, "writer errors: {:?}", report.first_errors);
+    assert_eq!(out_of_sync(&client, &staged.schedule).await, 0);
+    let n = check_rows(&client, "users").await;
+    assert!(n > 19_000, "{n} rows");
+}
+
+#[tokio::test]
+async fn a_writer_inserting_as_fast_as_it_can_does_not_keep_the_backfill_running() {
+    let db = TestDb::new("faults_inserter").await;
+    let client = db.connect().await;
+    seed(&client, "users", 30_000).await;
+    let staged = stage(
+        &db,
+        "inserter",
+        &split_plan("inserter", "users", "workers = 2"),
+    )
+    .await;
+    let conn = ConnectionSpec::parse(&db.url).unwrap_or_else(|e| panic!("{e}"));
+    let app = workload::start(
+        &conn,
+        &Workload {
+            statements: vec![
+                "INSERT INTO users (full_name, email) SELECT 'Fast' || $1::int8 || ' Insert', 'f' FROM generate_series(1, 20)".into(),
+            ],
+            key_max: 1_000_000,
+            tasks: 2,
+            pause: Duration::ZERO,
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let out = run_during(&run_args(&staged), &db.url, async {}).await;
+    let report = app.stop().await;
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_eq!(report.errors, 0, "{:?}", report.first_errors);
+    // The backfill walked the rows that existed when it started, not the new ones.
+    let (seen, left) = backfill_state(&client, "inserter").await;
+    assert_eq!(left, 0);
+    let at_start = crate::support::rows(
+        &client,
+        "SELECT count(*)::text FROM users WHERE id <= (SELECT max(upper_bound[1]::int8) FROM backfill.segments WHERE plan = 'inserter')",
+    )
+    .await;
+    assert_eq!(vec![seen.to_string()], at_start);
+    let n = check_rows(&client, "users").await;
+    assert!(
+        n > 30_000,
+        "the writer inserted while the backfill ran ({n} rows)"
+    );
+}
+
+/// A small deterministic generator for the kill delays.
+fn delays(seed: u64) -> impl Iterator<Item = Duration> {
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    std::iter::from_fn(move || {
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        Some(Duration::from_millis(100 + (s >> 33) % 1400))
+    })
+}
+
+/// Kills, reruns and checks one seed; true when a kill landed in the middle of the backfill.
+async fn kill_and_rerun(db: &TestDb, seed: u64) -> bool {
+    let client = db.connect().await;
+    let table = format!("users_{seed}");
+    let plan = format!("kill_{seed}");
+    seed_table(&client, &table).await;
+    let staged = stage(
+        db,
+        &plan,
+        &split_plan(
+            &plan,
+            &table,
+            "max_rows_per_second = 12000\nbatch_size = 300",
+        ),
+    )
+    .await;
+    let args = run_args(&staged);
+    let refs: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+    let mut mid_run = false;
+    for delay in delays(seed).take(2) {
+        let mut child = backfill_spawn(&refs, &db.url);
+        tokio::time::sleep(delay).await;
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        check_checkpoints(&client, &plan, &table).await;
+        let (seen, _) = backfill_state(&client, &plan).await;
+        mid_run |= seen > 0 && seen < 24_000;
+    }
+    let out = backfill_cmd(&refs, Some(&db.url));
+    assert_eq!(out.status.code(), Some(0), "seed {seed}: {}", show(&out));
+    let n = check_rows(&client, &table).await;
+    let (seen, left) = backfill_state(&client, &plan).await;
+    assert_eq!(left, 0, "seed {seed}");
+    assert_eq!(seen, n, "seed {seed}: rows seen vs rows in the table");
+    check_checkpoints(&client, &plan, &table).await;
+    mid_run
+}
+
+async fn seed_table(client: &Client, table: &str) {
+    seed(client, table, 24_000).await;
+}
+
+#[tokio::test]
+async fn sigkill_at_random_moments_then_rerun_seeds_1_to_5() {
+    let db = TestDb::new("faults_kill_a").await;
+    let mut mid_run = 0;
+    for seed in 1..=5 {
+        mid_run += usize::from(kill_and_rerun(&db, seed).await);
+    }
+    assert!(
+        mid_run >= 3,
+        "only {mid_run} of 5 seeds killed a run half way"
+    );
+}
+
+#[tokio::test]
+async fn sigkill_at_random_moments_then_rerun_seeds_6_to_10() {
+    let db = TestDb::new("faults_kill_b").await;
+    let mut mid_run = 0;
+    for seed in 6..=10 {
+        mid_run += usize::from(kill_and_rerun(&db, seed).await);
+    }
+    assert!(
+        mid_run >= 3,
+        "only {mid_run} of 5 seeds killed a run half way"
+    );
+}
+
+#[tokio::test]
+async fn sigint_once_exits_130_with_consistent_checkpoints_and_the_rerun_finishes() {
+    let db = TestDb::new("faults_sigint").await;
+    let client2 = db.connect().await;
+    seed(&client2, "users", 30_000).await;
+    let staged = stage(
+        &db,
+        "sigint",
+        &split_plan("sigint", "users", "max_rows_per_second = 6000"),
+    )
+    .await;
+    let args = vec![
+        "run".to_string(),
+        staged.arg(),
+        "--phase".into(),
+        "backfill".into(),
+    ];
+    let refs: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+    let mut child = backfill_spawn(&refs, &db.url);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(status.success());
+    let out =
+        tokio::task::spawn_blocking(move || wait_timeout(&mut child, Duration::from_secs(30)))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{}", show(&out));
+    assert!(
+        stderr.contains("Resume with: backfill run") && stderr.contains("--phase backfill"),
+        "{stderr}"
+    );
+    let (seen, left) = backfill_state(&client2, "sigint").await;
+    assert!(
+        seen > 0 && seen < 30_000,
+        "interrupted half way: {seen} rows seen"
+    );
+    assert!(left > 0);
+    check_checkpoints(&client2, "sigint", "users").await;
+    let out = backfill_cmd(&refs, Some(&db.url));
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_eq!(check_rows(&client2, "users").await, 30_000);
+    assert_eq!(backfill_state(&client2, "sigint").await, (30_000, 0));
+}
+
+#[tokio::test]
+async fn a_row_locked_for_10s_holds_up_only_its_chunk() {
+    let db = TestDb::new("faults_row_lock").await;
+    let client = db.connect().await;
+    seed(&client, "users", 20_000).await;
+    let staged = stage(
+        &db,
+        "rowlock",
+        &split_plan("rowlock", "users", "lock_timeout = \"500ms\"\nworkers = 2"),
+    )
+    .await;
+    let mut holder = db.connect().await;
+    let tx = holder.transaction().await.unwrap_or_else(|e| panic!("{e}"));
+    tx.execute("SELECT 1 FROM users WHERE id = 7777 FOR UPDATE", &[])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let watcher = db.connect().await;
+    let out = run_during(&run_args(&staged), &db.url, async {
+        tokio::time::sleep(Duration::from_secs(8)).await;
+        // Every other segment is done while the lock is still held.
+        let (_, left) = backfill_state(&watcher, "rowlock").await;
+        assert_eq!(left, 1, "segments left while the row is locked");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        tx.commit().await.unwrap_or_else(|e| panic!("{e}"));
+    })
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let events = json_events(&out.stdout);
+    let retries: Vec<_> = events.iter().filter(|e| e["event"] == "retry").collect();
+    assert!(
+        retries
+            .iter()
+            .any(|e| e["reason"].as_str().unwrap_or("").contains("55P03")),
+        "no lock-timeout retry in the progress output: {retries:?}"
+    );
+    assert_eq!(check_rows(&client, "users").await, 20_000);
+    assert_eq!(backfill_state(&client, "rowlock").await, (20_000, 0));
+}
+
+#[tokio::test]
+async fn postgres_restarted_in_the_middle_of_a_run() {
+    let cluster = Cluster::start(&ClusterOptions {
+        unsafe_fast: true,
+        watchdog: true,
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let admin = crate::support::connect_url(&cluster.url("postgres")).await;
+    admin
+        .batch_execute("CREATE DATABASE restart")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let db = TestDb {
+        name: "restart".into(),
+        url: cluster.url("restart"),
+    };
+    let client = db.connect().await;
+    seed(&client, "users", 30_000).await;
+    let staged = stage(
+        &db,
+        "restart",
+        &split_plan("restart", "users", "max_rows_per_second = 10000"),
+    )
+    .await;
+    let out = run_during(&run_args(&staged), &db.url, async {
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        cluster.restart().unwrap_or_else(|e| panic!("{e}"));
+    })
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let events = json_events(&out.stdout);
+    assert!(
+        events.iter().any(|e| e["event"] == "retry"),
+        "the workers reconnected: {events:?}"
+    );
+    let client = db.connect().await;
+    assert_eq!(check_rows(&client, "users").await, 30_000);
+    assert_eq!(backfill_state(&client, "restart").await, (30_000, 0));
+    cluster.stop();
+}
+
+#[tokio::test]
+async fn a_value_that_cannot_be_converted_stops_the_run_at_its_row() {
+    let db = TestDb::new("faults_bad_value").await;
+    let client = db.connect().await;
+    client
+        .batch_execute(
+            "CREATE TABLE k (id bigint PRIMARY KEY, payload text NOT NULL);
+             INSERT INTO k SELECT g, g::text FROM generate_series(1, 5000) g;
+             UPDATE k SET payload = 'twelve' WHERE id = 3456;",
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let plan = r#"
+name = "bad_value"
+table = "k"
+
+[[operations]]
+kind = "add_column"
+name = "n"
+type = "int"
+up = "payload::int"
+
+[backfill]
+workers = 1
+batch_size = 1000
+"#;
+    let staged = stage(&db, "bad_value", plan).await;
+    let args = ["run", &staged.arg(), "--phase", "backfill"];
+    let out = backfill_cmd(&args, Some(&db.url));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(stderr.contains(r#""id" = '3456'"#), "{stderr}");
+    assert!(
+        stderr.contains("22P02") && stderr.contains("twelve"),
+        "{stderr}"
+    );
+    // Rows before the bad one are done; it and the rows after it in its chunk are not.
+    let done =
+        crate::support::rows(&client, "SELECT count(*)::text FROM k WHERE n IS NOT NULL").await;
+    let done: i64 = done[0].parse().unwrap_or(-1);
+    assert!((0..3456).contains(&done), "{done} rows filled");
+    let wrong = crate::support::rows(
+        &client,
+        "SELECT count(*)::text FROM k WHERE n IS NOT NULL AND n <> id",
+    )
+    .await;
+    assert_eq!(wrong, ["0"]);
+    // Fix the row; the rerun finishes.
+    client
+        .batch_execute("UPDATE k SET payload = '3456' WHERE id = 3456")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let out = backfill_cmd(&args, Some(&db.url));
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let wrong = crate::support::rows(
+        &client,
+        "SELECT count(*)::text FROM k WHERE n IS DISTINCT FROM id",
+    )
+    .await;
+    assert_eq!(wrong, ["0"]);
+    assert_eq!(backfill_state(&client, "bad_value").await, (5000, 0));
+}
+
+#[tokio::test]
+async fn a_plan_edited_after_its_backfill_started_is_refused_unless_forced() {
+    let db = TestDb::new("faults_edited").await;
+    let client = db.connect().await;
+    seed(&client, "users", 3000).await;
+    let staged = stage(&db, "edited", &split_plan("edited", "users", "workers = 2")).await;
+    let args = ["run", &staged.arg(), "--phase", "backfill"];
+    let out = backfill_cmd(&args, Some(&db.url));
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let text = std::fs::read_to_string(&staged.path).unwrap_or_default();
+    std::fs::write(&staged.path, text.replace("workers = 2", "workers = 3"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let out = backfill_cmd(&args, Some(&db.url));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        stderr.contains("changed since its backfill started") && stderr.contains("--force"),
+        "{stderr}"
+    );
+    let forced = ["run", &staged.arg(), "--phase", "backfill", "--force"];
+    let out = backfill_cmd(&forced, Some(&db.url));
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_eq!(check_rows(&client, "users").await, 3000);
+}
