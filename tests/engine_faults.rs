@@ -351,7 +351,7 @@ async fn sigint_once_exits_130_with_consistent_checkpoints_and_the_rerun_finishe
         &split_plan("sigint", "users", "max_rows_per_second = 6000"),
     )
     .await;
-    let args = vec![
+    let args = [
         "run".to_string(),
         staged.arg(),
         "--phase".into(),
