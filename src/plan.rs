@@ -24,7 +24,7 @@ pub mod defaults {
     pub const BATCH_SIZE: u32 = 1000;
     /// The chunk duration the batch size adapts toward: short enough that a chunk's row locks
     /// never hold up the application noticeably.
-    pub const TARGET_CHUNK_TIME: Duration = Duration::from_millis(250);
+    pub const TARGET_CHUNK_TIME: Duration = Duration::from_millis(20);
     /// The smallest chunk.
     pub const MIN_BATCH_SIZE: u32 = 10;
     /// The largest chunk: bounds how many rows one chunk locks at once.

@@ -99,9 +99,6 @@ fn line_for(event: &Event) -> Option<String> {
             "retry: worker {worker}, segment {segment}, attempt {attempt}: {reason}; again in {:.1}s with batch {batch}",
             *wait_ms as f64 / 1000.0
         )),
-        Event::Stopping { reason } => Some(format!(
-            "stopping: {reason}; chunks in flight commit (press Ctrl-C again to stop at once)"
-        )),
         Event::Failed { message } => Some(format!("failed: {message}")),
         _ => None,
     }
@@ -110,7 +107,7 @@ fn line_for(event: &Event) -> Option<String> {
 async fn bars(mut rx: UnboundedReceiver<Event>) {
     let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(8));
     let style = ProgressStyle::with_template(
-        "{prefix:.bold} [{bar:32}] {human_pos}/{human_len} rows  {per_sec}  ETA {eta}  {msg}",
+        "{prefix:.bold} [{bar:32}] {human_pos}/{human_len} rows  {msg}",
     )
     .map(|s| s.progress_chars("=> "))
     .unwrap_or_else(|_| ProgressStyle::default_bar());
@@ -119,6 +116,7 @@ async fn bars(mut rx: UnboundedReceiver<Event>) {
     let total = multi.add(ProgressBar::new(0).with_style(style));
     let mut workers: BTreeMap<u32, ProgressBar> = BTreeMap::new();
     let mut tally = Tally::default();
+    let mut rate = Rate::default();
     while let Some(e) = rx.recv().await {
         if let Some(line) = line_for(&e) {
             let _ = multi.println(line);
@@ -161,7 +159,17 @@ async fn bars(mut rx: UnboundedReceiver<Event>) {
                     total.set_length(done);
                 }
                 total.set_position(done);
-                total.set_message(tally.throttle_note());
+                let per_sec = rate.update(rows_done);
+                let left = total.length().unwrap_or(done).saturating_sub(done) as f64;
+                let eta = if per_sec > 0.0 {
+                    format!("ETA {}", human(Duration::from_secs_f64(left / per_sec)))
+                } else {
+                    "ETA ?".to_string()
+                };
+                total.set_message(format!(
+                    "{per_sec:.0} rows/s  {eta}  {}",
+                    tally.throttle_note()
+                ));
             }
             Event::SegmentDone { worker, segment } => {
                 if let Some(bar) = workers.get(&worker) {
@@ -193,8 +201,46 @@ async fn bars(mut rx: UnboundedReceiver<Event>) {
                 }
                 total.abandon();
             }
-            Event::Retry { .. } | Event::Stopping { .. } => {}
+            Event::Retry { .. } => {}
         }
+    }
+}
+
+/// Rows per second over the last few seconds.
+#[derive(Debug, Default)]
+struct Rate {
+    samples: std::collections::VecDeque<(Instant, i64)>,
+}
+
+impl Rate {
+    const WINDOW: Duration = Duration::from_secs(5);
+
+    fn update(&mut self, done: i64) -> f64 {
+        let now = Instant::now();
+        self.samples.push_back((now, done));
+        while self
+            .samples
+            .front()
+            .is_some_and(|(t, _)| now.duration_since(*t) > Self::WINDOW)
+        {
+            self.samples.pop_front();
+        }
+        match self.samples.front() {
+            Some((t, d)) if now.duration_since(*t) > Duration::from_millis(200) => {
+                (done - d) as f64 / now.duration_since(*t).as_secs_f64()
+            }
+            _ => 0.0,
+        }
+    }
+}
+
+/// `1h02m`, `3m05s`, `12s`.
+fn human(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
     }
 }
 
@@ -251,7 +297,7 @@ async fn plain(mut rx: UnboundedReceiver<Event>, every: Duration) {
                 let rate = (tally.done - last.1) as f64 / now.duration_since(last.0).as_secs_f64().max(1e-3);
                 last = (now, tally.done);
                 let left = (tally.estimate - tally.done).max(0) as f64;
-                let eta = if rate > 0.0 { format!("{:.0}s", left / rate) } else { "?".to_string() };
+                let eta = if rate > 0.0 { human(Duration::from_secs_f64(left / rate)) } else { "?".to_string() };
                 let pct = if tally.estimate > 0 { 100.0 * tally.done as f64 / tally.estimate as f64 } else { 0.0 };
                 let workers: Vec<String> = tally.workers.iter().map(|(w, (s, b, ms))| format!("w{w}: seg {s} batch {b} {ms}ms")).collect();
                 eprintln!(

@@ -71,11 +71,6 @@ pub enum Event {
         /// The segment.
         segment: i32,
     },
-    /// An interrupt arrived: chunks in flight commit, no new ones start.
-    Stopping {
-        /// Why.
-        reason: String,
-    },
     /// Every segment is done.
     Finished {
         /// Rows walked by every run.

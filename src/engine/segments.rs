@@ -187,12 +187,15 @@ pub async fn estimate_rows(
     client: &impl tokio_postgres::GenericClient,
     table: &QualifiedName,
 ) -> Result<i64> {
-    let row = client
-        .query_one(&format!("EXPLAIN SELECT 1 FROM {table}"), &[])
+    // The first line is the top node (a Gather over a parallel scan on big tables).
+    let rows = client
+        .query(&format!("EXPLAIN SELECT 1 FROM {table}"), &[])
         .await
         .map_err(|e| Error::db(format!("estimating the rows of {table}"), &e))?;
-    let line: String = row.get(0);
-    Ok(plan_rows(&line).unwrap_or(0))
+    Ok(rows
+        .first()
+        .and_then(|r| plan_rows(&r.get::<_, String>(0)))
+        .unwrap_or(0))
 }
 
 /// `rows=N` of an `EXPLAIN` line.
@@ -280,4 +283,29 @@ pub async fn mark_finished(client: &Client, job: &Job, options: &EngineOptions) 
         .await
         .map_err(|e| Error::db("recording the end of the backfill", &e))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plan_rows_reads_the_top_node() {
+        assert_eq!(
+            plan_rows("Gather  (cost=1000.00..63696.12 rows=5000016 width=4)"),
+            Some(5_000_016)
+        );
+        assert_eq!(
+            plan_rows("Seq Scan on users  (cost=0.00..1.01 rows=1 width=4)"),
+            Some(1)
+        );
+        assert_eq!(plan_rows("Result"), None);
+    }
+
+    #[test]
+    fn several_segments_per_worker_and_a_cap() {
+        assert_eq!(segment_count(0, 4), 16);
+        assert_eq!(segment_count(5_000_000, 4), 100);
+        assert_eq!(segment_count(i64::MAX, 4), MAX_SEGMENTS);
+    }
 }

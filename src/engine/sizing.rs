@@ -100,7 +100,10 @@ mod tests {
         let mut sizes = Vec::new();
         for _ in 0..20 {
             let b = s.batch();
-            s.observe(u64::from(b), MS * (b / 100).max(1));
+            s.observe(
+                u64::from(b),
+                Duration::from_secs_f64(f64::from(b) / 100_000.0),
+            );
             sizes.push(s.batch());
         }
         assert!(sizes.windows(2).all(|w| w[1] >= w[0]), "{sizes:?}");
