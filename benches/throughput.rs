@@ -9,7 +9,8 @@
 //! - no backfill: the application alone, for the baseline latency;
 //! - single UPDATE: `UPDATE users SET first_name = ..., last_name = ...`, the reference;
 //! - engine, 1/2/4 workers: `backfill`'s engine with the plan's defaults, the dual-write
-//!   trigger installed (as in a real run). `BENCH_CHUNK_MS` overrides `target_chunk_time`.
+//!   trigger installed (as in a real run). `BENCH_CHUNK_MS` overrides `target_chunk_time`;
+//!   `BENCH_TRACE=1` lists the app's statements and the chunks slower than 20 ms, with when.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -132,10 +133,33 @@ fn run() -> BenchResult<()> {
                 let app = workload::start(&db, &app_workload(rows)).await?;
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 let t = Instant::now();
-                let outcome = engine::run(&db, job, options, Events::none(), Stop::new()).await?;
+                let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+                let chunks = tokio::spawn(async move {
+                    // Chunks slower than the app's slow-statement mark: (end since start, ms).
+                    let mut slow = Vec::new();
+                    while let Some(e) = rx.recv().await {
+                        if let engine::Event::Chunk { ms, worker, .. } = e {
+                            if ms > 20 {
+                                slow.push((t.elapsed(), ms, worker));
+                            }
+                        }
+                    }
+                    slow
+                });
+                let outcome = engine::run(&db, job, options, Events::new(tx), Stop::new()).await?;
                 let seconds = t.elapsed().as_secs_f64();
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 let report = app.stop().await;
+                let slow_chunks = chunks.await?;
+                if std::env::var("BENCH_TRACE").is_ok() {
+                    // The app started 0.5 s before the engine.
+                    for (at, took, which) in &report.slow {
+                        eprintln!("  app statement {which} at {:.3}s took {} ms", at.as_secs_f64() - 0.5, took.as_millis());
+                    }
+                    for (end, ms, w) in &slow_chunks {
+                        eprintln!("  chunk of worker {w} ended at {:.3}s took {ms} ms", end.as_secs_f64());
+                    }
+                }
                 if !matches!(outcome, Outcome::Finished(_)) {
                     return Err("the engine did not finish".into());
                 }

@@ -12,6 +12,9 @@ use tokio::task::JoinHandle;
 use crate::db::ConnectionSpec;
 use crate::error::Result;
 
+/// Statements slower than this are listed in [`Report::slow`].
+pub const SLOW: Duration = Duration::from_millis(20);
+
 /// What the simulated application does.
 #[derive(Debug, Clone)]
 pub struct Workload {
@@ -37,6 +40,9 @@ pub struct Report {
     pub first_errors: Vec<String>,
     /// Every statement's latency, in microseconds, sorted.
     pub latencies_us: Vec<u64>,
+    /// The statements slower than 20 ms: when each started (since the workload started), its
+    /// latency and its index in [`Workload::statements`], for explaining outliers.
+    pub slow: Vec<(Duration, Duration, usize)>,
     /// How long the workload ran.
     pub elapsed: Duration,
 }
@@ -67,6 +73,7 @@ pub struct Running {
 /// Starts the workload; every task connects before this returns.
 pub async fn start(conn: &ConnectionSpec, workload: &Workload) -> Result<Running> {
     let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
     let mut handles = Vec::new();
     for i in 0..workload.tasks {
         let client = conn.connect().await?;
@@ -95,11 +102,15 @@ pub async fn start(conn: &ConnectionSpec, workload: &Workload) -> Result<Running
                 seed ^= seed >> 27;
                 let r = seed.wrapping_mul(0x2545_F491_4F6C_DD1D);
                 let key = (r % w.key_max.max(1) as u64) as i64 + 1;
-                let stmt = &prepared[next % prepared.len()];
+                let which = next % prepared.len();
                 next += 1;
                 let t = Instant::now();
-                let result = client.execute(stmt, &[&key]).await;
-                report.latencies_us.push(t.elapsed().as_micros() as u64);
+                let result = client.execute(&prepared[which], &[&key]).await;
+                let took = t.elapsed();
+                report.latencies_us.push(took.as_micros() as u64);
+                if took > SLOW {
+                    report.slow.push((t.duration_since(started), took, which));
+                }
                 report.ops += 1;
                 if let Err(e) = result {
                     report.errors += 1;
@@ -119,7 +130,7 @@ pub async fn start(conn: &ConnectionSpec, workload: &Workload) -> Result<Running
     }
     Ok(Running {
         stop,
-        started: Instant::now(),
+        started,
         handles,
     })
 }
@@ -138,9 +149,11 @@ impl Running {
                 all.errors += r.errors;
                 all.first_errors.extend(r.first_errors);
                 all.latencies_us.extend(r.latencies_us);
+                all.slow.extend(r.slow);
             }
         }
         all.latencies_us.sort_unstable();
+        all.slow.sort();
         all
     }
 }
