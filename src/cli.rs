@@ -37,13 +37,34 @@ pub enum Command {
         after_help = "Examples:\n  backfill plan plans/0001_split_full_name.toml --release 1.4.0\n  backfill plan plans/ --sql > migration.sql"
     )]
     Plan(PlanArgs),
-    /// Run a plan's phase against the database. `--phase backfill` moves the data: a throttled
-    /// pool of workers walks the table by key in short chunks, each committed with its
-    /// checkpoint; rerun the same command to resume after a crash or Ctrl-C.
+    /// Run every phase of the plans that is due at `--release` and not done yet: expand,
+    /// dual-write, backfill, contract, recording each step in the state schema. Rerun the same
+    /// command to resume after a crash or Ctrl-C. `--phase backfill` runs only the backfill of
+    /// plans whose expand and dual-write were applied by other means.
     #[command(
-        after_help = "Examples:\n  backfill run plans/0001_split_full_name.toml --phase backfill\n  backfill run plans/0001_split_full_name.toml --phase backfill --workers 8 --max-rows-per-second 20000 --progress plain"
+        after_help = "Examples:\n  backfill run plans/ --release 1.4.0          # expand, dual-write, backfill of plans due at 1.4.0\n  backfill run plans/ --release 1.5.0          # then contract, in the next release\n  backfill run plans/0001_split_full_name.toml --release 1.4.0 --workers 8 --max-rows-per-second 20000\n  backfill run plans/0001_split_full_name.toml --phase backfill"
     )]
     Run(RunArgs),
+    /// Every plan's phase, backfill progress (rows, rate, ETA), the processes working on it,
+    /// its last error and what waits for which release. Reads the state schema only.
+    #[command(after_help = "Examples:\n  backfill status\n  backfill status plans/ --json")]
+    Status(StatusArgs),
+    /// Count the rows a plan's backfill has not brought in sync (read-only, in pages, throttled);
+    /// print up to 10 of their keys. Exit 0 only when there are none.
+    #[command(after_help = "Examples:\n  backfill verify plans/0001_split_full_name.toml")]
+    Verify(VerifyArgs),
+    /// Hold a plan's running backfill at its workers' next chunk boundary, from any terminal.
+    #[command(
+        after_help = "Examples:\n  backfill pause split_full_name\n  backfill pause plans/0001_split_full_name.toml"
+    )]
+    Pause(ControlArgs),
+    /// Let a paused backfill go on.
+    #[command(after_help = "Examples:\n  backfill resume split_full_name")]
+    Resume(ControlArgs),
+    /// Roll back a plan's expand and dual-write (new columns, trigger, function, NOT VALID
+    /// constraints, indexes, in-place changes) while its contract has not started.
+    #[command(after_help = "Examples:\n  backfill abort plans/0001_split_full_name.toml")]
+    Abort(AbortArgs),
     /// Run the example plan on a throwaway PostgreSQL with a seeded table, through every phase,
     /// and check every row. Needs the PostgreSQL server binaries (package `postgresql`).
     #[command(after_help = "Examples:\n  backfill demo\n  backfill demo --rows 100000 --keep")]
@@ -61,6 +82,53 @@ pub struct DemoArgs {
     pub keep: bool,
 }
 
+/// `backfill status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Plan files or folders (default: every plan in the state schema).
+    pub plans: Vec<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub db: DbArgs,
+}
+
+/// `backfill verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Plan files or folders.
+    #[arg(required = true)]
+    pub plans: Vec<PathBuf>,
+    /// Rows read per second at most (default: the plan's `max_rows_per_second`; 0: none).
+    #[arg(long)]
+    pub max_rows_per_second: Option<u64>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub db: DbArgs,
+}
+
+/// `backfill pause` / `backfill resume`.
+#[derive(Debug, Args)]
+pub struct ControlArgs {
+    /// The plan: its file or its name.
+    pub plan: String,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub db: DbArgs,
+}
+
+/// `backfill abort`.
+#[derive(Debug, Args)]
+pub struct AbortArgs {
+    /// The plan file.
+    pub plan: PathBuf,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub db: DbArgs,
+}
+
 /// The phases `run` can run on their own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum RunPhase {
@@ -74,9 +142,16 @@ pub struct RunArgs {
     /// Plan files or folders of plans (run in file-name order).
     #[arg(required = true)]
     pub plans: Vec<PathBuf>,
-    /// The phase to run.
+    /// The application release being deployed: phases gated at or before it are due.
+    /// Without it, only phases without a release gate run.
+    #[arg(long, conflicts_with = "phase")]
+    pub release: Option<String>,
+    /// Run only this phase (expand and dual-write applied by other means).
     #[arg(long, value_enum)]
-    pub phase: RunPhase,
+    pub phase: Option<RunPhase>,
+    /// Run contract in the release in which the backfill finished (only that gate is lifted).
+    #[arg(long)]
+    pub force_contract: bool,
     /// Workers (overrides the plan's `workers`).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::plan::defaults::MAX_WORKERS)))]
     pub workers: Option<u32>,
@@ -86,7 +161,7 @@ pub struct RunArgs {
     /// Rate limit in rows per second, 0 for none (overrides the plan's).
     #[arg(long)]
     pub max_rows_per_second: Option<u64>,
-    /// Continue a backfill whose plan file changed since it started.
+    /// Go on with a plan whose file changed since it started.
     #[arg(long)]
     pub force: bool,
     /// How to show progress (`json`: one object per event on stdout).
@@ -148,6 +223,11 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Validate(args) => validate_cmd(args).await,
         Command::Plan(args) => plan_cmd(args).await,
         Command::Run(args) => crate::run::run_cmd(args).await,
+        Command::Status(args) => crate::control::status_cmd(args).await,
+        Command::Verify(args) => crate::control::verify_cmd(args).await,
+        Command::Pause(args) => crate::control::pause_cmd(args, true).await,
+        Command::Resume(args) => crate::control::pause_cmd(args, false).await,
+        Command::Abort(args) => crate::control::abort_cmd(args).await,
         Command::Demo(args) => {
             crate::demo::run(&crate::demo::DemoOptions {
                 rows: args.rows,

@@ -149,6 +149,30 @@ pub enum Error {
         now: String,
     },
 
+    /// A plan file changed after its plan started running.
+    #[error("plan `{plan}` ({file}) was edited after it started running; what changed:\n{diff}\nThe phases done so far followed the recorded version: revert the file, abort the plan and start again, or rerun with --force to go on with the new text")]
+    PlanEdited {
+        /// The plan.
+        plan: String,
+        /// Its file.
+        file: String,
+        /// The changed lines: `- old` and `+ new`, with line numbers.
+        diff: String,
+    },
+
+    /// `verify` (or the contract gate) found rows the backfill has not brought in sync.
+    #[error("plan `{plan}`: {count} rows of {table} out of sync{}", if keys.is_empty() { String::new() } else { format!(", for example the rows with {}", keys.join("; ")) })]
+    OutOfSync {
+        /// The plan.
+        plan: String,
+        /// The table.
+        table: String,
+        /// Rows out of sync.
+        count: i64,
+        /// Keys of the first of them.
+        keys: Vec<String>,
+    },
+
     /// Stopped by Ctrl-C (or SIGTERM) after the chunks in flight committed.
     #[error(
         "interrupted: {progress}; every finished chunk is checkpointed. Resume with: {resume}"
@@ -165,12 +189,15 @@ impl Error {
     /// The process exit code for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Plan(_) | Error::Usage(_) | Error::Io { .. } | Error::PlanChanged { .. } => {
-                EXIT_BAD_INPUT
-            }
+            Error::Plan(_)
+            | Error::Usage(_)
+            | Error::Io { .. }
+            | Error::PlanChanged { .. }
+            | Error::PlanEdited { .. } => EXIT_BAD_INPUT,
             Error::Interrupted { .. } => EXIT_INTERRUPTED,
             Error::Connect(_)
             | Error::Data { .. }
+            | Error::OutOfSync { .. }
             | Error::Database { .. }
             | Error::LockTimeout { .. }
             | Error::Environment(_) => EXIT_FAILED,

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use tokio_postgres::types::ToSql;
 use tokio_postgres::Client;
 
 use crate::error::{Error, Result};
@@ -45,6 +46,10 @@ pub fn backoff(attempt: u32) -> Duration {
     base / 2 + base.mul_f64(f64::from(nanos % 1000) / 2000.0)
 }
 
+/// A statement that records a step as done: run in the step's own transaction when it has one
+/// (so the step and its record commit together), right after it otherwise.
+pub type Record<'a> = (&'a str, &'a [&'a (dyn ToSql + Sync)]);
+
 /// Runs one step, retrying retryable failures. `context` names the step in errors.
 pub async fn run_step(
     client: &mut Client,
@@ -53,9 +58,21 @@ pub async fn run_step(
     options: &ExecOptions,
     context: &str,
 ) -> Result<()> {
+    run_step_recorded(client, step, table, options, context, None).await
+}
+
+/// As [`run_step`], and records the step with `record` (see [`Record`]).
+pub async fn run_step_recorded(
+    client: &mut Client,
+    step: &Step,
+    table: &str,
+    options: &ExecOptions,
+    context: &str,
+    record: Option<Record<'_>>,
+) -> Result<()> {
     let mut attempt = 0;
     loop {
-        let result = run_step_once(client, step, options, context).await;
+        let result = run_step_once(client, step, options, context, record).await;
         match result {
             Err(e) if is_retryable(&e) && attempt < options.retries => {
                 attempt += 1;
@@ -125,19 +142,38 @@ async fn run_step_once(
     step: &Step,
     options: &ExecOptions,
     context: &str,
+    record: Option<Record<'_>>,
+) -> Result<()> {
+    let fail = |e: tokio_postgres::Error| Error::db(context, &e);
+    if let StepMode::Transaction = step.mode {
+        let tx = client.transaction().await.map_err(fail)?;
+        tx.batch_execute(&lock_timeout_sql(options).replacen("SET", "SET LOCAL", 1))
+            .await
+            .map_err(fail)?;
+        for s in &step.statements {
+            tx.batch_execute(&s.sql).await.map_err(fail)?;
+        }
+        if let Some((sql, params)) = record {
+            tx.execute(sql, params).await.map_err(fail)?;
+        }
+        return tx.commit().await.map_err(fail);
+    }
+    run_outside_transaction(client, step, options, context).await?;
+    if let Some((sql, params)) = record {
+        client.execute(sql, params).await.map_err(fail)?;
+    }
+    Ok(())
+}
+
+async fn run_outside_transaction(
+    client: &mut Client,
+    step: &Step,
+    options: &ExecOptions,
+    context: &str,
 ) -> Result<()> {
     let fail = |e: tokio_postgres::Error| Error::db(context, &e);
     match &step.mode {
-        StepMode::Transaction => {
-            let tx = client.transaction().await.map_err(fail)?;
-            tx.batch_execute(&lock_timeout_sql(options).replacen("SET", "SET LOCAL", 1))
-                .await
-                .map_err(fail)?;
-            for s in &step.statements {
-                tx.batch_execute(&s.sql).await.map_err(fail)?;
-            }
-            tx.commit().await.map_err(fail)
-        }
+        StepMode::Transaction => Ok(()),
         StepMode::ConcurrentIndex { index } => {
             client
                 .batch_execute(&lock_timeout_sql(options))

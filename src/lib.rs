@@ -17,6 +17,7 @@
 //! - [`sql`], [`version`], [`error`]: quoting and names, release order, error types.
 
 pub mod cli;
+pub mod control;
 pub mod db;
 pub mod demo;
 pub mod engine;
@@ -28,9 +29,11 @@ pub mod plan;
 pub mod planner;
 pub mod progress;
 pub mod run;
+pub mod runner;
 pub mod sql;
 pub mod state;
 pub mod validate;
+pub mod verify;
 pub mod version;
 pub mod workload;
 

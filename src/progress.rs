@@ -100,6 +100,10 @@ fn line_for(event: &Event) -> Option<String> {
             *wait_ms as f64 / 1000.0
         )),
         Event::Failed { message } => Some(format!("failed: {message}")),
+        Event::Paused { plan } => Some(format!(
+            "paused from another terminal: workers hold at their next chunk (backfill resume {plan})"
+        )),
+        Event::Resumed { .. } => Some("resumed".to_string()),
         _ => None,
     }
 }
@@ -201,7 +205,7 @@ async fn bars(mut rx: UnboundedReceiver<Event>) {
                 }
                 total.abandon();
             }
-            Event::Retry { .. } => {}
+            Event::Retry { .. } | Event::Paused { .. } | Event::Resumed { .. } => {}
         }
     }
 }

@@ -49,13 +49,33 @@ pub async fn run_cmd(args: RunArgs) -> Result<()> {
             "backfill run needs the database: give --database-url or set DATABASE_URL".to_string(),
         )
     })?;
-    let client = conn.connect().await?;
     let mode = if args.json { Mode::Json } else { args.progress };
+    if args.phase.is_none() {
+        let release = args
+            .release
+            .as_deref()
+            .map(|r| r.parse::<crate::version::Release>())
+            .transpose()
+            .map_err(|e| Error::Usage(format!("--release: {e}")))?;
+        let options = crate::runner::RunnerOptions {
+            release,
+            force_contract: args.force_contract,
+            force: args.force,
+            workers: args.workers,
+            batch_size: args.batch_size,
+            max_rows_per_second: args.max_rows_per_second,
+            state_schema: args.db.state_schema.clone(),
+            mode,
+        };
+        return crate::runner::run(&conn, &plans, &options, interrupts()).await;
+    }
+    let client = conn.connect().await?;
     // Check every plan before running any.
     let mut jobs = Vec::new();
     for plan in &plans {
         match args.phase {
-            RunPhase::Backfill => {
+            None => {}
+            Some(RunPhase::Backfill) => {
                 if let Some(job) = backfill_job(&client, plan, &args).await? {
                     jobs.push((plan, job));
                 } else if mode != Mode::Json {

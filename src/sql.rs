@@ -14,7 +14,9 @@ pub const MAX_IDENTIFIER_BYTES: usize = 63;
 pub const OBJECT_PREFIX: &str = "bf";
 
 /// An SQL identifier, always rendered double-quoted with embedded quotes doubled.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct Ident(pub String);
 
 impl Ident {
@@ -38,7 +40,7 @@ impl fmt::Display for Ident {
 }
 
 /// A schema-qualified relation name.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct QualifiedName {
     /// The schema (`public` when the plan names none).
     pub schema: Ident,

@@ -57,7 +57,108 @@ BEGIN
 END
 $fn$;
 "#,
+    // 2: plans across releases, their phases and steps, the processes working on them, and an
+    // append-only log of events.
+    r#"
+CREATE TABLE {s}.plans (
+  plan              text PRIMARY KEY,
+  file              text NOT NULL,
+  checksum          text NOT NULL,
+  source            text NOT NULL,
+  catalog           text NOT NULL,
+  table_name        text NOT NULL,
+  expand_release    text,
+  contract_release  text,
+  paused            boolean NOT NULL DEFAULT false,
+  aborting          boolean NOT NULL DEFAULT false,
+  last_error        text,
+  created_at        timestamptz NOT NULL DEFAULT now(),
+  updated_at        timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE {s}.phases (
+  plan         text NOT NULL REFERENCES {s}.plans ON DELETE CASCADE,
+  phase        text NOT NULL,
+  release      text,
+  started_at   timestamptz NOT NULL DEFAULT now(),
+  finished_at  timestamptz,
+  host         text,
+  pid          int,
+  PRIMARY KEY (plan, phase)
+);
+CREATE TABLE {s}.steps (
+  plan         text NOT NULL REFERENCES {s}.plans ON DELETE CASCADE,
+  phase        text NOT NULL,
+  step         int NOT NULL,
+  description  text NOT NULL,
+  finished_at  timestamptz NOT NULL DEFAULT now(),
+  host         text,
+  pid          int,
+  PRIMARY KEY (plan, phase, step)
+);
+CREATE TABLE {s}.runners (
+  plan          text NOT NULL,
+  host          text NOT NULL,
+  pid           int NOT NULL,
+  phase         text,
+  workers       int,
+  rows_done     bigint,
+  rate          double precision,
+  started_at    timestamptz NOT NULL DEFAULT now(),
+  heartbeat_at  timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (plan, host, pid)
+);
+CREATE TABLE {s}.events (
+  id      bigserial PRIMARY KEY,
+  at      timestamptz NOT NULL DEFAULT clock_timestamp(),
+  plan    text NOT NULL,
+  phase   text,
+  step    int,
+  kind    text NOT NULL,
+  detail  text,
+  host    text,
+  pid     int
+);
+CREATE INDEX events_plan ON {s}.events (plan, id);
+"#,
 ];
+
+/// How long a process's heartbeat counts as alive.
+pub const HEARTBEAT_TTL_SECONDS: f64 = 10.0;
+
+/// This machine's name, for the state's records of who did what.
+pub fn host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown-host".to_string())
+}
+
+/// This process's id, as PostgreSQL's `int`.
+pub fn pid() -> i32 {
+    i32::try_from(std::process::id()).unwrap_or(i32::MAX)
+}
+
+/// Appends to the events log.
+pub async fn event(
+    client: &impl tokio_postgres::GenericClient,
+    schema: &Ident,
+    plan: &str,
+    phase: Option<&str>,
+    step: Option<i32>,
+    kind: &str,
+    detail: &str,
+) -> Result<()> {
+    client
+        .execute(
+            &format!("INSERT INTO {schema}.events (plan, phase, step, kind, detail, host, pid) VALUES ($1, $2, $3, $4, $5, $6, $7)"),
+            &[&plan, &phase, &step, &kind, &detail, &host(), &pid()],
+        )
+        .await
+        .map_err(|e| Error::db("writing to the events log", &e))?;
+    Ok(())
+}
 
 /// The latest schema version this binary knows.
 pub fn latest_version() -> i32 {

@@ -11,7 +11,7 @@ use backfill::planner::{Phase, PlannerOptions, Schedule};
 use backfill::validate::validate;
 use tokio_postgres::Client;
 
-use crate::support::{rows, snapshot, TestDb};
+use crate::support::{backfill_ok, rows, snapshot, TestDb};
 
 /// One operation kind's story.
 struct Scenario {
@@ -166,6 +166,112 @@ async fn rollback_path(s: &Scenario) {
         "{}: second rollback",
         s.name
     );
+}
+
+/// Writes the scenario's plan with releases 1.4.0 (expand) and 1.5.0 (contract) to a file.
+fn plan_file(s: &Scenario, suffix: &str) -> (std::path::PathBuf, String) {
+    let dir = std::env::temp_dir().join(format!(
+        "backfill-runner-{}-{}{suffix}",
+        std::process::id(),
+        s.name
+    ));
+    std::fs::create_dir_all(&dir).expect("plan folder");
+    let path = dir.join(format!("{}.toml", s.name));
+    std::fs::write(
+        &path,
+        format!(
+            "{}\n[release]\nexpand = \"1.4.0\"\ncontract = \"1.5.0\"\n",
+            s.plan
+        ),
+    )
+    .expect("write the plan");
+    let arg = path.display().to_string();
+    (dir, arg)
+}
+
+/// The scenario through `backfill run` as a deploy pipeline runs it: release 1.4.0 (expand,
+/// dual-write, backfill; contract refused), both application releases writing, `verify`,
+/// release 1.5.0 (contract), then the rows and the final schema.
+async fn runner_path(s: &Scenario) {
+    let db = TestDb::new(&format!("{}_runner", s.name)).await;
+    let client = db.connect().await;
+    client.batch_execute(s.setup).await.expect("setup");
+    let (dir, plan) = plan_file(s, "");
+    let out = backfill_ok(
+        &["run", &plan, "--release", "1.4.0", "--progress", "quiet"],
+        Some(&db.url),
+    );
+    assert!(
+        out.contains("contract waits for release 1.5.0"),
+        "{}: contract at 1.4.0: {out}",
+        s.name
+    );
+    for writes in [s.old_writes, s.new_writes, s.old_writes] {
+        client
+            .batch_execute(writes)
+            .await
+            .unwrap_or_else(|e| panic!("{}: application writes: {e}", s.name));
+    }
+    backfill_ok(&["verify", &plan], Some(&db.url));
+    let (sql, expected) = s.transition;
+    assert_eq!(rows(&client, sql).await, expected, "{}: transition", s.name);
+    let out = backfill_ok(&["run", &plan, "--release", "1.5.0"], Some(&db.url));
+    assert!(out.contains("contract done"), "{}: {out}", s.name);
+    let (sql, expected) = s.result;
+    assert_eq!(
+        rows(&client, sql).await,
+        expected,
+        "{}: after contract",
+        s.name
+    );
+    let out = backfill_ok(&["run", &plan, "--release", "1.6.0"], Some(&db.url));
+    assert!(out.contains("every phase is done"), "{}: {out}", s.name);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A snapshot without backfill's own state tables (they stay after an abort, as a log).
+pub async fn user_snapshot(client: &Client, table: &str, key: &str) -> Vec<String> {
+    snapshot(client, table, key)
+        .await
+        .into_iter()
+        .filter(|l| {
+            !((l.starts_with("relation backfill.") || l.starts_with("function backfill."))
+                && !l.contains("_undo"))
+        })
+        .collect()
+}
+
+/// `backfill run --release 1.4.0` then `backfill abort`: schema and rows exactly as before.
+async fn abort_path(s: &Scenario) {
+    let db = TestDb::new(&format!("{}_abort", s.name)).await;
+    let client = db.connect().await;
+    client.batch_execute(s.setup).await.expect("setup");
+    let before = user_snapshot(&client, "t", "id").await;
+    let (dir, plan) = plan_file(s, "_abort");
+    backfill_ok(
+        &["run", &plan, "--release", "1.4.0", "--progress", "quiet"],
+        Some(&db.url),
+    );
+    assert_ne!(
+        user_snapshot(&client, "t", "id").await,
+        before,
+        "{}: nothing ran",
+        s.name
+    );
+    backfill_ok(&["abort", &plan], Some(&db.url));
+    assert_eq!(
+        user_snapshot(&client, "t", "id").await,
+        before,
+        "{}: abort",
+        s.name
+    );
+    // A new run starts over.
+    backfill_ok(
+        &["run", &plan, "--release", "1.4.0", "--progress", "quiet"],
+        Some(&db.url),
+    );
+    backfill_ok(&["verify", &plan], Some(&db.url));
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 const PEOPLE: &str = "CREATE TABLE t (id bigserial PRIMARY KEY, full_name text, email text, age int, score int NOT NULL DEFAULT 0);
@@ -430,7 +536,7 @@ unique = true
 };
 
 macro_rules! scenario_tests {
-    ($($contract:ident, $rollback:ident => $scenario:expr;)+) => {
+    ($($contract:ident, $rollback:ident, $runner:ident, $abort:ident => $scenario:expr;)+) => {
         $(
             #[tokio::test]
             async fn $contract() {
@@ -441,25 +547,35 @@ macro_rules! scenario_tests {
             async fn $rollback() {
                 rollback_path(&$scenario).await;
             }
+
+            #[tokio::test]
+            async fn $runner() {
+                runner_path(&$scenario).await;
+            }
+
+            #[tokio::test]
+            async fn $abort() {
+                abort_path(&$scenario).await;
+            }
         )+
     };
 }
 
 scenario_tests! {
-    add_column_contract, add_column_rollback => ADD_COLUMN;
-    add_column_not_null_contract, add_column_not_null_rollback => ADD_COLUMN_NOT_NULL_DEFAULT;
-    rename_column_contract, rename_column_rollback => RENAME_COLUMN;
-    change_type_contract, change_type_rollback => CHANGE_TYPE;
-    split_column_contract, split_column_rollback => SPLIT_COLUMN;
-    merge_columns_contract, merge_columns_rollback => MERGE_COLUMNS;
-    set_not_null_contract, set_not_null_rollback => SET_NOT_NULL;
-    add_check_contract, add_check_rollback => ADD_CHECK;
-    add_foreign_key_contract, add_foreign_key_rollback => ADD_FOREIGN_KEY;
-    add_unique_contract, add_unique_rollback => ADD_UNIQUE;
-    create_index_contract, create_index_rollback => CREATE_INDEX;
-    drop_column_contract, drop_column_rollback => DROP_COLUMN;
-    update_rows_contract, update_rows_rollback => UPDATE_ROWS;
-    normalize_emails_contract, normalize_emails_rollback => NORMALIZE_EMAILS;
+    add_column_contract, add_column_rollback, add_column_runner, add_column_abort => ADD_COLUMN;
+    add_column_not_null_contract, add_column_not_null_rollback, add_column_not_null_runner, add_column_not_null_abort => ADD_COLUMN_NOT_NULL_DEFAULT;
+    rename_column_contract, rename_column_rollback, rename_column_runner, rename_column_abort => RENAME_COLUMN;
+    change_type_contract, change_type_rollback, change_type_runner, change_type_abort => CHANGE_TYPE;
+    split_column_contract, split_column_rollback, split_column_runner, split_column_abort => SPLIT_COLUMN;
+    merge_columns_contract, merge_columns_rollback, merge_columns_runner, merge_columns_abort => MERGE_COLUMNS;
+    set_not_null_contract, set_not_null_rollback, set_not_null_runner, set_not_null_abort => SET_NOT_NULL;
+    add_check_contract, add_check_rollback, add_check_runner, add_check_abort => ADD_CHECK;
+    add_foreign_key_contract, add_foreign_key_rollback, add_foreign_key_runner, add_foreign_key_abort => ADD_FOREIGN_KEY;
+    add_unique_contract, add_unique_rollback, add_unique_runner, add_unique_abort => ADD_UNIQUE;
+    create_index_contract, create_index_rollback, create_index_runner, create_index_abort => CREATE_INDEX;
+    drop_column_contract, drop_column_rollback, drop_column_runner, drop_column_abort => DROP_COLUMN;
+    update_rows_contract, update_rows_rollback, update_rows_runner, update_rows_abort => UPDATE_ROWS;
+    normalize_emails_contract, normalize_emails_rollback, normalize_emails_runner, normalize_emails_abort => NORMALIZE_EMAILS;
 }
 
 /// A split over many rows: every row is checked against the mapping computed here, in Rust.

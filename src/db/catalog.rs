@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::sql::{Ident, QualifiedName};
 
 /// A column of the table.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ColumnInfo {
     /// The column's name.
     pub name: String,
@@ -24,7 +24,7 @@ pub struct ColumnInfo {
 }
 
 /// An index on the table.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct IndexInfo {
     /// The index name.
     pub name: String,
@@ -41,7 +41,7 @@ pub struct IndexInfo {
 }
 
 /// A constraint on the table, or a foreign key elsewhere that references it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ConstraintInfo {
     /// The constraint name.
     pub name: String,
@@ -54,7 +54,7 @@ pub struct ConstraintInfo {
 }
 
 /// Which columns identify a row for keyset pagination.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum KeySource {
     /// The primary key, by constraint name.
     PrimaryKey(String),
@@ -63,7 +63,7 @@ pub enum KeySource {
 }
 
 /// What `backfill` knows of a table.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TableInfo {
     /// The table, schema-qualified.
     pub name: QualifiedName,

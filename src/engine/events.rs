@@ -71,6 +71,16 @@ pub enum Event {
         /// The segment.
         segment: i32,
     },
+    /// `backfill pause` from some terminal: workers hold at their next chunk boundary.
+    Paused {
+        /// The plan.
+        plan: String,
+    },
+    /// `backfill resume`: workers go on.
+    Resumed {
+        /// The plan.
+        plan: String,
+    },
     /// Every segment is done.
     Finished {
         /// Rows walked by every run.

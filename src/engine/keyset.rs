@@ -206,6 +206,41 @@ pub fn chunk_sql(spec: &BackfillSpec, keyset: &Keyset, state_schema: &Ident) -> 
     }
 }
 
+/// The read-only statements of `verify`: `$1` the cursor (`text[]`, `NULL` at the start), `$2`
+/// the batch size. One row back: rows read, rows out of sync, the last key read (`text[]`), and
+/// up to 10 keys of rows out of sync as a JSON array of `text[]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifySql {
+    /// From the start of the table.
+    pub first: String,
+    /// After the cursor.
+    pub next: String,
+}
+
+/// Builds the verify statements: keyset pages by the key's index, the planner's out-of-sync test
+/// on each row, counted in the database.
+pub fn verify_sql(spec: &BackfillSpec, keyset: &Keyset) -> VerifySql {
+    let build = |lower: bool| {
+        format!(
+            "WITH _bf_s AS MATERIALIZED (\n  SELECT {text} AS _bf_k, {out} AS _bf_bad, row_number() OVER (ORDER BY {keys}) AS _bf_rn\n    FROM {table} AS {ROW} CROSS JOIN LATERAL ({compute}) AS _bf_n\n   WHERE {lower}\n   ORDER BY {keys}\n   LIMIT $2\n)\nSELECT (SELECT count(*) FROM _bf_s)::int8,\n       (SELECT count(*) FROM _bf_s WHERE _bf_bad)::int8,\n       (SELECT _bf_k FROM _bf_s ORDER BY _bf_rn DESC LIMIT 1),\n       (SELECT coalesce(json_agg(_bf_k ORDER BY _bf_rn), '[]')::text FROM (SELECT _bf_k, _bf_rn FROM _bf_s WHERE _bf_bad ORDER BY _bf_rn LIMIT 10) AS _bf_b)",
+            text = keyset.to_text(ROW),
+            out = spec.out_of_sync(),
+            keys = keyset.list(ROW),
+            table = spec.table,
+            compute = spec.compute,
+            lower = if lower {
+                keyset.compare_param(ROW, ">", 1)
+            } else {
+                "$1::text[] IS NULL".to_string()
+            },
+        )
+    };
+    VerifySql {
+        first: build(false),
+        next: build(true),
+    }
+}
+
 /// `SELECT min(k)::int8, max(k)::int8`: the bounds of an integer key (two index probes).
 pub fn integer_bounds_sql(table: &QualifiedName, keyset: &Keyset) -> String {
     let k = &keyset.columns[0];

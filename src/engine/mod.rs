@@ -75,6 +75,8 @@ pub struct EngineOptions {
     pub state_schema: Ident,
     /// Continue a backfill whose plan file changed since it started.
     pub force: bool,
+    /// Holds the workers between chunks while set (`backfill pause`).
+    pub pause: Pause,
 }
 
 impl EngineOptions {
@@ -93,6 +95,7 @@ impl EngineOptions {
             retries: CHUNK_RETRIES,
             state_schema: Ident::new(state_schema),
             force: false,
+            pause: Pause::default(),
         }
     }
 }
@@ -184,6 +187,34 @@ impl Stop {
         loop {
             let notified = self.0.notify.notified();
             if self.is_set() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Holds the workers at their next chunk boundary while set; cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct Pause(Arc<StopInner>);
+
+impl Pause {
+    /// Pauses (`true`) or resumes (`false`).
+    pub fn set(&self, paused: bool) {
+        self.0.flag.store(paused, Ordering::SeqCst);
+        self.0.notify.notify_waiters();
+    }
+
+    /// Whether the workers are held.
+    pub fn is_set(&self) -> bool {
+        self.0.flag.load(Ordering::SeqCst)
+    }
+
+    /// Resolves once the pause is lifted.
+    pub async fn wait_cleared(&self) {
+        loop {
+            let notified = self.0.notify.notified();
+            if !self.is_set() {
                 return;
             }
             notified.await;

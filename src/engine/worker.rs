@@ -131,6 +131,12 @@ async fn walk(id: u32, shared: &Shared, pool: &Pool, task: &mut Task, sizing: &m
         if shared.stop.is_set() {
             return Walk::Stopped;
         }
+        if shared.options.pause.is_set() {
+            tokio::select! {
+                _ = shared.options.pause.wait_cleared() => continue,
+                _ = shared.stop.wait() => return Walk::Stopped,
+            }
+        }
         let batch = sizing.batch().max(1);
         let waited = Instant::now();
         if let Some(limiter) = &shared.limiter {

@@ -1,0 +1,480 @@
+//! The commands that look at or steer plans from any terminal: `status`, `verify`, `pause`,
+//! `resume` and `abort`. They work through the state schema, so they see and reach the
+//! processes running on other hosts.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio_postgres::Client;
+
+use crate::cli::{connection, AbortArgs, ControlArgs, DbArgs, StatusArgs, VerifyArgs};
+use crate::db::catalog;
+use crate::db::ConnectionSpec;
+use crate::engine::Keyset;
+use crate::error::{Error, Result};
+use crate::executor::{run_steps, ExecOptions};
+use crate::plan::{load_all, Plan};
+use crate::planner::{self, Phase, PlannerOptions};
+use crate::runner::{self, phase_name};
+use crate::sql::Ident;
+use crate::state::{self, HEARTBEAT_TTL_SECONDS};
+
+fn need_db(db: &DbArgs, what: &str) -> Result<ConnectionSpec> {
+    connection(db)?.ok_or_else(|| {
+        Error::Usage(format!(
+            "backfill {what} reads the database: give --database-url or set DATABASE_URL"
+        ))
+    })
+}
+
+/// Whether the state schema exists (read-only commands never create it).
+async fn has_state(client: &Client, schema: &Ident) -> Result<bool> {
+    let row = client
+        .query_one(
+            "SELECT to_regclass(quote_ident($1) || '.plans') IS NOT NULL",
+            &[&schema.as_str()],
+        )
+        .await
+        .map_err(|e| Error::db("looking for the state schema", &e))?;
+    Ok(row.get(0))
+}
+
+/// `backfill status`.
+pub async fn status_cmd(args: StatusArgs) -> Result<()> {
+    let conn = need_db(&args.db, "status")?;
+    let client = conn.connect().await?;
+    let schema = Ident::new(&args.db.state_schema);
+    let names: Vec<String> = if args.plans.is_empty() {
+        Vec::new()
+    } else {
+        load_all(&args.plans)?.into_iter().map(|p| p.name).collect()
+    };
+    let plans = if has_state(&client, &schema).await? {
+        status(&client, &schema, &names).await?
+    } else {
+        names
+            .iter()
+            .map(|n| json!({ "plan": n, "started": false }))
+            .collect()
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&Value::Array(plans)).unwrap_or_default()
+        );
+        return Ok(());
+    }
+    if plans.is_empty() {
+        println!("no plan has run on this database yet");
+    }
+    for p in &plans {
+        print!("{}", render_status(p));
+    }
+    Ok(())
+}
+
+/// The status of `names` (every recorded plan when empty), as JSON objects.
+pub async fn status(client: &Client, schema: &Ident, names: &[String]) -> Result<Vec<Value>> {
+    let fail = |e: tokio_postgres::Error| Error::db("reading the state schema", &e);
+    let rows = client
+        .query(
+            &format!(
+                "SELECT plan, file, table_name, expand_release, contract_release, paused, last_error
+                   FROM {schema}.plans WHERE cardinality($1::text[]) = 0 OR plan = ANY($1) ORDER BY file, plan"
+            ),
+            &[&names],
+        )
+        .await
+        .map_err(fail)?;
+    let mut out = Vec::new();
+    for name in names {
+        if !rows.iter().any(|r| r.get::<_, String>(0) == *name) {
+            out.push(json!({ "plan": name, "started": false }));
+        }
+    }
+    for r in &rows {
+        let plan: String = r.get(0);
+        let expand_release: Option<String> = r.get(3);
+        let contract_release: Option<String> = r.get(4);
+        let phases = client
+            .query(
+                &format!("SELECT phase, release, finished_at IS NOT NULL, to_char(finished_at, 'YYYY-MM-DD HH24:MI:SS TZ'), host, pid FROM {schema}.phases WHERE plan = $1"),
+                &[&plan],
+            )
+            .await
+            .map_err(fail)?;
+        let mut phase_list = Vec::new();
+        let mut current: Option<&str> = None;
+        for phase in [
+            Phase::Expand,
+            Phase::DualWrite,
+            Phase::Backfill,
+            Phase::Contract,
+        ] {
+            let name = phase_name(phase);
+            let gate = if phase == Phase::Contract {
+                contract_release.clone()
+            } else {
+                expand_release.clone()
+            };
+            let row = phases.iter().find(|p| p.get::<_, String>(0) == name);
+            let (status, release, at, by) = match row {
+                Some(p) if p.get::<_, bool>(2) => (
+                    "done",
+                    p.get::<_, Option<String>>(1),
+                    p.get::<_, Option<String>>(3),
+                    Some(format!(
+                        "{} pid {}",
+                        p.get::<_, Option<String>>(4).unwrap_or_default(),
+                        p.get::<_, Option<i32>>(5).unwrap_or(0)
+                    )),
+                ),
+                Some(_) => ("running", None, None, None),
+                None => ("pending", None, None, None),
+            };
+            if status != "done" && current.is_none() {
+                current = Some(name);
+            }
+            phase_list.push(json!({
+                "phase": name, "status": status, "release": release, "finished_at": at,
+                "by": by, "due_from": gate,
+            }));
+        }
+        let backfill = client
+            .query_opt(
+                &format!(
+                    "SELECT b.row_estimate, coalesce(sum(s.rows_seen), 0)::int8, count(s.*) FILTER (WHERE NOT s.done), count(s.*), b.finished_at IS NOT NULL
+                       FROM {schema}.backfills b LEFT JOIN {schema}.segments s ON s.plan = b.plan
+                      WHERE b.plan = $1 GROUP BY b.row_estimate, b.finished_at"
+                ),
+                &[&plan],
+            )
+            .await
+            .map_err(fail)?;
+        let processes = client
+            .query(
+                &format!(
+                    "SELECT host, pid, phase, workers, rows_done, rate, extract(epoch FROM now() - heartbeat_at)::float8
+                       FROM {schema}.runners WHERE plan = $1 AND heartbeat_at > now() - make_interval(secs => $2)
+                      ORDER BY host, pid"
+                ),
+                &[&plan, &HEARTBEAT_TTL_SECONDS],
+            )
+            .await
+            .map_err(fail)?;
+        // `+ 0.0`: an empty sum of floats is -0.0.
+        let rate: f64 = processes
+            .iter()
+            .filter_map(|p| p.get::<_, Option<f64>>(5))
+            .sum::<f64>()
+            + 0.0;
+        let backfill_json = backfill.map(|b| {
+            let estimate: i64 = b.get(0);
+            let done: i64 = b.get(1);
+            let left = (estimate - done).max(0) as f64;
+            json!({
+                "rows_done": done,
+                "rows_estimate": estimate,
+                "segments_left": b.get::<_, i64>(2),
+                "segments": b.get::<_, i64>(3),
+                "finished": b.get::<_, bool>(4),
+                "rows_per_second": rate,
+                "eta_seconds": if rate > 0.0 && !b.get::<_, bool>(4) { Some(left / rate) } else { None },
+            })
+        });
+        out.push(json!({
+            "plan": plan,
+            "started": true,
+            "file": r.get::<_, String>(1),
+            "table": r.get::<_, String>(2),
+            "phase": current.unwrap_or("done"),
+            "phases": phase_list,
+            "paused": r.get::<_, bool>(5),
+            "backfill": backfill_json,
+            "processes": processes.iter().map(|p| json!({
+                "host": p.get::<_, String>(0),
+                "pid": p.get::<_, i32>(1),
+                "phase": p.get::<_, Option<String>>(2),
+                "workers": p.get::<_, Option<i32>>(3),
+                "rows_done": p.get::<_, Option<i64>>(4),
+                "rows_per_second": p.get::<_, Option<f64>>(5),
+                "heartbeat_seconds_ago": p.get::<_, Option<f64>>(6),
+            })).collect::<Vec<_>>(),
+            "last_error": r.get::<_, Option<String>>(6),
+        }));
+    }
+    Ok(out)
+}
+
+fn render_status(p: &Value) -> String {
+    let name = p["plan"].as_str().unwrap_or("?");
+    if p["started"] == false {
+        return format!("plan {name}: not started\n");
+    }
+    let mut out = format!(
+        "plan {name} on {} ({}): {}{}\n",
+        p["table"].as_str().unwrap_or("?"),
+        p["file"].as_str().unwrap_or("?"),
+        p["phase"].as_str().unwrap_or("?"),
+        if p["paused"] == true { ", PAUSED" } else { "" }
+    );
+    for ph in p["phases"].as_array().into_iter().flatten() {
+        let phase = ph["phase"].as_str().unwrap_or("?");
+        let line = match ph["status"].as_str() {
+            Some("done") => format!(
+                "done{} {}",
+                ph["release"]
+                    .as_str()
+                    .map(|r| format!(" at release {r}"))
+                    .unwrap_or_default(),
+                ph["finished_at"].as_str().unwrap_or("")
+            ),
+            Some("running") => "running".to_string(),
+            _ => match ph["due_from"].as_str() {
+                Some(r) => format!("waits for release {r}"),
+                None => "not started (no release gate)".to_string(),
+            },
+        };
+        out.push_str(&format!("  {phase:<11} {line}\n"));
+    }
+    if let Some(b) = p["backfill"].as_object() {
+        let done = b["rows_done"].as_i64().unwrap_or(0);
+        let est = b["rows_estimate"].as_i64().unwrap_or(0).max(done);
+        let pct = if est > 0 {
+            100.0 * done as f64 / est as f64
+        } else {
+            100.0
+        };
+        let rate = b["rows_per_second"].as_f64().unwrap_or(0.0);
+        let eta = b["eta_seconds"]
+            .as_f64()
+            .map(|s| format!(", ETA {:.0}s", s))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "  progress    {done} of ~{est} rows ({pct:.1}%), {} of {} segments left, {rate:.0} rows/s{eta}\n",
+            b["segments_left"], b["segments"]
+        ));
+    }
+    for pr in p["processes"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "  process     {} pid {}: {}, {} workers, {:.0} rows/s, heartbeat {:.1}s ago\n",
+            pr["host"].as_str().unwrap_or("?"),
+            pr["pid"],
+            pr["phase"].as_str().unwrap_or("?"),
+            pr["workers"].as_i64().unwrap_or(0),
+            pr["rows_per_second"].as_f64().unwrap_or(0.0),
+            pr["heartbeat_seconds_ago"].as_f64().unwrap_or(0.0)
+        ));
+    }
+    if let Some(e) = p["last_error"].as_str() {
+        out.push_str(&format!("  last error  {e}\n"));
+    }
+    out
+}
+
+/// `backfill verify`.
+pub async fn verify_cmd(args: VerifyArgs) -> Result<()> {
+    let conn = need_db(&args.db, "verify")?;
+    let plans = load_all(&args.plans)?;
+    let mut client = conn.connect().await?;
+    let options = PlannerOptions {
+        state_schema: args.db.state_schema.clone(),
+    };
+    let mut first_error = None;
+    let schema = Ident::new(&args.db.state_schema);
+    for plan in &plans {
+        let Some(live) = catalog::table_info(&client, &plan.table).await? else {
+            return Err(Error::Usage(format!(
+                "plan `{}`: table {} does not exist",
+                plan.name, plan.table
+            )));
+        };
+        let missing = planner::missing_after_expand(plan, &live);
+        if !missing.is_empty() {
+            return Err(Error::Usage(format!(
+                "plan `{}`: expand has not run on {} (column \"{}\" is missing): nothing to verify yet",
+                plan.name, plan.table, missing[0]
+            )));
+        }
+        let (schedule, catalog) =
+            runner::schedule_for(&mut client, &schema, plan, &options).await?;
+        let Some(spec) = &schedule.backfill else {
+            println!("plan {}: moves no data; nothing to verify", plan.name);
+            continue;
+        };
+        let rate = args
+            .max_rows_per_second
+            .unwrap_or(plan.backfill.max_rows_per_second);
+        let report = crate::verify::verify(&client, spec, &Keyset::of(&catalog)?, rate).await?;
+        println!(
+            "plan {}: {} rows read, {} out of sync",
+            plan.name, report.rows, report.out_of_sync
+        );
+        for k in &report.keys {
+            println!("  out of sync: {k}");
+        }
+        if report.out_of_sync > 0 && first_error.is_none() {
+            first_error = Some(Error::OutOfSync {
+                plan: plan.name.clone(),
+                table: plan.table.to_string(),
+                count: report.out_of_sync,
+                keys: report.keys,
+            });
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+/// A plan named on the command line: a file to read, or a name.
+fn plan_name(arg: &str) -> Result<String> {
+    let path = Path::new(arg);
+    if path.is_file() {
+        Ok(Plan::load(path)?.name)
+    } else {
+        Ok(arg.to_string())
+    }
+}
+
+/// `backfill pause` / `backfill resume`.
+pub async fn pause_cmd(args: ControlArgs, pause: bool) -> Result<()> {
+    let conn = need_db(&args.db, if pause { "pause" } else { "resume" })?;
+    let name = plan_name(&args.plan)?;
+    let client = conn.connect().await?;
+    let schema = Ident::new(&args.db.state_schema);
+    if !has_state(&client, &schema).await? {
+        return Err(Error::Usage(format!(
+            "no plan has run on this database yet (no state schema {schema})"
+        )));
+    }
+    let n = client
+        .execute(
+            &format!("UPDATE {schema}.plans SET paused = $2, updated_at = now() WHERE plan = $1"),
+            &[&name, &pause],
+        )
+        .await
+        .map_err(|e| Error::db("pausing", &e))?;
+    if n == 0 {
+        return Err(Error::Usage(format!(
+            "no plan `{name}` has run on this database"
+        )));
+    }
+    state::event(
+        &client,
+        &schema,
+        &name,
+        None,
+        None,
+        if pause { "paused" } else { "resumed" },
+        "",
+    )
+    .await?;
+    println!(
+        "plan {name}: {}",
+        if pause {
+            "paused; running workers hold at their next chunk boundary (backfill resume to go on)"
+        } else {
+            "resumed"
+        }
+    );
+    Ok(())
+}
+
+/// How long `abort` waits for running backfills to stop.
+pub const ABORT_WAIT: Duration = Duration::from_secs(60);
+
+/// `backfill abort`.
+pub async fn abort_cmd(args: AbortArgs) -> Result<()> {
+    let conn = need_db(&args.db, "abort")?;
+    let plan = Plan::load(&args.plan)?;
+    let mut client = conn.connect().await?;
+    let schema = Ident::new(&args.db.state_schema);
+    state::ensure(&mut client, &schema).await?;
+    let rec = runner::recorded(&client, &schema, &plan.name).await?;
+    if let Some(rec) = &rec {
+        if rec.started.contains(&Phase::Contract) {
+            return Err(Error::Usage(format!(
+                "plan `{}`: contract has started, so the old schema may already be gone (old column dropped or renamed); abort is only possible before contract. Write a new plan to go back",
+                plan.name
+            )));
+        }
+        // Ask running backfills to stop, and wait for them.
+        client
+            .execute(
+                &format!("UPDATE {schema}.plans SET aborting = true WHERE plan = $1"),
+                &[&plan.name],
+            )
+            .await
+            .map_err(|e| Error::db("aborting", &e))?;
+        let deadline = std::time::Instant::now() + ABORT_WAIT;
+        loop {
+            let live: i64 = client
+                .query_one(
+                    &format!("SELECT count(*) FROM {schema}.runners WHERE plan = $1 AND heartbeat_at > now() - make_interval(secs => $2)"),
+                    &[&plan.name, &HEARTBEAT_TTL_SECONDS],
+                )
+                .await
+                .map_err(|e| Error::db("aborting", &e))?
+                .get(0);
+            if live == 0 {
+                break;
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(Error::Usage(format!(
+                    "plan `{}`: {live} processes are still working on it after {}s; stop them and run abort again",
+                    plan.name,
+                    ABORT_WAIT.as_secs()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    let options = PlannerOptions {
+        state_schema: args.db.state_schema.clone(),
+    };
+    let (schedule, _) = runner::schedule_for(&mut client, &schema, &plan, &options).await?;
+    let exec = ExecOptions {
+        lock_timeout: plan.backfill.lock_timeout,
+        retries: plan.backfill.ddl_retries,
+    };
+    client
+        .query_one(
+            "SELECT pg_advisory_lock(hashtext('backfill ddl ' || $1::text))",
+            &[&plan.name],
+        )
+        .await
+        .map_err(|e| Error::db("locking the plan", &e))?;
+    run_steps(&mut client, &schedule, &schedule.rollback, "abort", &exec).await?;
+    let forget = format!(
+        "DELETE FROM {schema}.plans WHERE plan = $1;
+         DELETE FROM {schema}.backfills WHERE plan = $1;
+         DELETE FROM {schema}.runners WHERE plan = $1;"
+    );
+    for sql in forget.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+        client
+            .execute(sql, &[&plan.name])
+            .await
+            .map_err(|e| Error::db("forgetting the plan's state", &e))?;
+    }
+    state::event(
+        &client,
+        &schema,
+        &plan.name,
+        None,
+        None,
+        "aborted",
+        "expand and dual-write rolled back",
+    )
+    .await?;
+    let _ = client
+        .query_one(
+            "SELECT pg_advisory_unlock(hashtext('backfill ddl ' || $1::text))",
+            &[&plan.name],
+        )
+        .await;
+    println!(
+        "plan {}: aborted; {} is back to its schema and data from before the plan (a new run starts over)",
+        plan.name, plan.table
+    );
+    Ok(())
+}

@@ -1,0 +1,868 @@
+//! The runner: `backfill run PLAN|DIR [--release R]` runs, plan by plan in file-name order,
+//! every phase that is due at release `R` and not yet done, and records each step in the state
+//! schema so that a rerun, or a second runner, never runs a step twice.
+//!
+//! - A plan's DDL (expand, dual-write, contract) runs under a session advisory lock; a second
+//!   runner waits for it, says who holds it, and then finds the steps done. The lock is let go
+//!   during the backfill, which several runners may share (the checkpoints keep them apart).
+//! - A transactional step and its record commit together; a step outside a transaction
+//!   (`CONCURRENTLY`) is recorded right after, and rerunning it is harmless (an index left
+//!   INVALID is rebuilt, a valid one is kept).
+//! - Contract runs only when its release is due, when `verify` finds no row out of sync, and in
+//!   a later release than the one in which the backfill finished (`--force-contract` lifts
+//!   this last rule only).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use tokio_postgres::Client;
+
+use crate::db::catalog::{self, TableInfo};
+use crate::db::ConnectionSpec;
+use crate::engine::{self, EngineOptions, Event, Events, Job, Keyset, Outcome, Stop};
+use crate::error::{Error, Result};
+use crate::executor::{run_step_recorded, ExecOptions};
+use crate::ops::Problems;
+use crate::plan::{FieldPath, Plan};
+use crate::planner::{self, Phase, PlannerOptions, Schedule};
+use crate::progress::{self, Mode};
+use crate::sql::Ident;
+use crate::state;
+use crate::validate::validate;
+use crate::version::Release;
+
+/// How `run` runs.
+#[derive(Debug, Clone)]
+pub struct RunnerOptions {
+    /// The application release being deployed (`None`: only phases without a gate).
+    pub release: Option<Release>,
+    /// Run contract in the release in which the backfill finished.
+    pub force_contract: bool,
+    /// Accept a plan edited after it started.
+    pub force: bool,
+    /// Workers (overrides the plan).
+    pub workers: Option<u32>,
+    /// First batch size (overrides the plan).
+    pub batch_size: Option<u32>,
+    /// Rate limit (overrides the plan).
+    pub max_rows_per_second: Option<u64>,
+    /// The state schema.
+    pub state_schema: String,
+    /// How progress is shown.
+    pub mode: Mode,
+}
+
+/// What a plan's state records.
+#[derive(Debug, Clone, Default)]
+pub struct Recorded {
+    /// Phases started, with the release at which each finished (`Some(None)`: finished without
+    /// a release; absent from `finished`: not finished).
+    pub started: Vec<Phase>,
+    /// Finished phases and the release given when each finished.
+    pub finished: BTreeMap<Phase, Option<String>>,
+    /// The recorded plan text.
+    pub source: String,
+    /// Its checksum.
+    pub checksum: String,
+    /// The table's catalog when the plan first ran (JSON of [`TableInfo`]): every later
+    /// phase, `verify` and `abort` build the schedule from it, so they run exactly what was
+    /// planned whatever expand and contract have changed since.
+    pub catalog: String,
+}
+
+/// The phase names as stored.
+pub fn phase_name(p: Phase) -> &'static str {
+    match p {
+        Phase::Expand => "expand",
+        Phase::DualWrite => "dual-write",
+        Phase::Backfill => "backfill",
+        Phase::Contract => "contract",
+    }
+}
+
+fn phase_of(name: &str) -> Option<Phase> {
+    [
+        Phase::Expand,
+        Phase::DualWrite,
+        Phase::Backfill,
+        Phase::Contract,
+    ]
+    .into_iter()
+    .find(|p| phase_name(*p) == name)
+}
+
+/// Reads a plan's record; `None` when it never ran.
+pub async fn recorded(client: &Client, schema: &Ident, plan: &str) -> Result<Option<Recorded>> {
+    let fail =
+        |e: tokio_postgres::Error| Error::db(format!("reading the state of plan `{plan}`"), &e);
+    let exists: bool = client
+        .query_one(
+            "SELECT to_regclass(quote_ident($1) || '.plans') IS NOT NULL",
+            &[&schema.as_str()],
+        )
+        .await
+        .map_err(fail)?
+        .get(0);
+    if !exists {
+        return Ok(None);
+    }
+    let Some(row) = client
+        .query_opt(
+            &format!("SELECT source, checksum, catalog FROM {schema}.plans WHERE plan = $1"),
+            &[&plan],
+        )
+        .await
+        .map_err(fail)?
+    else {
+        return Ok(None);
+    };
+    let mut rec = Recorded {
+        source: row.get(0),
+        checksum: row.get(1),
+        catalog: row.get(2),
+        ..Recorded::default()
+    };
+    for r in client
+        .query(
+            &format!("SELECT phase, release, finished_at IS NOT NULL FROM {schema}.phases WHERE plan = $1"),
+            &[&plan],
+        )
+        .await
+        .map_err(fail)?
+    {
+        let Some(phase) = phase_of(r.get(0)) else {
+            continue;
+        };
+        rec.started.push(phase);
+        if r.get::<_, bool>(2) {
+            rec.finished.insert(phase, r.get(1));
+        }
+    }
+    Ok(Some(rec))
+}
+
+/// A line diff of two plan texts: the lines that differ, `-` old and `+` new, numbered.
+pub fn diff(old: &str, new: &str) -> String {
+    let a: Vec<&str> = old.lines().collect();
+    let b: Vec<&str> = new.lines().collect();
+    // Longest common subsequence; plan files are small.
+    let mut lcs = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for i in (0..a.len()).rev() {
+        for j in (0..b.len()).rev() {
+            lcs[i][j] = if a[i] == b[j] {
+                lcs[i + 1][j + 1] + 1
+            } else {
+                lcs[i + 1][j].max(lcs[i][j + 1])
+            };
+        }
+    }
+    let (mut i, mut j) = (0, 0);
+    let mut out = Vec::new();
+    while i < a.len() || j < b.len() {
+        if i < a.len() && j < b.len() && a[i] == b[j] {
+            i += 1;
+            j += 1;
+        } else if j < b.len() && (i == a.len() || lcs[i][j + 1] >= lcs[i + 1][j]) {
+            out.push(format!("  line {}: + {}", j + 1, b[j]));
+            j += 1;
+        } else {
+            out.push(format!("  line {}: - {}", i + 1, a[i]));
+            i += 1;
+        }
+    }
+    out.join("\n")
+}
+
+/// Whether a phase gated at `due` may run at `release`.
+pub fn is_due(due: Option<&Release>, release: Option<&Release>) -> bool {
+    match (due, release) {
+        (None, _) => true,
+        (Some(d), Some(r)) => r >= d,
+        (Some(_), None) => false,
+    }
+}
+
+/// The plan's schedule and its table's catalog, and its record. A plan that has not started
+/// is validated against the live catalog (every expression compiled) and recorded with it; a
+/// started plan is rebuilt from the catalog recorded at its start. A plan whose text changed
+/// after it started is refused unless `force` (which records the new text).
+async fn register(
+    client: &mut Client,
+    schema: &Ident,
+    plan: &Plan,
+    force: bool,
+    options: &PlannerOptions,
+) -> Result<(Schedule, TableInfo, Recorded)> {
+    let rec = recorded(client, schema, &plan.name).await?;
+    let started = rec.as_ref().is_some_and(|r| !r.started.is_empty());
+    if let Some(r) = rec.as_ref().filter(|_| started) {
+        if r.checksum != plan.checksum() && !force {
+            return Err(Error::PlanEdited {
+                plan: plan.name.clone(),
+                file: plan.file.display().to_string(),
+                diff: diff(&r.source, &plan.source),
+            });
+        }
+    }
+    let (schedule, catalog) = match rec.as_ref().filter(|_| started) {
+        Some(r) => {
+            let catalog: TableInfo = serde_json::from_str(&r.catalog).map_err(|e| {
+                Error::Usage(format!(
+                    "the recorded catalog of plan `{}` cannot be read ({e}); was it written by another version of backfill?",
+                    plan.name
+                ))
+            })?;
+            (planner::build(plan, &catalog, options), catalog)
+        }
+        None => {
+            let v = validate(client, plan, options).await?;
+            (v.schedule, v.catalog)
+        }
+    };
+    let catalog_json = serde_json::to_string(&catalog).unwrap_or_default();
+    client
+        .execute(
+            &format!(
+                "INSERT INTO {schema}.plans AS p (plan, file, checksum, source, catalog, table_name, expand_release, contract_release)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                 ON CONFLICT (plan) DO UPDATE SET file = EXCLUDED.file, checksum = EXCLUDED.checksum, source = EXCLUDED.source,
+                   catalog = CASE WHEN $9 THEN p.catalog ELSE EXCLUDED.catalog END,
+                   expand_release = EXCLUDED.expand_release, contract_release = EXCLUDED.contract_release, updated_at = now()"
+            ),
+            &[
+                &plan.name,
+                &plan.file.display().to_string(),
+                &plan.checksum(),
+                &plan.source,
+                &catalog_json,
+                &plan.table.to_string(),
+                &plan.release.expand.as_ref().map(|r| r.to_string()),
+                &plan.release.contract.as_ref().map(|r| r.to_string()),
+                &started,
+            ],
+        )
+        .await
+        .map_err(|e| Error::db(format!("recording plan `{}`", plan.name), &e))?;
+    Ok((schedule, catalog, rec.unwrap_or_default()))
+}
+
+/// The plan's DDL lock: a session advisory lock on the control connection.
+async fn lock(client: &Client, schema: &Ident, plan: &Plan, say: &dyn Fn(String)) -> Result<()> {
+    let fail = |e: tokio_postgres::Error| Error::db(format!("locking plan `{}`", plan.name), &e);
+    let mut told = false;
+    loop {
+        let got: bool = client
+            .query_one(
+                "SELECT pg_try_advisory_lock(hashtext('backfill ddl ' || $1::text))",
+                &[&plan.name],
+            )
+            .await
+            .map_err(fail)?
+            .get(0);
+        if got {
+            return Ok(());
+        }
+        if !told {
+            let holder = client
+                .query_opt(
+                    &format!(
+                        "SELECT host || ' pid ' || pid || coalesce(' (' || phase || ')', '') FROM {schema}.runners
+                          WHERE plan = $1 AND NOT (host = $2 AND pid = $3) ORDER BY heartbeat_at DESC LIMIT 1"
+                    ),
+                    &[&plan.name, &state::host(), &state::pid()],
+                )
+                .await
+                .ok()
+                .flatten()
+                .map(|r| r.get::<_, String>(0))
+                .unwrap_or_else(|| "another backfill run".to_string());
+            say(format!(
+                "plan {}: waiting: {holder} holds the plan's lock; its steps will not run twice",
+                plan.name
+            ));
+            told = true;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+async fn unlock(client: &Client, plan: &Plan) -> Result<()> {
+    client
+        .query_one(
+            "SELECT pg_advisory_unlock(hashtext('backfill ddl ' || $1::text))",
+            &[&plan.name],
+        )
+        .await
+        .map_err(|e| Error::db(format!("unlocking plan `{}`", plan.name), &e))?;
+    Ok(())
+}
+
+/// Registers this process as working on `plan` in `phase` (for `status` and for the lock
+/// message of a second runner).
+async fn announce(
+    client: &Client,
+    schema: &Ident,
+    plan: &str,
+    phase: &str,
+    workers: i32,
+) -> Result<()> {
+    client
+        .execute(
+            &format!(
+                "INSERT INTO {schema}.runners (plan, host, pid, phase, workers) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (plan, host, pid) DO UPDATE SET phase = EXCLUDED.phase, workers = EXCLUDED.workers, heartbeat_at = now()"
+            ),
+            &[&plan, &state::host(), &state::pid(), &phase, &workers],
+        )
+        .await
+        .map_err(|e| Error::db("recording this process", &e))?;
+    Ok(())
+}
+
+async fn retire(client: &Client, schema: &Ident, plan: &str) {
+    let _ = client
+        .execute(
+            &format!("DELETE FROM {schema}.runners WHERE plan = $1 AND host = $2 AND pid = $3"),
+            &[&plan, &state::host(), &state::pid()],
+        )
+        .await;
+}
+
+/// The schedule of a plan for `abort` and `verify`: from the catalog recorded when it
+/// started; for a plan that never ran through `run`, from the live catalog without the columns
+/// expand creates.
+pub async fn schedule_for(
+    client: &mut Client,
+    schema: &Ident,
+    plan: &Plan,
+    options: &PlannerOptions,
+) -> Result<(Schedule, TableInfo)> {
+    if let Some(r) = recorded(client, schema, &plan.name).await? {
+        if let Ok(catalog) = serde_json::from_str::<TableInfo>(&r.catalog) {
+            return Ok((planner::build(plan, &catalog, options), catalog));
+        }
+    }
+    let Some(live) = catalog::table_info(client, &plan.table).await? else {
+        let mut p = Problems::default();
+        p.add(
+            FieldPath::of("table"),
+            format!("table {} does not exist", plan.table),
+        );
+        return Err(plan.errors(p).into());
+    };
+    let before = planner::catalog_before_expand(plan, &live);
+    let problems = planner::check_catalog(plan, &before);
+    if !problems.0.is_empty() {
+        return Err(plan.errors(problems).into());
+    }
+    Ok((planner::build(plan, &before, options), before))
+}
+
+/// Runs every due phase of every plan.
+pub async fn run(
+    conn: &ConnectionSpec,
+    plans: &[Plan],
+    options: &RunnerOptions,
+    stop: Stop,
+) -> Result<()> {
+    let json = options.mode == Mode::Json;
+    let say = move |line: String| {
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({ "event": "runner", "message": line })
+            );
+        } else {
+            println!("{line}");
+        }
+    };
+    for plan in plans {
+        if stop.is_set() {
+            break;
+        }
+        run_plan(conn, plan, options, stop.clone(), &say).await?;
+    }
+    Ok(())
+}
+
+async fn run_plan(
+    conn: &ConnectionSpec,
+    plan: &Plan,
+    options: &RunnerOptions,
+    stop: Stop,
+    say: &dyn Fn(String),
+) -> Result<()> {
+    let schema = Ident::new(&options.state_schema);
+    let mut client = conn.connect().await?;
+    state::ensure(&mut client, &schema).await?;
+    lock(&client, &schema, plan, say).await?;
+    let result = run_locked(conn, &mut client, plan, options, stop, say, &schema).await;
+    if let Err(e) = &result {
+        let _ = client
+            .execute(
+                &format!(
+                    "UPDATE {schema}.plans SET last_error = $2, updated_at = now() WHERE plan = $1"
+                ),
+                &[&plan.name, &e.to_string()],
+            )
+            .await;
+        let _ = state::event(
+            &client,
+            &schema,
+            &plan.name,
+            None,
+            None,
+            "failed",
+            &e.to_string(),
+        )
+        .await;
+    }
+    retire(&client, &schema, &plan.name).await;
+    let _ = unlock(&client, plan).await;
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_locked(
+    conn: &ConnectionSpec,
+    client: &mut Client,
+    plan: &Plan,
+    options: &RunnerOptions,
+    stop: Stop,
+    say: &dyn Fn(String),
+    schema: &Ident,
+) -> Result<()> {
+    let popts = PlannerOptions {
+        state_schema: options.state_schema.clone(),
+    };
+    let (schedule, live, _) = register(client, schema, plan, options.force, &popts).await?;
+    let release = options.release.as_ref();
+    let release_text = release.map(|r| r.to_string());
+    let exec = ExecOptions {
+        lock_timeout: plan.backfill.lock_timeout,
+        retries: plan.backfill.ddl_retries,
+    };
+    let mut ran = Vec::new();
+    for pp in &schedule.phases {
+        let phase = pp.phase;
+        let name = phase_name(phase);
+        // Another runner may have moved on while this one waited for the lock.
+        let rec = recorded(client, schema, &plan.name)
+            .await?
+            .unwrap_or_default();
+        if rec.finished.contains_key(&phase) {
+            continue;
+        }
+        if !is_due(pp.due.as_ref(), release) {
+            let due = pp.due.as_ref().map(|d| d.to_string()).unwrap_or_default();
+            let now = release
+                .map(|r| format!("this is {r}"))
+                .unwrap_or_else(|| "no --release given".to_string());
+            say(format!(
+                "plan {}: {name} waits for release {due} ({now}){}",
+                plan.name,
+                if ran.is_empty() {
+                    "; nothing to do now"
+                } else {
+                    ""
+                }
+            ));
+            return Ok(());
+        }
+        if phase == Phase::Contract {
+            if let Some(refusal) = contract_refusal(&rec, release, options.force_contract) {
+                say(format!("plan {}: contract refused: {refusal}", plan.name));
+                state::event(
+                    &*client,
+                    schema,
+                    &plan.name,
+                    Some(name),
+                    None,
+                    "refused",
+                    &refusal,
+                )
+                .await?;
+                return Ok(());
+            }
+            if options.force_contract && contract_refusal(&rec, release, false).is_some() {
+                say(format!(
+                    "plan {}: --force-contract: contracting in the release in which the backfill finished; make sure no instance of the old application release is still running",
+                    plan.name
+                ));
+            }
+            if let Some(spec) = &schedule.backfill {
+                let report = crate::verify::verify(
+                    client,
+                    spec,
+                    &Keyset::of(&live)?,
+                    plan.backfill.max_rows_per_second,
+                )
+                .await?;
+                if report.out_of_sync > 0 {
+                    return Err(Error::OutOfSync {
+                        plan: plan.name.clone(),
+                        table: plan.table.to_string(),
+                        count: report.out_of_sync,
+                        keys: report.keys,
+                    });
+                }
+                say(format!(
+                    "plan {}: verify: {} rows, none out of sync",
+                    plan.name, report.rows
+                ));
+            }
+        }
+        client
+            .execute(
+                &format!(
+                    "INSERT INTO {schema}.phases (plan, phase, host, pid) VALUES ($1, $2, $3, $4) ON CONFLICT (plan, phase) DO NOTHING"
+                ),
+                &[&plan.name, &name, &state::host(), &state::pid()],
+            )
+            .await
+            .map_err(|e| Error::db("recording a phase", &e))?;
+        state::event(
+            &*client,
+            schema,
+            &plan.name,
+            Some(name),
+            None,
+            "started",
+            "",
+        )
+        .await?;
+        announce(client, schema, &plan.name, name, 0).await?;
+        let t = Instant::now();
+        let detail = if phase == Phase::Backfill {
+            unlock(client, plan).await?;
+            let result = backfill(
+                conn,
+                client,
+                plan,
+                &schedule,
+                &live,
+                options,
+                stop.clone(),
+                schema,
+            )
+            .await;
+            lock(client, schema, plan, say).await?;
+            result?
+        } else {
+            run_phase_steps(client, plan, &schedule, phase, &exec, schema, say).await?
+        };
+        let first = client
+            .execute(
+                &format!("UPDATE {schema}.phases SET finished_at = now(), release = $3 WHERE plan = $1 AND phase = $2 AND finished_at IS NULL"),
+                &[&plan.name, &name, &release_text],
+            )
+            .await
+            .map_err(|e| Error::db("recording a phase", &e))?;
+        // Several runners may share a backfill; the first to see it end records it.
+        if first > 0 {
+            state::event(
+                &*client,
+                schema,
+                &plan.name,
+                Some(name),
+                None,
+                "finished",
+                &detail,
+            )
+            .await?;
+        }
+        say(format!(
+            "plan {}: {name} done in {:.1}s{}",
+            plan.name,
+            t.elapsed().as_secs_f64(),
+            if detail.is_empty() {
+                String::new()
+            } else {
+                format!(" ({detail})")
+            }
+        ));
+        ran.push(phase);
+    }
+    client
+        .execute(
+            &format!(
+                "UPDATE {schema}.plans SET last_error = NULL, updated_at = now() WHERE plan = $1"
+            ),
+            &[&plan.name],
+        )
+        .await
+        .map_err(|e| Error::db("recording the plan", &e))?;
+    if ran.is_empty() {
+        say(format!("plan {}: every phase is done", plan.name));
+    }
+    Ok(())
+}
+
+/// Why contract may not run now, if it may not.
+fn contract_refusal(rec: &Recorded, release: Option<&Release>, force: bool) -> Option<String> {
+    let Some(backfilled) = rec.finished.get(&Phase::Backfill) else {
+        return Some("the backfill has not finished".to_string());
+    };
+    if force {
+        return None;
+    }
+    let (Some(done_at), Some(now)) = (backfilled.as_deref(), release) else {
+        return None;
+    };
+    let done: Release = done_at.parse().ok()?;
+    (now <= &done).then(|| {
+        format!(
+            "the backfill finished in release {done}; contract runs in a later release, once no instance of the release before it can still be writing the old columns (--force-contract to run it now)"
+        )
+    })
+}
+
+async fn run_phase_steps(
+    client: &mut Client,
+    plan: &Plan,
+    schedule: &Schedule,
+    phase: Phase,
+    exec: &ExecOptions,
+    schema: &Ident,
+    say: &dyn Fn(String),
+) -> Result<String> {
+    let name = phase_name(phase);
+    let done: Vec<i32> = client
+        .query(
+            &format!("SELECT step FROM {schema}.steps WHERE plan = $1 AND phase = $2"),
+            &[&plan.name, &name],
+        )
+        .await
+        .map_err(|e| Error::db("reading the steps done", &e))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let steps = schedule.phase(phase);
+    let record_sql = format!(
+        "INSERT INTO {schema}.steps (plan, phase, step, description, host, pid) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING"
+    );
+    let table = schedule.table.to_string();
+    let (host, pid) = (state::host(), state::pid());
+    for (i, step) in steps.iter().enumerate() {
+        let n = i as i32 + 1;
+        if done.contains(&n) {
+            state::event(
+                &*client,
+                schema,
+                &plan.name,
+                Some(name),
+                Some(n),
+                "skipped",
+                "done by an earlier run",
+            )
+            .await?;
+            continue;
+        }
+        state::event(
+            &*client,
+            schema,
+            &plan.name,
+            Some(name),
+            Some(n),
+            "step started",
+            &step.description,
+        )
+        .await?;
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] =
+            [&plan.name, &name, &n, &step.description, &host, &pid];
+        let context = format!("plan {}: {name} step {n} ({})", plan.name, step.description);
+        run_step_recorded(
+            client,
+            step,
+            &table,
+            exec,
+            &context,
+            Some((&record_sql, &params)),
+        )
+        .await?;
+        state::event(
+            &*client,
+            schema,
+            &plan.name,
+            Some(name),
+            Some(n),
+            "step finished",
+            &step.description,
+        )
+        .await?;
+        say(format!(
+            "plan {}: {name} step {n}: {}",
+            plan.name, step.description
+        ));
+    }
+    Ok(format!("{} steps", steps.len()))
+}
+
+/// The backfill phase: the engine, with a heartbeat that records this process's progress and
+/// picks up `pause`, `resume` and `abort` from other terminals.
+#[allow(clippy::too_many_arguments)]
+async fn backfill(
+    conn: &ConnectionSpec,
+    client: &Client,
+    plan: &Plan,
+    schedule: &Schedule,
+    live: &TableInfo,
+    options: &RunnerOptions,
+    stop: Stop,
+    schema: &Ident,
+) -> Result<String> {
+    let Some(spec) = schedule.backfill.clone() else {
+        return Ok("no data to move".to_string());
+    };
+    let job = Job::new(plan, spec, live)?;
+    let mut eo = EngineOptions::from_plan(plan, &options.state_schema);
+    if let Some(w) = options.workers {
+        eo.workers = w;
+    }
+    if let Some(b) = options.batch_size {
+        eo.batch_size = b;
+        eo.min_batch_size = eo.min_batch_size.min(b);
+        eo.max_batch_size = eo.max_batch_size.max(b);
+    }
+    if let Some(r) = options.max_rows_per_second {
+        eo.max_rows_per_second = r;
+    }
+    eo.force = options.force;
+    announce(client, schema, &plan.name, "backfill", eo.workers as i32).await?;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let sink = tokio::spawn(progress::render(options.mode, rx));
+    let events = Events::new(tx);
+    let (done_tx, done_rx) = tokio::sync::watch::channel(false);
+    let heartbeat = tokio::spawn(heartbeat(
+        conn.clone(),
+        schema.clone(),
+        plan.name.clone(),
+        eo.pause.clone(),
+        stop.clone(),
+        events.clone(),
+        done_rx,
+    ));
+    let result = engine::run(conn, job, eo, events, stop).await;
+    let _ = done_tx.send(true);
+    let aborted = heartbeat.await.unwrap_or(false);
+    let _ = sink.await;
+    match result? {
+        Outcome::Finished(s) => Ok(format!(
+            "{} rows walked, {} changed",
+            s.rows_seen, s.rows_changed
+        )),
+        Outcome::Interrupted(s) if aborted => Err(Error::Usage(format!(
+            "plan `{}`: aborted from another terminal after {} rows; `backfill abort` rolls it back",
+            plan.name, s.rows_done
+        ))),
+        Outcome::Interrupted(s) => {
+            state::event(client, schema, &plan.name, Some("backfill"), None, "interrupted", &format!("{} rows done", s.rows_done)).await?;
+            Err(Error::Interrupted {
+                progress: format!(
+                    "plan `{}`: {} rows of ~{} walked",
+                    plan.name, s.rows_done, s.rows_estimate
+                ),
+                resume: format!(
+                    "backfill run {}{}",
+                    plan.file.display(),
+                    options
+                        .release
+                        .as_ref()
+                        .map(|r| format!(" --release {r}"))
+                        .unwrap_or_default()
+                ),
+            })
+        }
+    }
+}
+
+/// Every second: records this process's progress, follows `pause`/`resume`, and stops the
+/// engine on `abort`. Returns whether an abort stopped it.
+async fn heartbeat(
+    conn: ConnectionSpec,
+    schema: Ident,
+    plan: String,
+    pause: engine::Pause,
+    stop: Stop,
+    events: Events,
+    mut done: tokio::sync::watch::Receiver<bool>,
+) -> bool {
+    let mut client: Option<Client> = None;
+    let mut last: Option<(Instant, i64)> = None;
+    let mut rate = 0.0f64;
+    loop {
+        if client.as_ref().map_or(true, |c| c.is_closed()) {
+            client = conn.connect().await.ok();
+        }
+        if let Some(c) = &client {
+            let beat = c
+                .query_opt(
+                    &format!(
+                        "WITH _bf_done AS (SELECT coalesce(sum(rows_seen), 0)::int8 AS n FROM {schema}.segments WHERE plan = $1),
+                         _bf_me AS (
+                           UPDATE {schema}.runners SET heartbeat_at = now(), rows_done = (SELECT n FROM _bf_done), rate = $4
+                            WHERE plan = $1 AND host = $2 AND pid = $3)
+                         SELECT p.paused, p.aborting, (SELECT n FROM _bf_done) FROM {schema}.plans p WHERE p.plan = $1"
+                    ),
+                    &[&plan, &state::host(), &state::pid(), &rate],
+                )
+                .await;
+            if let Ok(Some(row)) = beat {
+                let (paused, aborting, n): (bool, bool, i64) = (row.get(0), row.get(1), row.get(2));
+                let now = Instant::now();
+                if let Some((t, before)) = last {
+                    let secs = now.duration_since(t).as_secs_f64().max(1e-3);
+                    let sample = (n - before).max(0) as f64 / secs;
+                    rate = if rate == 0.0 {
+                        sample
+                    } else {
+                        0.5 * sample + 0.5 * rate
+                    };
+                }
+                last = Some((now, n));
+                if paused != pause.is_set() {
+                    pause.set(paused);
+                    events.send(if paused {
+                        Event::Paused { plan: plan.clone() }
+                    } else {
+                        Event::Resumed { plan: plan.clone() }
+                    });
+                }
+                if aborting {
+                    pause.set(false);
+                    stop.trigger();
+                    return true;
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = done.changed() => return false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn diff_shows_changed_lines_with_numbers() {
+        let d = diff("a\nb\nc\n", "a\nB\nc\nd\n");
+        assert_eq!(d, "  line 2: - b\n  line 2: + B\n  line 4: + d");
+    }
+
+    #[test]
+    fn contract_waits_for_a_later_release_than_the_backfill() {
+        let mut rec = Recorded::default();
+        let r = |s: &str| s.parse::<Release>().ok();
+        assert!(contract_refusal(&rec, r("1.5.0").as_ref(), false).is_some());
+        rec.finished.insert(Phase::Backfill, Some("1.4.0".into()));
+        assert!(contract_refusal(&rec, r("1.4.0").as_ref(), false).is_some());
+        assert!(contract_refusal(&rec, r("1.4.0").as_ref(), true).is_none());
+        assert!(contract_refusal(&rec, r("1.5.0").as_ref(), false).is_none());
+        assert!(is_due(None, None));
+        assert!(!is_due(r("1.5.0").as_ref(), None));
+        assert!(is_due(r("1.5.0").as_ref(), r("1.10.0").as_ref()));
+    }
+}
