@@ -173,6 +173,10 @@ pub enum Error {
         keys: Vec<String>,
     },
 
+    /// Stopped from another terminal (`backfill abort`).
+    #[error("{0}")]
+    Stopped(String),
+
     /// Stopped by Ctrl-C (or SIGTERM) after the chunks in flight committed.
     #[error(
         "interrupted: {progress}; every finished chunk is checkpointed. Resume with: {resume}"
@@ -198,6 +202,7 @@ impl Error {
             Error::Connect(_)
             | Error::Data { .. }
             | Error::OutOfSync { .. }
+            | Error::Stopped(_)
             | Error::Database { .. }
             | Error::LockTimeout { .. }
             | Error::Environment(_) => EXIT_FAILED,

@@ -162,12 +162,12 @@ pub fn diff(old: &str, new: &str) -> String {
         if i < a.len() && j < b.len() && a[i] == b[j] {
             i += 1;
             j += 1;
-        } else if j < b.len() && (i == a.len() || lcs[i][j + 1] >= lcs[i + 1][j]) {
-            out.push(format!("  line {}: + {}", j + 1, b[j]));
-            j += 1;
-        } else {
+        } else if i < a.len() && (j == b.len() || lcs[i + 1][j] >= lcs[i][j + 1]) {
             out.push(format!("  line {}: - {}", i + 1, a[i]));
             i += 1;
+        } else {
+            out.push(format!("  line {}: + {}", j + 1, b[j]));
+            j += 1;
         }
     }
     out.join("\n")
@@ -180,6 +180,24 @@ pub fn is_due(due: Option<&Release>, release: Option<&Release>) -> bool {
         (Some(d), Some(r)) => r >= d,
         (Some(_), None) => false,
     }
+}
+
+/// The catalog recorded when the plan started, without the columns that have left the table
+/// since (another plan's contract dropped them) unless this plan creates them.
+fn reconcile(plan: &Plan, mut recorded: TableInfo, live: Option<&TableInfo>) -> TableInfo {
+    if let Some(live) = live {
+        let created = planner::missing_after_expand(
+            plan,
+            &TableInfo {
+                columns: Vec::new(),
+                ..recorded.clone()
+            },
+        );
+        recorded
+            .columns
+            .retain(|c| live.column(&c.name).is_some() || created.contains(&c.name));
+    }
+    recorded
 }
 
 /// The plan's schedule and its table's catalog, and its record. A plan that has not started
@@ -212,6 +230,8 @@ async fn register(
                     plan.name
                 ))
             })?;
+            let live = catalog::table_info(client, &plan.table).await?;
+            let catalog = reconcile(plan, catalog, live.as_ref());
             (planner::build(plan, &catalog, options), catalog)
         }
         None => {
@@ -339,6 +359,8 @@ pub async fn schedule_for(
 ) -> Result<(Schedule, TableInfo)> {
     if let Some(r) = recorded(client, schema, &plan.name).await? {
         if let Ok(catalog) = serde_json::from_str::<TableInfo>(&r.catalog) {
+            let live = catalog::table_info(client, &plan.table).await?;
+            let catalog = reconcile(plan, catalog, live.as_ref());
             return Ok((planner::build(plan, &catalog, options), catalog));
         }
     }
@@ -751,7 +773,7 @@ async fn backfill(
             "{} rows walked, {} changed",
             s.rows_seen, s.rows_changed
         )),
-        Outcome::Interrupted(s) if aborted => Err(Error::Usage(format!(
+        Outcome::Interrupted(s) if aborted => Err(Error::Stopped(format!(
             "plan `{}`: aborted from another terminal after {} rows; `backfill abort` rolls it back",
             plan.name, s.rows_done
         ))),

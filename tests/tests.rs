@@ -9,3 +9,4 @@ mod engine_keys;
 mod plan_errors;
 mod plan_examples;
 mod plan_ops;
+mod runner;
