@@ -571,7 +571,21 @@ async fn run_locked(
             lock(client, schema, plan, say).await?;
             result?
         } else {
-            run_phase_steps(client, plan, &schedule, phase, &exec, schema, say).await?
+            // A heartbeat, so `status` shows this process while a step waits for its lock.
+            let (done_tx, done_rx) = tokio::sync::watch::channel(false);
+            let beat = tokio::spawn(heartbeat(
+                conn.clone(),
+                schema.clone(),
+                plan.name.clone(),
+                engine::Pause::default(),
+                Stop::new(),
+                Events::none(),
+                done_rx,
+            ));
+            let result = run_phase_steps(client, plan, &schedule, phase, &exec, schema, say).await;
+            let _ = done_tx.send(true);
+            let _ = beat.await;
+            result?
         };
         let first = client
             .execute(
@@ -693,7 +707,7 @@ async fn run_phase_steps(
         let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] =
             [&plan.name, &name, &n, &step.description, &host, &pid];
         let context = format!("plan {}: {name} step {n} ({})", plan.name, step.description);
-        run_step_recorded(
+        let result = run_step_recorded(
             client,
             step,
             &table,
@@ -701,7 +715,20 @@ async fn run_phase_steps(
             &context,
             Some((&record_sql, &params)),
         )
-        .await?;
+        .await;
+        if let Err(e) = result {
+            let _ = state::event(
+                &*client,
+                schema,
+                &plan.name,
+                Some(name),
+                Some(n),
+                "step failed",
+                &e.to_string(),
+            )
+            .await;
+            return Err(e);
+        }
         state::event(
             &*client,
             schema,

@@ -281,7 +281,14 @@ async fn a_long_transaction_delays_expand_without_piling_up_writers() {
     .unwrap_or_else(|e| panic!("{e}"));
     let mut child = backfill_spawn(&["run", &plan, "--progress", "quiet"], &db.url);
     let held = Instant::now();
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // While the step waits for its lock, status shows who is on it.
+    let out = backfill_ok(&["status", &plan, "--json"], Some(&db.url));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(v[0]["phases"][0]["status"], "running", "{out}");
+    assert_eq!(v[0]["processes"][0]["phase"], "expand", "{out}");
+    assert_eq!(v[0]["processes"][0]["pid"], child.id(), "{out}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(
         child.try_wait().ok().flatten().is_none(),
         "expand ran through a held lock"
