@@ -61,6 +61,12 @@ pub enum Command {
     /// Let a paused backfill go on.
     #[command(after_help = "Examples:\n  backfill resume split_full_name")]
     Resume(ControlArgs),
+    /// Change settings of a running backfill from any terminal: the processes working on it
+    /// pick the change up within 2 seconds.
+    #[command(
+        after_help = "Keys: max_rows_per_second, workers, min_batch_size, max_batch_size, max_replication_lag, max_lock_waiters, max_transaction_age, pause_during_autovacuum (\"off\" clears a threshold).\n\nExamples:\n  backfill set split_full_name max_rows_per_second=5000\n  backfill set plans/0001_split_full_name.toml workers=2 max_replication_lag=10s"
+    )]
+    Set(SetArgs),
     /// Roll back a plan's expand and dual-write (new columns, trigger, function, NOT VALID
     /// constraints, indexes, in-place changes) while its contract has not started.
     #[command(after_help = "Examples:\n  backfill abort plans/0001_split_full_name.toml")]
@@ -119,6 +125,81 @@ pub struct ControlArgs {
     pub db: DbArgs,
 }
 
+/// `backfill set`.
+#[derive(Debug, Args)]
+pub struct SetArgs {
+    /// The plan: its file or its name.
+    pub plan: String,
+    /// Settings as key=value.
+    #[arg(required = true)]
+    pub settings: Vec<String>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub db: DbArgs,
+}
+
+/// Health-probe thresholds on the command line (override the plan's `[throttle]`).
+#[derive(Debug, Clone, Default, Args)]
+pub struct ThrottleArgs {
+    /// A replica whose lag to watch (repeatable): postgres:// URL or key=value string.
+    #[arg(long = "replica-url", value_name = "URL")]
+    pub replica_urls: Vec<String>,
+    /// Hold while replication lag is above this (\"5s\").
+    #[arg(long)]
+    pub max_replication_lag: Option<String>,
+    /// Hold while more sessions than this wait on locks of the table.
+    #[arg(long)]
+    pub max_lock_waiters: Option<u64>,
+    /// Hold while a transaction has been open longer than this (\"1h\").
+    #[arg(long)]
+    pub max_transaction_age: Option<String>,
+    /// Hold while autovacuum works on the table.
+    #[arg(long)]
+    pub pause_during_autovacuum: bool,
+    /// Hold while this query returns true.
+    #[arg(long, value_name = "SQL")]
+    pub throttle_query: Option<String>,
+    /// How often the probes run (\"1s\").
+    #[arg(long)]
+    pub check_interval: Option<String>,
+}
+
+impl ThrottleArgs {
+    /// Applies the flags given to the plan's settings.
+    pub fn apply(&self, t: &mut crate::plan::ThrottleSettings) -> Result<()> {
+        let dur = |flag: &str, v: &str| {
+            crate::plan::parse_duration(v).map_err(|e| Error::Usage(format!("--{flag}: {e}")))
+        };
+        if let Some(v) = &self.max_replication_lag {
+            t.max_replication_lag = Some(dur("max-replication-lag", v)?);
+        }
+        if let Some(v) = self.max_lock_waiters {
+            t.max_lock_waiters = Some(v);
+        }
+        if let Some(v) = &self.max_transaction_age {
+            t.max_transaction_age = Some(dur("max-transaction-age", v)?);
+        }
+        if self.pause_during_autovacuum {
+            t.pause_during_autovacuum = true;
+        }
+        if let Some(q) = &self.throttle_query {
+            t.query = Some(q.clone());
+        }
+        if let Some(v) = &self.check_interval {
+            t.check_interval = dur("check-interval", v)?;
+        }
+        Ok(())
+    }
+
+    /// The replicas, parsed.
+    pub fn replicas(&self) -> Result<Vec<ConnectionSpec>> {
+        self.replica_urls
+            .iter()
+            .map(|u| ConnectionSpec::parse(u))
+            .collect()
+    }
+}
+
 /// `backfill abort`.
 #[derive(Debug, Args)]
 pub struct AbortArgs {
@@ -170,6 +251,9 @@ pub struct RunArgs {
     /// Same as `--progress json`.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub throttle: ThrottleArgs,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub db: DbArgs,
@@ -228,6 +312,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Pause(args) => crate::control::pause_cmd(args, true).await,
         Command::Resume(args) => crate::control::pause_cmd(args, false).await,
         Command::Abort(args) => crate::control::abort_cmd(args).await,
+        Command::Set(args) => crate::control::set_cmd(args).await,
         Command::Demo(args) => {
             crate::demo::run(&crate::demo::DemoOptions {
                 rows: args.rows,

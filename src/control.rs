@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tokio_postgres::Client;
 
-use crate::cli::{connection, AbortArgs, ControlArgs, DbArgs, StatusArgs, VerifyArgs};
+use crate::cli::{connection, AbortArgs, ControlArgs, DbArgs, SetArgs, StatusArgs, VerifyArgs};
 use crate::db::catalog;
 use crate::db::ConnectionSpec;
 use crate::engine::Keyset;
@@ -376,6 +376,88 @@ pub async fn pause_cmd(args: ControlArgs, pause: bool) -> Result<()> {
         } else {
             "resumed"
         }
+    );
+    Ok(())
+}
+
+/// `backfill set`.
+pub async fn set_cmd(args: SetArgs) -> Result<()> {
+    let conn = need_db(&args.db, "set")?;
+    let name = plan_name(&args.plan)?;
+    let mut changes = serde_json::Map::new();
+    for pair in &args.settings {
+        let Some((key, value)) = pair.split_once('=') else {
+            return Err(Error::Usage(format!(
+                "`{pair}`: write settings as key=value"
+            )));
+        };
+        let value =
+            crate::engine::live::parse_setting(key.trim(), value.trim()).map_err(Error::Usage)?;
+        changes.insert(key.trim().to_string(), value);
+    }
+    let mut client = conn.connect().await?;
+    let schema = Ident::new(&args.db.state_schema);
+    state::ensure(&mut client, &schema).await?;
+    let fail = |e: tokio_postgres::Error| Error::db("changing settings", &e);
+    let tx = client.transaction().await.map_err(fail)?;
+    let Some(row) = tx
+        .query_opt(
+            &format!("SELECT settings FROM {schema}.backfills WHERE plan = $1 FOR UPDATE"),
+            &[&name],
+        )
+        .await
+        .map_err(fail)?
+    else {
+        return Err(Error::Usage(format!(
+            "plan `{name}` has no backfill on this database yet: settings apply to a backfill that has started"
+        )));
+    };
+    let mut settings: serde_json::Map<String, Value> =
+        serde_json::from_str(&row.get::<_, String>(0)).unwrap_or_default();
+    let described: Vec<String> = changes
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "{k}={}",
+                if v.is_null() {
+                    "off".to_string()
+                } else {
+                    v.to_string().trim_matches('"').to_string()
+                }
+            )
+        })
+        .collect();
+    settings.extend(changes);
+    if let (Some(min), Some(max)) = (
+        settings.get("min_batch_size").and_then(Value::as_u64),
+        settings.get("max_batch_size").and_then(Value::as_u64),
+    ) {
+        if min > max {
+            return Err(Error::Usage(format!(
+                "min_batch_size ({min}) would be above max_batch_size ({max})"
+            )));
+        }
+    }
+    tx.execute(
+        &format!("UPDATE {schema}.backfills SET settings = $2 WHERE plan = $1"),
+        &[&name, &Value::Object(settings).to_string()],
+    )
+    .await
+    .map_err(fail)?;
+    tx.commit().await.map_err(fail)?;
+    state::event(
+        &client,
+        &schema,
+        &name,
+        Some("backfill"),
+        None,
+        "settings",
+        &described.join(", "),
+    )
+    .await?;
+    println!(
+        "plan {name}: {}; running processes pick it up within 2 seconds",
+        described.join(", ")
     );
     Ok(())
 }

@@ -44,9 +44,16 @@ pub fn is_root() -> bool {
 /// The folder holding `initdb` and `postgres`: on `PATH`, else the newest
 /// `/usr/lib/postgresql/<version>/bin`.
 pub fn find_bin() -> Option<PathBuf> {
+    // A folder with every server program the clusters use (a PATH entry with only some of them,
+    // such as a symlink to initdb, does not do).
+    let complete = |dir: &Path| {
+        ["initdb", "pg_ctl", "postgres", "pg_basebackup"]
+            .iter()
+            .all(|p| dir.join(p).is_file())
+    };
     if let Some(path) = std::env::var_os("PATH") {
         for dir in std::env::split_paths(&path) {
-            if dir.join("initdb").is_file() && dir.join("pg_ctl").is_file() {
+            if complete(&dir) {
                 return Some(dir);
             }
         }
@@ -57,7 +64,7 @@ pub fn find_bin() -> Option<PathBuf> {
         .filter_map(|e| {
             let v = e.file_name().to_string_lossy().parse::<u32>().ok()?;
             let bin = e.path().join("bin");
-            bin.join("initdb").is_file().then_some((v, bin))
+            complete(&bin).then_some((v, bin))
         })
         .collect();
     versions.sort();
@@ -88,51 +95,8 @@ impl Cluster {
                 "no PostgreSQL server binaries (initdb, pg_ctl) on PATH or in /usr/lib/postgresql/*/bin: install them with `apt-get install -y {SERVER_PACKAGE}` (Debian/Ubuntu)"
             ))
         })?;
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let dir = std::env::temp_dir().join(format!("backfill-pg-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| env_error(format!("cannot create {}: {e}", dir.display())))?;
-        let root = is_root();
-        if root {
-            let ok = Command::new("chown")
-                .args(["-R", "postgres:postgres"])
-                .arg(&dir)
-                .status()
-                .map(|s| s.success())
-                .unwrap_or(false);
-            if !ok {
-                let _ = std::fs::remove_dir_all(&dir);
-                return Err(env_error(
-                    "running as root, but the folder cannot be given to the `postgres` user (is there one?)",
-                ));
-            }
-        }
+        let dir = new_dir(options.watchdog, &bin)?;
         let data = dir.join("data");
-        let pg_ctl = if root {
-            format!("runuser -u postgres -- '{}'", bin.join("pg_ctl").display())
-        } else {
-            format!("'{}'", bin.join("pg_ctl").display())
-        };
-        if options.watchdog {
-            // First, so the folder goes away even if initdb or the start fails.
-            let script = format!(
-                "while kill -0 {pid} 2>/dev/null; do sleep 1; done; {pg_ctl} -D '{data}' -m immediate stop >/dev/null 2>&1; rm -rf '{dir}'",
-                pid = std::process::id(),
-                data = data.display(),
-                dir = dir.display(),
-            );
-            Command::new("sh")
-                .arg("-c")
-                .arg(script)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .map_err(|e| env_error(format!("cannot start the cleanup watchdog: {e}")))?;
-        }
         let cluster = Cluster {
             dir,
             bin,
@@ -160,19 +124,59 @@ impl Cluster {
                 String::from_utf8_lossy(&out.stderr)
             )));
         }
+        cluster.pg_start(options.unsafe_fast)?;
+        Ok(cluster)
+    }
+
+    /// A streaming replica of this cluster (`pg_basebackup -R`), started on a port of its own,
+    /// removed like this one.
+    pub fn replica(&self) -> Result<Cluster> {
+        let dir = new_dir(self.remove_on_drop, &self.bin)?;
+        let replica = Cluster {
+            dir,
+            bin: self.bin.clone(),
+            port: free_port()?,
+            remove_on_drop: self.remove_on_drop,
+        };
+        let out = pg_command(&self.bin, "pg_basebackup")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+            ])
+            .arg("-D")
+            .arg(replica.dir.join("data"))
+            .args(["-R", "-X", "stream", "--no-sync", "--checkpoint=fast"])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| env_error(format!("pg_basebackup: {e}")))?;
+        if !out.status.success() {
+            return Err(env_error(format!(
+                "pg_basebackup failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )));
+        }
+        replica.pg_start(true)?;
+        Ok(replica)
+    }
+
+    fn pg_start(&self, unsafe_fast: bool) -> Result<()> {
         let mut settings = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=400 -c shared_buffers=128MB",
-            cluster.port,
-            cluster.dir.display()
+            self.port,
+            self.dir.display()
         );
-        if options.unsafe_fast {
+        if unsafe_fast {
             settings.push_str(" -c fsync=off -c synchronous_commit=off -c full_page_writes=off");
         }
-        let status = pg_command(&cluster.bin, "pg_ctl")
+        let status = pg_command(&self.bin, "pg_ctl")
             .arg("-D")
-            .arg(&data)
+            .arg(self.dir.join("data"))
             .arg("-l")
-            .arg(cluster.dir.join("server.log"))
+            .arg(self.dir.join("server.log"))
             .args(["-w", "-t", "60", "-o", &settings, "start"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -180,10 +184,10 @@ impl Cluster {
             .status()
             .map_err(|e| env_error(format!("pg_ctl: {e}")))?;
         if !status.success() {
-            let log = std::fs::read_to_string(cluster.dir.join("server.log")).unwrap_or_default();
+            let log = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
             return Err(env_error(format!("the server did not start:\n{log}")));
         }
-        Ok(cluster)
+        Ok(())
     }
 
     /// Restarts the server the hard way (`-m immediate`: every backend is killed, and the
@@ -250,6 +254,59 @@ impl Drop for Cluster {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+/// A new folder for a cluster, owned by `postgres` when running as root, with a watchdog that
+/// stops the server and removes the folder when this process ends (`watchdog`).
+fn new_dir(watchdog: bool, bin: &Path) -> Result<PathBuf> {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let dir = std::env::temp_dir().join(format!("backfill-pg-{}-{nanos}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| env_error(format!("cannot create {}: {e}", dir.display())))?;
+    let root = is_root();
+    if root {
+        let ok = Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(&dir)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if !ok {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(env_error(
+                "running as root, but the folder cannot be given to the `postgres` user (is there one?)",
+            ));
+        }
+    }
+    if watchdog {
+        let data = dir.join("data");
+        let pg_ctl = if root {
+            format!("runuser -u postgres -- '{}'", bin.join("pg_ctl").display())
+        } else {
+            format!("'{}'", bin.join("pg_ctl").display())
+        };
+        // Started first, so the folder goes away even if initdb or the start fails.
+        let script = format!(
+            "while kill -0 {pid} 2>/dev/null; do sleep 1; done; {pg_ctl} -D '{data}' -m immediate stop >/dev/null 2>&1; rm -rf '{dir}'",
+            pid = std::process::id(),
+            data = data.display(),
+            dir = dir.display(),
+        );
+        Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| env_error(format!("cannot start the cleanup watchdog: {e}")))?;
+    }
+    Ok(dir)
 }
 
 fn free_port() -> Result<u16> {

@@ -38,6 +38,10 @@ pub mod defaults {
     pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
     /// How often a DDL step that cannot get its lock is retried.
     pub const DDL_RETRIES: u32 = 10;
+    /// How long a segment stays claimed by a process that stopped renewing it.
+    pub const LEASE: Duration = Duration::from_secs(10);
+    /// How often the health probes run.
+    pub const CHECK_INTERVAL: Duration = Duration::from_secs(1);
     /// Upper bound for `workers`.
     pub const MAX_WORKERS: u32 = 64;
 }
@@ -126,6 +130,49 @@ pub struct BackfillSettings {
     pub statement_timeout: Duration,
     /// How often a DDL step that cannot get its lock is retried.
     pub ddl_retries: u32,
+    /// How long a process's claim on a segment lasts without its heartbeat; after that,
+    /// other processes take the segment over.
+    #[serde(with = "duration")]
+    pub lease: Duration,
+}
+
+/// `[throttle]`: the database-health probes that hold the workers between chunks while any is
+/// over its threshold. Unset thresholds are not probed.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ThrottleSettings {
+    /// How often the probes run.
+    #[serde(with = "duration")]
+    pub check_interval: Duration,
+    /// The largest replication lag allowed (on the primary: `replay_lag` of
+    /// `pg_stat_replication`; on each `--replica-url`: the age of the heartbeat the monitor
+    /// writes on the primary every tick, as replayed there).
+    #[serde(with = "opt_duration", skip_serializing_if = "Option::is_none")]
+    pub max_replication_lag: Option<Duration>,
+    /// The most sessions allowed to wait on locks of the table.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_lock_waiters: Option<u64>,
+    /// The oldest open transaction allowed (it holds back vacuum).
+    #[serde(with = "opt_duration", skip_serializing_if = "Option::is_none")]
+    pub max_transaction_age: Option<Duration>,
+    /// Hold while autovacuum works on the table.
+    pub pause_during_autovacuum: bool,
+    /// A query returning one boolean: true holds the workers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+}
+
+impl Default for ThrottleSettings {
+    fn default() -> Self {
+        ThrottleSettings {
+            check_interval: defaults::CHECK_INTERVAL,
+            max_replication_lag: None,
+            max_lock_waiters: None,
+            max_transaction_age: None,
+            pause_during_autovacuum: false,
+            query: None,
+        }
+    }
 }
 
 impl Default for BackfillSettings {
@@ -140,6 +187,7 @@ impl Default for BackfillSettings {
             lock_timeout: defaults::LOCK_TIMEOUT,
             statement_timeout: defaults::STATEMENT_TIMEOUT,
             ddl_retries: defaults::DDL_RETRIES,
+            lease: defaults::LEASE,
         }
     }
 }
@@ -166,6 +214,8 @@ struct RawPlan {
     #[serde(default)]
     backfill: BackfillSettings,
     #[serde(default)]
+    throttle: ThrottleSettings,
+    #[serde(default)]
     release: ReleaseGates,
 }
 
@@ -184,6 +234,8 @@ pub struct Plan {
     pub operations: Vec<OperationSpec>,
     /// `[backfill]`.
     pub backfill: BackfillSettings,
+    /// `[throttle]`.
+    pub throttle: ThrottleSettings,
     /// `[release]`.
     pub release: ReleaseGates,
 }
@@ -248,6 +300,23 @@ impl Plan {
             );
         }
         check_settings(&raw.backfill, &mut problems);
+        if raw.throttle.check_interval.is_zero() {
+            problems.add(
+                FieldPath::of("throttle").key("check_interval"),
+                "must be longer than 0",
+            );
+        }
+        if raw
+            .throttle
+            .query
+            .as_deref()
+            .is_some_and(|q| q.trim().is_empty())
+        {
+            problems.add(
+                FieldPath::of("throttle").key("query"),
+                "is empty: write a query that returns one boolean (true holds the backfill)",
+            );
+        }
         if let (Some(e), Some(c)) = (&raw.release.expand, &raw.release.contract) {
             if c <= e {
                 problems.add(
@@ -263,6 +332,7 @@ impl Plan {
             table: table.unwrap_or_else(|| QualifiedName::new("public", "")),
             operations: raw.operations,
             backfill: raw.backfill,
+            throttle: raw.throttle,
             release: raw.release,
         };
         let mut op_problems = Problems::default();
@@ -337,6 +407,7 @@ fn check_settings(s: &BackfillSettings, problems: &mut Problems) {
         );
     }
     for (key, d) in [
+        ("lease", s.lease),
         ("target_chunk_time", s.target_chunk_time),
         ("lock_timeout", s.lock_timeout),
         ("statement_timeout", s.statement_timeout),
@@ -524,6 +595,26 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text.trim()).map_err(|e| {
         format!("`{text}` is not a duration ({e}): write it like \"250ms\", \"2s\" or \"1m\"")
     })
+}
+
+mod opt_duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let text = String::deserialize(d)?;
+        super::parse_duration(&text)
+            .map(Some)
+            .map_err(serde::de::Error::custom)
+    }
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_str(&humantime::format_duration(*d).to_string()),
+            None => s.serialize_none(),
+        }
+    }
 }
 
 fn release<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Release>, D::Error> {

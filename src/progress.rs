@@ -74,11 +74,14 @@ struct Tally {
     rate_limit: u64,
     workers: BTreeMap<u32, (i32, u32, u64)>,
     last_throttled_ms: u64,
+    health: Option<String>,
 }
 
 impl Tally {
     fn throttle_note(&self) -> String {
-        if self.rate_limit > 0 && self.last_throttled_ms > 0 {
+        if let Some(h) = &self.health {
+            format!("throttled: {h}")
+        } else if self.rate_limit > 0 && self.last_throttled_ms > 0 {
             format!("throttled: max {} rows/s", self.rate_limit)
         } else {
             String::new()
@@ -104,6 +107,9 @@ fn line_for(event: &Event) -> Option<String> {
             "paused from another terminal: workers hold at their next chunk (backfill resume {plan})"
         )),
         Event::Resumed { .. } => Some("resumed".to_string()),
+        Event::Throttled { reason } => Some(format!("throttled: {reason}")),
+        Event::Unthrottled {} => Some("no longer throttled".to_string()),
+        Event::SettingsChanged { changes } => Some(format!("settings changed: {changes}")),
         _ => None,
     }
 }
@@ -204,6 +210,22 @@ async fn bars(mut rx: UnboundedReceiver<Event>) {
                     b.finish_and_clear();
                 }
                 total.abandon();
+            }
+            Event::Throttled { reason } => {
+                tally.health = Some(reason);
+                total.set_message(format!(
+                    "throttled: {}",
+                    tally.health.as_deref().unwrap_or("")
+                ));
+            }
+            Event::Unthrottled {} => tally.health = None,
+            Event::SettingsChanged { changes } => {
+                if let Some(r) = changes
+                    .split(", ")
+                    .find_map(|c| c.strip_prefix("max_rows_per_second="))
+                {
+                    tally.rate_limit = r.parse().unwrap_or(tally.rate_limit);
+                }
             }
             Event::Retry { .. } | Event::Paused { .. } | Event::Resumed { .. } => {}
         }

@@ -66,6 +66,7 @@ pub async fn run_cmd(args: RunArgs) -> Result<()> {
             max_rows_per_second: args.max_rows_per_second,
             state_schema: args.db.state_schema.clone(),
             mode,
+            throttle: args.throttle.clone(),
         };
         return crate::runner::run(&conn, &plans, &options, interrupts()).await;
     }
@@ -87,7 +88,8 @@ pub async fn run_cmd(args: RunArgs) -> Result<()> {
     drop(client);
     let stop = interrupts();
     for (plan, job) in jobs {
-        let options = engine_options(plan, &args);
+        let mut options = engine_options(plan, &args);
+        apply_throttle(&mut options, &args.throttle)?;
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let sink = tokio::spawn(progress::render(mode, rx));
         let result = engine::run(&conn, job, options, Events::new(tx), stop.clone()).await;
@@ -123,6 +125,13 @@ fn engine_options(plan: &Plan, args: &RunArgs) -> EngineOptions {
     }
     o.force = args.force;
     o
+}
+
+/// The `[throttle]` flags and replicas applied to `o`.
+pub(crate) fn apply_throttle(o: &mut EngineOptions, t: &crate::cli::ThrottleArgs) -> Result<()> {
+    t.apply(&mut o.throttle)?;
+    o.replicas = t.replicas()?;
+    Ok(())
 }
 
 /// The backfill of `plan`, checked against the live catalog: expand and dual-write must have

@@ -50,6 +50,8 @@ pub struct RunnerOptions {
     pub state_schema: String,
     /// How progress is shown.
     pub mode: Mode,
+    /// Health-probe flags.
+    pub throttle: crate::cli::ThrottleArgs,
 }
 
 /// What a plan's state records.
@@ -777,6 +779,7 @@ async fn backfill(
         eo.max_rows_per_second = r;
     }
     eo.force = options.force;
+    crate::run::apply_throttle(&mut eo, &options.throttle)?;
     announce(client, schema, &plan.name, "backfill", eo.workers as i32).await?;
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let sink = tokio::spawn(progress::render(options.mode, rx));

@@ -120,13 +120,27 @@ CREATE TABLE {s}.events (
 );
 CREATE INDEX events_plan ON {s}.events (plan, id);
 "#,
+    // 3: segments claimed by processes under a lease (several processes on several hosts share
+    // one backfill), and settings changed at run time by `backfill set`.
+    r#"
+ALTER TABLE {s}.segments ADD COLUMN owner text, ADD COLUMN lease_until timestamptz;
+ALTER TABLE {s}.backfills ADD COLUMN settings text NOT NULL DEFAULT '{}';
+CREATE TABLE {s}.heartbeat (id int PRIMARY KEY, at timestamptz NOT NULL);
+"#,
 ];
 
 /// How long a process's heartbeat counts as alive.
 pub const HEARTBEAT_TTL_SECONDS: f64 = 10.0;
 
-/// This machine's name, for the state's records of who did what.
+/// This machine's name, for the state's records of who did what: `BACKFILL_HOST` when set
+/// (containers often have meaningless host names), else the kernel's host name.
 pub fn host() -> String {
+    if let Some(h) = std::env::var("BACKFILL_HOST")
+        .ok()
+        .filter(|h| !h.is_empty())
+    {
+        return h;
+    }
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|h| h.trim().to_string())

@@ -10,3 +10,4 @@ mod plan_errors;
 mod plan_examples;
 mod plan_ops;
 mod runner;
+mod throttle;

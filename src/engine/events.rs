@@ -71,6 +71,18 @@ pub enum Event {
         /// The segment.
         segment: i32,
     },
+    /// A health probe is over its threshold (or failed): workers hold between chunks.
+    Throttled {
+        /// The probe and its value: `replica 1 lag 7.2s > 5.0s`.
+        reason: String,
+    },
+    /// Every probe is back under its threshold.
+    Unthrottled {},
+    /// `backfill set` changed settings of the running backfill.
+    SettingsChanged {
+        /// What changed: `max_rows_per_second=500, workers=2`.
+        changes: String,
+    },
     /// `backfill pause` from some terminal: workers hold at their next chunk boundary.
     Paused {
         /// The plan.

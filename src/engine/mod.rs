@@ -18,11 +18,13 @@
 
 pub mod events;
 pub mod keyset;
+pub mod live;
+mod monitor;
 pub mod segments;
 pub mod sizing;
+pub mod throttle;
 mod worker;
 
-use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -34,7 +36,7 @@ use tokio_postgres::NoTls;
 use crate::db::catalog::TableInfo;
 use crate::db::ConnectionSpec;
 use crate::error::{Error, Result};
-use crate::plan::Plan;
+use crate::plan::{Plan, ThrottleSettings};
 use crate::planner::{BackfillSpec, BYPASS_SETTING};
 use crate::sql::Ident;
 use crate::state;
@@ -77,6 +79,12 @@ pub struct EngineOptions {
     pub force: bool,
     /// Holds the workers between chunks while set (`backfill pause`).
     pub pause: Pause,
+    /// The health probes.
+    pub throttle: ThrottleSettings,
+    /// Replicas whose lag the probes measure.
+    pub replicas: Vec<ConnectionSpec>,
+    /// How long a claim on a segment outlives this process's last heartbeat.
+    pub lease: Duration,
 }
 
 impl EngineOptions {
@@ -96,6 +104,9 @@ impl EngineOptions {
             state_schema: Ident::new(state_schema),
             force: false,
             pause: Pause::default(),
+            throttle: plan.throttle.clone(),
+            replicas: Vec::new(),
+            lease: b.lease,
         }
     }
 }
@@ -236,6 +247,8 @@ struct Task {
 struct Queue {
     ready: Vec<Task>,
     in_flight: usize,
+    /// Segments this process holds (waiting or walked): not to be claimed again by it.
+    held: std::collections::BTreeSet<i32>,
 }
 
 /// What the workers share.
@@ -243,8 +256,12 @@ struct Shared {
     job: Job,
     options: EngineOptions,
     sql: keyset::ChunkSql,
+    /// This process's name on the segments it claims: `host:pid:nonce`.
+    owner: String,
+    /// Segments this process claimed and waits to retry, and how many it walks now.
     queue: Mutex<Queue>,
-    limiter: Option<governor::DefaultDirectRateLimiter>,
+    /// Settings that `backfill set` changes, and the probes' verdict.
+    live: live::Live,
     stop: Stop,
     /// Set when a worker failed: the run stops and reports it.
     failure: Mutex<Option<Error>>,
@@ -253,18 +270,22 @@ struct Shared {
     rows_seen: AtomicI64,
     rows_changed: AtomicI64,
     retries: AtomicU64,
+    /// No segment is left anywhere: workers that end now are not replaced.
+    finished: AtomicBool,
 }
 
 impl Shared {
-    /// The next segment to walk: the first whose retry delay has passed. Waits while segments
-    /// are only delayed or in flight elsewhere (a failing one may come back); `None` when all
-    /// are done or the run stops.
-    async fn next_task(&self) -> Option<Task> {
+    /// The next segment for worker `id`: one of ours whose retry delay has passed, else a free
+    /// one claimed in the database (`FOR UPDATE SKIP LOCKED`, under a lease). Waits while the
+    /// segments left are delayed, walked by other workers or held by other processes (whose
+    /// leases may run out); `None` when none is left, when the run stops, or when fewer workers
+    /// are wanted.
+    async fn next_task(&self, id: u32, pool: &Pool) -> Option<Task> {
         loop {
-            if self.stop.is_set() {
+            if self.stop.is_set() || id > self.live.workers() {
                 return None;
             }
-            let wait = {
+            let (ours_waiting, in_flight) = {
                 let mut q = self.queue.lock().ok()?;
                 let now = Instant::now();
                 if let Some(i) = q.ready.iter().position(|t| t.not_before <= now) {
@@ -272,27 +293,84 @@ impl Shared {
                     q.in_flight += 1;
                     return Some(task);
                 }
-                if q.ready.is_empty() && q.in_flight == 0 {
-                    return None;
-                }
-                q.ready
-                    .iter()
-                    .map(|t| t.not_before.saturating_duration_since(now))
-                    .min()
-                    .unwrap_or(Duration::from_millis(50))
-                    .min(Duration::from_millis(50))
+                (q.ready.len(), q.in_flight)
             };
+            let held: Vec<i32> = self
+                .queue
+                .lock()
+                .map(|q| q.held.iter().copied().collect())
+                .unwrap_or_default();
+            match self.claim(pool, &held).await {
+                Ok(Some(task)) => {
+                    if let Ok(mut q) = self.queue.lock() {
+                        q.in_flight += 1;
+                        q.held.insert(task.segment);
+                    }
+                    return Some(task);
+                }
+                Ok(None) if ours_waiting == 0 && in_flight == 0 => {
+                    if let Ok(0) = self.left(pool).await {
+                        self.finished.store(true, Ordering::SeqCst);
+                        return None;
+                    }
+                }
+                Ok(None) | Err(_) => {}
+            }
             tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
+                _ = tokio::time::sleep(monitor::CLAIM_POLL) => {}
                 _ = self.stop.wait() => return None,
             }
         }
     }
 
+    /// Claims a free segment: never claimed, its owner's lease ran out, or ours but not held
+    /// (a crash took back the commit that finished it).
+    async fn claim(&self, pool: &Pool, held: &[i32]) -> std::result::Result<Option<Task>, String> {
+        let client = pool.get().await.map_err(|e| e.to_string())?;
+        let segments = state::table(&self.options.state_schema, "segments");
+        let row = client
+            .query_opt(
+                &format!(
+                    "UPDATE {segments} s SET owner = $2, lease_until = now() + make_interval(secs => $3)
+                       FROM (SELECT plan, segment FROM {segments}
+                              WHERE plan = $1 AND NOT done AND segment <> ALL($4)
+                                AND (owner IS NULL OR lease_until IS NULL OR lease_until < now() OR owner = $2)
+                              ORDER BY segment LIMIT 1 FOR UPDATE SKIP LOCKED) c
+                      WHERE s.plan = c.plan AND s.segment = c.segment
+                  RETURNING s.segment, s.cursor, s.upper_bound"
+                ),
+                &[&self.job.plan, &self.owner, &self.options.lease.as_secs_f64(), &held],
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(row.map(|r| Task {
+            segment: r.get(0),
+            cursor: r.get(1),
+            upper: r.get(2),
+            attempts: 0,
+            not_before: Instant::now(),
+        }))
+    }
+
+    /// Segments not done, in every process.
+    async fn left(&self, pool: &Pool) -> std::result::Result<i64, String> {
+        let client = pool.get().await.map_err(|e| e.to_string())?;
+        let segments = state::table(&self.options.state_schema, "segments");
+        client
+            .query_one(
+                &format!("SELECT count(*) FROM {segments} WHERE plan = $1 AND NOT done"),
+                &[&self.job.plan],
+            )
+            .await
+            .map(|r| r.get(0))
+            .map_err(|e| e.to_string())
+    }
+
     /// A walked segment leaves the queue.
-    fn finish(&self) {
+    fn finish(&self, segment: i32) {
         if let Ok(mut q) = self.queue.lock() {
             q.in_flight = q.in_flight.saturating_sub(1);
+            q.held.remove(&segment);
         }
     }
 
@@ -333,39 +411,34 @@ pub async fn run(
     let prepared = segments::prepare(&mut control, &job, &options).await?;
     drop(control);
     let total_segments = prepared.total;
-    let tasks: Vec<Task> = prepared
-        .pending
-        .into_iter()
-        .map(|s| Task {
-            segment: s.segment,
-            cursor: s.cursor,
-            upper: s.upper,
-            attempts: 0,
-            not_before: started,
-        })
-        .collect();
     let workers = options.workers.max(1);
     events.send(Event::Started {
         plan: job.plan.clone(),
         table: job.spec.table.to_string(),
         workers,
         segments: total_segments,
-        segments_left: tasks.len() as u32,
+        segments_left: prepared.pending.len() as u32,
         rows_estimate: prepared.rows_estimate,
         rows_done: prepared.rows_done,
         resumed: prepared.resumed,
         max_rows_per_second: options.max_rows_per_second,
     });
-    let limiter = rate_limiter(options.max_rows_per_second);
-    let pending = tasks.len();
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
     let shared = Arc::new(Shared {
         sql: keyset::chunk_sql(&job.spec, &job.keyset, &options.state_schema),
+        owner: format!("{}:{}:{nonce:x}", state::host(), std::process::id()),
         job,
-        queue: Mutex::new(Queue {
-            ready: tasks,
-            in_flight: 0,
-        }),
-        limiter,
+        queue: Mutex::new(Queue::default()),
+        live: live::Live::new(
+            options.max_rows_per_second,
+            workers,
+            options.min_batch_size,
+            options.max_batch_size,
+            options.throttle.clone(),
+        ),
         stop: stop.clone(),
         failure: Mutex::new(None),
         events: events.clone(),
@@ -373,68 +446,60 @@ pub async fn run(
         rows_seen: AtomicI64::new(0),
         rows_changed: AtomicI64::new(0),
         retries: AtomicU64::new(0),
+        finished: AtomicBool::new(false),
         options,
     });
 
     let pool = pool(conn, &shared)?;
-    let mut pending = pending;
+    let (done_tx, done_rx) = tokio::sync::watch::channel(false);
+    let monitor = tokio::spawn(monitor::run(
+        shared.clone(),
+        conn.clone(),
+        shared.options.replicas.clone(),
+        done_rx,
+    ));
+    let mut pending = prepared.pending.len();
     let mut rounds = 0;
-    let interrupted = loop {
+    let result = loop {
         if pending > 0 {
-            let mut handles = Vec::new();
-            for id in 1..=workers.min(pending as u32) {
-                let shared = shared.clone();
-                let pool = pool.clone();
-                handles.push(tokio::spawn(worker::run(id, shared, pool)));
-            }
-            for h in handles {
-                if let Err(e) = h.await {
-                    shared.fail(Error::Usage(format!("a backfill worker crashed: {e}")));
-                }
-            }
+            supervise(&shared, &pool).await;
         }
         let failure = shared.failure.lock().ok().and_then(|mut f| f.take());
         if let Some(e) = failure {
-            pool.close();
-            return Err(e);
+            break Err(e);
         }
         // Read back what the database holds: a segment a worker saw finish may have lost its
-        // commit in a crash (with `synchronous_commit = off`), or another process may own one.
-        let (left, rows_done) = close(conn, &shared.job, &shared.options).await?;
+        // commit in a crash (with `synchronous_commit = off`).
+        let (left, rows_done) = match close(conn, &shared.job, &shared.options).await {
+            Ok(v) => v,
+            Err(e) => break Err(e),
+        };
         shared.rows_done.store(rows_done, Ordering::SeqCst);
         if left.is_empty() {
-            break false;
+            break Ok(false);
         }
         if stop.is_set() {
-            break true;
+            break Ok(true);
         }
         rounds += 1;
         if rounds > MAX_ROUNDS {
-            pool.close();
-            return Err(Error::Database {
+            break Err(Error::Database {
                 context: format!("backfill of {}", shared.job.spec.table),
                 message: format!(
-                    "{} segments are still not done after {MAX_ROUNDS} rounds: their commits are being lost (a server crash with synchronous_commit = off?) or another process keeps them",
+                    "{} segments are still not done after {MAX_ROUNDS} rounds: their commits are being lost (a server crash with synchronous_commit = off?)",
                     left.len()
                 ),
                 code: None,
             });
         }
+        shared.finished.store(false, Ordering::SeqCst);
         pending = left.len();
-        if let Ok(mut q) = shared.queue.lock() {
-            q.ready = left
-                .into_iter()
-                .map(|s| Task {
-                    segment: s.segment,
-                    cursor: s.cursor,
-                    upper: s.upper,
-                    attempts: 0,
-                    not_before: Instant::now(),
-                })
-                .collect();
-        }
     };
+    let _ = done_tx.send(true);
+    let _ = monitor.await;
+    release(&pool, &shared).await;
     pool.close();
+    let interrupted = result?;
 
     let summary = Summary {
         rows_done: shared.rows_done.load(Ordering::SeqCst),
@@ -459,6 +524,54 @@ pub async fn run(
         retries: summary.retries,
     });
     Ok(Outcome::Finished(summary))
+}
+
+/// Keeps the wanted number of workers running (`backfill set workers=N` changes it) until
+/// none is left: a worker ends when no segment is left, when the run stops, or when its number
+/// is above the wanted count.
+async fn supervise(shared: &Arc<Shared>, pool: &Pool) {
+    let mut handles: Vec<Option<tokio::task::JoinHandle<()>>> = Vec::new();
+    loop {
+        for h in handles.iter_mut() {
+            if h.as_ref().is_some_and(|j| j.is_finished()) {
+                if let Some(j) = h.take() {
+                    if let Err(e) = j.await {
+                        shared.fail(Error::Usage(format!("a backfill worker crashed: {e}")));
+                    }
+                }
+            }
+        }
+        let wanted = shared.live.workers() as usize;
+        let more = !shared.finished.load(Ordering::SeqCst) && !shared.stop.is_set();
+        if handles.len() < wanted {
+            handles.resize_with(wanted, || None);
+        }
+        if more {
+            for (i, h) in handles.iter_mut().enumerate().take(wanted) {
+                if h.is_none() {
+                    let id = i as u32 + 1;
+                    *h = Some(tokio::spawn(worker::run(id, shared.clone(), pool.clone())));
+                }
+            }
+        }
+        if handles.iter().all(|h| h.is_none()) && !more {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Gives back the segments this process still holds, so others (or a rerun) take them at once.
+async fn release(pool: &Pool, shared: &Shared) {
+    let segments = state::table(&shared.options.state_schema, "segments");
+    if let Ok(client) = pool.get().await {
+        let _ = client
+            .execute(
+                &format!("UPDATE {segments} SET owner = NULL, lease_until = NULL WHERE plan = $1 AND owner = $2 AND NOT done"),
+                &[&shared.job.plan, &shared.owner],
+            )
+            .await;
+    }
 }
 
 /// Reads the segments left and the rows done, and records the end when no segment is left,
@@ -487,22 +600,6 @@ async fn close(
             other => return other,
         }
     }
-}
-
-/// The most rows one chunk may take under a rate limit of `rate` rows per second: a tenth of a
-/// second's worth, so the limiter paces chunks evenly instead of letting a second's rows
-/// through at once.
-pub fn rate_chunk_cap(rate: u64) -> u32 {
-    u32::try_from((rate / 10).max(1)).unwrap_or(u32::MAX)
-}
-
-/// A limiter of `rate` rows per second with a burst of one chunk, or none.
-fn rate_limiter(rate: u64) -> Option<governor::DefaultDirectRateLimiter> {
-    let per_second = NonZeroU32::new(u32::try_from(rate).unwrap_or(u32::MAX))?;
-    let burst = NonZeroU32::new(rate_chunk_cap(rate)).unwrap_or(NonZeroU32::MIN);
-    Some(governor::RateLimiter::direct(
-        governor::Quota::per_second(per_second).allow_burst(burst),
-    ))
 }
 
 /// The workers' pool: every connection starts with the chunk's `lock_timeout` and

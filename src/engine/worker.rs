@@ -17,8 +17,11 @@ use crate::state::{self, CHECKPOINT_MOVED};
 enum Walk {
     /// The segment is done.
     Done,
-    /// The run is stopping; the segment keeps its checkpoint.
+    /// The run is stopping, or this worker is no longer wanted; the segment keeps its
+    /// checkpoint and goes back to the queue.
     Stopped,
+    /// Another process took the segment over (this process's lease ran out).
+    Lost,
     /// A chunk failed for a reason that passes: retry later, smaller.
     Transient(String),
     /// The run must stop.
@@ -68,31 +71,24 @@ fn describe(e: &tokio_postgres::Error) -> String {
 /// The worker's loop: segment after segment until the queue is empty or the run stops.
 pub(super) async fn run(id: u32, shared: Arc<Shared>, pool: Pool) {
     let o = &shared.options;
-    let mut sizing = Sizing::new(
-        o.batch_size,
-        o.min_batch_size,
-        o.max_batch_size,
-        o.target_chunk_time,
-    );
-    if o.max_rows_per_second > 0 {
-        let cap = super::rate_chunk_cap(o.max_rows_per_second);
-        sizing.set_bounds(o.min_batch_size.min(cap), o.max_batch_size.min(cap));
-    }
-    while let Some(mut task) = shared.next_task().await {
+    let (min, max) = shared.live.batch_bounds();
+    let mut sizing = Sizing::new(o.batch_size, min, max, o.target_chunk_time);
+    while let Some(mut task) = shared.next_task(id, &pool).await {
         match walk(id, &shared, &pool, &mut task, &mut sizing).await {
             Walk::Done => {
-                shared.finish();
+                shared.finish(task.segment);
                 shared.events.send(Event::SegmentDone {
                     worker: id,
                     segment: task.segment,
                 });
             }
             Walk::Stopped => shared.requeue(task),
+            Walk::Lost => shared.finish(task.segment),
             Walk::Transient(reason) => {
                 task.attempts += 1;
                 shared.retries.fetch_add(1, Ordering::SeqCst);
                 if task.attempts > shared.options.retries {
-                    shared.finish();
+                    shared.finish(task.segment);
                     shared.fail(Error::Database {
                         context: format!(
                             "backfill of {}: segment {} failed {} times in a row",
@@ -117,7 +113,7 @@ pub(super) async fn run(id: u32, shared: Arc<Shared>, pool: Pool) {
                 shared.requeue(task);
             }
             Walk::Fatal(e) => {
-                shared.finish();
+                shared.finish(task.segment);
                 shared.fail(e);
                 break;
             }
@@ -128,9 +124,17 @@ pub(super) async fn run(id: u32, shared: Arc<Shared>, pool: Pool) {
 /// Walks one segment from its cursor.
 async fn walk(id: u32, shared: &Shared, pool: &Pool, task: &mut Task, sizing: &mut Sizing) -> Walk {
     loop {
-        if shared.stop.is_set() {
+        if shared.stop.is_set() || id > shared.live.workers() {
             return Walk::Stopped;
         }
+        if shared.live.throttled().is_some() {
+            tokio::select! {
+                _ = shared.live.wait_healthy() => continue,
+                _ = shared.stop.wait() => return Walk::Stopped,
+            }
+        }
+        let (min, max) = shared.live.batch_bounds();
+        sizing.set_bounds(min, max);
         if shared.options.pause.is_set() {
             tokio::select! {
                 _ = shared.options.pause.wait_cleared() => continue,
@@ -139,7 +143,7 @@ async fn walk(id: u32, shared: &Shared, pool: &Pool, task: &mut Task, sizing: &m
         }
         let batch = sizing.batch().max(1);
         let waited = Instant::now();
-        if let Some(limiter) = &shared.limiter {
+        if let Some(limiter) = shared.live.limiter() {
             let n = NonZeroU32::new(batch).unwrap_or(NonZeroU32::MIN);
             tokio::select! {
                 r = limiter.until_n_ready(n) => {
@@ -185,8 +189,9 @@ async fn walk(id: u32, shared: &Shared, pool: &Pool, task: &mut Task, sizing: &m
             Err(e) => match classify(&e) {
                 Class::Transient => return Walk::Transient(describe(&e)),
                 Class::Moved => match reload(shared, &client, task).await {
-                    Ok(true) => return Walk::Done,
-                    Ok(false) => continue,
+                    Ok(Reloaded::Done) => return Walk::Done,
+                    Ok(Reloaded::Ours) => continue,
+                    Ok(Reloaded::Taken) => return Walk::Lost,
                     Err(e) => return Walk::Transient(describe(&e)),
                 },
                 Class::Data => {
@@ -229,21 +234,37 @@ async fn walk(id: u32, shared: &Shared, pool: &Pool, task: &mut Task, sizing: &m
     }
 }
 
-/// Re-reads a segment's checkpoint after another process moved it; true when it is done.
+/// What a segment's checkpoint says after it moved under a chunk.
+enum Reloaded {
+    /// It is done.
+    Done,
+    /// Still ours: go on from the new cursor.
+    Ours,
+    /// Another process owns it now.
+    Taken,
+}
+
+/// Re-reads a segment's checkpoint after another process moved it.
 async fn reload(
     shared: &Shared,
     client: &Object,
     task: &mut Task,
-) -> Result<bool, tokio_postgres::Error> {
+) -> Result<Reloaded, tokio_postgres::Error> {
     let segments = state::table(&shared.options.state_schema, "segments");
     let row = client
         .query_one(
-            &format!("SELECT cursor, done FROM {segments} WHERE plan = $1 AND segment = $2"),
-            &[&shared.job.plan, &task.segment],
+            &format!("SELECT cursor, done, owner IS NOT DISTINCT FROM $3 FROM {segments} WHERE plan = $1 AND segment = $2"),
+            &[&shared.job.plan, &task.segment, &shared.owner],
         )
         .await?;
     task.cursor = row.get(0);
-    Ok(row.get(1))
+    Ok(if row.get::<_, bool>(1) {
+        Reloaded::Done
+    } else if row.get::<_, bool>(2) {
+        Reloaded::Ours
+    } else {
+        Reloaded::Taken
+    })
 }
 
 /// A chunk failed on the data: find the first row that fails by bisecting the chunk (each try

@@ -1,0 +1,164 @@
+//! The engine's monitor: one task with a connection of its own that, every tick, renews this
+//! process's leases on its segments, frees the segments of dead processes on this host, applies
+//! the settings changed by `backfill set`, and runs the health probes.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+use tokio_postgres::Client;
+
+use super::throttle::{self, Replica};
+use super::{Event, Shared};
+use crate::db::ConnectionSpec;
+use crate::state;
+
+/// Runs until `done` changes.
+pub(super) async fn run(
+    shared: Arc<Shared>,
+    conn: ConnectionSpec,
+    replicas: Vec<ConnectionSpec>,
+    mut done: watch::Receiver<bool>,
+) {
+    let mut client: Option<Client> = None;
+    let mut replicas: Vec<Replica> = replicas
+        .into_iter()
+        .map(|spec| Replica { spec, client: None })
+        .collect();
+    let mut last_probe: Option<Instant> = None;
+    loop {
+        let t = shared.live.throttle();
+        if client.as_ref().map_or(true, |c| c.is_closed()) {
+            client = conn.connect().await.ok();
+        }
+        match &client {
+            Some(c) => {
+                renew(&shared, c).await;
+                settings(&shared, c).await;
+                let tick = super::live::tick(t.check_interval);
+                let heartbeat = if !replicas.is_empty() && t.max_replication_lag.is_some() {
+                    throttle::beat(c, &shared.options.state_schema).await.err()
+                } else {
+                    None
+                };
+                if let Some(e) = heartbeat {
+                    health(
+                        &shared,
+                        Some(format!(
+                            "replica lag probe failed: cannot write the heartbeat: {e}"
+                        )),
+                    );
+                } else if last_probe.map_or(true, |p| p.elapsed() >= t.check_interval) {
+                    last_probe = Some(Instant::now());
+                    let verdict = throttle::check(
+                        c,
+                        &mut replicas,
+                        &shared.job.spec.table.to_string(),
+                        &t,
+                        &shared.options.state_schema,
+                        tick,
+                    )
+                    .await;
+                    health(&shared, verdict);
+                }
+            }
+            None if probes_configured(&t) => health(
+                &shared,
+                Some("health probes cannot connect to the database".to_string()),
+            ),
+            None => {}
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(super::live::tick(t.check_interval)) => {}
+            _ = done.changed() => return,
+        }
+    }
+}
+
+fn probes_configured(t: &crate::plan::ThrottleSettings) -> bool {
+    t.max_replication_lag.is_some()
+        || t.max_lock_waiters.is_some()
+        || t.max_transaction_age.is_some()
+        || t.pause_during_autovacuum
+        || t.query.is_some()
+}
+
+fn health(shared: &Shared, verdict: Option<String>) {
+    if shared.live.set_health(verdict.clone()) {
+        shared.events.send(match verdict {
+            Some(reason) => Event::Throttled { reason },
+            None => Event::Unthrottled {},
+        });
+    }
+}
+
+/// Renews the leases of this process's segments and frees those of dead processes on this
+/// host (their pid is gone), so a rerun after a crash does not wait for the leases to run out.
+async fn renew(shared: &Shared, client: &Client) {
+    let segments = state::table(&shared.options.state_schema, "segments");
+    let lease = shared.options.lease.as_secs_f64();
+    let _ = client
+        .execute(
+            &format!("UPDATE {segments} SET lease_until = now() + make_interval(secs => $3) WHERE plan = $1 AND owner = $2 AND NOT done"),
+            &[&shared.job.plan, &shared.owner, &lease],
+        )
+        .await;
+    let Ok(rows) = client
+        .query(
+            &format!("SELECT DISTINCT owner FROM {segments} WHERE plan = $1 AND NOT done AND owner IS NOT NULL AND owner <> $2 AND lease_until > now()"),
+            &[&shared.job.plan, &shared.owner],
+        )
+        .await
+    else {
+        return;
+    };
+    let host = state::host();
+    for r in rows {
+        let owner: String = r.get(0);
+        if owner_is_dead(&owner, &host) {
+            let _ = client
+                .execute(
+                    &format!("UPDATE {segments} SET lease_until = now() WHERE plan = $1 AND owner = $2 AND NOT done"),
+                    &[&shared.job.plan, &owner],
+                )
+                .await;
+        }
+    }
+}
+
+/// An owner is `host:pid:nonce`; it is dead when it is on this host and its pid is gone.
+pub fn owner_is_dead(owner: &str, host: &str) -> bool {
+    let mut parts = owner.rsplitn(3, ':');
+    let (_nonce, pid, owner_host) = (parts.next(), parts.next(), parts.next());
+    match (owner_host, pid.and_then(|p| p.parse::<u32>().ok())) {
+        (Some(h), Some(pid)) if h == host => {
+            !std::path::Path::new(&format!("/proc/{pid}")).exists()
+                && std::path::Path::new("/proc/self").exists()
+        }
+        _ => false,
+    }
+}
+
+/// Applies what `backfill set` stored.
+async fn settings(shared: &Shared, client: &Client) {
+    let backfills = state::table(&shared.options.state_schema, "backfills");
+    let Ok(Some(row)) = client
+        .query_opt(
+            &format!("SELECT settings FROM {backfills} WHERE plan = $1"),
+            &[&shared.job.plan],
+        )
+        .await
+    else {
+        return;
+    };
+    let text: String = row.get(0);
+    let Ok(serde_json::Value::Object(map)) = serde_json::from_str(&text) else {
+        return;
+    };
+    if let Some(changes) = shared.live.apply(&map) {
+        shared.events.send(Event::SettingsChanged { changes });
+    }
+}
+
+/// How long to wait between two claims when every free segment is taken.
+pub const CLAIM_POLL: Duration = Duration::from_millis(250);
