@@ -67,6 +67,13 @@ pub enum Command {
         after_help = "Keys: max_rows_per_second, workers, min_batch_size, max_batch_size, max_replication_lag, max_lock_waiters, max_transaction_age, pause_during_autovacuum (\"off\" clears a threshold).\n\nExamples:\n  backfill set split_full_name max_rows_per_second=5000\n  backfill set plans/0001_split_full_name.toml workers=2 max_replication_lag=10s"
     )]
     Set(SetArgs),
+    /// Write a plan's schedule as files for another migration tool: `sql` (one psql script per
+    /// phase) or `alembic` (revisions for expand + dual-write and for contract); the backfill
+    /// then runs out of band with `backfill run --phase backfill`.
+    #[command(
+        after_help = "Examples:\n  backfill export plans/0001_split_full_name.toml --format sql --out migrations/\n  backfill export plans/0001_split_full_name.toml --format alembic --out alembic/versions --down-revision 3f2a1c9d8e7b"
+    )]
+    Export(ExportArgs),
     /// Roll back a plan's expand and dual-write (new columns, trigger, function, NOT VALID
     /// constraints, indexes, in-place changes) while its contract has not started.
     #[command(after_help = "Examples:\n  backfill abort plans/0001_split_full_name.toml")]
@@ -120,6 +127,26 @@ pub struct VerifyArgs {
 pub struct ControlArgs {
     /// The plan: its file or its name.
     pub plan: String,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub db: DbArgs,
+}
+
+/// `backfill export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Plan files or folders.
+    #[arg(required = true)]
+    pub plans: Vec<PathBuf>,
+    /// What to write.
+    #[arg(long, value_enum)]
+    pub format: crate::export::Format,
+    /// The folder to write into (created if missing).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Alembic: the revision the first exported revision follows.
+    #[arg(long)]
+    pub down_revision: Option<String>,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub db: DbArgs,
@@ -313,6 +340,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Resume(args) => crate::control::pause_cmd(args, false).await,
         Command::Abort(args) => crate::control::abort_cmd(args).await,
         Command::Set(args) => crate::control::set_cmd(args).await,
+        Command::Export(args) => crate::control::export_cmd(args).await,
         Command::Demo(args) => {
             crate::demo::run(&crate::demo::DemoOptions {
                 rows: args.rows,

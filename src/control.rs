@@ -8,7 +8,9 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tokio_postgres::Client;
 
-use crate::cli::{connection, AbortArgs, ControlArgs, DbArgs, SetArgs, StatusArgs, VerifyArgs};
+use crate::cli::{
+    connection, AbortArgs, ControlArgs, DbArgs, ExportArgs, SetArgs, StatusArgs, VerifyArgs,
+};
 use crate::db::catalog;
 use crate::db::ConnectionSpec;
 use crate::engine::Keyset;
@@ -459,6 +461,42 @@ pub async fn set_cmd(args: SetArgs) -> Result<()> {
         "plan {name}: {}; running processes pick it up within 2 seconds",
         described.join(", ")
     );
+    Ok(())
+}
+
+/// `backfill export`.
+pub async fn export_cmd(args: ExportArgs) -> Result<()> {
+    let conn = need_db(&args.db, "export")?;
+    let plans = load_all(&args.plans)?;
+    let mut client = conn.connect().await?;
+    let schema = Ident::new(&args.db.state_schema);
+    let options = PlannerOptions {
+        state_schema: args.db.state_schema.clone(),
+    };
+    // Chain the plans: each plan's first revision follows the previous plan's last.
+    let mut down = args.down_revision.clone();
+    for plan in &plans {
+        let schedule = if runner::recorded(&client, &schema, &plan.name)
+            .await?
+            .is_some()
+        {
+            runner::schedule_for(&mut client, &schema, plan, &options)
+                .await?
+                .0
+        } else {
+            crate::validate::validate(&mut client, plan, &options)
+                .await?
+                .schedule
+        };
+        let files =
+            crate::export::export(plan, &schedule, args.format, &args.out, down.as_deref())?;
+        for f in &files {
+            println!("wrote {}", f.display());
+        }
+        if args.format == crate::export::Format::Alembic {
+            down = Some(crate::export::revision_id(plan, "contract"));
+        }
+    }
     Ok(())
 }
 

@@ -24,6 +24,7 @@ pub mod engine;
 pub mod ephemeral;
 pub mod error;
 pub mod executor;
+pub mod export;
 pub mod ops;
 pub mod plan;
 pub mod planner;

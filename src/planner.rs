@@ -435,7 +435,11 @@ pub fn trigger_name(plan: &Plan, table: &QualifiedName) -> Ident {
 /// Checks the plan against the live catalog of its table: the key, every column named, and
 /// each operation's own checks. Type names, expressions and referenced tables need the
 /// database and are checked by [`crate::validate`].
-pub fn check_catalog(plan: &Plan, catalog: &TableInfo) -> Problems {
+///
+/// `in_flight`: the plan's expand has run (the catalog passed in is the live one without the
+/// columns expand created); the operations' own checks, which are about the catalog before the
+/// plan (an index or constraint of that name already exists), are skipped.
+pub fn check_catalog(plan: &Plan, catalog: &TableInfo, in_flight: bool) -> Problems {
     let mut problems = Problems::default();
     if catalog.key.is_empty() {
         problems.add(
@@ -508,7 +512,9 @@ pub fn check_catalog(plan: &Plan, catalog: &TableInfo) -> Problems {
             path: &base,
         };
         let mut own = Problems::default();
-        op.check_catalog(&ctx, &mut own);
+        if !in_flight {
+            op.check_catalog(&ctx, &mut own);
+        }
         for p in own.0 {
             problems.add(base.join(&p.field), p.message);
         }

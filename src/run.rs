@@ -150,7 +150,7 @@ async fn backfill_job(
         return Err(plan.errors(p).into());
     };
     let before: TableInfo = planner::catalog_before_expand(plan, &live);
-    let problems = planner::check_catalog(plan, &before);
+    let problems = planner::check_catalog(plan, &before, true);
     if !problems.0.is_empty() {
         return Err(plan.errors(problems).into());
     }

@@ -375,7 +375,7 @@ pub async fn schedule_for(
         return Err(plan.errors(p).into());
     };
     let before = planner::catalog_before_expand(plan, &live);
-    let problems = planner::check_catalog(plan, &before);
+    let problems = planner::check_catalog(plan, &before, true);
     if !problems.0.is_empty() {
         return Err(plan.errors(problems).into());
     }

@@ -43,7 +43,7 @@ pub async fn validate(
         );
         return Err(plan.errors(p).into());
     };
-    let mut problems = planner::check_catalog(plan, &catalog);
+    let mut problems = planner::check_catalog(plan, &catalog, false);
     check_types(client, plan, &mut problems).await?;
     check_references(client, plan, &catalog, &mut problems).await?;
     if !problems.0.is_empty() {

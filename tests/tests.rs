@@ -6,6 +6,7 @@ mod support;
 mod cli;
 mod engine_faults;
 mod engine_keys;
+mod export;
 mod plan_errors;
 mod plan_examples;
 mod plan_ops;
