@@ -352,10 +352,7 @@ pub async fn run(cli: Cli) -> Result<()> {
 }
 
 pub(crate) fn connection(db: &DbArgs) -> Result<Option<ConnectionSpec>> {
-    db.database_url
-        .as_deref()
-        .map(ConnectionSpec::parse)
-        .transpose()
+    ConnectionSpec::resolve(db.database_url.as_deref())
 }
 
 fn options(db: &DbArgs) -> PlannerOptions {

@@ -4,6 +4,7 @@
 mod support;
 
 mod cli;
+mod connect;
 mod engine_faults;
 mod engine_keys;
 mod export;

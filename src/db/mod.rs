@@ -1,16 +1,31 @@
-//! Talking to PostgreSQL: connecting and reading the catalog.
+//! Talking to PostgreSQL: connecting as libpq would and reading the catalog.
+//!
+//! A connection comes from `--database-url`/`DATABASE_URL` (a `postgres://` URL or a libpq
+//! `key=value` string); what it leaves out is taken from the `PG*` environment variables
+//! (`PGHOST`, `PGPORT`, `PGUSER`, `PGDATABASE`, `PGPASSWORD`, `PGSSLMODE`, `PGSSLROOTCERT`,
+//! `PGAPPNAME`), then from the password file (`PGPASSFILE` or `~/.pgpass`), then libpq's
+//! defaults. Without a URL, the `PG*` variables alone are enough. TLS follows `sslmode` (see
+//! [`tls`]). The text is kept out of every message, since it may hold a password.
 
 pub mod catalog;
+pub mod pgpass;
+pub mod tls;
 
-use tokio_postgres::{Client, Config, NoTls};
+use std::path::PathBuf;
+
+use tokio_postgres::config::Host;
+use tokio_postgres::{Client, Config};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::error::{Error, Result};
+use tls::SslMode;
 
-/// Where to connect: a `postgres://` URL or a libpq `key=value` string. The text is kept out of
-/// every message, since it may hold a password.
+/// Where to connect and how.
 #[derive(Clone)]
 pub struct ConnectionSpec {
     config: Config,
+    ssl: SslMode,
+    root_cert: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for ConnectionSpec {
@@ -19,19 +34,216 @@ impl std::fmt::Debug for ConnectionSpec {
     }
 }
 
-impl ConnectionSpec {
-    /// Parses a URL or `key=value` string. The error names what is wrong without echoing it.
-    pub fn parse(text: &str) -> Result<Self> {
-        let mut config: Config = text.parse().map_err(|e: tokio_postgres::Error| {
-            Error::Usage(format!(
-                "the database URL is not valid ({}); write postgres://user@host:port/database or host=... dbname=...",
-                redact(&e.to_string())
-            ))
-        })?;
-        if config.get_application_name().is_none() {
-            config.application_name("backfill");
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// Takes `sslmode` and `sslrootcert` out of a URL's query or a `key=value` string: libpq's
+/// modes go further than the driver's.
+fn take_tls_params(text: &str) -> (String, Option<String>, Option<String>) {
+    let (mut mode, mut root) = (None, None);
+    if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+        let Some((base, query)) = text.split_once('?') else {
+            return (text.to_string(), None, None);
+        };
+        let mut kept = Vec::new();
+        for pair in query.split('&') {
+            match pair.split_once('=') {
+                Some(("sslmode", v)) => mode = Some(v.to_string()),
+                Some(("sslrootcert", v)) => root = Some(v.to_string()),
+                _ => kept.push(pair),
+            }
         }
-        Ok(ConnectionSpec { config })
+        let rest = if kept.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", kept.join("&"))
+        };
+        return (format!("{base}{rest}"), mode, root);
+    }
+    // key=value pairs, values optionally in single quotes.
+    let mut kept = Vec::new();
+    let mut chars = text.chars().peekable();
+    let mut pairs = Vec::new();
+    while chars.peek().is_some() {
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        let mut key = String::new();
+        while let Some(&c) = chars.peek() {
+            if c == '=' || c.is_whitespace() {
+                break;
+            }
+            key.push(c);
+            chars.next();
+        }
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        if chars.peek() != Some(&'=') {
+            if !key.is_empty() {
+                pairs.push((key, None));
+            }
+            continue;
+        }
+        chars.next();
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        let mut raw = String::new();
+        if chars.peek() == Some(&'\'') {
+            raw.push('\'');
+            chars.next();
+            while let Some(c) = chars.next() {
+                raw.push(c);
+                if c == '\\' {
+                    if let Some(n) = chars.next() {
+                        raw.push(n);
+                    }
+                } else if c == '\'' {
+                    break;
+                }
+            }
+        } else {
+            while let Some(&c) = chars.peek() {
+                if c.is_whitespace() {
+                    break;
+                }
+                raw.push(c);
+                chars.next();
+            }
+        }
+        pairs.push((key, Some(raw)));
+    }
+    for (key, raw) in pairs {
+        let unquoted = raw.as_deref().map(|r| {
+            r.strip_prefix('\'')
+                .and_then(|r| r.strip_suffix('\''))
+                .unwrap_or(r)
+                .replace("\\'", "'")
+                .replace("\\\\", "\\")
+        });
+        match key.as_str() {
+            "sslmode" => mode = unquoted,
+            "sslrootcert" => root = unquoted,
+            _ => kept.push(match raw {
+                Some(r) => format!("{key}={r}"),
+                None => key,
+            }),
+        }
+    }
+    (kept.join(" "), mode, root)
+}
+
+impl ConnectionSpec {
+    /// Parses a URL or `key=value` string and fills in what it leaves out as libpq would. The
+    /// error names what is wrong without echoing the text.
+    pub fn parse(text: &str) -> Result<Self> {
+        let (rest, mode, root) = take_tls_params(text.trim());
+        let config: Config = if rest.is_empty() {
+            Config::new()
+        } else {
+            rest.parse().map_err(|e: tokio_postgres::Error| {
+                Error::Usage(format!(
+                    "the database URL is not valid ({}); write postgres://user@host:port/database or host=... dbname=...",
+                    redact(&e.to_string())
+                ))
+            })?
+        };
+        Self::complete(config, mode, root)
+    }
+
+    /// From the `PG*` environment variables alone, when at least one names a server or a
+    /// database.
+    pub fn from_env() -> Result<Option<Self>> {
+        let any = ["PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGUSER"]
+            .iter()
+            .any(|v| env(v).is_some());
+        if !any {
+            return Ok(None);
+        }
+        Self::complete(Config::new(), None, None).map(Some)
+    }
+
+    /// `--database-url`/`DATABASE_URL` when given, else the `PG*` environment.
+    pub fn resolve(url: Option<&str>) -> Result<Option<Self>> {
+        match url {
+            Some(u) => Self::parse(u).map(Some),
+            None => Self::from_env(),
+        }
+    }
+
+    fn complete(mut config: Config, mode: Option<String>, root: Option<String>) -> Result<Self> {
+        if config.get_hosts().is_empty() {
+            match env("PGHOST") {
+                Some(hosts) => {
+                    for h in hosts.split(',') {
+                        config.host(h);
+                    }
+                }
+                None => {
+                    let socket = std::path::Path::new("/var/run/postgresql");
+                    if socket.is_dir() {
+                        config.host_path(socket);
+                    } else {
+                        config.host("localhost");
+                    }
+                }
+            }
+        }
+        if config.get_ports().is_empty() {
+            if let Some(p) = env("PGPORT") {
+                let port: u16 = p
+                    .parse()
+                    .map_err(|_| Error::Usage(format!("PGPORT `{p}` is not a port number")))?;
+                config.port(port);
+            }
+        }
+        if config.get_user().is_none() {
+            let user = env("PGUSER")
+                .or_else(|| env("USER"))
+                .unwrap_or_else(|| "postgres".to_string());
+            config.user(&user);
+        }
+        if config.get_dbname().is_none() {
+            let db = env("PGDATABASE")
+                .or_else(|| config.get_user().map(str::to_string))
+                .unwrap_or_else(|| "postgres".to_string());
+            config.dbname(&db);
+        }
+        if config.get_password().is_none() {
+            let password = env("PGPASSWORD").or_else(|| {
+                let host = match config.get_hosts().first() {
+                    Some(Host::Tcp(h)) => h.clone(),
+                    _ => "localhost".to_string(),
+                };
+                let port = config.get_ports().first().copied().unwrap_or(5432);
+                pgpass::lookup(
+                    &host,
+                    port,
+                    config.get_dbname().unwrap_or_default(),
+                    config.get_user().unwrap_or_default(),
+                )
+            });
+            if let Some(p) = password {
+                config.password(p);
+            }
+        }
+        if config.get_application_name().is_none() {
+            let name = env("PGAPPNAME").unwrap_or_else(|| "backfill".to_string());
+            config.application_name(&name);
+        }
+        let ssl = match mode.or_else(|| env("PGSSLMODE")) {
+            Some(m) => SslMode::parse(&m)?,
+            None => SslMode::Prefer,
+        };
+        config.ssl_mode(ssl.driver());
+        let root_cert = root.or_else(|| env("PGSSLROOTCERT")).map(PathBuf::from);
+        Ok(ConnectionSpec {
+            config,
+            ssl,
+            root_cert,
+        })
     }
 
     /// The driver configuration.
@@ -44,13 +256,18 @@ impl ConnectionSpec {
         self.config.get_dbname()
     }
 
+    /// The TLS connector for this connection's `sslmode`.
+    pub fn tls(&self) -> Result<MakeRustlsConnect> {
+        tls::connector(self.ssl, self.root_cert.as_deref())
+    }
+
     /// Opens one connection; the connection task runs on the current tokio runtime.
     pub async fn connect(&self) -> Result<Client> {
         let (client, connection) = self
             .config
-            .connect(NoTls)
+            .connect(self.tls()?)
             .await
-            .map_err(|e| Error::Connect(redact(&e.to_string())))?;
+            .map_err(|e| Error::Connect(redact(&connect_error(&e))))?;
         tokio::spawn(async move {
             // The error surfaces on the client's next query; nothing to do here.
             let _ = connection.await;
@@ -59,10 +276,67 @@ impl ConnectionSpec {
     }
 }
 
-/// Drivers may echo parts of a connection string in errors; cut anything after `password`.
+/// The driver's error with its cause (a TLS failure says why).
+fn connect_error(e: &tokio_postgres::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !text.contains(&more) {
+            text.push_str(&format!(": {more}"));
+        }
+        source = s.source();
+    }
+    text
+}
+
+/// Drivers may echo parts of a connection string in errors: hide every `password=` value.
 fn redact(message: &str) -> String {
-    match message.to_ascii_lowercase().find("password") {
-        Some(i) => format!("{}password <hidden>", &message[..i]),
-        None => message.to_string(),
+    let lower = message.to_ascii_lowercase();
+    let mut out = String::new();
+    let mut i = 0;
+    while let Some(at) = lower[i..].find("password=") {
+        let start = i + at + "password=".len();
+        out.push_str(&message[i..start]);
+        out.push_str("<hidden>");
+        let end = message[start..]
+            .find(|c: char| c.is_whitespace() || c == '&')
+            .map_or(message.len(), |e| start + e);
+        i = end;
+    }
+    out.push_str(&message[i..]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_parameters_come_out_of_urls_and_key_value_strings() {
+        let (rest, mode, root) = take_tls_params(
+            "postgres://u@h:5/db?sslmode=verify-full&application_name=x&sslrootcert=/r.crt",
+        );
+        assert_eq!(rest, "postgres://u@h:5/db?application_name=x");
+        assert_eq!(mode.as_deref(), Some("verify-full"));
+        assert_eq!(root.as_deref(), Some("/r.crt"));
+        let (rest, mode, root) = take_tls_params(
+            "host=h password='a b\\'c' sslmode = verify-ca sslrootcert='/x y.crt' dbname=d",
+        );
+        assert_eq!(rest, "host=h password='a b\\'c' dbname=d");
+        assert_eq!(mode.as_deref(), Some("verify-ca"));
+        assert_eq!(root.as_deref(), Some("/x y.crt"));
+    }
+
+    #[test]
+    fn messages_never_carry_the_password() {
+        assert_eq!(
+            redact("bad password=secret host=h"),
+            "bad password=<hidden> host=h"
+        );
+        assert_eq!(
+            redact("password authentication failed for user \"u\""),
+            "password authentication failed for user \"u\""
+        );
     }
 }

@@ -31,7 +31,6 @@ use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio::sync::Notify;
-use tokio_postgres::NoTls;
 
 use crate::db::catalog::TableInfo;
 use crate::db::ConnectionSpec;
@@ -620,7 +619,7 @@ fn pool(conn: &ConnectionSpec, shared: &Shared) -> Result<Pool> {
     config.options(&opts);
     let manager = Manager::from_config(
         config,
-        NoTls,
+        conn.tls()?,
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },
