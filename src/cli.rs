@@ -20,6 +20,19 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+    /// Log lines on stderr as text or JSON (`RUST_LOG` picks what is logged, e.g.
+    /// `RUST_LOG=backfill=info`; warnings and errors by default).
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+/// How log lines look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// The subcommands.
@@ -78,6 +91,15 @@ pub enum Command {
     /// constraints, indexes, in-place changes) while its contract has not started.
     #[command(after_help = "Examples:\n  backfill abort plans/0001_split_full_name.toml")]
     Abort(AbortArgs),
+    /// Print a shell completion script: `backfill completions bash > /etc/bash_completion.d/backfill`.
+    #[command(
+        after_help = "Examples:\n  backfill completions bash > ~/.local/share/bash-completion/completions/backfill\n  backfill completions zsh > \"${fpath[1]}/_backfill\"\n  backfill completions fish > ~/.config/fish/completions/backfill.fish"
+    )]
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Run the example plan on a throwaway PostgreSQL with a seeded table, through every phase,
     /// and check every row. Needs the PostgreSQL server binaries (package `postgresql`).
     #[command(after_help = "Examples:\n  backfill demo\n  backfill demo --rows 100000 --keep")]
@@ -341,6 +363,12 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Abort(args) => crate::control::abort_cmd(args).await,
         Command::Set(args) => crate::control::set_cmd(args).await,
         Command::Export(args) => crate::control::export_cmd(args).await,
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "backfill", &mut std::io::stdout());
+            Ok(())
+        }
         Command::Demo(args) => {
             crate::demo::run(&crate::demo::DemoOptions {
                 rows: args.rows,

@@ -71,12 +71,15 @@ pub async fn run_step_recorded(
     record: Option<Record<'_>>,
 ) -> Result<()> {
     let mut attempt = 0;
+    tracing::info!(step = context, "running");
     loop {
         let result = run_step_once(client, step, options, context, record).await;
         match result {
             Err(e) if is_retryable(&e) && attempt < options.retries => {
                 attempt += 1;
-                tokio::time::sleep(backoff(attempt)).await;
+                let wait = backoff(attempt);
+                tracing::warn!(step = context, attempt, wait_ms = wait.as_millis() as u64, error = %e, "could not run; waiting and trying again");
+                tokio::time::sleep(wait).await;
             }
             Err(e) if e.sqlstate() == Some("55P03") => {
                 return Err(Error::LockTimeout {

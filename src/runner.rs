@@ -555,6 +555,7 @@ async fn run_locked(
             "",
         )
         .await?;
+        tracing::info!(plan = %plan.name, phase = name, release = ?release_text, "phase started");
         announce(client, schema, &plan.name, name, 0).await?;
         let t = Instant::now();
         let detail = if phase == Phase::Backfill {

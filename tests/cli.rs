@@ -127,3 +127,108 @@ fn the_demo_runs_every_phase_and_leaves_nothing_behind() {
         .collect();
     assert!(servers.is_empty(), "still running: {servers:?}");
 }
+
+#[test]
+fn every_command_has_an_example_in_its_help() {
+    for cmd in [
+        "validate",
+        "plan",
+        "run",
+        "status",
+        "verify",
+        "pause",
+        "resume",
+        "set",
+        "export",
+        "abort",
+        "completions",
+        "demo",
+    ] {
+        let out = backfill_cmd(&[cmd, "--help"], None);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{cmd} --help");
+        assert!(
+            text.contains("Examples:") && text.contains(&format!("backfill {cmd}")),
+            "{cmd} --help has no example:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn completions_for_bash_zsh_and_fish() {
+    for (shell, marker) in [
+        ("bash", "_backfill()"),
+        ("zsh", "#compdef backfill"),
+        ("fish", "complete -c backfill"),
+    ] {
+        let out = backfill_cmd(&["completions", shell], None);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{shell}");
+        assert!(text.contains(marker), "{shell}: {text}");
+        assert!(
+            text.contains("verify") && text.contains("--release"),
+            "{shell}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn logs_follow_rust_log_as_text_or_json() {
+    let db = crate::support::TestDb::new("cli_logs").await;
+    let client = db.connect().await;
+    client
+        .batch_execute(
+            "CREATE TABLE users (id bigserial PRIMARY KEY, full_name text, email text, age int, nickname text, score int NOT NULL DEFAULT 0, legacy_code text, street text, city text);
+             INSERT INTO users (full_name) VALUES ('Ada Lovelace');",
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let plan = example("0003_add_status.toml");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_backfill"))
+        .args([
+            "run",
+            &plan,
+            "--release",
+            "2.0.0",
+            "--progress",
+            "quiet",
+            "--log-format",
+            "json",
+        ])
+        .env("DATABASE_URL", &db.url)
+        .env("RUST_LOG", "backfill=info")
+        .output()
+        .expect("run");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["fields"]["message"] == "phase started" && l["fields"]["phase"] == "expand"),
+        "{stderr}"
+    );
+    assert!(lines.iter().all(|l| l["level"].is_string()), "{stderr}");
+    // Without RUST_LOG, nothing below a warning.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_backfill"))
+        .args(["run", &plan, "--release", "2.1.0", "--progress", "quiet"])
+        .env("DATABASE_URL", &db.url)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("INFO"));
+}

@@ -263,6 +263,7 @@ impl ConnectionSpec {
 
     /// Opens one connection; the connection task runs on the current tokio runtime.
     pub async fn connect(&self) -> Result<Client> {
+        tracing::debug!(database = ?self.config.get_dbname(), sslmode = ?self.ssl, "connecting");
         let (client, connection) = self
             .config
             .connect(self.tls()?)

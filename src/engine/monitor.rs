@@ -85,6 +85,10 @@ fn probes_configured(t: &crate::plan::ThrottleSettings) -> bool {
 
 fn health(shared: &Shared, verdict: Option<String>) {
     if shared.live.set_health(verdict.clone()) {
+        match &verdict {
+            Some(reason) => tracing::info!(%reason, "throttled"),
+            None => tracing::info!("no longer throttled"),
+        }
         shared.events.send(match verdict {
             Some(reason) => Event::Throttled { reason },
             None => Event::Unthrottled {},
@@ -156,6 +160,7 @@ async fn settings(shared: &Shared, client: &Client) {
         return;
     };
     if let Some(changes) = shared.live.apply(&map) {
+        tracing::info!(%changes, "settings changed");
         shared.events.send(Event::SettingsChanged { changes });
     }
 }

@@ -101,6 +101,7 @@ pub(super) async fn run(id: u32, shared: Arc<Shared>, pool: Pool) {
                 }
                 sizing.shrink();
                 let wait = backoff(task.attempts);
+                tracing::warn!(worker = id, segment = task.segment, attempt = task.attempts, wait_ms = wait.as_millis() as u64, reason = %reason, "chunk failed; segment requeued");
                 shared.events.send(Event::Retry {
                     worker: id,
                     segment: task.segment,
@@ -113,6 +114,7 @@ pub(super) async fn run(id: u32, shared: Arc<Shared>, pool: Pool) {
                 shared.requeue(task);
             }
             Walk::Fatal(e) => {
+                tracing::error!(worker = id, segment = task.segment, error = %e, "backfill stops");
                 shared.finish(task.segment);
                 shared.fail(e);
                 break;
