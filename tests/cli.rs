@@ -99,9 +99,13 @@ fn the_demo_runs_every_phase_and_leaves_nothing_behind() {
     let stdout = backfill_ok(&["demo", "--rows", "5000"], None);
     for expected in [
         "release 1.4.0",
-        "verify     0 rows out of sync",
+        "split_full_name: backfill done",
+        ", 0 out of sync",
         "release 1.5.0",
-        "rows backfilled   5000",
+        "split_full_name: contract done",
+        "rows backfilled ",
+        "app p99 latency ",
+        "app errors        0",
         "rows wrong        0",
         "the throwaway cluster is stopped and removed",
     ] {
