@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 
 use backfill::db::ConnectionSpec;
 use backfill::workload::{self, Workload};
-use tokio_postgres::Client;
 
 use crate::plan_ops::user_snapshot;
-use crate::support::{backfill_cmd, backfill_ok, backfill_spawn, rows, TestDb};
+use crate::support::{
+    backfill_cmd, backfill_ok, backfill_spawn, count, rows, seed_users, TestDb, SPLIT_USERS,
+};
 
 /// A folder of plan files, removed on drop.
 struct Plans(PathBuf);
@@ -43,30 +44,6 @@ impl Drop for Plans {
     }
 }
 
-const SPLIT: &str = r#"
-table = "users"
-[[operations]]
-kind = "split_column"
-column = "full_name"
-into = [
-  { name = "first_name", type = "text", up = "split_part(full_name, ' ', 1)" },
-  { name = "last_name",  type = "text", up = "split_part(full_name, ' ', 2)" },
-]
-down = "concat_ws(' ', first_name, last_name)"
-"#;
-
-async fn users(client: &Client, n: i64) {
-    client
-        .batch_execute(&format!(
-            "CREATE TABLE users (id bigserial PRIMARY KEY, full_name text, email text);
-             INSERT INTO users (full_name, email)
-               SELECT 'First' || g || ' Last' || g, 'User' || g || '@Example.org' FROM generate_series(1, {n}) g;
-             ANALYZE users;"
-        ))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-}
-
 fn show(out: &Output) -> String {
     format!(
         "exit {:?}\n{}{}",
@@ -76,23 +53,15 @@ fn show(out: &Output) -> String {
     )
 }
 
-async fn count(client: &Client, sql: &str) -> i64 {
-    client
-        .query_one(sql, &[])
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .get(0)
-}
-
 #[tokio::test]
 async fn two_plans_on_one_table_at_different_phases() {
     let db = TestDb::new("runner_two_plans").await;
     let client = db.connect().await;
-    users(&client, 3000).await;
+    seed_users(&client, 3000).await;
     let plans = Plans::new("two_plans");
     plans.write(
         "0001_split.toml",
-        &format!("{SPLIT}\n[release]\nexpand = \"1.4.0\"\ncontract = \"1.6.0\"\n"),
+        &format!("{SPLIT_USERS}\n[release]\nexpand = \"1.4.0\"\ncontract = \"1.6.0\"\n"),
     );
     plans.write(
         "0002_domain.toml",
@@ -205,11 +174,11 @@ contract = "1.6.0"
 async fn two_runners_started_together_run_each_step_once() {
     let db = TestDb::new("runner_twice").await;
     let client = db.connect().await;
-    users(&client, 20_000).await;
+    seed_users(&client, 20_000).await;
     let plans = Plans::new("twice");
     let plan = plans.write(
         "twice.toml",
-        &format!("{SPLIT}\n[[operations]]\nkind = \"create_index\"\ncolumns = [\"email\"]\n[backfill]\nmax_rows_per_second = 20000\n"),
+        &format!("{SPLIT_USERS}\n[[operations]]\nkind = \"create_index\"\ncolumns = [\"email\"]\n[backfill]\nmax_rows_per_second = 20000\n"),
     );
     let args = ["run", plan.as_str(), "--progress", "quiet"];
     let a = backfill_spawn(&args, &db.url);
@@ -255,11 +224,11 @@ async fn two_runners_started_together_run_each_step_once() {
 async fn a_long_transaction_delays_expand_without_piling_up_writers() {
     let db = TestDb::new("runner_blocked_ddl").await;
     let client = db.connect().await;
-    users(&client, 2000).await;
+    seed_users(&client, 2000).await;
     let plans = Plans::new("blocked");
     let plan = plans.write(
         "blocked.toml",
-        &format!("{SPLIT}\n[backfill]\nlock_timeout = \"200ms\"\nddl_retries = 30\n"),
+        &format!("{SPLIT_USERS}\n[backfill]\nlock_timeout = \"200ms\"\nddl_retries = 30\n"),
     );
     // A long transaction that read the table holds ACCESS SHARE until it ends.
     let mut holder = db.connect().await;
@@ -322,9 +291,9 @@ async fn a_long_transaction_delays_expand_without_piling_up_writers() {
 async fn a_plan_edited_after_it_started_is_refused_with_what_changed() {
     let db = TestDb::new("runner_edited").await;
     let client = db.connect().await;
-    users(&client, 100).await;
+    seed_users(&client, 100).await;
     let plans = Plans::new("edited");
-    let text = format!("{SPLIT}\n[release]\nexpand = \"1.4.0\"\ncontract = \"1.5.0\"\n");
+    let text = format!("{SPLIT_USERS}\n[release]\nexpand = \"1.4.0\"\ncontract = \"1.5.0\"\n");
     let plan = plans.write("edited.toml", &text);
     backfill_ok(
         &["run", &plan, "--release", "1.4.0", "--progress", "quiet"],
@@ -349,11 +318,11 @@ async fn a_plan_edited_after_it_started_is_refused_with_what_changed() {
 async fn status_json_follows_a_run_in_another_process() {
     let db = TestDb::new("runner_status").await;
     let client = db.connect().await;
-    users(&client, 30_000).await;
+    seed_users(&client, 30_000).await;
     let plans = Plans::new("status");
     let plan = plans.write(
         "status.toml",
-        &format!("{SPLIT}\n[backfill]\nmax_rows_per_second = 8000\n[release]\nexpand = \"1.4.0\"\ncontract = \"1.5.0\"\n"),
+        &format!("{SPLIT_USERS}\n[backfill]\nmax_rows_per_second = 8000\n[release]\nexpand = \"1.4.0\"\ncontract = \"1.5.0\"\n"),
     );
     let child = backfill_spawn(
         &["run", &plan, "--release", "1.4.0", "--progress", "quiet"],
@@ -408,11 +377,11 @@ async fn status_json_follows_a_run_in_another_process() {
 async fn pause_and_resume_from_another_terminal() {
     let db = TestDb::new("runner_pause").await;
     let client = db.connect().await;
-    users(&client, 30_000).await;
+    seed_users(&client, 30_000).await;
     let plans = Plans::new("pause");
     let plan = plans.write(
         "pause.toml",
-        &format!("{SPLIT}\n[backfill]\nmax_rows_per_second = 10000\n"),
+        &format!("{SPLIT_USERS}\n[backfill]\nmax_rows_per_second = 10000\n"),
     );
     let child = backfill_spawn(&["run", &plan, "--progress", "json"], &db.url);
     let seen =
@@ -463,11 +432,11 @@ async fn pause_and_resume_from_another_terminal() {
 async fn verify_names_rows_out_of_sync_and_gates_contract() {
     let db = TestDb::new("runner_verify").await;
     let client = db.connect().await;
-    users(&client, 500).await;
+    seed_users(&client, 500).await;
     let plans = Plans::new("verify");
     let plan = plans.write(
         "verify.toml",
-        &format!("{SPLIT}\n[release]\nexpand = \"1.4.0\"\ncontract = \"1.5.0\"\n"),
+        &format!("{SPLIT_USERS}\n[release]\nexpand = \"1.4.0\"\ncontract = \"1.5.0\"\n"),
     );
     backfill_ok(
         &["run", &plan, "--release", "1.4.0", "--progress", "quiet"],
@@ -510,11 +479,11 @@ async fn verify_names_rows_out_of_sync_and_gates_contract() {
 async fn contract_waits_for_a_release_after_the_backfill_unless_forced() {
     let db = TestDb::new("runner_same_release").await;
     let client = db.connect().await;
-    users(&client, 200).await;
+    seed_users(&client, 200).await;
     let plans = Plans::new("same_release");
     let plan = plans.write(
         "same.toml",
-        &format!("{SPLIT}\n[release]\nexpand = \"1.4.0\"\ncontract = \"1.5.0\"\n"),
+        &format!("{SPLIT_USERS}\n[release]\nexpand = \"1.4.0\"\ncontract = \"1.5.0\"\n"),
     );
     // Deploying 1.5.0 straight away: expand, dual-write, backfill run, contract must wait.
     let out = backfill_ok(
@@ -551,12 +520,12 @@ async fn abort_from_an_expand_and_from_a_backfill_in_progress() {
     for (case, rate) in [("expand", 0), ("backfill", 5000)] {
         let db = TestDb::new(&format!("runner_abort_{case}")).await;
         let client = db.connect().await;
-        users(&client, 20_000).await;
+        seed_users(&client, 20_000).await;
         let before = user_snapshot(&client, "users", "id").await;
         let plans = Plans::new(&format!("abort_{case}"));
         let plan = plans.write(
             "abortme.toml",
-            &format!("{SPLIT}\n[[operations]]\nkind = \"create_index\"\ncolumns = [\"email\"]\n[backfill]\nlock_timeout = \"200ms\"\nddl_retries = 50\nmax_rows_per_second = {rate}\n"),
+            &format!("{SPLIT_USERS}\n[[operations]]\nkind = \"create_index\"\ncolumns = [\"email\"]\n[backfill]\nlock_timeout = \"200ms\"\nddl_retries = 50\nmax_rows_per_second = {rate}\n"),
         );
         let mut holder = db.connect().await;
         let mut child = if case == "expand" {

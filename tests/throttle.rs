@@ -9,39 +9,10 @@ use std::time::{Duration, Instant};
 use backfill::ephemeral::{Cluster, ClusterOptions};
 use tokio_postgres::Client;
 
-use crate::support::{backfill_ok, backfill_spawn, backfill_state, json_events, stage, TestDb};
-
-const SPLIT: &str = r#"
-table = "users"
-[[operations]]
-kind = "split_column"
-column = "full_name"
-into = [
-  { name = "first_name", type = "text", up = "split_part(full_name, ' ', 1)" },
-  { name = "last_name",  type = "text", up = "split_part(full_name, ' ', 2)" },
-]
-down = "concat_ws(' ', first_name, last_name)"
-"#;
-
-async fn users(client: &Client, n: i64) {
-    client
-        .batch_execute(&format!(
-            "CREATE TABLE users (id bigserial PRIMARY KEY, full_name text, email text);
-             INSERT INTO users (full_name, email)
-               SELECT 'First' || g || ' Last' || g, 'u' || g || '@example.org' FROM generate_series(1, {n}) g;
-             ANALYZE users;"
-        ))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-}
-
-async fn count(client: &Client, sql: &str) -> i64 {
-    client
-        .query_one(sql, &[])
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .get(0)
-}
+use crate::support::{
+    backfill_ok, backfill_spawn, backfill_state, count, json_events, seed_users, stage, TestDb,
+    SPLIT_USERS,
+};
 
 async fn wrong_rows(client: &Client) -> i64 {
     count(
@@ -113,8 +84,8 @@ async fn a_lagging_replica_holds_the_backfill_until_it_replays_again() {
         url: primary.url("app"),
     };
     let client = db.connect().await;
-    users(&client, 20_000).await;
-    let staged = stage(&db, "throttled", SPLIT).await;
+    seed_users(&client, 20_000).await;
+    let staged = stage(&db, "throttled", SPLIT_USERS).await;
     let replica = primary.replica().unwrap_or_else(|e| panic!("{e}"));
     let standby = crate::support::connect_url(&replica.url("app")).await;
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -193,7 +164,7 @@ async fn a_lagging_replica_holds_the_backfill_until_it_replays_again() {
 async fn a_throttle_query_switched_on_and_off_and_a_failing_probe_fails_closed() {
     let db = TestDb::new("throttle_query").await;
     let client = db.connect().await;
-    users(&client, 20_000).await;
+    seed_users(&client, 20_000).await;
     client
         .batch_execute("CREATE TABLE flag (v text); INSERT INTO flag VALUES ('boom');")
         .await
@@ -202,7 +173,7 @@ async fn a_throttle_query_switched_on_and_off_and_a_failing_probe_fails_closed()
         &db,
         "throttled",
         &format!(
-            "{SPLIT}\n[backfill]\nmax_rows_per_second = 8000\n[throttle]\ncheck_interval = \"200ms\"\nquery = \"SELECT CASE v WHEN 'on' THEN true WHEN 'off' THEN false ELSE v::int > 0 END FROM flag\"\n"
+            "{SPLIT_USERS}\n[backfill]\nmax_rows_per_second = 8000\n[throttle]\ncheck_interval = \"200ms\"\nquery = \"SELECT CASE v WHEN 'on' THEN true WHEN 'off' THEN false ELSE v::int > 0 END FROM flag\"\n"
         ),
     )
     .await;
@@ -256,8 +227,8 @@ async fn a_throttle_query_switched_on_and_off_and_a_failing_probe_fails_closed()
 async fn an_old_transaction_holds_the_backfill() {
     let db = TestDb::new("throttle_txn_age").await;
     let client = db.connect().await;
-    users(&client, 10_000).await;
-    let staged = stage(&db, "throttled", SPLIT).await;
+    seed_users(&client, 10_000).await;
+    let staged = stage(&db, "throttled", SPLIT_USERS).await;
     let mut old = db.connect().await;
     let tx = old.transaction().await.unwrap_or_else(|e| panic!("{e}"));
     tx.batch_execute("SELECT 1")
@@ -311,11 +282,11 @@ fn rate(events: &[serde_json::Value], from: f64, to: f64) -> f64 {
 async fn set_changes_the_rate_of_a_running_backfill_within_2s() {
     let db = TestDb::new("throttle_set").await;
     let client = db.connect().await;
-    users(&client, 40_000).await;
+    seed_users(&client, 40_000).await;
     let staged = stage(
         &db,
         "throttled",
-        &format!("{SPLIT}\n[backfill]\nmax_rows_per_second = 2000\n"),
+        &format!("{SPLIT_USERS}\n[backfill]\nmax_rows_per_second = 2000\n"),
     )
     .await;
     let child = backfill_spawn(
@@ -364,13 +335,15 @@ async fn set_changes_the_rate_of_a_running_backfill_within_2s() {
 async fn three_processes_share_a_backfill_and_take_over_a_killed_one() {
     let db = TestDb::new("throttle_three").await;
     let client = db.connect().await;
-    users(&client, 60_000).await;
+    seed_users(&client, 60_000).await;
     let plans = std::env::temp_dir().join(format!("backfill-three-{}", std::process::id()));
     std::fs::create_dir_all(&plans).unwrap_or_else(|e| panic!("{e}"));
     let plan = plans.join("throttled.toml");
     std::fs::write(
         &plan,
-        format!("{SPLIT}\n[backfill]\nworkers = 2\nmax_rows_per_second = 5000\nlease = \"2s\"\n"),
+        format!(
+            "{SPLIT_USERS}\n[backfill]\nworkers = 2\nmax_rows_per_second = 5000\nlease = \"2s\"\n"
+        ),
     )
     .unwrap_or_else(|e| panic!("{e}"));
     let plan_arg = plan.display().to_string();

@@ -294,3 +294,39 @@ pub async fn backfill_state(client: &Client, plan: &str) -> (i64, i64) {
         .unwrap_or_else(|e| panic!("reading the segments: {e}"));
     (row.get(0), row.get(1))
 }
+
+/// The example split of `users.full_name` (plan 0001 without `[backfill]` and `[release]`).
+pub const SPLIT_USERS: &str = r#"
+table = "users"
+[[operations]]
+kind = "split_column"
+column = "full_name"
+into = [
+  { name = "first_name", type = "text", up = "split_part(full_name, ' ', 1)" },
+  { name = "last_name",  type = "text", up = "split_part(full_name, ' ', 2)" },
+]
+down = "concat_ws(' ', first_name, last_name)"
+"#;
+
+/// Creates `users (id bigserial, full_name, email)` with `n` rows: row `g` is
+/// `First<g> Last<g>`, `u<g>@example.org`.
+pub async fn seed_users(client: &Client, n: i64) {
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE users (id bigserial PRIMARY KEY, full_name text, email text);
+             INSERT INTO users (full_name, email)
+               SELECT 'First' || g || ' Last' || g, 'u' || g || '@example.org' FROM generate_series(1, {n}) g;
+             ANALYZE users;"
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("seeding users: {e}"));
+}
+
+/// The one `int8` a query returns.
+pub async fn count(client: &Client, sql: &str) -> i64 {
+    client
+        .query_one(sql, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .get(0)
+}
