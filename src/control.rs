@@ -30,18 +30,6 @@ fn need_db(db: &DbArgs, what: &str) -> Result<ConnectionSpec> {
     })
 }
 
-/// Whether the state schema exists (read-only commands never create it).
-async fn has_state(client: &Client, schema: &Ident) -> Result<bool> {
-    let row = client
-        .query_one(
-            "SELECT to_regclass(quote_ident($1) || '.plans') IS NOT NULL",
-            &[&schema.as_str()],
-        )
-        .await
-        .map_err(|e| Error::db("looking for the state schema", &e))?;
-    Ok(row.get(0))
-}
-
 /// `backfill status`.
 pub async fn status_cmd(args: StatusArgs) -> Result<()> {
     let conn = need_db(&args.db, "status")?;
@@ -52,7 +40,7 @@ pub async fn status_cmd(args: StatusArgs) -> Result<()> {
     } else {
         load_all(&args.plans)?.into_iter().map(|p| p.name).collect()
     };
-    let plans = if has_state(&client, &schema).await? {
+    let plans = if state::exists(&client, &schema).await? {
         status(&client, &schema, &names).await?
     } else {
         names
@@ -344,7 +332,7 @@ pub async fn pause_cmd(args: ControlArgs, pause: bool) -> Result<()> {
     let name = plan_name(&args.plan)?;
     let client = conn.connect().await?;
     let schema = Ident::new(&args.db.state_schema);
-    if !has_state(&client, &schema).await? {
+    if !state::exists(&client, &schema).await? {
         return Err(Error::Usage(format!(
             "no plan has run on this database yet (no state schema {schema})"
         )));
@@ -557,13 +545,7 @@ pub async fn abort_cmd(args: AbortArgs) -> Result<()> {
         lock_timeout: plan.backfill.lock_timeout,
         retries: plan.backfill.ddl_retries,
     };
-    client
-        .query_one(
-            "SELECT pg_advisory_lock(hashtext('backfill ddl ' || $1::text))",
-            &[&plan.name],
-        )
-        .await
-        .map_err(|e| Error::db("locking the plan", &e))?;
+    runner::lock(&client, &schema, &plan, &|line| println!("{line}")).await?;
     run_steps(&mut client, &schedule, &schedule.rollback, "abort", &exec).await?;
     let forget = format!(
         "DELETE FROM {schema}.plans WHERE plan = $1;
@@ -586,12 +568,7 @@ pub async fn abort_cmd(args: AbortArgs) -> Result<()> {
         "expand and dual-write rolled back",
     )
     .await?;
-    let _ = client
-        .query_one(
-            "SELECT pg_advisory_unlock(hashtext('backfill ddl ' || $1::text))",
-            &[&plan.name],
-        )
-        .await;
+    runner::unlock(&client, &plan).await?;
     println!(
         "plan {}: aborted; {} is back to its schema and data from before the plan (a new run starts over)",
         plan.name, plan.table

@@ -148,42 +148,32 @@ async fn run_step_once(
     record: Option<Record<'_>>,
 ) -> Result<()> {
     let fail = |e: tokio_postgres::Error| Error::db(context, &e);
-    if let StepMode::Transaction = step.mode {
-        let tx = client.transaction().await.map_err(fail)?;
-        tx.batch_execute(&lock_timeout_sql(options).replacen("SET", "SET LOCAL", 1))
-            .await
-            .map_err(fail)?;
-        for s in &step.statements {
-            tx.batch_execute(&s.sql).await.map_err(fail)?;
-        }
-        if let Some((sql, params)) = record {
-            tx.execute(sql, params).await.map_err(fail)?;
-        }
-        return tx.commit().await.map_err(fail);
-    }
-    run_outside_transaction(client, step, options, context).await?;
-    if let Some((sql, params)) = record {
-        client.execute(sql, params).await.map_err(fail)?;
-    }
-    Ok(())
-}
-
-async fn run_outside_transaction(
-    client: &mut Client,
-    step: &Step,
-    options: &ExecOptions,
-    context: &str,
-) -> Result<()> {
-    let fail = |e: tokio_postgres::Error| Error::db(context, &e);
     match &step.mode {
-        StepMode::Transaction => Ok(()),
+        StepMode::Transaction => {
+            let tx = client.transaction().await.map_err(fail)?;
+            tx.batch_execute(&lock_timeout_sql(options).replacen("SET", "SET LOCAL", 1))
+                .await
+                .map_err(fail)?;
+            for s in &step.statements {
+                tx.batch_execute(&s.sql).await.map_err(fail)?;
+            }
+            if let Some((sql, params)) = record {
+                tx.execute(sql, params).await.map_err(fail)?;
+            }
+            return tx.commit().await.map_err(fail);
+        }
+        StepMode::Backfill => {
+            return Err(Error::Usage(format!(
+                "{context}: the backfill step is run by the engine, not as DDL"
+            )))
+        }
         StepMode::ConcurrentIndex { index } => {
             client
                 .batch_execute(&lock_timeout_sql(options))
                 .await
                 .map_err(fail)?;
             // An index left INVALID by an interrupted build: drop it and build again. A valid
-            // one means an earlier attempt finished: nothing to do.
+            // one means an earlier attempt finished: nothing to build.
             let row = client
                 .query_opt(
                     "SELECT i.indisvalid FROM pg_index i WHERE i.indexrelid = to_regclass($1)",
@@ -191,20 +181,22 @@ async fn run_outside_transaction(
                 )
                 .await
                 .map_err(fail)?;
-            match row.map(|r| r.get::<_, bool>(0)) {
-                Some(true) => return reset(client, context).await,
+            let build = match row.map(|r| r.get::<_, bool>(0)) {
+                Some(true) => false,
                 Some(false) => {
                     client
                         .batch_execute(&format!("DROP INDEX CONCURRENTLY IF EXISTS {index}"))
                         .await
                         .map_err(fail)?;
+                    true
                 }
-                None => {}
+                None => true,
+            };
+            if build {
+                for s in &step.statements {
+                    client.batch_execute(&s.sql).await.map_err(fail)?;
+                }
             }
-            for s in &step.statements {
-                client.batch_execute(&s.sql).await.map_err(fail)?;
-            }
-            reset(client, context).await
         }
         StepMode::NoTransaction => {
             client
@@ -214,12 +206,14 @@ async fn run_outside_transaction(
             for s in &step.statements {
                 client.batch_execute(&s.sql).await.map_err(fail)?;
             }
-            reset(client, context).await
         }
-        StepMode::Backfill => Err(Error::Usage(format!(
-            "{context}: the backfill step is run by the engine, not as DDL"
-        ))),
     }
+    reset(client, context).await?;
+    // Outside a transaction the record follows the step; rerunning such a step is harmless.
+    if let Some((sql, params)) = record {
+        client.execute(sql, params).await.map_err(fail)?;
+    }
+    Ok(())
 }
 
 async fn reset(client: &Client, context: &str) -> Result<()> {

@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 
 use crate::cli::{connection, RunArgs, RunPhase};
 use crate::db::catalog::{self, TableInfo};
-use crate::engine::{self, EngineOptions, Events, Job, Outcome, Stop};
+use crate::engine::{self, Events, Job, Outcome, Stop};
 use crate::error::{Error, Result, EXIT_INTERRUPTED};
 use crate::ops::Problems;
 use crate::plan::{load_all, FieldPath, Plan};
@@ -50,24 +50,24 @@ pub async fn run_cmd(args: RunArgs) -> Result<()> {
         )
     })?;
     let mode = if args.json { Mode::Json } else { args.progress };
+    let release = args
+        .release
+        .as_deref()
+        .map(|r| r.parse::<crate::version::Release>())
+        .transpose()
+        .map_err(|e| Error::Usage(format!("--release: {e}")))?;
+    let options = crate::runner::RunnerOptions {
+        release,
+        force_contract: args.force_contract,
+        force: args.force,
+        workers: args.workers,
+        batch_size: args.batch_size,
+        max_rows_per_second: args.max_rows_per_second,
+        state_schema: args.db.state_schema.clone(),
+        mode,
+        throttle: args.throttle.clone(),
+    };
     if args.phase.is_none() {
-        let release = args
-            .release
-            .as_deref()
-            .map(|r| r.parse::<crate::version::Release>())
-            .transpose()
-            .map_err(|e| Error::Usage(format!("--release: {e}")))?;
-        let options = crate::runner::RunnerOptions {
-            release,
-            force_contract: args.force_contract,
-            force: args.force,
-            workers: args.workers,
-            batch_size: args.batch_size,
-            max_rows_per_second: args.max_rows_per_second,
-            state_schema: args.db.state_schema.clone(),
-            mode,
-            throttle: args.throttle.clone(),
-        };
         return crate::runner::run(&conn, &plans, &options, interrupts()).await;
     }
     let client = conn.connect().await?;
@@ -88,11 +88,10 @@ pub async fn run_cmd(args: RunArgs) -> Result<()> {
     drop(client);
     let stop = interrupts();
     for (plan, job) in jobs {
-        let mut options = engine_options(plan, &args);
-        apply_throttle(&mut options, &args.throttle)?;
+        let engine_options = options.engine_options(plan)?;
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let sink = tokio::spawn(progress::render(mode, rx));
-        let result = engine::run(&conn, job, options, Events::new(tx), stop.clone()).await;
+        let result = engine::run(&conn, job, engine_options, Events::new(tx), stop.clone()).await;
         let _ = sink.await;
         match result? {
             Outcome::Finished(_) => {}
@@ -107,30 +106,6 @@ pub async fn run_cmd(args: RunArgs) -> Result<()> {
             }
         }
     }
-    Ok(())
-}
-
-fn engine_options(plan: &Plan, args: &RunArgs) -> EngineOptions {
-    let mut o = EngineOptions::from_plan(plan, &args.db.state_schema);
-    if let Some(w) = args.workers {
-        o.workers = w;
-    }
-    if let Some(b) = args.batch_size {
-        o.batch_size = b;
-        o.min_batch_size = o.min_batch_size.min(b);
-        o.max_batch_size = o.max_batch_size.max(b);
-    }
-    if let Some(r) = args.max_rows_per_second {
-        o.max_rows_per_second = r;
-    }
-    o.force = args.force;
-    o
-}
-
-/// The `[throttle]` flags and replicas applied to `o`.
-pub(crate) fn apply_throttle(o: &mut EngineOptions, t: &crate::cli::ThrottleArgs) -> Result<()> {
-    t.apply(&mut o.throttle)?;
-    o.replicas = t.replicas()?;
     Ok(())
 }
 

@@ -54,6 +54,28 @@ pub struct RunnerOptions {
     pub throttle: crate::cli::ThrottleArgs,
 }
 
+impl RunnerOptions {
+    /// The plan's `[backfill]` and `[throttle]` settings with the command line's overrides.
+    pub fn engine_options(&self, plan: &Plan) -> Result<EngineOptions> {
+        let mut o = EngineOptions::from_plan(plan, &self.state_schema);
+        if let Some(w) = self.workers {
+            o.workers = w;
+        }
+        if let Some(b) = self.batch_size {
+            o.batch_size = b;
+            o.min_batch_size = o.min_batch_size.min(b);
+            o.max_batch_size = o.max_batch_size.max(b);
+        }
+        if let Some(r) = self.max_rows_per_second {
+            o.max_rows_per_second = r;
+        }
+        o.force = self.force;
+        self.throttle.apply(&mut o.throttle)?;
+        o.replicas = self.throttle.replicas()?;
+        Ok(o)
+    }
+}
+
 /// What a plan's state records.
 #[derive(Debug, Clone, Default)]
 pub struct Recorded {
@@ -97,14 +119,7 @@ fn phase_of(name: &str) -> Option<Phase> {
 pub async fn recorded(client: &Client, schema: &Ident, plan: &str) -> Result<Option<Recorded>> {
     let fail =
         |e: tokio_postgres::Error| Error::db(format!("reading the state of plan `{plan}`"), &e);
-    let exists: bool = client
-        .query_one(
-            "SELECT to_regclass(quote_ident($1) || '.plans') IS NOT NULL",
-            &[&schema.as_str()],
-        )
-        .await
-        .map_err(fail)?
-        .get(0);
+    let exists = state::exists(client, schema).await?;
     if !exists {
         return Ok(None);
     }
@@ -268,15 +283,26 @@ async fn register(
     Ok((schedule, catalog, rec.unwrap_or_default()))
 }
 
-/// The plan's DDL lock: a session advisory lock on the control connection.
-async fn lock(client: &Client, schema: &Ident, plan: &Plan, say: &dyn Fn(String)) -> Result<()> {
+/// The key of a plan's DDL lock.
+fn ddl_lock_key(plan: &Plan) -> String {
+    format!("backfill ddl {}", plan.name)
+}
+
+/// The plan's DDL lock: a session advisory lock on the control connection. Waits for it,
+/// saying once who holds it.
+pub(crate) async fn lock(
+    client: &Client,
+    schema: &Ident,
+    plan: &Plan,
+    say: &dyn Fn(String),
+) -> Result<()> {
     let fail = |e: tokio_postgres::Error| Error::db(format!("locking plan `{}`", plan.name), &e);
     let mut told = false;
     loop {
         let got: bool = client
             .query_one(
-                "SELECT pg_try_advisory_lock(hashtext('backfill ddl ' || $1::text))",
-                &[&plan.name],
+                "SELECT pg_try_advisory_lock(hashtext($1::text))",
+                &[&ddl_lock_key(plan)],
             )
             .await
             .map_err(fail)?
@@ -308,11 +334,12 @@ async fn lock(client: &Client, schema: &Ident, plan: &Plan, say: &dyn Fn(String)
     }
 }
 
-async fn unlock(client: &Client, plan: &Plan) -> Result<()> {
+/// Lets go of the plan's DDL lock.
+pub(crate) async fn unlock(client: &Client, plan: &Plan) -> Result<()> {
     client
         .query_one(
-            "SELECT pg_advisory_unlock(hashtext('backfill ddl ' || $1::text))",
-            &[&plan.name],
+            "SELECT pg_advisory_unlock(hashtext($1::text))",
+            &[&ddl_lock_key(plan)],
         )
         .await
         .map_err(|e| Error::db(format!("unlocking plan `{}`", plan.name), &e))?;
@@ -767,20 +794,7 @@ async fn backfill(
         return Ok("no data to move".to_string());
     };
     let job = Job::new(plan, spec, live)?;
-    let mut eo = EngineOptions::from_plan(plan, &options.state_schema);
-    if let Some(w) = options.workers {
-        eo.workers = w;
-    }
-    if let Some(b) = options.batch_size {
-        eo.batch_size = b;
-        eo.min_batch_size = eo.min_batch_size.min(b);
-        eo.max_batch_size = eo.max_batch_size.max(b);
-    }
-    if let Some(r) = options.max_rows_per_second {
-        eo.max_rows_per_second = r;
-    }
-    eo.force = options.force;
-    crate::run::apply_throttle(&mut eo, &options.throttle)?;
+    let eo = options.engine_options(plan)?;
     announce(client, schema, &plan.name, "backfill", eo.workers as i32).await?;
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let sink = tokio::spawn(progress::render(options.mode, rx));

@@ -154,6 +154,18 @@ pub fn pid() -> i32 {
     i32::try_from(std::process::id()).unwrap_or(i32::MAX)
 }
 
+/// Whether the state schema holds the runner's tables (read-only commands never create it).
+pub async fn exists(client: &Client, schema: &Ident) -> Result<bool> {
+    let row = client
+        .query_one(
+            "SELECT to_regclass(quote_ident($1) || '.plans') IS NOT NULL",
+            &[&schema.as_str()],
+        )
+        .await
+        .map_err(|e| Error::db(format!("looking for the state schema {schema}"), &e))?;
+    Ok(row.get(0))
+}
+
 /// Appends to the events log.
 pub async fn event(
     client: &impl tokio_postgres::GenericClient,
