@@ -12,7 +12,7 @@ use backfill::workload::{self, Workload};
 use tokio_postgres::Client;
 
 use crate::support::{
-    backfill_cmd, backfill_spawn, backfill_state, json_events, out_of_sync, stage, TestDb,
+    backfill_cmd, backfill_spawn, backfill_state, json_events, out_of_sync, show, stage, TestDb,
 };
 
 /// The example split of `full_name`, on `table`, with extra `[backfill]` settings.
@@ -140,15 +140,6 @@ fn wait_timeout(child: &mut Child, limit: Duration) -> Output {
         stdout: out,
         stderr: err,
     }
-}
-
-fn show(out: &Output) -> String {
-    format!(
-        "exit {:?}\n{}{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// Runs the binary in the background for as long as `f` takes, then waits for it.

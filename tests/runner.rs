@@ -4,7 +4,6 @@
 //! verify, the contract gates, and abort from each phase before contract.
 
 use std::path::PathBuf;
-use std::process::Output;
 use std::time::{Duration, Instant};
 
 use backfill::db::ConnectionSpec;
@@ -12,7 +11,8 @@ use backfill::workload::{self, Workload};
 
 use crate::plan_ops::user_snapshot;
 use crate::support::{
-    backfill_cmd, backfill_ok, backfill_spawn, count, rows, seed_users, TestDb, SPLIT_USERS,
+    backfill_cmd, backfill_ok, backfill_spawn, count, finish, rows, seed_users, show, wait_walked,
+    TestDb, SPLIT_USERS,
 };
 
 /// A folder of plan files, removed on drop.
@@ -42,15 +42,6 @@ impl Drop for Plans {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-fn show(out: &Output) -> String {
-    format!(
-        "exit {:?}\n{}{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 #[tokio::test]
@@ -183,14 +174,7 @@ async fn two_runners_started_together_run_each_step_once() {
     let args = ["run", plan.as_str(), "--progress", "quiet"];
     let a = backfill_spawn(&args, &db.url);
     let b = backfill_spawn(&args, &db.url);
-    let (oa, ob) = tokio::task::spawn_blocking(move || {
-        (
-            a.wait_with_output().expect("a"),
-            b.wait_with_output().expect("b"),
-        )
-    })
-    .await
-    .expect("join");
+    let (oa, ob) = (finish(a).await, finish(b).await);
     assert_eq!(oa.status.code(), Some(0), "{}", show(&oa));
     assert_eq!(ob.status.code(), Some(0), "{}", show(&ob));
     let steps = rows(
@@ -263,9 +247,7 @@ async fn a_long_transaction_delays_expand_without_piling_up_writers() {
         "expand ran through a held lock"
     );
     tx.commit().await.unwrap_or_else(|e| panic!("{e}"));
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output().expect("wait"))
-        .await
-        .expect("join");
+    let out = finish(child).await;
     let report = app.stop().await;
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     assert!(held.elapsed() >= Duration::from_secs(5));
@@ -356,9 +338,7 @@ async fn status_json_follows_a_run_in_another_process() {
     assert_eq!(procs[0]["phase"], "backfill");
     let done = status["backfill"]["rows_done"].as_i64().unwrap_or(0);
     assert!(done > 0 && done < 30_000, "{status}");
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output().expect("wait"))
-        .await
-        .expect("join");
+    let out = finish(child).await;
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let out = backfill_ok(&["status", "--json"], Some(&db.url));
     let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}"));
@@ -386,19 +366,7 @@ async fn pause_and_resume_from_another_terminal() {
     let child = backfill_spawn(&["run", &plan, "--progress", "json"], &db.url);
     let seen =
         "SELECT coalesce(sum(rows_seen), 0)::int8 FROM backfill.segments WHERE plan = 'pause'";
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let ready = client
-            .query_one("SELECT to_regclass('backfill.segments') IS NOT NULL", &[])
-            .await
-            .map(|r| r.get::<_, bool>(0))
-            .unwrap_or(false);
-        if ready && count(&client, seen).await > 0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the backfill did not start");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_walked(&client, 0).await;
     backfill_ok(&["pause", "pause"], Some(&db.url));
     // Within the heartbeat and a chunk, the workers hold.
     tokio::time::sleep(Duration::from_millis(2500)).await;
@@ -408,9 +376,7 @@ async fn pause_and_resume_from_another_terminal() {
     assert_eq!(a, b, "rows moved while paused");
     assert!(a < 30_000, "finished before the pause");
     backfill_ok(&["resume", &plan], Some(&db.url));
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output().expect("wait"))
-        .await
-        .expect("join");
+    let out = finish(child).await;
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -549,26 +515,7 @@ async fn abort_from_an_expand_and_from_a_backfill_in_progress() {
             child
         } else {
             let child = backfill_spawn(&["run", &plan, "--progress", "quiet"], &db.url);
-            let deadline = Instant::now() + Duration::from_secs(30);
-            loop {
-                let ready = client
-                    .query_one("SELECT to_regclass('backfill.segments') IS NOT NULL", &[])
-                    .await
-                    .map(|r| r.get::<_, bool>(0))
-                    .unwrap_or(false);
-                if ready
-                    && count(
-                        &client,
-                        "SELECT coalesce(sum(rows_seen), 0)::int8 FROM backfill.segments",
-                    )
-                    .await
-                        > 2000
-                {
-                    break;
-                }
-                assert!(Instant::now() < deadline, "the backfill did not start");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+            wait_walked(&client, 2000).await;
             child
         };
         // Abort from another terminal; a running backfill stops first.

@@ -3,15 +3,14 @@
 //! an old transaction, the rate changed from another terminal, and three processes on three
 //! "hosts" with one killed half way.
 
-use std::process::Output;
 use std::time::{Duration, Instant};
 
 use backfill::ephemeral::{Cluster, ClusterOptions};
 use tokio_postgres::Client;
 
 use crate::support::{
-    backfill_ok, backfill_spawn, backfill_state, count, json_events, seed_users, stage, TestDb,
-    SPLIT_USERS,
+    backfill_ok, backfill_spawn, backfill_state, count, finish, json_events, seed_users, show,
+    stage, wait_walked, TestDb, SPLIT_USERS,
 };
 
 async fn wrong_rows(client: &Client) -> i64 {
@@ -25,23 +24,6 @@ async fn wrong_rows(client: &Client) -> i64 {
 const SEEN: &str =
     "SELECT coalesce(sum(rows_seen), 0)::int8 FROM backfill.segments WHERE plan = 'throttled'";
 
-/// Waits until the backfill has walked some rows.
-async fn started(client: &Client) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let ready = client
-            .query_one("SELECT to_regclass('backfill.segments') IS NOT NULL", &[])
-            .await
-            .map(|r| r.get::<_, bool>(0))
-            .unwrap_or(false);
-        if ready {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the backfill did not start");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// The rows walked do not move for a while: the workers hold.
 async fn holds(client: &Client) -> i64 {
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -50,21 +32,6 @@ async fn holds(client: &Client) -> i64 {
     let b = count(client, SEEN).await;
     assert_eq!(a, b, "rows moved while throttled");
     a
-}
-
-async fn finish(child: std::process::Child) -> Output {
-    tokio::task::spawn_blocking(move || child.wait_with_output().expect("wait"))
-        .await
-        .expect("join")
-}
-
-fn show(out: &Output) -> String {
-    format!(
-        "exit {:?}\n{}{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 #[tokio::test]
@@ -129,7 +96,7 @@ async fn a_lagging_replica_holds_the_backfill_until_it_replays_again() {
         ],
         &db.url,
     );
-    started(&client).await;
+    wait_walked(&client, -1).await;
     let held = holds(&client).await;
     assert!(held < 20_000, "finished although the replica lagged");
     standby
@@ -188,7 +155,7 @@ async fn a_throttle_query_switched_on_and_off_and_a_failing_probe_fails_closed()
         ],
         &db.url,
     );
-    started(&client).await;
+    wait_walked(&client, -1).await;
     // The probe fails: the workers hold (fail closed).
     holds(&client).await;
     client
@@ -248,7 +215,7 @@ async fn an_old_transaction_holds_the_backfill() {
         ],
         &db.url,
     );
-    started(&client).await;
+    wait_walked(&client, -1).await;
     let held = holds(&client).await;
     assert!(held < 10_000);
     tx.commit().await.unwrap_or_else(|e| panic!("{e}"));
@@ -300,7 +267,7 @@ async fn set_changes_the_rate_of_a_running_backfill_within_2s() {
         ],
         &db.url,
     );
-    started(&client).await;
+    wait_walked(&client, -1).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let asked = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -361,7 +328,7 @@ async fn three_processes_share_a_backfill_and_take_over_a_killed_one() {
     let a = spawn("host-a");
     let mut b = spawn("host-b");
     let c = spawn("host-c");
-    started(&client).await;
+    wait_walked(&client, -1).await;
     // All three work on it; status lists each of them.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {

@@ -330,3 +330,48 @@ pub async fn count(client: &Client, sql: &str) -> i64 {
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
         .get(0)
 }
+
+/// Exit code and output of a finished `backfill`, for assertion messages.
+pub fn show(out: &Output) -> String {
+    format!(
+        "exit {:?}\n{}{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Waits (without blocking the runtime) for a background `backfill` to exit.
+pub async fn finish(child: std::process::Child) -> Output {
+    tokio::task::spawn_blocking(move || child.wait_with_output().expect("wait for backfill"))
+        .await
+        .expect("join")
+}
+
+/// Waits until a backfill has started and walked more than `rows` rows (all plans together);
+/// fails after 30 s.
+pub async fn wait_walked(client: &Client, rows: i64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let ready = client
+            .query_one("SELECT to_regclass('backfill.segments') IS NOT NULL", &[])
+            .await
+            .map(|r| r.get::<_, bool>(0))
+            .unwrap_or(false);
+        if ready
+            && count(
+                client,
+                "SELECT coalesce(sum(rows_seen), 0)::int8 FROM backfill.segments",
+            )
+            .await
+                > rows
+        {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the backfill did not start"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
