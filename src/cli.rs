@@ -538,10 +538,13 @@ fn render_human(v: &Validated, release: Option<&Release>) -> String {
 /// lock. Statements that cannot run in a transaction are marked.
 pub fn render_sql(plan: &Plan, s: &Schedule) -> String {
     let mut out = format!(
-        "-- plan {} on {} ({})\n-- every statement runs under SET lock_timeout = {}ms\n",
-        s.plan,
-        s.table,
-        plan.file.display(),
+        "{}\n-- every statement runs under SET lock_timeout = {}ms\n",
+        crate::sql::comment(&format!(
+            "plan {} on {} ({})",
+            s.plan,
+            s.table,
+            plan.file.display()
+        )),
         plan.backfill.lock_timeout.as_millis()
     );
     let section = |title: String, steps: &[crate::planner::Step], out: &mut String| {
@@ -556,7 +559,10 @@ pub fn render_sql(plan: &Plan, s: &Schedule) -> String {
                     "run by the engine in keyset chunks; shown here as one statement"
                 }
             };
-            out.push_str(&format!("-- step: {} ({how})\n", step.description));
+            out.push_str(&format!(
+                "{}\n",
+                crate::sql::comment(&format!("step: {} ({how})", step.description))
+            ));
             for st in &step.statements {
                 out.push_str(&format!("-- lock: {}\n{};\n", st.lock, st.sql));
             }

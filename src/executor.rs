@@ -2,6 +2,10 @@
 //! transaction, concurrent index builds outside any, and a step that cannot get its lock gives
 //! up within `lock_timeout`, waits with jittered backoff and tries again, so it never sits in the
 //! lock queue in front of the application's queries for long.
+//!
+//! Each statement is sent on its own through the extended protocol, which PostgreSQL refuses
+//! to run when the text holds more than one statement: whatever a plan puts into a statement,
+//! it cannot add another.
 
 use std::time::Duration;
 
@@ -133,11 +137,17 @@ fn is_retryable(e: &Error) -> bool {
     e.sqlstate().is_some_and(|s| RETRYABLE.contains(&s))
 }
 
-fn lock_timeout_sql(options: &ExecOptions) -> String {
-    format!(
-        "SET lock_timeout = {}",
-        options.lock_timeout.as_millis().max(1)
-    )
+/// `lock_timeout` for the session, or for the transaction (`local`), as a bound value.
+async fn set_lock_timeout(
+    client: &impl tokio_postgres::GenericClient,
+    options: &ExecOptions,
+    local: bool,
+) -> std::result::Result<(), tokio_postgres::Error> {
+    let ms = format!("{}ms", options.lock_timeout.as_millis().max(1));
+    client
+        .execute("SELECT set_config('lock_timeout', $1, $2)", &[&ms, &local])
+        .await
+        .map(|_| ())
 }
 
 async fn run_step_once(
@@ -151,11 +161,9 @@ async fn run_step_once(
     match &step.mode {
         StepMode::Transaction => {
             let tx = client.transaction().await.map_err(fail)?;
-            tx.batch_execute(&lock_timeout_sql(options).replacen("SET", "SET LOCAL", 1))
-                .await
-                .map_err(fail)?;
+            set_lock_timeout(&tx, options, true).await.map_err(fail)?;
             for s in &step.statements {
-                tx.batch_execute(&s.sql).await.map_err(fail)?;
+                tx.execute(s.sql.as_str(), &[]).await.map_err(fail)?;
             }
             if let Some((sql, params)) = record {
                 tx.execute(sql, params).await.map_err(fail)?;
@@ -168,8 +176,7 @@ async fn run_step_once(
             )))
         }
         StepMode::ConcurrentIndex { index } => {
-            client
-                .batch_execute(&lock_timeout_sql(options))
+            set_lock_timeout(&*client, options, false)
                 .await
                 .map_err(fail)?;
             // An index left INVALID by an interrupted build: drop it and build again. A valid
@@ -185,7 +192,7 @@ async fn run_step_once(
                 Some(true) => false,
                 Some(false) => {
                     client
-                        .batch_execute(&format!("DROP INDEX CONCURRENTLY IF EXISTS {index}"))
+                        .execute(&format!("DROP INDEX CONCURRENTLY IF EXISTS {index}"), &[])
                         .await
                         .map_err(fail)?;
                     true
@@ -194,17 +201,16 @@ async fn run_step_once(
             };
             if build {
                 for s in &step.statements {
-                    client.batch_execute(&s.sql).await.map_err(fail)?;
+                    client.execute(s.sql.as_str(), &[]).await.map_err(fail)?;
                 }
             }
         }
         StepMode::NoTransaction => {
-            client
-                .batch_execute(&lock_timeout_sql(options))
+            set_lock_timeout(&*client, options, false)
                 .await
                 .map_err(fail)?;
             for s in &step.statements {
-                client.batch_execute(&s.sql).await.map_err(fail)?;
+                client.execute(s.sql.as_str(), &[]).await.map_err(fail)?;
             }
         }
     }
@@ -218,8 +224,9 @@ async fn run_step_once(
 
 async fn reset(client: &Client, context: &str) -> Result<()> {
     client
-        .batch_execute("RESET lock_timeout")
+        .execute("RESET lock_timeout", &[])
         .await
+        .map(|_| ())
         .map_err(|e| Error::db(context, &e))
 }
 
@@ -230,9 +237,7 @@ pub async fn backfill_in_one_statement(client: &mut Client, spec: &BackfillSpec)
     let ctx = format!("backfill of {}", spec.table);
     let fail = |e: tokio_postgres::Error| Error::db(ctx.clone(), &e);
     let tx = client.transaction().await.map_err(fail)?;
-    tx.batch_execute(&spec.bypass_sql(true))
-        .await
-        .map_err(fail)?;
+    tx.execute(&spec.bypass_sql(true), &[]).await.map_err(fail)?;
     let row = tx
         .query_one(&spec.update_sql(None), &[])
         .await

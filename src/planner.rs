@@ -11,7 +11,9 @@ use crate::ops::{
     Assign, Ctx, Effects, Forward, IndexBuild, LockLevel, Operation, Problems, Statement, Sync,
 };
 use crate::plan::{FieldPath, Plan};
-use crate::sql::{ident_list, literal, object_name, qualified_list, Ident, QualifiedName};
+use crate::sql::{
+    comment, dollar_quote, ident_list, literal, object_name, qualified_list, Ident, QualifiedName,
+};
 use crate::version::Release;
 
 /// The session setting the backfill sets to its plan's name: that plan's dual-write trigger
@@ -828,14 +830,20 @@ pub fn build(plan: &Plan, catalog: &TableInfo, options: &PlannerOptions) -> Sche
                 Statement::new(
                     LockLevel::RowExclusive,
                     format!(
-                        "DO $bf_undo$ BEGIN IF to_regclass({}) IS NOT NULL THEN EXECUTE {}; END IF; END $bf_undo$",
-                        literal(&u.to_string()),
-                        literal(&format!(
-                            "UPDATE {} AS {ROW} SET {} FROM {u} AS _bf_undo WHERE {}",
-                            b.table,
-                            sets.join(", "),
-                            b.key_match("_bf_undo")
-                        ))
+                        "DO {}",
+                        dollar_quote(
+                            "bf_undo",
+                            &format!(
+                                " BEGIN IF to_regclass({}) IS NOT NULL THEN EXECUTE {}; END IF; END ",
+                                literal(&u.to_string()),
+                                literal(&format!(
+                                    "UPDATE {} AS {ROW} SET {} FROM {u} AS _bf_undo WHERE {}",
+                                    b.table,
+                                    sets.join(", "),
+                                    b.key_match("_bf_undo")
+                                ))
+                            )
+                        )
                     ),
                 ),
                 Statement::new(LockLevel::None, format!("DROP TABLE IF EXISTS {u}")),
@@ -948,7 +956,7 @@ fn row_of(record: &str, cols: &[Ident]) -> String {
 fn trigger_function(name: &QualifiedName, alias: &Ident, syncs: &[(String, Sync)]) -> String {
     let mut body = String::new();
     for (what, sync) in syncs {
-        body.push_str(&format!("  -- {what}\n"));
+        body.push_str(&format!("  {}\n", comment(what)));
         match sync {
             Sync::TwoWay { old, new, up, down } => {
                 let up = select_into(up, None, alias);
@@ -983,7 +991,8 @@ fn trigger_function(name: &QualifiedName, alias: &Ident, syncs: &[(String, Sync)
         }
     }
     format!(
-        "CREATE OR REPLACE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $bf_sync$\nBEGIN\n{body}  RETURN NEW;\nEND;\n$bf_sync$"
+        "CREATE OR REPLACE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS {}",
+        dollar_quote("bf_sync", &format!("\nBEGIN\n{body}  RETURN NEW;\nEND;\n"))
     )
 }
 

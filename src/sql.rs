@@ -71,6 +71,14 @@ impl QualifiedName {
         Some(QualifiedName::new(schema, name))
     }
 
+    /// The same name in another schema.
+    pub fn in_schema(&self, schema: impl Into<String>) -> QualifiedName {
+        QualifiedName {
+            schema: Ident::new(schema),
+            name: self.name.clone(),
+        }
+    }
+
     /// Another object in the same schema.
     pub fn sibling(&self, name: impl Into<String>) -> QualifiedName {
         QualifiedName {
@@ -91,6 +99,50 @@ impl fmt::Display for QualifiedName {
 /// `standard_conforming_strings = on` (the default since PostgreSQL 9.1).
 pub fn literal(value: &str) -> String {
     format!("'{}'", value.replace('\'', "''"))
+}
+
+/// A one-line SQL comment (`-- text`) that cannot end early: see [`one_line`].
+pub fn comment(text: &str) -> String {
+    format!("-- {}", one_line(text))
+}
+
+/// `text` on one line, for comments (SQL `--`, psql scripts, Python `#`): newlines, carriage
+/// returns and every other control character are written as escapes (`\n`, `\u{1b}`), so plan
+/// text in a comment can never start a new line of code.
+pub fn one_line(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push(' '),
+            // U+2028/U+2029 end a line for some editors and languages too.
+            c if c.is_control() || c == '\u{2028}' || c == '\u{2029}' => {
+                out.push_str(&c.escape_unicode().to_string())
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `body` in dollar quotes whose tag provably does not occur in it: `$<base>$`, else
+/// `$<base>_1$`, `$<base>_2$`, ... The first occurrence of the closing tag in `body + tag` is
+/// the closing tag itself, so no text of `body` (plan text included) can end the quote early.
+pub fn dollar_quote(base: &str, body: &str) -> String {
+    let mut n = 0u32;
+    loop {
+        let tag = if n == 0 {
+            format!("${base}$")
+        } else {
+            format!("${base}_{n}$")
+        };
+        let closed = format!("{body}{tag}");
+        if closed.find(&tag) == Some(body.len()) {
+            return format!("{tag}{body}{tag}");
+        }
+        n += 1;
+    }
 }
 
 /// The name of an object `backfill` creates: `bf_<parts joined by _>`, cut to PostgreSQL's
@@ -173,6 +225,24 @@ mod tests {
     fn literals_double_single_quotes() {
         assert_eq!(literal("it's"), "'it''s'");
         assert_eq!(literal("a\\b"), "'a\\b'");
+    }
+
+    #[test]
+    fn comments_stay_on_one_line() {
+        let c = comment("c\nDROP TABLE victim;\r\n--\u{1b}x");
+        assert_eq!(c.lines().count(), 1, "{c}");
+        assert_eq!(c, "-- c\\nDROP TABLE victim;\\r\\n--\\u{1b}x");
+    }
+
+    #[test]
+    fn dollar_quote_tags_do_not_occur_in_the_body() {
+        assert_eq!(dollar_quote("bf", "x"), "$bf$x$bf$");
+        let body = "a $bf$ b $bf_1$ c";
+        let q = dollar_quote("bf", body);
+        assert_eq!(q, "$bf_2$a $bf$ b $bf_1$ c$bf_2$");
+        // A body that ends with a prefix of the tag must not close early either.
+        let q = dollar_quote("bf", "x $bf");
+        assert!(q.starts_with("$bf_1$"), "{q}");
     }
 
     #[test]

@@ -10,10 +10,7 @@ use crate::error::{Error, PlanErrors, Result};
 use crate::ops::{Ctx, ExprCheck, Problems};
 use crate::plan::{FieldPath, Plan};
 use crate::planner::{self, PlannerOptions, Schedule, StepMode};
-use crate::sql::{Ident, QualifiedName};
-
-/// Name of the temporary copy of the table used to compile expressions.
-const SCRATCH: &str = "bf_validate";
+use crate::sql::Ident;
 
 /// A plan that passed validation, with what was learnt on the way.
 #[derive(Debug, Clone)]
@@ -179,26 +176,37 @@ async fn compile(
     let ctx_err =
         |e: tokio_postgres::Error| Error::db(format!("validating plan {}", plan.name), &e);
     let tx = client.transaction().await.map_err(ctx_err)?;
-    let lock_ms = plan.backfill.lock_timeout.as_millis().max(1);
-    tx.batch_execute(&format!(
-        "SET LOCAL lock_timeout = {lock_ms}; CREATE TEMP TABLE {SCRATCH} (LIKE {}) ON COMMIT DROP",
-        catalog.name
-    ))
+    let lock_ms = format!("{}ms", plan.backfill.lock_timeout.as_millis().max(1));
+    tx.execute("SELECT set_config('lock_timeout', $1, true)", &[&lock_ms])
+        .await
+        .map_err(ctx_err)?;
+    // The copy has the table's own name (in pg_temp), so expressions that name columns by the
+    // table (`users.full_name`) compile here exactly as they will on the table.
+    let scratch = catalog.name.in_schema("pg_temp");
+    tx.execute(
+        &format!(
+            "CREATE TEMP TABLE {} (LIKE {}) ON COMMIT DROP",
+            scratch.name, catalog.name
+        ),
+        &[],
+    )
     .await
     .map_err(ctx_err)?;
     let transition = planner::transition_table(plan, catalog);
     for c in transition.columns.iter().skip(catalog.columns.len()) {
-        tx.batch_execute(&format!(
-            "ALTER TABLE pg_temp.{SCRATCH} ADD COLUMN {} {}",
-            Ident::new(&c.name),
-            c.type_name
-        ))
+        tx.execute(
+            &format!(
+                "ALTER TABLE {scratch} ADD COLUMN {} {}",
+                Ident::new(&c.name),
+                c.type_name
+            ),
+            &[],
+        )
         .await
         .map_err(ctx_err)?;
     }
-    let scratch = QualifiedName::new("pg_temp", SCRATCH);
     let alias = catalog.alias();
-    let from = format!("pg_temp.{SCRATCH} AS {alias}");
+    let from = format!("{scratch} AS {alias}");
     for (i, spec) in plan.operations.iter().enumerate() {
         let base = FieldPath::of("operations").index(i);
         let ctx = Ctx {
@@ -287,8 +295,9 @@ async fn try_in_savepoint(
 ) -> Result<std::result::Result<(), String>> {
     let fail = |e: tokio_postgres::Error| Error::db("validating", &e);
     tx.batch_execute("SAVEPOINT bf_check").await.map_err(fail)?;
-    match tx.batch_execute(sql).await {
-        Ok(()) => {
+    // One statement through the extended protocol: text that holds more than one is refused.
+    match tx.execute(sql, &[]).await {
+        Ok(_) => {
             tx.batch_execute("RELEASE SAVEPOINT bf_check")
                 .await
                 .map_err(fail)?;

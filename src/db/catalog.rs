@@ -229,9 +229,15 @@ pub async fn table_info(client: &Client, table: &QualifiedName) -> Result<Option
 
 /// Whether `type_name` names a type the server knows (`to_regtype`).
 pub async fn type_exists(client: &Client, type_name: &str) -> Result<bool> {
-    let row = client
+    // `to_regtype` parses the text with PostgreSQL's own type-name grammar and accepts nothing
+    // else: text that is not exactly a type name (a syntax error, a second clause) is refused
+    // here, so a type written in a plan can go into DDL as it is.
+    match client
         .query_one("SELECT to_regtype($1) IS NOT NULL", &[&type_name])
         .await
-        .map_err(|e| Error::db(format!("checking type {type_name}"), &e))?;
-    Ok(row.get(0))
+    {
+        Ok(row) => Ok(row.get(0)),
+        Err(e) if e.as_db_error().is_some() => Ok(false),
+        Err(e) => Err(Error::db(format!("checking type {type_name}"), &e)),
+    }
 }
