@@ -4,10 +4,19 @@
 //!
 //! A watchdog process stops the server and removes the folder as soon as the owning process
 //! exits, however it exits; dropping the [`Cluster`] does the same at once.
+//!
+//! Why the watchdog survives what kills its owner: it runs in a process group of its own, so
+//! the SIGINT of a Ctrl-C (sent to the terminal's whole foreground group) and the SIGHUP of a
+//! closed terminal do not reach it, and it ignores SIGINT, SIGHUP, SIGTERM and SIGQUIT anyway.
+//! It learns of its owner's end from a pipe rather than a pid: the owner holds the only write
+//! end, which the kernel closes however the owner ends (SIGKILL included), so the watchdog's
+//! read sees end-of-file. The server needs no such care: `pg_ctl start` puts the postmaster in
+//! a session of its own (`setsid`), away from the terminal's signals.
 
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 
 use crate::error::{Error, Result};
 
@@ -29,7 +38,8 @@ pub struct Cluster {
     dir: PathBuf,
     bin: PathBuf,
     port: u16,
-    remove_on_drop: bool,
+    /// The cleanup watchdog, when the cluster is removed at the end (none for `demo --keep`).
+    watchdog: Option<Child>,
 }
 
 /// Whether this process runs as root.
@@ -95,13 +105,14 @@ impl Cluster {
                 "no PostgreSQL server binaries (initdb, pg_ctl) on PATH or in /usr/lib/postgresql/*/bin: install them with `apt-get install -y {SERVER_PACKAGE}` (Debian/Ubuntu)"
             ))
         })?;
-        let dir = new_dir(options.watchdog, &bin)?;
+        let port = free_port()?;
+        let (dir, watchdog) = new_dir(options.watchdog, &bin)?;
         let data = dir.join("data");
         let cluster = Cluster {
             dir,
             bin,
-            port: free_port()?,
-            remove_on_drop: options.watchdog,
+            port,
+            watchdog,
         };
         let out = pg_command(&cluster.bin, "initdb")
             .arg("-D")
@@ -131,12 +142,13 @@ impl Cluster {
     /// A streaming replica of this cluster (`pg_basebackup -R`), started on a port of its own,
     /// removed like this one.
     pub fn replica(&self) -> Result<Cluster> {
-        let dir = new_dir(self.remove_on_drop, &self.bin)?;
+        let port = free_port()?;
+        let (dir, watchdog) = new_dir(self.watchdog.is_some(), &self.bin)?;
         let replica = Cluster {
             dir,
             bin: self.bin.clone(),
-            port: free_port()?,
-            remove_on_drop: self.remove_on_drop,
+            port,
+            watchdog,
         };
         let out = pg_command(&self.bin, "pg_basebackup")
             .args([
@@ -249,16 +261,54 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        if self.remove_on_drop {
+        if let Some(mut watchdog) = self.watchdog.take() {
             self.stop();
             let _ = std::fs::remove_dir_all(&self.dir);
+            // Closing the pipe ends the watchdog (it finds nothing left to remove); waiting for
+            // it leaves no zombie behind in a process that goes on.
+            drop(watchdog.stdin.take());
+            let _ = watchdog.wait();
         }
     }
 }
 
+/// The watchdog, as a `sh -c` script; its arguments are the cluster's folder, then the
+/// `pg_ctl` command (with `runuser` in front when root). Arguments rather than text pasted into
+/// the script, so no path needs quoting.
+const WATCHDOG: &str = r#"trap '' INT HUP TERM QUIT
+dir=$1
+shift
+while read -r line; do :; done
+"$@" -D "$dir/data" -m immediate stop </dev/null >/dev/null 2>&1
+rm -rf "$dir"
+"#;
+
+/// Starts the watchdog of cluster folder `dir`: it stops the server and removes the folder when
+/// the returned child's stdin closes, that is when this process ends or drops the [`Cluster`].
+fn start_watchdog(dir: &Path, bin: &Path, root: bool) -> Result<Child> {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(WATCHDOG)
+        .arg("backfill-cluster-watchdog")
+        .arg(dir);
+    if root {
+        cmd.args(["runuser", "-u", "postgres", "--"]);
+    }
+    cmd.arg(bin.join("pg_ctl"))
+        // A process group of its own: out of reach of the terminal's SIGINT and SIGHUP.
+        .process_group(0)
+        // std opens the write end close-on-exec, so no other child (the server, `pg_ctl`, a
+        // second watchdog) inherits it and keeps the pipe open after this process is gone.
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| env_error(format!("cannot start the cleanup watchdog: {e}")))
+}
+
 /// A new folder for a cluster, owned by `postgres` when running as root, with a watchdog that
 /// stops the server and removes the folder when this process ends (`watchdog`).
-fn new_dir(watchdog: bool, bin: &Path) -> Result<PathBuf> {
+fn new_dir(watchdog: bool, bin: &Path) -> Result<(PathBuf, Option<Child>)> {
     static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -283,30 +333,17 @@ fn new_dir(watchdog: bool, bin: &Path) -> Result<PathBuf> {
             ));
         }
     }
-    if watchdog {
-        let data = dir.join("data");
-        let pg_ctl = if root {
-            format!("runuser -u postgres -- '{}'", bin.join("pg_ctl").display())
-        } else {
-            format!("'{}'", bin.join("pg_ctl").display())
-        };
-        // Started first, so the folder goes away even if initdb or the start fails.
-        let script = format!(
-            "while kill -0 {pid} 2>/dev/null; do sleep 1; done; {pg_ctl} -D '{data}' -m immediate stop >/dev/null 2>&1; rm -rf '{dir}'",
-            pid = std::process::id(),
-            data = data.display(),
-            dir = dir.display(),
-        );
-        Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| env_error(format!("cannot start the cleanup watchdog: {e}")))?;
+    if !watchdog {
+        return Ok((dir, None));
     }
-    Ok(dir)
+    // Started before initdb, so the folder goes away even if initdb or the start fails.
+    match start_watchdog(&dir, bin, root) {
+        Ok(child) => Ok((dir, Some(child))),
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&dir);
+            Err(e)
+        }
+    }
 }
 
 fn free_port() -> Result<u16> {

@@ -7,6 +7,7 @@ mod cli;
 mod connect;
 mod engine_faults;
 mod engine_keys;
+mod ephemeral_cleanup;
 mod export;
 mod plan_errors;
 mod plan_examples;
