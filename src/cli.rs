@@ -10,7 +10,7 @@ use crate::db::ConnectionSpec;
 use crate::error::{Error, Result};
 use crate::plan::{load_all, Plan};
 use crate::planner::{PlannerOptions, Schedule, StepMode};
-use crate::validate::{validate_all, Validated};
+use crate::runner::{prepare_all, Prepared};
 use crate::version::Release;
 
 /// Zero-downtime schema changes and throttled, resumable backfills for live PostgreSQL.
@@ -193,13 +193,13 @@ pub struct ThrottleArgs {
     /// A replica whose lag to watch (repeatable): postgres:// URL or key=value string.
     #[arg(long = "replica-url", value_name = "URL")]
     pub replica_urls: Vec<String>,
-    /// Hold while replication lag is above this (\"5s\").
+    /// Hold while replication lag is above this (e.g. 5s).
     #[arg(long)]
     pub max_replication_lag: Option<String>,
     /// Hold while more sessions than this wait on locks of the table.
     #[arg(long)]
     pub max_lock_waiters: Option<u64>,
-    /// Hold while a transaction has been open longer than this (\"1h\").
+    /// Hold while a transaction has been open longer than this (e.g. 1h).
     #[arg(long)]
     pub max_transaction_age: Option<String>,
     /// Hold while autovacuum works on the table.
@@ -208,44 +208,36 @@ pub struct ThrottleArgs {
     /// Hold while this query returns true.
     #[arg(long, value_name = "SQL")]
     pub throttle_query: Option<String>,
-    /// How often the probes run (\"1s\").
+    /// How often the probes run (e.g. 1s).
     #[arg(long)]
     pub check_interval: Option<String>,
 }
 
 impl ThrottleArgs {
-    /// Applies the flags given to the plan's settings.
-    pub fn apply(&self, t: &mut crate::plan::ThrottleSettings) -> Result<()> {
-        let dur = |flag: &str, v: &str| {
-            crate::plan::parse_duration(v).map_err(|e| Error::Usage(format!("--{flag}: {e}")))
+    /// The flags parsed into typed overrides: a bad value is refused here, before anything
+    /// touches the database.
+    pub fn parse(&self) -> Result<crate::runner::ThrottleOverrides> {
+        let dur = |flag: &str, v: &Option<String>| {
+            v.as_deref()
+                .map(|v| {
+                    crate::plan::parse_duration(v)
+                        .map_err(|e| Error::Usage(format!("--{flag} {v:?}: {e}")))
+                })
+                .transpose()
         };
-        if let Some(v) = &self.max_replication_lag {
-            t.max_replication_lag = Some(dur("max-replication-lag", v)?);
-        }
-        if let Some(v) = self.max_lock_waiters {
-            t.max_lock_waiters = Some(v);
-        }
-        if let Some(v) = &self.max_transaction_age {
-            t.max_transaction_age = Some(dur("max-transaction-age", v)?);
-        }
-        if self.pause_during_autovacuum {
-            t.pause_during_autovacuum = true;
-        }
-        if let Some(q) = &self.throttle_query {
-            t.query = Some(q.clone());
-        }
-        if let Some(v) = &self.check_interval {
-            t.check_interval = dur("check-interval", v)?;
-        }
-        Ok(())
-    }
-
-    /// The replicas, parsed.
-    pub fn replicas(&self) -> Result<Vec<ConnectionSpec>> {
-        self.replica_urls
-            .iter()
-            .map(|u| ConnectionSpec::parse(u))
-            .collect()
+        Ok(crate::runner::ThrottleOverrides {
+            replicas: self
+                .replica_urls
+                .iter()
+                .map(|u| ConnectionSpec::parse(u))
+                .collect::<Result<_>>()?,
+            max_replication_lag: dur("max-replication-lag", &self.max_replication_lag)?,
+            max_lock_waiters: self.max_lock_waiters,
+            max_transaction_age: dur("max-transaction-age", &self.max_transaction_age)?,
+            pause_during_autovacuum: self.pause_during_autovacuum,
+            query: self.throttle_query.clone(),
+            check_interval: dur("check-interval", &self.check_interval)?,
+        })
     }
 }
 
@@ -407,24 +399,56 @@ async fn validate_cmd(args: ValidateArgs) -> Result<()> {
         }
         Some(spec) => {
             let mut client = spec.connect().await?;
-            let validated = validate_all(&mut client, &plans, &options(&args.db)).await?;
-            for v in &validated {
-                for w in &v.warnings {
+            let schema = crate::sql::Ident::new(&args.db.state_schema);
+            let prepared = prepare_all(
+                &mut client,
+                &schema,
+                &plans,
+                false,
+                &options(&args.db),
+                false,
+            )
+            .await?;
+            for (plan, p) in plans.iter().zip(&prepared) {
+                for w in &p.warnings {
                     eprintln!("warning: {w}");
                 }
+                let state = match &p.recorded {
+                    Some(r) => format!(
+                        "in flight ({}), checked against the catalog recorded when it started",
+                        phases_done(r)
+                    ),
+                    None => "valid against the database".to_string(),
+                };
                 let _ = writeln!(
                     out,
-                    "ok  {}: plan `{}` on {} (~{} rows), {} operation(s); valid against the database",
-                    v.plan.file.display(),
-                    v.plan.name,
-                    v.plan.table,
-                    v.catalog.row_estimate,
-                    v.plan.operations.len()
+                    "ok  {}: plan `{}` on {} (~{} rows), {}; {state}",
+                    plan.file.display(),
+                    plan.name,
+                    plan.table,
+                    p.catalog.row_estimate,
+                    count(plan.operations.len() as u64, "operation", "operations"),
                 );
             }
         }
     }
     Ok(())
+}
+
+/// `3 rows`, `1 row`.
+pub fn count(n: impl Into<u64>, one: &str, many: &str) -> String {
+    let n = n.into();
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// `expand, dual-write done`, or `nothing done yet`.
+fn phases_done(r: &crate::runner::Recorded) -> String {
+    let done: Vec<String> = r.finished.keys().map(|p| p.to_string()).collect();
+    if done.is_empty() {
+        "nothing done yet".to_string()
+    } else {
+        format!("{} done", done.join(", "))
+    }
 }
 
 async fn plan_cmd(args: PlanArgs) -> Result<()> {
@@ -441,26 +465,44 @@ async fn plan_cmd(args: PlanArgs) -> Result<()> {
         )
     })?;
     let mut client = spec.connect().await?;
-    let validated = validate_all(&mut client, &plans, &options(&args.db)).await?;
+    let schema = crate::sql::Ident::new(&args.db.state_schema);
+    let prepared = prepare_all(
+        &mut client,
+        &schema,
+        &plans,
+        false,
+        &options(&args.db),
+        false,
+    )
+    .await?;
     let mut out = std::io::stdout().lock();
     if args.json {
-        let all: Vec<serde_json::Value> = validated
+        let all: Vec<serde_json::Value> = plans
             .iter()
-            .map(|v| schedule_json(v, release.as_ref()))
+            .zip(&prepared)
+            .map(|(plan, p)| schedule_json(plan, p, release.as_ref()))
             .collect();
         let text = serde_json::to_string_pretty(&all).unwrap_or_default();
         let _ = writeln!(out, "{text}");
         return Ok(());
     }
-    for v in &validated {
+    for (plan, p) in plans.iter().zip(&prepared) {
         let text = if args.sql {
-            render_sql(&v.plan, &v.schedule)
+            render_sql(plan, &p.schedule)
         } else {
-            render_human(v, release.as_ref())
+            render_human(plan, p, release.as_ref())
         };
         let _ = write!(out, "{text}");
     }
     Ok(())
+}
+
+/// The release a phase finished at, when the plan's record says it did.
+fn finished_at(p: &Prepared, phase: crate::planner::Phase) -> Option<String> {
+    p.recorded
+        .as_ref()
+        .and_then(|r| r.finished.get(&phase))
+        .map(|release| release.clone().unwrap_or_else(|| "no release".to_string()))
 }
 
 fn due_note(due: Option<&Release>, release: Option<&Release>) -> String {
@@ -472,41 +514,47 @@ fn due_note(due: Option<&Release>, release: Option<&Release>) -> String {
     }
 }
 
-fn schedule_json(v: &Validated, release: Option<&Release>) -> serde_json::Value {
-    let mut value = serde_json::to_value(&v.schedule).unwrap_or_default();
-    if let Some(phases) = value.get_mut("phases").and_then(|p| p.as_array_mut()) {
-        for (p, plan) in phases.iter_mut().zip(&v.schedule.phases) {
-            let due = match (&plan.due, release) {
-                (None, _) => true,
-                (Some(d), Some(r)) => r >= d,
-                (Some(_), None) => false,
-            };
-            p["due_now"] = serde_json::Value::Bool(due);
+fn schedule_json(plan: &Plan, p: &Prepared, release: Option<&Release>) -> serde_json::Value {
+    let mut value = serde_json::to_value(&p.schedule).unwrap_or_default();
+    if let Some(phases) = value.get_mut("phases").and_then(|v| v.as_array_mut()) {
+        for (v, phase) in phases.iter_mut().zip(&p.schedule.phases) {
+            let due = crate::runner::is_due(phase.due.as_ref(), release);
+            v["due_now"] = serde_json::Value::Bool(due);
+            let done = finished_at(p, phase.phase);
+            v["done"] = serde_json::Value::Bool(done.is_some());
+            v["done_at_release"] = serde_json::json!(done);
         }
     }
-    value["file"] = serde_json::Value::String(v.plan.file.display().to_string());
-    value["warnings"] = serde_json::json!(v.warnings);
+    value["file"] = serde_json::Value::String(plan.file.display().to_string());
+    value["in_flight"] = serde_json::Value::Bool(p.recorded.is_some());
+    value["warnings"] = serde_json::json!(p.warnings);
     value
 }
 
-fn render_human(v: &Validated, release: Option<&Release>) -> String {
-    let s = &v.schedule;
+fn render_human(plan: &Plan, p: &Prepared, release: Option<&Release>) -> String {
+    let s = &p.schedule;
     let mut out = format!(
-        "plan {} on {} (~{} rows) from {}\n",
+        "plan {} on {} (~{}) from {}\n",
         s.plan,
         s.table,
-        s.row_estimate,
-        v.plan.file.display()
+        count(s.row_estimate.max(0) as u64, "row", "rows"),
+        plan.file.display()
     );
-    for (i, op) in v.plan.operations.iter().enumerate() {
+    if let Some(r) = &p.recorded {
+        out.push_str(&format!(
+            "  in flight: {}; planned from the catalog recorded when it started\n",
+            phases_done(r)
+        ));
+    }
+    for (i, op) in plan.operations.iter().enumerate() {
         out.push_str(&format!("  operations[{i}]: {}\n", op.op().summary()));
     }
     for phase in &s.phases {
-        out.push_str(&format!(
-            "\n{} ({})\n",
-            phase.phase,
-            due_note(phase.due.as_ref(), release)
-        ));
+        let note = match finished_at(p, phase.phase) {
+            Some(at) => format!("done at {at}"),
+            None => due_note(phase.due.as_ref(), release),
+        };
+        out.push_str(&format!("\n{} ({note})\n", phase.phase));
         if phase.steps.is_empty() {
             out.push_str("  nothing to do\n");
         }
@@ -527,7 +575,7 @@ fn render_human(v: &Validated, release: Option<&Release>) -> String {
     for (i, step) in s.rollback.iter().enumerate() {
         out.push_str(&format!("  {}. {}\n", i + 1, step.description));
     }
-    for w in &v.warnings {
+    for w in &p.warnings {
         out.push_str(&format!("\nwarning: {w}\n"));
     }
     out.push_str("\n(--sql prints every statement in full)\n");

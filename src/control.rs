@@ -528,7 +528,7 @@ pub async fn abort_cmd(args: AbortArgs) -> Result<()> {
                 break;
             }
             if std::time::Instant::now() > deadline {
-                return Err(Error::Usage(format!(
+                return Err(Error::Failed(format!(
                     "plan `{}`: {live} processes are still working on it after {}s; stop them and run abort again",
                     plan.name,
                     ABORT_WAIT.as_secs()

@@ -8,7 +8,6 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use crate::cli::ThrottleArgs;
 use crate::db::ConnectionSpec;
 use crate::engine::Stop;
 use crate::ephemeral::{Cluster, ClusterOptions};
@@ -152,7 +151,7 @@ pub async fn run(options: &DemoOptions) -> Result<()> {
         max_rows_per_second: None,
         state_schema: "backfill".to_string(),
         mode: progress::Mode::Auto,
-        throttle: ThrottleArgs::default(),
+        throttle: crate::runner::ThrottleOverrides::default(),
     };
     say("release 1.4.0, with the application writing throughout");
     let app = workload::start(&spec, &old_release).await?;

@@ -91,6 +91,11 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
 
+    /// Something went wrong that is not the user's input: a worker that crashed, a pool that
+    /// could not be built, a state record that cannot be read, processes that would not stop.
+    #[error("{0}")]
+    Failed(String),
+
     /// Something this machine lacks (PostgreSQL binaries for the demo, a free port, ...).
     #[error("{0}")]
     Environment(String),
@@ -173,6 +178,17 @@ pub enum Error {
         keys: Vec<String>,
     },
 
+    /// The connected role lacks rights a plan needs; found before anything changed.
+    #[error("role \"{role}\" may not run plan `{plan}`; nothing was changed:\n{}", missing.iter().map(|m| format!("  - {m}")).collect::<Vec<_>>().join("\n"))]
+    Privileges {
+        /// The plan.
+        plan: String,
+        /// The connected role.
+        role: String,
+        /// Each missing right, with the GRANT that gives it.
+        missing: Vec<String>,
+    },
+
     /// Stopped from another terminal (`backfill abort`).
     #[error("{0}")]
     Stopped(String),
@@ -197,6 +213,7 @@ impl Error {
             | Error::Usage(_)
             | Error::Io { .. }
             | Error::PlanChanged { .. }
+            | Error::Privileges { .. }
             | Error::PlanEdited { .. } => EXIT_BAD_INPUT,
             Error::Interrupted { .. } => EXIT_INTERRUPTED,
             Error::Connect(_)
@@ -205,6 +222,7 @@ impl Error {
             | Error::Stopped(_)
             | Error::Database { .. }
             | Error::LockTimeout { .. }
+            | Error::Failed(_)
             | Error::Environment(_) => EXIT_FAILED,
         }
     }

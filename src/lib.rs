@@ -10,6 +10,7 @@
 //! - [`db`]: connecting and catalog introspection;
 //! - [`validate`]: the plan against the live catalog, expressions compiled in a transaction
 //!   that is rolled back;
+//! - [`privileges`]: the rights a plan needs, checked before anything changes;
 //! - [`executor`]: runs a schedule's steps under `lock_timeout`, retrying lock timeouts;
 //! - [`engine`]: the backfill: segments, workers, keyset chunks with their checkpoints in
 //!   [`state`], throttle and adaptive batches; [`progress`] shows its events;
@@ -28,6 +29,7 @@ pub mod export;
 pub mod ops;
 pub mod plan;
 pub mod planner;
+pub mod privileges;
 pub mod progress;
 pub mod run;
 pub mod runner;

@@ -430,8 +430,8 @@ pub fn missing_after_expand(plan: &Plan, catalog: &TableInfo) -> Vec<String> {
 }
 
 /// The name of the plan's dual-write trigger.
-pub fn trigger_name(plan: &Plan, table: &QualifiedName) -> Ident {
-    trigger_names(plan, table).1
+pub fn trigger_name(plan: &Plan) -> Ident {
+    trigger_names(plan, &PlannerOptions::default()).1
 }
 
 /// Checks the plan against the live catalog of its table: the key, every column named, and
@@ -525,10 +525,37 @@ pub fn check_catalog(plan: &Plan, catalog: &TableInfo, in_flight: bool) -> Probl
     problems
 }
 
-/// The trigger function and trigger of a plan.
-fn trigger_names(plan: &Plan, table: &QualifiedName) -> (QualifiedName, Ident) {
+/// The trigger function and trigger of a plan. The function lives in the state schema, beside
+/// the plan's other objects: the table's owner then needs no right to create objects in the
+/// table's own schema (on PostgreSQL 15 and later nobody but the database owner may create in
+/// `public` by default), and a trigger calls its function by identity, so the application's
+/// roles need no rights on the state schema.
+fn trigger_names(plan: &Plan, options: &PlannerOptions) -> (QualifiedName, Ident) {
     let name = object_name(&[&plan.name, "sync"]);
-    (table.sibling(name.clone()), Ident::new(name))
+    (
+        QualifiedName::new(options.state_schema.clone(), name.clone()),
+        Ident::new(name),
+    )
+}
+
+/// `CREATE SCHEMA` of the state schema, run only when it does not exist: `CREATE SCHEMA IF NOT
+/// EXISTS` checks the right to create schemas before it looks, and a role that uses a schema
+/// an administrator created for it has no such right.
+fn ensure_schema(schema: &Ident) -> Statement {
+    Statement::new(
+        LockLevel::None,
+        format!(
+            "DO {}",
+            dollar_quote(
+                "bf_schema",
+                &format!(
+                    " BEGIN IF to_regnamespace({}) IS NULL THEN EXECUTE {}; END IF; END ",
+                    literal(&schema.to_string()),
+                    literal(&format!("CREATE SCHEMA {schema}"))
+                )
+            )
+        ),
+    )
 }
 
 /// The undo table of a plan.
@@ -569,7 +596,7 @@ pub fn build(plan: &Plan, catalog: &TableInfo, options: &PlannerOptions) -> Sche
                 .map(|s| (format!("{}: {}", c.path, op.summary()), s))
         })
         .collect();
-    let (function, trigger) = trigger_names(plan, &catalog.name);
+    let (function, trigger) = trigger_names(plan, options);
     let key = catalog.key_idents();
 
     // Columns the backfill rewrites in place: live columns (not created by expand).
@@ -598,10 +625,7 @@ pub fn build(plan: &Plan, catalog: &TableInfo, options: &PlannerOptions) -> Sche
     // Expand.
     let mut expand_sql: Vec<Statement> = Vec::new();
     if let Some(u) = &undo {
-        expand_sql.push(Statement::new(
-            LockLevel::None,
-            format!("CREATE SCHEMA IF NOT EXISTS {}", u.schema),
-        ));
+        expand_sql.push(ensure_schema(&u.schema));
         let mut cols: Vec<String> = catalog
             .key
             .iter()
@@ -680,6 +704,7 @@ pub fn build(plan: &Plan, catalog: &TableInfo, options: &PlannerOptions) -> Sche
             description: format!("install the sync trigger {trigger}"),
             mode: StepMode::Transaction,
             statements: vec![
+                ensure_schema(&function.schema),
                 Statement::new(
                     LockLevel::None,
                     trigger_function(&function, catalog.alias(), &syncs),

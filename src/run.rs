@@ -65,7 +65,7 @@ pub async fn run_cmd(args: RunArgs) -> Result<()> {
         max_rows_per_second: args.max_rows_per_second,
         state_schema: args.db.state_schema.clone(),
         mode,
-        throttle: args.throttle.clone(),
+        throttle: args.throttle.parse()?,
     };
     if args.phase.is_none() {
         return crate::runner::run(&conn, &plans, &options, interrupts()).await;
@@ -88,7 +88,7 @@ pub async fn run_cmd(args: RunArgs) -> Result<()> {
     drop(client);
     let stop = interrupts();
     for (plan, job) in jobs {
-        let engine_options = options.engine_options(plan)?;
+        let engine_options = options.engine_options(plan);
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let sink = tokio::spawn(progress::render(mode, rx));
         let result = engine::run(&conn, job, engine_options, Events::new(tx), stop.clone()).await;
@@ -150,7 +150,7 @@ async fn backfill_job(
         return Ok(None);
     };
     if !schedule.phase(planner::Phase::DualWrite).is_empty() {
-        let trigger = planner::trigger_name(plan, &plan.table);
+        let trigger = planner::trigger_name(plan);
         let row = client
             .query_opt(
                 "SELECT 1 FROM pg_trigger WHERE tgrelid = $1::text::regclass AND tgname = $2",

@@ -50,13 +50,57 @@ pub struct RunnerOptions {
     pub state_schema: String,
     /// How progress is shown.
     pub mode: Mode,
-    /// Health-probe flags.
-    pub throttle: crate::cli::ThrottleArgs,
+    /// Health-probe thresholds from the command line, parsed.
+    pub throttle: ThrottleOverrides,
+}
+
+/// Health-probe settings given on the command line, parsed and checked before anything
+/// touches the database; each one given replaces the plan's `[throttle]` value.
+#[derive(Debug, Clone, Default)]
+pub struct ThrottleOverrides {
+    /// Replicas whose lag to watch.
+    pub replicas: Vec<ConnectionSpec>,
+    /// `max_replication_lag`.
+    pub max_replication_lag: Option<Duration>,
+    /// `max_lock_waiters`.
+    pub max_lock_waiters: Option<u64>,
+    /// `max_transaction_age`.
+    pub max_transaction_age: Option<Duration>,
+    /// `pause_during_autovacuum` (only ever turned on from the command line).
+    pub pause_during_autovacuum: bool,
+    /// `query`.
+    pub query: Option<String>,
+    /// `check_interval`.
+    pub check_interval: Option<Duration>,
+}
+
+impl ThrottleOverrides {
+    /// Applies the overrides to a plan's settings.
+    pub fn apply(&self, t: &mut crate::plan::ThrottleSettings) {
+        if let Some(v) = self.max_replication_lag {
+            t.max_replication_lag = Some(v);
+        }
+        if let Some(v) = self.max_lock_waiters {
+            t.max_lock_waiters = Some(v);
+        }
+        if let Some(v) = self.max_transaction_age {
+            t.max_transaction_age = Some(v);
+        }
+        if self.pause_during_autovacuum {
+            t.pause_during_autovacuum = true;
+        }
+        if let Some(q) = &self.query {
+            t.query = Some(q.clone());
+        }
+        if let Some(v) = self.check_interval {
+            t.check_interval = v;
+        }
+    }
 }
 
 impl RunnerOptions {
     /// The plan's `[backfill]` and `[throttle]` settings with the command line's overrides.
-    pub fn engine_options(&self, plan: &Plan) -> Result<EngineOptions> {
+    pub fn engine_options(&self, plan: &Plan) -> EngineOptions {
         let mut o = EngineOptions::from_plan(plan, &self.state_schema);
         if let Some(w) = self.workers {
             o.workers = w;
@@ -70,9 +114,9 @@ impl RunnerOptions {
             o.max_rows_per_second = r;
         }
         o.force = self.force;
-        self.throttle.apply(&mut o.throttle)?;
-        o.replicas = self.throttle.replicas()?;
-        Ok(o)
+        self.throttle.apply(&mut o.throttle);
+        o.replicas = self.throttle.replicas.clone();
+        o
     }
 }
 
@@ -217,46 +261,161 @@ fn reconcile(plan: &Plan, mut recorded: TableInfo, live: Option<&TableInfo>) -> 
     recorded
 }
 
-/// The plan's schedule and its table's catalog, and its record. A plan that has not started
-/// is validated against the live catalog (every expression compiled) and recorded with it; a
-/// started plan is rebuilt from the catalog recorded at its start. A plan whose text changed
-/// after it started is refused unless `force` (which records the new text).
+/// A plan checked before anything changes: the schedule `run` will execute, the catalog it
+/// was built from, and what the state schema records of it.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// The schedule.
+    pub schedule: Schedule,
+    /// The table's catalog the schedule was built from: the one recorded when the plan first
+    /// ran, or the live one for a plan that has not started.
+    pub catalog: TableInfo,
+    /// The plan's record, when it has started.
+    pub recorded: Option<Recorded>,
+    /// Things worth knowing that do not stop the plan.
+    pub warnings: Vec<String>,
+}
+
+impl Prepared {
+    /// Phases not finished yet, in order.
+    pub fn phases_left(&self) -> Vec<Phase> {
+        self.schedule
+            .phases
+            .iter()
+            .map(|p| p.phase)
+            .filter(|p| {
+                !self
+                    .recorded
+                    .as_ref()
+                    .is_some_and(|r| r.finished.contains_key(p))
+            })
+            .collect()
+    }
+}
+
+/// Checks a plan without changing anything. A plan that has not started is validated against
+/// the live catalog (every expression compiled in a transaction that is rolled back); a plan in
+/// flight is rebuilt from the catalog recorded at its start (its expand has changed the live
+/// table), and refused when its text changed since, unless `force`. Reads the state schema only
+/// when it exists.
+pub async fn prepare(
+    client: &mut Client,
+    schema: &Ident,
+    plan: &Plan,
+    force: bool,
+    options: &PlannerOptions,
+) -> Result<Prepared> {
+    let rec = recorded(client, schema, &plan.name)
+        .await?
+        .filter(|r| !r.started.is_empty());
+    let Some(r) = rec else {
+        let v = validate(client, plan, options).await?;
+        return Ok(Prepared {
+            schedule: v.schedule,
+            catalog: v.catalog,
+            recorded: None,
+            warnings: v.warnings,
+        });
+    };
+    if r.checksum != plan.checksum() && !force {
+        return Err(Error::PlanEdited {
+            plan: plan.name.clone(),
+            file: plan.file.display().to_string(),
+            diff: diff(&r.source, &plan.source),
+        });
+    }
+    let catalog: TableInfo = serde_json::from_str(&r.catalog).map_err(|e| {
+        Error::Failed(format!(
+            "the recorded catalog of plan `{}` cannot be read ({e}); was it written by another version of backfill?",
+            plan.name
+        ))
+    })?;
+    let live = catalog::table_info(client, &plan.table).await?;
+    let catalog = reconcile(plan, catalog, live.as_ref());
+    Ok(Prepared {
+        schedule: planner::build(plan, &catalog, options),
+        catalog,
+        recorded: Some(r),
+        warnings: Vec::new(),
+    })
+}
+
+/// [`prepare`] for every plan, with every plan problem of every plan gathered into one error,
+/// and the rights of the connected role checked for each (see [`crate::privileges`]). Nothing
+/// is changed.
+pub async fn prepare_all(
+    client: &mut Client,
+    schema: &Ident,
+    plans: &[Plan],
+    force: bool,
+    options: &PlannerOptions,
+    check_rights: bool,
+) -> Result<Vec<Prepared>> {
+    if check_rights {
+        crate::privileges::check_state_access(client, plans, schema).await?;
+    }
+    let mut ok = Vec::new();
+    let mut errors = Vec::new();
+    let mut denied = None;
+    for plan in plans {
+        match prepare(client, schema, plan, force, options).await {
+            Ok(p) => {
+                if check_rights && denied.is_none() {
+                    if let Err(e) = crate::privileges::check(
+                        client,
+                        plan,
+                        &p.schedule,
+                        &p.phases_left(),
+                        schema,
+                    )
+                    .await
+                    {
+                        denied = Some(e);
+                    }
+                }
+                ok.push(p)
+            }
+            Err(Error::Plan(e)) => errors.extend(e.0),
+            Err(other) => return Err(other),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(crate::error::PlanErrors(errors).into());
+    }
+    match denied {
+        Some(e) => Err(e),
+        None => Ok(ok),
+    }
+}
+
+/// Records the plan (its text, checksum and, on its first run, the catalog it was planned
+/// from) and returns its schedule. Another runner may have started the plan since it was
+/// prepared: then it is prepared again from the catalog that runner recorded.
 async fn register(
     client: &mut Client,
     schema: &Ident,
     plan: &Plan,
     force: bool,
     options: &PlannerOptions,
-) -> Result<(Schedule, TableInfo, Recorded)> {
-    let rec = recorded(client, schema, &plan.name).await?;
-    let started = rec.as_ref().is_some_and(|r| !r.started.is_empty());
-    if let Some(r) = rec.as_ref().filter(|_| started) {
-        if r.checksum != plan.checksum() && !force {
-            return Err(Error::PlanEdited {
-                plan: plan.name.clone(),
-                file: plan.file.display().to_string(),
-                diff: diff(&r.source, &plan.source),
-            });
-        }
-    }
-    let (schedule, catalog) = match rec.as_ref().filter(|_| started) {
-        Some(r) => {
-            let catalog: TableInfo = serde_json::from_str(&r.catalog).map_err(|e| {
-                Error::Usage(format!(
-                    "the recorded catalog of plan `{}` cannot be read ({e}); was it written by another version of backfill?",
-                    plan.name
-                ))
-            })?;
-            let live = catalog::table_info(client, &plan.table).await?;
-            let catalog = reconcile(plan, catalog, live.as_ref());
-            (planner::build(plan, &catalog, options), catalog)
-        }
-        None => {
-            let v = validate(client, plan, options).await?;
-            (v.schedule, v.catalog)
-        }
+    prepared: &Prepared,
+) -> Result<(Schedule, TableInfo)> {
+    let started_now = recorded(client, schema, &plan.name)
+        .await?
+        .is_some_and(|r| !r.started.is_empty());
+    let again;
+    let prepared = if started_now != prepared.recorded.is_some() {
+        again = prepare(client, schema, plan, force, options).await?;
+        &again
+    } else {
+        prepared
     };
-    let catalog_json = serde_json::to_string(&catalog).unwrap_or_default();
+    let started = prepared.recorded.is_some();
+    let catalog_json = serde_json::to_string(&prepared.catalog).map_err(|e| {
+        Error::Failed(format!(
+            "cannot record the catalog of plan `{}`: {e}",
+            plan.name
+        ))
+    })?;
     client
         .execute(
             &format!(
@@ -280,7 +439,7 @@ async fn register(
         )
         .await
         .map_err(|e| Error::db(format!("recording plan `{}`", plan.name), &e))?;
-    Ok((schedule, catalog, rec.unwrap_or_default()))
+    Ok((prepared.schedule.clone(), prepared.catalog.clone()))
 }
 
 /// The key of a plan's DDL lock.
@@ -427,11 +586,22 @@ pub async fn run(
             println!("{line}");
         }
     };
-    for plan in plans {
+    // Every plan of the invocation is checked, and the role's rights with it, before the
+    // first statement that changes anything (the state schema included): exit 2 means
+    // nothing was changed.
+    let schema = Ident::new(&options.state_schema);
+    let popts = PlannerOptions {
+        state_schema: options.state_schema.clone(),
+    };
+    let prepared = {
+        let mut client = conn.connect().await?;
+        prepare_all(&mut client, &schema, plans, options.force, &popts, true).await?
+    };
+    for (plan, prepared) in plans.iter().zip(&prepared) {
         if stop.is_set() {
             break;
         }
-        run_plan(conn, plan, options, stop.clone(), &say).await?;
+        run_plan(conn, plan, prepared, options, stop.clone(), &say).await?;
     }
     Ok(())
 }
@@ -439,6 +609,7 @@ pub async fn run(
 async fn run_plan(
     conn: &ConnectionSpec,
     plan: &Plan,
+    prepared: &Prepared,
     options: &RunnerOptions,
     stop: Stop,
     say: &dyn Fn(String),
@@ -447,7 +618,17 @@ async fn run_plan(
     let mut client = conn.connect().await?;
     state::ensure(&mut client, &schema).await?;
     lock(&client, &schema, plan, say).await?;
-    let result = run_locked(conn, &mut client, plan, options, stop, say, &schema).await;
+    let result = run_locked(
+        conn,
+        &mut client,
+        plan,
+        prepared,
+        options,
+        stop,
+        say,
+        &schema,
+    )
+    .await;
     if let Err(e) = &result {
         let _ = client
             .execute(
@@ -478,6 +659,7 @@ async fn run_locked(
     conn: &ConnectionSpec,
     client: &mut Client,
     plan: &Plan,
+    prepared: &Prepared,
     options: &RunnerOptions,
     stop: Stop,
     say: &dyn Fn(String),
@@ -486,7 +668,7 @@ async fn run_locked(
     let popts = PlannerOptions {
         state_schema: options.state_schema.clone(),
     };
-    let (schedule, live, _) = register(client, schema, plan, options.force, &popts).await?;
+    let (schedule, live) = register(client, schema, plan, options.force, &popts, prepared).await?;
     let release = options.release.as_ref();
     let release_text = release.map(|r| r.to_string());
     let exec = ExecOptions {
@@ -794,7 +976,7 @@ async fn backfill(
         return Ok("no data to move".to_string());
     };
     let job = Job::new(plan, spec, live)?;
-    let eo = options.engine_options(plan)?;
+    let eo = options.engine_options(plan);
     announce(client, schema, &plan.name, "backfill", eo.workers as i32).await?;
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let sink = tokio::spawn(progress::render(options.mode, rx));

@@ -158,7 +158,10 @@ pub fn pid() -> i32 {
 pub async fn exists(client: &Client, schema: &Ident) -> Result<bool> {
     let row = client
         .query_one(
-            "SELECT to_regclass(quote_ident($1) || '.plans') IS NOT NULL",
+            // From the catalog, not `to_regclass`: a role without rights on the schema may
+            // still ask whether it exists.
+            "SELECT EXISTS (SELECT FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                             WHERE n.nspname = $1 AND c.relname = 'plans')",
             &[&schema.as_str()],
         )
         .await
@@ -208,9 +211,28 @@ pub async fn ensure(client: &mut Client, schema: &Ident) -> Result<()> {
     )
     .await
     .map_err(fail)?;
-    tx.batch_execute(&format!(
-        "SET LOCAL lock_timeout = '10s';\nCREATE SCHEMA IF NOT EXISTS {schema};\nCREATE TABLE IF NOT EXISTS {schema}.migrations (version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
-    ))
+    tx.batch_execute("SET LOCAL lock_timeout = '10s'")
+        .await
+        .map_err(fail)?;
+    // `CREATE SCHEMA IF NOT EXISTS` checks the right to create schemas before it looks, and a
+    // role using a schema an administrator made for it has no such right: look first.
+    let missing: bool = tx
+        .query_one(
+            "SELECT to_regnamespace(quote_ident($1)) IS NULL",
+            &[&schema.as_str()],
+        )
+        .await
+        .map_err(fail)?
+        .get(0);
+    if missing {
+        tx.execute(&format!("CREATE SCHEMA {schema}"), &[])
+            .await
+            .map_err(fail)?;
+    }
+    tx.execute(
+        &format!("CREATE TABLE IF NOT EXISTS {schema}.migrations (version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"),
+        &[],
+    )
     .await
     .map_err(fail)?;
     let current: i32 = tx

@@ -262,7 +262,7 @@ async fn compile(
                         step.statements
                             .iter()
                             .filter(|s| {
-                                !s.sql.starts_with("CREATE SCHEMA")
+                                !s.sql.starts_with("DO $bf_schema")
                                     && !s.sql.contains(" FOREIGN KEY (")
                             })
                             .map(|s| s.sql.clone()),

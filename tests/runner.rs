@@ -3,7 +3,6 @@
 //! behind a long transaction, an edited plan, `status --json` during a run, pause and resume,
 //! verify, the contract gates, and abort from each phase before contract.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use backfill::db::ConnectionSpec;
@@ -12,37 +11,8 @@ use backfill::workload::{self, Workload};
 use crate::plan_ops::user_snapshot;
 use crate::support::{
     backfill_cmd, backfill_ok, backfill_spawn, count, finish, rows, seed_users, show, wait_walked,
-    TestDb, SPLIT_USERS,
+    Plans, TestDb, SPLIT_USERS,
 };
-
-/// A folder of plan files, removed on drop.
-struct Plans(PathBuf);
-
-impl Plans {
-    fn new(test: &str) -> Plans {
-        let dir =
-            std::env::temp_dir().join(format!("backfill-plans-{}-{test}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("plan folder");
-        Plans(dir)
-    }
-
-    fn write(&self, file: &str, text: &str) -> String {
-        let path = self.0.join(file);
-        std::fs::write(&path, text).expect("write plan");
-        path.display().to_string()
-    }
-
-    fn dir(&self) -> String {
-        self.0.display().to_string()
-    }
-}
-
-impl Drop for Plans {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 #[tokio::test]
 async fn two_plans_on_one_table_at_different_phases() {

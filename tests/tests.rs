@@ -14,3 +14,4 @@ mod plan_examples;
 mod plan_ops;
 mod runner;
 mod throttle;
+mod trust;

@@ -535,7 +535,7 @@ async fn supervise(shared: &Arc<Shared>, pool: &Pool) {
             if h.as_ref().is_some_and(|j| j.is_finished()) {
                 if let Some(j) = h.take() {
                     if let Err(e) = j.await {
-                        shared.fail(Error::Usage(format!("a backfill worker crashed: {e}")));
+                        shared.fail(Error::Failed(format!("a backfill worker crashed: {e}")));
                     }
                 }
             }
@@ -627,7 +627,7 @@ fn pool(conn: &ConnectionSpec, shared: &Shared) -> Result<Pool> {
     Pool::builder(manager)
         .max_size(shared.options.workers.max(1) as usize)
         .build()
-        .map_err(|e| Error::Usage(format!("cannot build the connection pool: {e}")))
+        .map_err(|e| Error::Failed(format!("cannot build the connection pool: {e}")))
 }
 
 /// Escapes a value for the startup `options` parameter (spaces and backslashes).

@@ -375,3 +375,32 @@ pub async fn wait_walked(client: &Client, rows: i64) {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+/// A folder of plan files, removed on drop.
+pub struct Plans(std::path::PathBuf);
+
+impl Plans {
+    pub fn new(test: &str) -> Plans {
+        let dir =
+            std::env::temp_dir().join(format!("backfill-plans-{}-{test}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("plan folder");
+        Plans(dir)
+    }
+
+    pub fn write(&self, file: &str, text: &str) -> String {
+        let path = self.0.join(file);
+        std::fs::write(&path, text).expect("write plan");
+        path.display().to_string()
+    }
+
+    pub fn dir(&self) -> String {
+        self.0.display().to_string()
+    }
+}
+
+impl Drop for Plans {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
