@@ -89,7 +89,9 @@ pub enum Command {
     Export(ExportArgs),
     /// Roll back a plan's expand and dual-write (new columns, trigger, function, NOT VALID
     /// constraints, indexes, in-place changes) while its contract has not started.
-    #[command(after_help = "Examples:\n  backfill abort plans/0001_split_full_name.toml")]
+    #[command(
+        after_help = "Examples:\n  backfill abort plans/0001_split_full_name.toml\n  backfill abort split_full_name"
+    )]
     Abort(AbortArgs),
     /// Print a shell completion script: `backfill completions bash > /etc/bash_completion.d/backfill`.
     #[command(
@@ -244,8 +246,8 @@ impl ThrottleArgs {
 /// `backfill abort`.
 #[derive(Debug, Args)]
 pub struct AbortArgs {
-    /// The plan file.
-    pub plan: PathBuf,
+    /// The plan: its file or its name.
+    pub plan: String,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub db: DbArgs,
@@ -256,6 +258,9 @@ pub struct AbortArgs {
 pub enum RunPhase {
     /// Move the data (after expand and dual-write).
     Backfill,
+    /// Only the contract (verify, validate, switch, drop the old schema), explicitly: the way
+    /// to contract a plan without a release gate.
+    Contract,
 }
 
 /// `backfill run`.
@@ -427,18 +432,16 @@ async fn validate_cmd(args: ValidateArgs) -> Result<()> {
                     plan.name,
                     plan.table,
                     p.catalog.row_estimate,
-                    count(plan.operations.len() as u64, "operation", "operations"),
+                    crate::progress::counted(
+                        plan.operations.len() as u64,
+                        "operation",
+                        "operations"
+                    ),
                 );
             }
         }
     }
     Ok(())
-}
-
-/// `3 rows`, `1 row`.
-pub fn count(n: impl Into<u64>, one: &str, many: &str) -> String {
-    let n = n.into();
-    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// `expand, dual-write done`, or `nothing done yet`.
@@ -537,7 +540,7 @@ fn render_human(plan: &Plan, p: &Prepared, release: Option<&Release>) -> String 
         "plan {} on {} (~{}) from {}\n",
         s.plan,
         s.table,
-        count(s.row_estimate.max(0) as u64, "row", "rows"),
+        crate::progress::counted(s.row_estimate.max(0) as u64, "row", "rows"),
         plan.file.display()
     );
     if let Some(r) = &p.recorded {

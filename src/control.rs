@@ -19,7 +19,7 @@ use crate::executor::{run_steps, ExecOptions};
 use crate::plan::{load_all, Plan};
 use crate::planner::{self, Phase, PlannerOptions};
 use crate::runner::{self, phase_name};
-use crate::sql::Ident;
+use crate::sql::{Ident, QualifiedName};
 use crate::state::{self, HEARTBEAT_TTL_SECONDS};
 
 fn need_db(db: &DbArgs, what: &str) -> Result<ConnectionSpec> {
@@ -159,28 +159,56 @@ pub async fn status(client: &Client, schema: &Ident, names: &[String]) -> Result
             .filter_map(|p| p.get::<_, Option<f64>>(5))
             .sum::<f64>()
             + 0.0;
+        let paused: bool = r.get(5);
+        let table: String = r.get(2);
+        let table = QualifiedName::from_quoted(&table)
+            .map(|q| q.plain())
+            .unwrap_or(table);
         let backfill_json = backfill.map(|b| {
-            let estimate: i64 = b.get(0);
             let done: i64 = b.get(1);
+            let finished: bool = b.get(4);
+            // The estimate was taken at the start; the rows walked are the truth once done.
+            let estimate: i64 = if finished {
+                done
+            } else {
+                b.get::<_, i64>(0).max(done)
+            };
             let left = (estimate - done).max(0) as f64;
+            let moving = rate >= 1.0 && !finished && !paused;
             json!({
                 "rows_done": done,
                 "rows_estimate": estimate,
+                "percent": if estimate > 0 { 100.0 * done as f64 / estimate as f64 } else { 100.0 },
                 "segments_left": b.get::<_, i64>(2),
                 "segments": b.get::<_, i64>(3),
-                "finished": b.get::<_, bool>(4),
-                "rows_per_second": rate,
-                "eta_seconds": if rate > 0.0 && !b.get::<_, bool>(4) { Some(left / rate) } else { None },
+                "finished": finished,
+                "rows_per_second": if paused { 0.0 } else { rate },
+                "eta_seconds": if moving { Some(left / rate) } else { None },
             })
         });
+        let refused: Option<String> = client
+            .query_opt(
+                &format!(
+                    "SELECT detail FROM {schema}.events WHERE plan = $1 AND phase = 'contract' AND kind = 'refused'
+                        AND NOT EXISTS (SELECT FROM {schema}.phases WHERE plan = $1 AND phase = 'contract')
+                      ORDER BY id DESC LIMIT 1"
+                ),
+                &[&plan],
+            )
+            .await
+            .map_err(fail)?
+            .map(|row| row.get(0));
+        if let (Some(why), Some(contract)) = (&refused, phase_list.last_mut()) {
+            contract["refused"] = json!(why);
+        }
         out.push(json!({
             "plan": plan,
             "started": true,
             "file": r.get::<_, String>(1),
-            "table": r.get::<_, String>(2),
+            "table": table,
             "phase": current.unwrap_or("done"),
             "phases": phase_list,
-            "paused": r.get::<_, bool>(5),
+            "paused": paused,
             "backfill": backfill_json,
             "processes": processes.iter().map(|p| json!({
                 "host": p.get::<_, String>(0),
@@ -221,29 +249,34 @@ fn render_status(p: &Value) -> String {
                 ph["finished_at"].as_str().unwrap_or("")
             ),
             Some("running") => "running".to_string(),
-            _ => match ph["due_from"].as_str() {
-                Some(r) => format!("waits for release {r}"),
-                None => "not started (no release gate)".to_string(),
+            _ => match (ph["refused"].as_str(), ph["due_from"].as_str()) {
+                (Some(why), _) => format!("refused: {why}"),
+                (None, Some(r)) => format!("waits for release {r}"),
+                (None, None) => "not started (no release gate)".to_string(),
             },
         };
         out.push_str(&format!("  {phase:<11} {line}\n"));
     }
     if let Some(b) = p["backfill"].as_object() {
         let done = b["rows_done"].as_i64().unwrap_or(0);
-        let est = b["rows_estimate"].as_i64().unwrap_or(0).max(done);
-        let pct = if est > 0 {
-            100.0 * done as f64 / est as f64
+        let est = b["rows_estimate"].as_i64().unwrap_or(0);
+        let pct = b["percent"].as_f64().unwrap_or(0.0);
+        let pace = if b["finished"] == true {
+            "finished".to_string()
+        } else if p["paused"] == true {
+            "paused".to_string()
         } else {
-            100.0
+            let rate = b["rows_per_second"].as_f64().unwrap_or(0.0);
+            let eta = b["eta_seconds"]
+                .as_f64()
+                .map(|s| format!(", ETA {:.0}s", s))
+                .unwrap_or_default();
+            format!("{rate:.0} rows/s{eta}")
         };
-        let rate = b["rows_per_second"].as_f64().unwrap_or(0.0);
-        let eta = b["eta_seconds"]
-            .as_f64()
-            .map(|s| format!(", ETA {:.0}s", s))
-            .unwrap_or_default();
         out.push_str(&format!(
-            "  progress    {done} of ~{est} rows ({pct:.1}%), {} of {} segments left, {rate:.0} rows/s{eta}\n",
-            b["segments_left"], b["segments"]
+            "  progress    {done} of ~{est} rows ({pct:.1}%), {} of {} left, {pace}\n",
+            b["segments_left"],
+            crate::progress::counted(b["segments"].as_u64().unwrap_or(0), "segment", "segments")
         ));
     }
     for pr in p["processes"].as_array().into_iter().flatten() {
@@ -282,10 +315,12 @@ pub async fn verify_cmd(args: VerifyArgs) -> Result<()> {
         };
         let missing = planner::missing_after_expand(plan, &live);
         if !missing.is_empty() {
-            return Err(Error::Usage(format!(
-                "plan `{}`: expand has not run on {} (column \"{}\" is missing): nothing to verify yet",
+            // One plan of a folder not started yet is no reason to skip the others.
+            println!(
+                "plan {}: expand has not run on {} (column \"{}\" is missing): nothing to verify yet",
                 plan.name, plan.table, missing[0]
-            )));
+            );
+            continue;
         }
         let (schedule, catalog) =
             runner::schedule_for(&mut client, &schema, plan, &options).await?;
@@ -298,8 +333,10 @@ pub async fn verify_cmd(args: VerifyArgs) -> Result<()> {
             .unwrap_or(plan.backfill.max_rows_per_second);
         let report = crate::verify::verify(&client, spec, &Keyset::of(&catalog)?, rate).await?;
         println!(
-            "plan {}: {} rows read, {} out of sync",
-            plan.name, report.rows, report.out_of_sync
+            "plan {}: {} read, {} out of sync",
+            plan.name,
+            crate::progress::counted(report.rows, "row", "rows"),
+            report.out_of_sync
         );
         for k in &report.keys {
             println!("  out of sync: {k}");
@@ -326,6 +363,33 @@ fn plan_name(arg: &str) -> Result<String> {
     }
 }
 
+/// A plan named on the command line by its file, or by its name (then read back from the text
+/// recorded when it first ran).
+async fn plan_or_recorded(client: &Client, schema: &Ident, arg: &str) -> Result<Plan> {
+    let path = Path::new(arg);
+    if path.is_file() {
+        return Plan::load(path);
+    }
+    let row = if state::exists(client, schema).await? {
+        client
+            .query_opt(
+                &format!("SELECT file, source FROM {schema}.plans WHERE plan = $1"),
+                &[&arg],
+            )
+            .await
+            .map_err(|e| Error::db(format!("reading plan `{arg}`"), &e))?
+    } else {
+        None
+    };
+    let Some(row) = row else {
+        return Err(Error::Usage(format!(
+            "`{arg}` is neither a plan file nor the name of a plan that has run on this database"
+        )));
+    };
+    let (file, source): (String, String) = (row.get(0), row.get(1));
+    Ok(Plan::parse(Path::new(&file), &source)?)
+}
+
 /// `backfill pause` / `backfill resume`.
 pub async fn pause_cmd(args: ControlArgs, pause: bool) -> Result<()> {
     let conn = need_db(&args.db, if pause { "pause" } else { "resume" })?;
@@ -337,18 +401,32 @@ pub async fn pause_cmd(args: ControlArgs, pause: bool) -> Result<()> {
             "no plan has run on this database yet (no state schema {schema})"
         )));
     }
-    let n = client
+    let Some(row) = client
+        .query_opt(
+            &format!(
+                "SELECT EXISTS (SELECT FROM {schema}.phases WHERE plan = $1 AND phase = 'backfill' AND finished_at IS NOT NULL)
+                   FROM {schema}.plans WHERE plan = $1"
+            ),
+            &[&name],
+        )
+        .await
+        .map_err(|e| Error::db("pausing", &e))?
+    else {
+        return Err(Error::Usage(format!(
+            "no plan `{name}` has run on this database"
+        )));
+    };
+    if pause && row.get::<_, bool>(0) {
+        println!("plan {name}: its backfill has finished; there is nothing to pause");
+        return Ok(());
+    }
+    client
         .execute(
             &format!("UPDATE {schema}.plans SET paused = $2, updated_at = now() WHERE plan = $1"),
             &[&name, &pause],
         )
         .await
         .map_err(|e| Error::db("pausing", &e))?;
-    if n == 0 {
-        return Err(Error::Usage(format!(
-            "no plan `{name}` has run on this database"
-        )));
-    }
     state::event(
         &client,
         &schema,
@@ -494,9 +572,9 @@ pub const ABORT_WAIT: Duration = Duration::from_secs(60);
 /// `backfill abort`.
 pub async fn abort_cmd(args: AbortArgs) -> Result<()> {
     let conn = need_db(&args.db, "abort")?;
-    let plan = Plan::load(&args.plan)?;
     let mut client = conn.connect().await?;
     let schema = Ident::new(&args.db.state_schema);
+    let plan = plan_or_recorded(&client, &schema, &args.plan).await?;
     state::ensure(&mut client, &schema).await?;
     let rec = runner::recorded(&client, &schema, &plan.name).await?;
     if let Some(rec) = &rec {
@@ -545,7 +623,14 @@ pub async fn abort_cmd(args: AbortArgs) -> Result<()> {
         lock_timeout: plan.backfill.lock_timeout,
         retries: plan.backfill.ddl_retries,
     };
-    runner::lock(&client, &schema, &plan, &|line| println!("{line}")).await?;
+    runner::lock(
+        &client,
+        &schema,
+        &plan,
+        &|line| println!("{line}"),
+        &crate::engine::Stop::new(),
+    )
+    .await?;
     run_steps(&mut client, &schedule, &schedule.rollback, "abort", &exec).await?;
     let forget = format!(
         "DELETE FROM {schema}.plans WHERE plan = $1;

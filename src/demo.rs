@@ -152,6 +152,9 @@ pub async fn run(options: &DemoOptions) -> Result<()> {
         state_schema: "backfill".to_string(),
         mode: progress::Mode::Auto,
         throttle: crate::runner::ThrottleOverrides::default(),
+        // The demo's cluster goes away with it: there is nothing to resume.
+        resume: "backfill demo".to_string(),
+        only_contract: false,
     };
     say("release 1.4.0, with the application writing throughout");
     let app = workload::start(&spec, &old_release).await?;

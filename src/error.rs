@@ -101,7 +101,7 @@ pub enum Error {
     Environment(String),
 
     /// Connecting to the database failed. The message never contains the password.
-    #[error("cannot connect to the database: {0}")]
+    #[error("cannot connect to the database at {0}")]
     Connect(String),
 
     /// A statement failed.
@@ -116,7 +116,7 @@ pub enum Error {
     },
 
     /// A DDL statement could not get its lock within `lock_timeout` after every retry.
-    #[error("{context}: could not get the lock on {table} after {attempts} attempts of {lock_timeout_ms} ms each; a long transaction is holding it: find it in pg_stat_activity and retry")]
+    #[error("{context}: could not get the lock on {table} after {attempts} attempts of {lock_timeout_ms} ms each; {}", if holders.is_empty() { "a long transaction is holding it: find it in pg_stat_activity and retry".to_string() } else { format!("held by {holders}: end that transaction (or wait for it) and retry") })]
     LockTimeout {
         /// What was being done.
         context: String,
@@ -126,6 +126,8 @@ pub enum Error {
         attempts: u32,
         /// The lock timeout of each attempt.
         lock_timeout_ms: u64,
+        /// The sessions seen holding locks on the table (see [`crate::executor::blockers`]).
+        holders: String,
     },
 
     /// The backfill stopped on a row whose new value cannot be computed or written.

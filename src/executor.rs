@@ -14,6 +14,7 @@ use tokio_postgres::Client;
 
 use crate::error::{Error, Result};
 use crate::planner::{BackfillSpec, Schedule, Step, StepMode};
+use crate::shutdown::Stop;
 
 /// SQLSTATEs worth retrying: the statement lost a race, not an argument.
 pub const RETRYABLE: &[&str] = &[
@@ -62,10 +63,21 @@ pub async fn run_step(
     options: &ExecOptions,
     context: &str,
 ) -> Result<()> {
-    run_step_recorded(client, step, table, options, context, None).await
+    run_step_recorded(client, step, table, options, context, None, &Stop::new()).await
 }
 
-/// As [`run_step`], and records the step with `record` (see [`Record`]).
+/// The error of a step stopped by `stop` before it finished: nothing of it was committed.
+fn interrupted(context: &str) -> Error {
+    Error::Interrupted {
+        progress: format!("{context} stopped before it finished; nothing of it was committed"),
+        resume: String::new(),
+    }
+}
+
+/// As [`run_step`], and records the step with `record` (see [`Record`]). When `stop` is
+/// triggered, a statement waiting for its lock (or the wait between two attempts) ends within
+/// moments: the statement is cancelled on the server, its transaction rolls back, and the step
+/// ends with [`Error::Interrupted`].
 pub async fn run_step_recorded(
     client: &mut Client,
     step: &Step,
@@ -73,17 +85,37 @@ pub async fn run_step_recorded(
     options: &ExecOptions,
     context: &str,
     record: Option<Record<'_>>,
+    stop: &Stop,
 ) -> Result<()> {
     let mut attempt = 0;
     tracing::info!(step = context, "running");
     loop {
-        let result = run_step_once(client, step, options, context, record).await;
+        if stop.is_set() {
+            return Err(interrupted(context));
+        }
+        let cancel = client.cancel_token();
+        let result = tokio::select! {
+            r = run_step_once(client, step, options, context, record) => r,
+            () = stop.wait() => {
+                // A cancel request needs no authentication, and servers take it without TLS.
+                let _ = cancel.cancel_query(tokio_postgres::NoTls).await;
+                return Err(interrupted(context));
+            }
+        };
         match result {
             Err(e) if is_retryable(&e) && attempt < options.retries => {
                 attempt += 1;
                 let wait = backoff(attempt);
-                tracing::warn!(step = context, attempt, wait_ms = wait.as_millis() as u64, error = %e, "could not run; waiting and trying again");
-                tokio::time::sleep(wait).await;
+                let blocker = if e.sqlstate() == Some("55P03") {
+                    blockers(client, table).await
+                } else {
+                    String::new()
+                };
+                tracing::warn!(step = context, attempt, wait_ms = wait.as_millis() as u64, error = %e, %blocker, "could not run; waiting and trying again");
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    () = stop.wait() => return Err(interrupted(context)),
+                }
             }
             Err(e) if e.sqlstate() == Some("55P03") => {
                 return Err(Error::LockTimeout {
@@ -91,10 +123,38 @@ pub async fn run_step_recorded(
                     table: table.to_string(),
                     attempts: attempt + 1,
                     lock_timeout_ms: options.lock_timeout.as_millis() as u64,
+                    holders: blockers(client, table).await,
                 })
             }
             other => return other,
         }
+    }
+}
+
+/// The sessions holding locks on `table` (other than this one), oldest transaction first, for
+/// the messages of a step that cannot get its lock: `pid 4242 (user app, application psql,
+/// idle in transaction for 35s: UPDATE users ...)`. Empty when none is seen or the lookup fails.
+pub async fn blockers(client: &Client, table: &str) -> String {
+    let rows = client
+        .query(
+            "SELECT format('pid %s (user %s, application %s, %s for %ss: %s)', a.pid, a.usename,
+                           coalesce(nullif(a.application_name, ''), '-'), a.state,
+                           round(extract(epoch FROM now() - coalesce(a.xact_start, a.query_start)))::int8,
+                           left(regexp_replace(a.query, '[[:space:]]+', ' ', 'g'), 80))
+               FROM pg_stat_activity a
+              WHERE a.pid IN (SELECT l.pid FROM pg_locks l
+                               WHERE l.relation = to_regclass($1) AND l.granted AND l.pid <> pg_backend_pid())
+              ORDER BY a.xact_start NULLS LAST LIMIT 3",
+            &[&table],
+        )
+        .await;
+    match rows {
+        Ok(rows) => rows
+            .iter()
+            .map(|r| r.get::<_, String>(0))
+            .collect::<Vec<_>>()
+            .join("; "),
+        Err(_) => String::new(),
     }
 }
 
@@ -237,7 +297,9 @@ pub async fn backfill_in_one_statement(client: &mut Client, spec: &BackfillSpec)
     let ctx = format!("backfill of {}", spec.table);
     let fail = |e: tokio_postgres::Error| Error::db(ctx.clone(), &e);
     let tx = client.transaction().await.map_err(fail)?;
-    tx.execute(&spec.bypass_sql(true), &[]).await.map_err(fail)?;
+    tx.execute(&spec.bypass_sql(true), &[])
+        .await
+        .map_err(fail)?;
     let row = tx
         .query_one(&spec.update_sql(None), &[])
         .await

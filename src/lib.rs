@@ -15,6 +15,7 @@
 //! - [`engine`]: the backfill: segments, workers, keyset chunks with their checkpoints in
 //!   [`state`], throttle and adaptive batches; [`progress`] shows its events;
 //! - [`cli`]: the command line; [`demo`] and [`ephemeral`]: the demo on a throwaway cluster;
+//! - [`shutdown`]: the stop and pause signals, passed down as values;
 //! - [`sql`], [`version`], [`error`]: quoting and names, release order, error types.
 
 pub mod cli;
@@ -33,6 +34,7 @@ pub mod privileges;
 pub mod progress;
 pub mod run;
 pub mod runner;
+pub mod shutdown;
 pub mod sql;
 pub mod state;
 pub mod validate;

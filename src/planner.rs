@@ -27,8 +27,6 @@ const ROW: &str = "_bf_t";
 /// Alias of the computed row.
 const NEW_ROW: &str = "_bf_n";
 
-const EXPAND_TXN: &str = "add columns and NOT VALID constraints, metadata only";
-
 /// Planner settings that do not come from the plan.
 #[derive(Debug, Clone)]
 pub struct PlannerOptions {
@@ -657,13 +655,22 @@ pub fn build(plan: &Plan, catalog: &TableInfo, options: &PlannerOptions) -> Sche
             ),
         ));
     }
+    // What the expand transaction does, in the operations' own words.
+    let mut expand_what: Vec<String> = Vec::new();
+    if undo.is_some() {
+        expand_what.push("create the undo table".to_string());
+    }
     for (op, c) in &ops {
-        expand_sql.extend(op.expand(c));
+        let sql = op.expand(c);
+        if !sql.is_empty() {
+            expand_what.push(op.summary());
+        }
+        expand_sql.extend(sql);
     }
     let mut expand_steps = Vec::new();
     if !expand_sql.is_empty() {
         expand_steps.push(Step {
-            description: EXPAND_TXN.to_string(),
+            description: String::new(),
             mode: StepMode::Transaction,
             statements: expand_sql,
         });
@@ -682,6 +689,11 @@ pub fn build(plan: &Plan, catalog: &TableInfo, options: &PlannerOptions) -> Sche
     // `Operation::constraints`), else at the end of expand.
     let constraints: Vec<Statement> = ops.iter().flat_map(|(op, c)| op.constraints(c)).collect();
     if syncs.is_empty() && !constraints.is_empty() {
+        for (op, c) in &ops {
+            if !op.constraints(c).is_empty() {
+                expand_what.push(format!("{} (NOT VALID)", op.summary()));
+            }
+        }
         match expand_steps.first_mut() {
             Some(step) if step.mode == StepMode::Transaction => {
                 step.statements.extend(constraints.clone())
@@ -689,12 +701,18 @@ pub fn build(plan: &Plan, catalog: &TableInfo, options: &PlannerOptions) -> Sche
             _ => expand_steps.insert(
                 0,
                 Step {
-                    description: EXPAND_TXN.to_string(),
+                    description: String::new(),
                     mode: StepMode::Transaction,
                     statements: constraints.clone(),
                 },
             ),
         }
+    }
+    if let Some(step) = expand_steps
+        .first_mut()
+        .filter(|s| s.mode == StepMode::Transaction)
+    {
+        step.description = format!("{}, metadata only", expand_what.join("; "));
     }
 
     // Dual-write.

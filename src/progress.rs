@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -50,10 +50,7 @@ pub async fn render(mode: Mode, mut rx: UnboundedReceiver<Event>) {
         Mode::Json => {
             while let Some(e) = rx.recv().await {
                 let mut value = serde_json::to_value(&e).unwrap_or_default();
-                value["ts"] = serde_json::json!(SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map(|d| d.as_secs_f64())
-                    .unwrap_or(0.0));
+                value["ts"] = serde_json::json!(now_rfc3339());
                 let mut out = std::io::stdout().lock();
                 let _ = writeln!(out, "{value}");
                 let _ = out.flush();
@@ -171,13 +168,9 @@ async fn bars(mut rx: UnboundedReceiver<Event>) {
                 total.set_position(done);
                 let per_sec = rate.update(rows_done);
                 let left = total.length().unwrap_or(done).saturating_sub(done) as f64;
-                let eta = if per_sec > 0.0 {
-                    format!("ETA {}", human(Duration::from_secs_f64(left / per_sec)))
-                } else {
-                    "ETA ?".to_string()
-                };
                 total.set_message(format!(
-                    "{per_sec:.0} rows/s  {eta}  {}",
+                    "{per_sec:.0} rows/s  ETA {}  {}",
+                    eta(left, per_sec),
                     tally.throttle_note()
                 ));
             }
@@ -196,7 +189,8 @@ async fn bars(mut rx: UnboundedReceiver<Event>) {
                     b.finish_and_clear();
                 }
                 total.finish_with_message(format!(
-                    "done: {rows_seen} rows walked, {rows_changed} changed in {seconds:.1}s"
+                    "done: {} walked, {rows_changed} changed in {seconds:.1}s",
+                    counted(rows_seen, "row", "rows")
                 ));
             }
             Event::Interrupted { rows_done, .. } => {
@@ -227,8 +221,36 @@ async fn bars(mut rx: UnboundedReceiver<Event>) {
                     tally.rate_limit = r.parse().unwrap_or(tally.rate_limit);
                 }
             }
-            Event::Retry { .. } | Event::Paused { .. } | Event::Resumed { .. } => {}
+            Event::Paused { plan } => {
+                // No rate or ETA while nothing moves: they would only grow stale.
+                total.set_message(format!("paused (backfill resume {plan})"));
+                for b in workers.values() {
+                    b.set_message("paused");
+                }
+            }
+            Event::Resumed { .. } => total.set_message("resuming"),
+            Event::Retry { .. } => {}
         }
+    }
+}
+
+/// `1 row`, `3 rows`: a count with its noun in the right number.
+pub fn counted(n: impl TryInto<u64>, one: &str, many: &str) -> String {
+    let n: u64 = n.try_into().unwrap_or(0);
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// The current time in RFC 3339 (UTC, milliseconds), as every JSON line carries it.
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+}
+
+/// The time left at `rate` rows per second, or `?` while the rate is too low to tell.
+fn eta(left: f64, rate: f64) -> String {
+    if rate >= 1.0 {
+        human(Duration::from_secs_f64(left / rate))
+    } else {
+        "?".to_string()
     }
 }
 
@@ -276,6 +298,7 @@ async fn plain(mut rx: UnboundedReceiver<Event>, every: Duration) {
     tick.tick().await;
     let mut last = (Instant::now(), 0i64);
     let started = Instant::now();
+    let mut paused = false;
     loop {
         tokio::select! {
             e = rx.recv() => {
@@ -304,14 +327,18 @@ async fn plain(mut rx: UnboundedReceiver<Event>, every: Duration) {
                     }
                     Event::Finished { rows_seen, rows_changed, seconds, retries, .. } => {
                         eprintln!(
-                            "[backfill {}] done: {rows_seen} rows walked, {rows_changed} changed in {seconds:.1}s ({:.0} rows/s), {retries} retries",
+                            "[backfill {}] done: {} walked, {rows_changed} changed in {seconds:.1}s ({:.0} rows/s), {}",
                             tally.plan,
-                            rows_seen as f64 / seconds.max(1e-3)
+                            counted(rows_seen, "row", "rows"),
+                            rows_seen as f64 / seconds.max(1e-3),
+                            counted(retries, "retry", "retries")
                         );
                     }
                     Event::Interrupted { rows_done, .. } => {
                         eprintln!("[backfill {}] interrupted at {rows_done} rows", tally.plan);
                     }
+                    Event::Paused { .. } => paused = true,
+                    Event::Resumed { .. } => paused = false,
                     _ => {}
                 }
             }
@@ -323,11 +350,15 @@ async fn plain(mut rx: UnboundedReceiver<Event>, every: Duration) {
                 let rate = (tally.done - last.1) as f64 / now.duration_since(last.0).as_secs_f64().max(1e-3);
                 last = (now, tally.done);
                 let left = (tally.estimate - tally.done).max(0) as f64;
-                let eta = if rate > 0.0 { human(Duration::from_secs_f64(left / rate)) } else { "?".to_string() };
+                let pace = if paused {
+                    "paused".to_string()
+                } else {
+                    format!("{rate:.0} rows/s, ETA {}", eta(left, rate))
+                };
                 let pct = if tally.estimate > 0 { 100.0 * tally.done as f64 / tally.estimate as f64 } else { 0.0 };
                 let workers: Vec<String> = tally.workers.iter().map(|(w, (s, b, ms))| format!("w{w}: seg {s} batch {b} {ms}ms")).collect();
                 eprintln!(
-                    "[backfill {}] {}/{} rows ({pct:.1}%), {rate:.0} rows/s, ETA {eta}, {:.0}s elapsed {}; {}",
+                    "[backfill {}] {}/{} rows ({pct:.1}%), {pace}, {:.0}s elapsed {}; {}",
                     tally.plan,
                     tally.done,
                     tally.estimate,

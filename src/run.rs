@@ -66,8 +66,10 @@ pub async fn run_cmd(args: RunArgs) -> Result<()> {
         state_schema: args.db.state_schema.clone(),
         mode,
         throttle: args.throttle.parse()?,
+        resume: resume_command(),
+        only_contract: args.phase == Some(RunPhase::Contract),
     };
-    if args.phase.is_none() {
+    if args.phase != Some(RunPhase::Backfill) {
         return crate::runner::run(&conn, &plans, &options, interrupts()).await;
     }
     let client = conn.connect().await?;
@@ -75,7 +77,7 @@ pub async fn run_cmd(args: RunArgs) -> Result<()> {
     let mut jobs = Vec::new();
     for plan in &plans {
         match args.phase {
-            None => {}
+            None | Some(RunPhase::Contract) => {}
             Some(RunPhase::Backfill) => {
                 if let Some(job) = backfill_job(&client, plan, &args).await? {
                     jobs.push((plan, job));
@@ -101,7 +103,7 @@ pub async fn run_cmd(args: RunArgs) -> Result<()> {
                         "plan `{}`: {} rows of ~{} walked",
                         plan.name, s.rows_done, s.rows_estimate
                     ),
-                    resume: resume_command(&args),
+                    resume: resume_command(),
                 })
             }
         }
@@ -173,30 +175,49 @@ async fn backfill_job(
     Ok(Some(Job::new(plan, spec, &live)?))
 }
 
-/// The command that resumes: the same, without the database URL (it may hold a password).
-fn resume_command(args: &RunArgs) -> String {
-    let mut cmd = vec!["backfill".to_string(), "run".to_string()];
-    cmd.extend(
-        args.plans
-            .iter()
-            .map(|p| shell_word(&p.display().to_string())),
-    );
-    cmd.push("--phase backfill".to_string());
-    if args.db.state_schema != "backfill" {
-        cmd.push(format!(
-            "--state-schema {}",
-            shell_word(&args.db.state_schema)
-        ));
+/// The command that resumes: this invocation's own arguments, word for word (every plan,
+/// flag and setting), without `--database-url` (it may hold a password; the resumed command
+/// finds the database the same way, through `DATABASE_URL` or the `PG*` variables) and with
+/// passwords taken out of `--replica-url` values.
+pub fn resume_command() -> String {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut words = vec!["backfill".to_string()];
+    let mut dropped_url = false;
+    let mut i = 0;
+    while i < args.len() {
+        let a = &args[i];
+        if a == "--database-url" {
+            dropped_url = true;
+            i += 2;
+            continue;
+        }
+        if a.starts_with("--database-url=") {
+            dropped_url = true;
+            i += 1;
+            continue;
+        }
+        if a == "--replica-url" {
+            words.push(a.clone());
+            if let Some(v) = args.get(i + 1) {
+                words.push(shell_word(&crate::db::without_password(v)));
+            }
+            i += 2;
+            continue;
+        }
+        if let Some(v) = a.strip_prefix("--replica-url=") {
+            words.push(shell_word(&format!(
+                "--replica-url={}",
+                crate::db::without_password(v)
+            )));
+            i += 1;
+            continue;
+        }
+        words.push(shell_word(a));
+        i += 1;
     }
-    if let Some(w) = args.workers {
-        cmd.push(format!("--workers {w}"));
-    }
-    if let Some(r) = args.max_rows_per_second {
-        cmd.push(format!("--max-rows-per-second {r}"));
-    }
-    let mut text = cmd.join(" ");
-    if args.db.database_url.is_some() {
-        text.push_str(" (with the same --database-url or DATABASE_URL)");
+    let mut text = words.join(" ");
+    if dropped_url {
+        text.push_str(" (with the same database: set DATABASE_URL or the PG* variables)");
     }
     text
 }

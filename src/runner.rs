@@ -52,6 +52,11 @@ pub struct RunnerOptions {
     pub mode: Mode,
     /// Health-probe thresholds from the command line, parsed.
     pub throttle: ThrottleOverrides,
+    /// The command that resumes this invocation, printed after Ctrl-C (never a password).
+    pub resume: String,
+    /// `run --phase contract`: only the contract, asked for explicitly (the only way to run
+    /// the contract of a plan without a release gate).
+    pub only_contract: bool,
 }
 
 /// Health-probe settings given on the command line, parsed and checked before anything
@@ -116,7 +121,34 @@ impl RunnerOptions {
         o.force = self.force;
         self.throttle.apply(&mut o.throttle);
         o.replicas = self.throttle.replicas.clone();
+        o.shared_settings = self.shared_settings();
         o
+    }
+
+    /// The settings given on the command line, keyed as `backfill set` stores them.
+    fn shared_settings(&self) -> serde_json::Map<String, serde_json::Value> {
+        use serde_json::Value;
+        let mut m = serde_json::Map::new();
+        let dur = |d: Duration| Value::from(humantime::format_duration(d).to_string());
+        if let Some(w) = self.workers {
+            m.insert("workers".into(), Value::from(w));
+        }
+        if let Some(r) = self.max_rows_per_second {
+            m.insert("max_rows_per_second".into(), Value::from(r));
+        }
+        if let Some(v) = self.throttle.max_replication_lag {
+            m.insert("max_replication_lag".into(), dur(v));
+        }
+        if let Some(v) = self.throttle.max_transaction_age {
+            m.insert("max_transaction_age".into(), dur(v));
+        }
+        if let Some(v) = self.throttle.max_lock_waiters {
+            m.insert("max_lock_waiters".into(), Value::from(v));
+        }
+        if self.throttle.pause_during_autovacuum {
+            m.insert("pause_during_autovacuum".into(), Value::Bool(true));
+        }
+        m
     }
 }
 
@@ -389,26 +421,17 @@ pub async fn prepare_all(
 }
 
 /// Records the plan (its text, checksum and, on its first run, the catalog it was planned
-/// from) and returns its schedule. Another runner may have started the plan since it was
-/// prepared: then it is prepared again from the catalog that runner recorded.
+/// from) and returns its schedule. The plan is prepared again under its lock: another runner
+/// may have started it since it was checked, and an earlier plan of this invocation may have
+/// changed the table (a contract that dropped a column).
 async fn register(
     client: &mut Client,
     schema: &Ident,
     plan: &Plan,
     force: bool,
     options: &PlannerOptions,
-    prepared: &Prepared,
 ) -> Result<(Schedule, TableInfo)> {
-    let started_now = recorded(client, schema, &plan.name)
-        .await?
-        .is_some_and(|r| !r.started.is_empty());
-    let again;
-    let prepared = if started_now != prepared.recorded.is_some() {
-        again = prepare(client, schema, plan, force, options).await?;
-        &again
-    } else {
-        prepared
-    };
+    let prepared = prepare(client, schema, plan, force, options).await?;
     let started = prepared.recorded.is_some();
     let catalog_json = serde_json::to_string(&prepared.catalog).map_err(|e| {
         Error::Failed(format!(
@@ -439,7 +462,7 @@ async fn register(
         )
         .await
         .map_err(|e| Error::db(format!("recording plan `{}`", plan.name), &e))?;
-    Ok((prepared.schedule.clone(), prepared.catalog.clone()))
+    Ok((prepared.schedule, prepared.catalog))
 }
 
 /// The key of a plan's DDL lock.
@@ -454,6 +477,7 @@ pub(crate) async fn lock(
     schema: &Ident,
     plan: &Plan,
     say: &dyn Fn(String),
+    stop: &Stop,
 ) -> Result<()> {
     let fail = |e: tokio_postgres::Error| Error::db(format!("locking plan `{}`", plan.name), &e);
     let mut told = false;
@@ -489,7 +513,15 @@ pub(crate) async fn lock(
             ));
             told = true;
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(500)) => {}
+            () = stop.wait() => {
+                return Err(Error::Interrupted {
+                    progress: format!("plan `{}` was waiting for its lock; nothing of it ran", plan.name),
+                    resume: String::new(),
+                })
+            }
+        }
     }
 }
 
@@ -580,7 +612,7 @@ pub async fn run(
         if json {
             println!(
                 "{}",
-                serde_json::json!({ "event": "runner", "message": line })
+                serde_json::json!({ "event": "runner", "message": line, "ts": progress::now_rfc3339() })
             );
         } else {
             println!("{line}");
@@ -593,15 +625,31 @@ pub async fn run(
     let popts = PlannerOptions {
         state_schema: options.state_schema.clone(),
     };
-    let prepared = {
+    {
         let mut client = conn.connect().await?;
-        prepare_all(&mut client, &schema, plans, options.force, &popts, true).await?
-    };
-    for (plan, prepared) in plans.iter().zip(&prepared) {
+        prepare_all(&mut client, &schema, plans, options.force, &popts, true).await?;
+    }
+    for plan in plans {
         if stop.is_set() {
             break;
         }
-        run_plan(conn, plan, prepared, options, stop.clone(), &say).await?;
+        run_plan(conn, plan, options, stop.clone(), &say)
+            .await
+            .map_err(|e| match e {
+                Error::Interrupted { progress, resume } if resume.is_empty() => {
+                    Error::Interrupted {
+                        progress,
+                        resume: options.resume.clone(),
+                    }
+                }
+                other => other,
+            })?;
+    }
+    if stop.is_set() {
+        return Err(Error::Interrupted {
+            progress: "stopped between two plans".to_string(),
+            resume: options.resume.clone(),
+        });
     }
     Ok(())
 }
@@ -609,7 +657,6 @@ pub async fn run(
 async fn run_plan(
     conn: &ConnectionSpec,
     plan: &Plan,
-    prepared: &Prepared,
     options: &RunnerOptions,
     stop: Stop,
     say: &dyn Fn(String),
@@ -617,18 +664,8 @@ async fn run_plan(
     let schema = Ident::new(&options.state_schema);
     let mut client = conn.connect().await?;
     state::ensure(&mut client, &schema).await?;
-    lock(&client, &schema, plan, say).await?;
-    let result = run_locked(
-        conn,
-        &mut client,
-        plan,
-        prepared,
-        options,
-        stop,
-        say,
-        &schema,
-    )
-    .await;
+    lock(&client, &schema, plan, say, &stop).await?;
+    let result = run_locked(conn, &mut client, plan, options, stop, say, &schema).await;
     if let Err(e) = &result {
         let _ = client
             .execute(
@@ -659,7 +696,6 @@ async fn run_locked(
     conn: &ConnectionSpec,
     client: &mut Client,
     plan: &Plan,
-    prepared: &Prepared,
     options: &RunnerOptions,
     stop: Stop,
     say: &dyn Fn(String),
@@ -668,7 +704,7 @@ async fn run_locked(
     let popts = PlannerOptions {
         state_schema: options.state_schema.clone(),
     };
-    let (schedule, live) = register(client, schema, plan, options.force, &popts, prepared).await?;
+    let (schedule, live) = register(client, schema, plan, options.force, &popts).await?;
     let release = options.release.as_ref();
     let release_text = release.map(|r| r.to_string());
     let exec = ExecOptions {
@@ -686,7 +722,22 @@ async fn run_locked(
         if rec.finished.contains_key(&phase) {
             continue;
         }
-        if !is_due(pp.due.as_ref(), release) {
+        if options.only_contract && phase != Phase::Contract {
+            // Checked below: contract refuses to run before the backfill finished.
+            continue;
+        }
+        if phase == Phase::Contract && !pp.steps.is_empty() {
+            if pp.due.is_none() && !options.only_contract {
+                say(format!(
+                    "plan {}: contract has no release gate, and it drops or replaces what the old application release uses: run it on its own, once no instance of that release runs: {}",
+                    plan.name,
+                    contract_command(plan)
+                ));
+                return Ok(());
+            }
+        }
+        if !is_due(pp.due.as_ref(), release) && !(options.only_contract && phase == Phase::Contract)
+        {
             let due = pp.due.as_ref().map(|d| d.to_string()).unwrap_or_default();
             let now = release
                 .map(|r| format!("this is {r}"))
@@ -740,8 +791,9 @@ async fn run_locked(
                     });
                 }
                 say(format!(
-                    "plan {}: verify: {} rows, none out of sync",
-                    plan.name, report.rows
+                    "plan {}: verify: {}, none out of sync",
+                    plan.name,
+                    progress::counted(report.rows, "row", "rows")
                 ));
             }
         }
@@ -780,7 +832,7 @@ async fn run_locked(
                 schema,
             )
             .await;
-            lock(client, schema, plan, say).await?;
+            lock(client, schema, plan, say, &Stop::new()).await?;
             result?
         } else {
             // A heartbeat, so `status` shows this process while a step waits for its lock.
@@ -794,7 +846,8 @@ async fn run_locked(
                 Events::none(),
                 done_rx,
             ));
-            let result = run_phase_steps(client, plan, &schedule, phase, &exec, schema, say).await;
+            let result =
+                run_phase_steps(client, plan, &schedule, phase, &exec, schema, say, &stop).await;
             let _ = done_tx.send(true);
             let _ = beat.await;
             result?
@@ -806,6 +859,15 @@ async fn run_locked(
             )
             .await
             .map_err(|e| Error::db("recording a phase", &e))?;
+        // An error of an earlier run (an interrupt, a lost lock) is history once a phase
+        // finishes after it.
+        client
+            .execute(
+                &format!("UPDATE {schema}.plans SET last_error = NULL WHERE plan = $1"),
+                &[&plan.name],
+            )
+            .await
+            .map_err(|e| Error::db("recording the plan", &e))?;
         // Several runners may share a backfill; the first to see it end records it.
         if first > 0 {
             state::event(
@@ -846,6 +908,11 @@ async fn run_locked(
     Ok(())
 }
 
+/// The command that runs a plan's contract on its own.
+fn contract_command(plan: &Plan) -> String {
+    format!("backfill run {} --phase contract", plan.file.display())
+}
+
 /// Why contract may not run now, if it may not.
 fn contract_refusal(rec: &Recorded, release: Option<&Release>, force: bool) -> Option<String> {
     let Some(backfilled) = rec.finished.get(&Phase::Backfill) else {
@@ -865,6 +932,7 @@ fn contract_refusal(rec: &Recorded, release: Option<&Release>, force: bool) -> O
     })
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run_phase_steps(
     client: &mut Client,
     plan: &Plan,
@@ -873,6 +941,7 @@ async fn run_phase_steps(
     exec: &ExecOptions,
     schema: &Ident,
     say: &dyn Fn(String),
+    stop: &Stop,
 ) -> Result<String> {
     let name = phase_name(phase);
     let done: Vec<i32> = client
@@ -926,6 +995,7 @@ async fn run_phase_steps(
             exec,
             &context,
             Some((&record_sql, &params)),
+            stop,
         )
         .await;
         if let Err(e) = result {
@@ -956,7 +1026,7 @@ async fn run_phase_steps(
             plan.name, step.description
         ));
     }
-    Ok(format!("{} steps", steps.len()))
+    Ok(progress::counted(steps.len() as u64, "step", "steps"))
 }
 
 /// The backfill phase: the engine, with a heartbeat that records this process's progress and
@@ -997,8 +1067,9 @@ async fn backfill(
     let _ = sink.await;
     match result? {
         Outcome::Finished(s) => Ok(format!(
-            "{} rows walked, {} changed",
-            s.rows_seen, s.rows_changed
+            "{} walked, {} changed",
+            progress::counted(s.rows_seen, "row", "rows"),
+            s.rows_changed
         )),
         Outcome::Interrupted(s) if aborted => Err(Error::Stopped(format!(
             "plan `{}`: aborted from another terminal after {} rows; `backfill abort` rolls it back",
@@ -1011,15 +1082,7 @@ async fn backfill(
                     "plan `{}`: {} rows of ~{} walked",
                     plan.name, s.rows_done, s.rows_estimate
                 ),
-                resume: format!(
-                    "backfill run {}{}",
-                    plan.file.display(),
-                    options
-                        .release
-                        .as_ref()
-                        .map(|r| format!(" --release {r}"))
-                        .unwrap_or_default()
-                ),
+                resume: options.resume.clone(),
             })
         }
     }

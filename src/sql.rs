@@ -88,6 +88,45 @@ impl QualifiedName {
     }
 }
 
+impl QualifiedName {
+    /// `schema.name` without quotes, for people and JSON (not for SQL).
+    pub fn plain(&self) -> String {
+        format!("{}.{}", self.schema.as_str(), self.name.as_str())
+    }
+
+    /// Reads back the quoted form [`fmt::Display`] writes (`"public"."users"`).
+    pub fn from_quoted(text: &str) -> Option<QualifiedName> {
+        let mut parts = Vec::new();
+        let mut chars = text.chars().peekable();
+        while chars.peek().is_some() {
+            if chars.next()? != '"' {
+                return None;
+            }
+            let mut name = String::new();
+            loop {
+                match chars.next()? {
+                    '"' if chars.peek() == Some(&'"') => {
+                        chars.next();
+                        name.push('"');
+                    }
+                    '"' => break,
+                    c => name.push(c),
+                }
+            }
+            parts.push(name);
+            match chars.next() {
+                Some('.') => {}
+                None => break,
+                Some(_) => return None,
+            }
+        }
+        match parts.as_slice() {
+            [schema, name] => Some(QualifiedName::new(schema.clone(), name.clone())),
+            _ => None,
+        }
+    }
+}
+
 impl fmt::Display for QualifiedName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}.{}", self.schema, self.name)
@@ -219,6 +258,14 @@ mod tests {
         );
         assert_eq!(QualifiedName::parse("a.b.c"), None);
         assert_eq!(QualifiedName::parse(".b"), None);
+    }
+
+    #[test]
+    fn quoted_names_read_back() {
+        let q = QualifiedName::new("app", "we\"ird.name");
+        assert_eq!(QualifiedName::from_quoted(&q.to_string()), Some(q.clone()));
+        assert_eq!(q.plain(), "app.we\"ird.name");
+        assert_eq!(QualifiedName::from_quoted("public.users"), None);
     }
 
     #[test]

@@ -67,9 +67,7 @@ impl FromStr for Release {
                 .split('.')
                 .map(|ident| {
                     if ident.is_empty()
-                        || !ident
-                            .chars()
-                            .all(|c| c.is_ascii_alphanumeric() || c == '-')
+                        || !ident.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
                     {
                         Err(bad())
                     } else {
@@ -177,8 +175,23 @@ mod tests {
     #[test]
     fn refuses_what_is_not_a_version() {
         for bad in [
-            "", "main", "two", "latest", "v", "1..2", "1. 2", "1.x", "1.4.0-", "1.4.0-rc..1",
-            "1.4.0+build", "-1", ".1", "1.", "1.4.0-rc_1", "HEAD", "1.4 .0",
+            "",
+            "main",
+            "two",
+            "latest",
+            "v",
+            "1..2",
+            "1. 2",
+            "1.x",
+            "1.4.0-",
+            "1.4.0-rc..1",
+            "1.4.0+build",
+            "-1",
+            ".1",
+            "1.",
+            "1.4.0-rc_1",
+            "HEAD",
+            "1.4 .0",
         ] {
             assert!(bad.parse::<Release>().is_err(), "{bad:?} was accepted");
         }

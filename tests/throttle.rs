@@ -237,7 +237,7 @@ fn rate(events: &[serde_json::Value], from: f64, to: f64) -> f64 {
         .iter()
         .filter(|e| e["event"] == "chunk")
         .filter(|e| {
-            let ts = e["ts"].as_f64().unwrap_or(0.0);
+            let ts = crate::support::event_secs(e);
             ts >= from && ts < to
         })
         .map(|e| e["rows"].as_i64().unwrap_or(0))
@@ -286,7 +286,7 @@ async fn set_changes_the_rate_of_a_running_backfill_within_2s() {
         .find(|e| e["event"] == "settings_changed")
         .unwrap_or_else(|| panic!("no settings_changed event: {events:?}"));
     assert_eq!(changed["changes"], "max_rows_per_second=20000");
-    let at = changed["ts"].as_f64().unwrap_or(0.0);
+    let at = crate::support::event_secs(changed);
     assert!(at - asked < 2.0, "picked up {:.2}s after set", at - asked);
     let before = rate(&events, asked - 2.0, asked);
     let after = rate(&events, at + 0.3, at + 1.3);

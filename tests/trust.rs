@@ -310,3 +310,361 @@ async fn validate_and_plan_follow_a_plan_in_flight() {
         ["First42 Last42"]
     );
 }
+
+/// Sends SIGINT to a background `backfill`, as Ctrl-C does.
+fn interrupt(child: &std::process::Child) {
+    let ok = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill -INT");
+    assert!(ok.success());
+}
+
+#[tokio::test]
+async fn ctrl_c_prints_the_whole_invocation_and_stops_a_lock_wait_at_once() {
+    let db = TestDb::new("trust_ctrl_c").await;
+    let client = db.connect().await;
+    seed_users(&client, 20_000).await;
+    let plans = Plans::new("ctrl_c");
+    plans.write(
+        "0001_split.toml",
+        &format!(
+            "{}\n[release]\nexpand = \"1.0.0\"\ncontract = \"2.0.0\"\n",
+            crate::support::SPLIT_USERS
+        ),
+    );
+    plans.write("0002_domain.toml", DOMAIN);
+    // A slow backfill, interrupted in the middle: the resume command is this invocation.
+    let url_with_password = format!("{} password=s3cr3t", db.url);
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_backfill"))
+        .args([
+            "run",
+            &plans.dir(),
+            "--release",
+            "1.0.0",
+            "--workers",
+            "2",
+            "--max-rows-per-second",
+            "2000",
+            "--max-transaction-age",
+            "1h",
+            "--progress",
+            "plain",
+            "--database-url",
+            &url_with_password,
+        ])
+        .env_remove("DATABASE_URL")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start backfill");
+    crate::support::wait_walked(&client, 1000).await;
+    interrupt(&child);
+    let out = crate::support::finish(child).await;
+    assert_eq!(out.status.code(), Some(130), "{}", show(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let resume = stderr
+        .lines()
+        .find_map(|l| l.split_once("Resume with: ").map(|(_, r)| r.to_string()))
+        .unwrap_or_else(|| panic!("no resume command: {stderr}"));
+    assert!(
+        resume.starts_with(&format!(
+            "backfill run {} --release 1.0.0 --workers 2 --max-rows-per-second 2000 --max-transaction-age 1h --progress plain",
+            plans.dir()
+        )),
+        "{resume}"
+    );
+    assert!(
+        !stderr.contains("s3cr3t"),
+        "the password was printed: {stderr}"
+    );
+    // The printed command, run as printed, finishes both plans of the folder.
+    let words: Vec<&str> = resume
+        .split(" (with the same database")
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .collect();
+    backfill_ok(&words, Some(&db.url));
+    assert_eq!(
+        user_columns(&client).await,
+        [
+            "id",
+            "full_name",
+            "email",
+            "first_name",
+            "last_name",
+            "email_domain"
+        ]
+    );
+    assert_eq!(
+        count(
+            &client,
+            "SELECT count(*) FROM users WHERE first_name IS NULL OR email_domain IS NULL"
+        )
+        .await,
+        0
+    );
+
+    // A DDL step waiting for its lock behind an open transaction: one Ctrl-C ends it at once.
+    let plans = Plans::new("ctrl_c_lock");
+    let plan = plans.write(
+        "0003_age.toml",
+        "table = \"users\"\n[[operations]]\nkind = \"add_column\"\nname = \"age\"\ntype = \"int\"\n[backfill]\nlock_timeout = \"5s\"\n",
+    );
+    let blocker = db.connect().await;
+    blocker
+        .batch_execute("BEGIN; SET application_name = 'the-blocker'; SELECT count(*) FROM users;")
+        .await
+        .expect("hold ACCESS SHARE");
+    let child = crate::support::backfill_spawn(&["run", &plan, "--progress", "plain"], &db.url);
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let t = std::time::Instant::now();
+    interrupt(&child);
+    let out = crate::support::finish(child).await;
+    let took = t.elapsed();
+    assert_eq!(out.status.code(), Some(130), "{}", show(&out));
+    assert!(
+        took < std::time::Duration::from_secs(3),
+        "the lock wait went on for {took:?} after Ctrl-C"
+    );
+    blocker.batch_execute("COMMIT").await.expect("commit");
+    assert!(!user_columns(&client).await.contains(&"age".to_string()));
+}
+
+#[tokio::test]
+async fn a_lock_that_never_comes_names_who_holds_it() {
+    let db = TestDb::new("trust_lock_holder").await;
+    let client = db.connect().await;
+    seed_users(&client, 10).await;
+    let plans = Plans::new("lock_holder");
+    let plan = plans.write(
+        "0001_age.toml",
+        "table = \"users\"\n[[operations]]\nkind = \"add_column\"\nname = \"age\"\ntype = \"int\"\n[backfill]\nlock_timeout = \"200ms\"\nddl_retries = 1\n",
+    );
+    let blocker = db.connect().await;
+    blocker
+        .batch_execute("SET application_name = 'the-blocker'; BEGIN; SELECT count(*) FROM users;")
+        .await
+        .expect("hold ACCESS SHARE");
+    let out = backfill_cmd(&["run", &plan], Some(&db.url));
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("held by pid")
+            && stderr.contains("the-blocker")
+            && stderr.contains("idle in transaction"),
+        "{stderr}"
+    );
+    blocker.batch_execute("COMMIT").await.expect("commit");
+
+    // A connection that cannot be made names where it was going.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let out = backfill_cmd(
+        &["status"],
+        Some(&format!(
+            "host=127.0.0.1 port={port} user=nobody dbname=nowhere password=pw"
+        )),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("127.0.0.1:{port}")) && stderr.contains("nowhere"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("pw"), "{stderr}");
+}
+
+#[tokio::test]
+async fn contract_without_a_release_gate_is_a_separate_explicit_step() {
+    let db = TestDb::new("trust_contract_explicit").await;
+    let client = db.connect().await;
+    seed_users(&client, 200).await;
+    let plans = Plans::new("contract_explicit");
+    let plan = plans.write("0001_split.toml", crate::support::SPLIT_USERS);
+    let out = backfill_ok(&["run", &plan, "--progress", "quiet"], Some(&db.url));
+    assert!(out.contains("--phase contract"), "{out}");
+    // The old column is still there for the old release.
+    assert!(user_columns(&client)
+        .await
+        .contains(&"full_name".to_string()));
+    let out = backfill_ok(&["run", &plan], Some(&db.url));
+    assert!(
+        out.contains("--phase contract"),
+        "a rerun contracted: {out}"
+    );
+    assert!(user_columns(&client)
+        .await
+        .contains(&"full_name".to_string()));
+    backfill_ok(&["run", &plan, "--phase", "contract"], Some(&db.url));
+    assert_eq!(
+        user_columns(&client).await,
+        ["id", "email", "first_name", "last_name"]
+    );
+    assert_eq!(
+        rows(
+            &client,
+            "SELECT first_name || ' ' || last_name FROM users WHERE id = 200"
+        )
+        .await,
+        ["First200 Last200"]
+    );
+}
+
+#[tokio::test]
+async fn a_joining_process_runs_with_the_settings_of_the_first() {
+    let db = TestDb::new("trust_shared_settings").await;
+    let client = db.connect().await;
+    seed_users(&client, 6000).await;
+    let staged = crate::support::stage(&db, "shared", crate::support::SPLIT_USERS).await;
+    let first = crate::support::backfill_spawn(
+        &[
+            "run",
+            &staged.arg(),
+            "--phase",
+            "backfill",
+            "--max-rows-per-second",
+            "300",
+            "--progress",
+            "quiet",
+        ],
+        &db.url,
+    );
+    crate::support::wait_walked(&client, 10).await;
+    let settings = rows(&client, "SELECT settings FROM backfill.backfills").await;
+    assert!(
+        settings[0].contains("\"max_rows_per_second\":300")
+            || settings[0].contains("\"max_rows_per_second\": 300"),
+        "{settings:?}"
+    );
+    // A second process joins without the flag: it must not run unthrottled.
+    let second = crate::support::backfill_spawn(
+        &[
+            "run",
+            &staged.arg(),
+            "--phase",
+            "backfill",
+            "--progress",
+            "quiet",
+        ],
+        &db.url,
+    );
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let (seen, _) = crate::support::backfill_state(&client, "shared").await;
+    assert!(
+        seen < 4000,
+        "{seen} rows walked in ~3.5 s at 300 rows/s per process"
+    );
+    // Lift the limit for everyone; both finish.
+    backfill_ok(&["set", "shared", "max_rows_per_second=0"], Some(&db.url));
+    for child in [first, second] {
+        let out = crate::support::finish(child).await;
+        assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    }
+    assert_eq!(
+        crate::support::out_of_sync(&client, &staged.schedule).await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn status_pause_and_abort_say_what_is_true() {
+    let db = TestDb::new("trust_status").await;
+    let client = db.connect().await;
+    seed_users(&client, 30_000).await;
+    // A table rewritten by an earlier change: its estimate must not count dead rows.
+    client
+        .batch_execute("UPDATE users SET email = email || ''; UPDATE users SET email = email || ''; ANALYZE users;")
+        .await
+        .expect("bloat");
+    let plans = Plans::new("status");
+    let plan = plans.write(
+        "0001_split.toml",
+        &format!(
+            "{}\n[release]\nexpand = \"1.0.0\"\ncontract = \"2.0.0\"\n",
+            crate::support::SPLIT_USERS
+        ),
+    );
+    // Workers walk distinct segments: no segment seen by two workers of one process.
+    let out = backfill_ok(
+        &[
+            "run",
+            &plan,
+            "--release",
+            "1.0.0",
+            "--workers",
+            "4",
+            "--batch-size",
+            "500",
+            "--progress",
+            "json",
+        ],
+        Some(&db.url),
+    );
+    let events = crate::support::json_events(out.as_bytes());
+    let mut walkers: std::collections::BTreeMap<i64, std::collections::BTreeSet<i64>> =
+        Default::default();
+    for e in events.iter().filter(|e| e["event"] == "chunk") {
+        walkers
+            .entry(e["segment"].as_i64().unwrap_or(-1))
+            .or_default()
+            .insert(e["worker"].as_i64().unwrap_or(-1));
+        crate::support::event_secs(e);
+    }
+    assert!(walkers.len() > 4, "{walkers:?}");
+    assert!(
+        walkers.values().all(|w| w.len() == 1),
+        "a segment walked by two workers: {walkers:?}"
+    );
+    let status: serde_json::Value =
+        serde_json::from_str(&backfill_ok(&["status", "--json"], Some(&db.url)))
+            .expect("status JSON");
+    let p = &status[0];
+    assert_eq!(p["table"], "public.users");
+    assert_eq!(p["backfill"]["rows_done"], 30_000);
+    assert_eq!(p["backfill"]["rows_estimate"], 30_000);
+    assert_eq!(p["backfill"]["percent"], 100.0);
+    let started = events
+        .iter()
+        .find(|e| e["event"] == "started")
+        .expect("started");
+    let estimate = started["rows_estimate"].as_i64().unwrap_or(0);
+    assert!(
+        (27_000..=33_000).contains(&estimate),
+        "estimate {estimate} for 30000 rows"
+    );
+    let text = backfill_ok(&["status"], Some(&db.url));
+    assert!(
+        text.contains("(100.0%)") && text.contains("finished"),
+        "{text}"
+    );
+    let out = backfill_ok(&["pause", "0001_split"], Some(&db.url));
+    assert!(out.contains("nothing to pause"), "{out}");
+    assert!(!backfill_ok(&["status"], Some(&db.url)).contains("PAUSED"));
+
+    let out = backfill_ok(&["run", &plan, "--release", "2.0.0-rc1"], Some(&db.url));
+    assert!(out.contains("waits for release 2.0.0"), "{out}");
+
+    // abort takes the plan's name, like pause.
+    backfill_ok(&["abort", "0001_split"], Some(&db.url));
+    assert_eq!(user_columns(&client).await, ["id", "full_name", "email"]);
+
+    // A contract refused in the release of its backfill says so in status, not "waits".
+    let plan = plans.write(
+        "0002_domain.toml",
+        &DOMAIN.replace("contract = \"2.1.0\"", "contract = \"1.1.0\""),
+    );
+    let out = backfill_ok(&["run", &plan, "--release", "1.1.0"], Some(&db.url));
+    assert!(out.contains("contract refused"), "{out}");
+    let text = backfill_ok(&["status", &plan], Some(&db.url));
+    assert!(!text.contains("waits for release 1.1.0"), "{text}");
+    let text = backfill_ok(&["status", &plan], Some(&db.url));
+    assert!(
+        text.contains("contract    refused: the backfill finished in release 1.1.0"),
+        "{text}"
+    );
+}

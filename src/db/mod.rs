@@ -246,6 +246,41 @@ impl ConnectionSpec {
         })
     }
 
+    /// Where this connects, for messages: `host:port` (each host tried), the database and the
+    /// user; never the password.
+    pub fn target(&self) -> String {
+        let ports = self.config.get_ports();
+        let hosts: Vec<String> = self
+            .config
+            .get_hosts()
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                let port = ports
+                    .get(i)
+                    .or_else(|| ports.first())
+                    .copied()
+                    .unwrap_or(5432);
+                match h {
+                    tokio_postgres::config::Host::Tcp(h) => format!("{h}:{port}"),
+                    tokio_postgres::config::Host::Unix(p) => {
+                        format!("{}/.s.PGSQL.{port}", p.display())
+                    }
+                }
+            })
+            .collect();
+        format!(
+            "{} (database {}, user {})",
+            if hosts.is_empty() {
+                "localhost:5432".to_string()
+            } else {
+                hosts.join(", ")
+            },
+            self.config.get_dbname().unwrap_or("?"),
+            self.config.get_user().unwrap_or("?")
+        )
+    }
+
     /// The driver configuration.
     pub fn config(&self) -> &Config {
         &self.config
@@ -264,11 +299,9 @@ impl ConnectionSpec {
     /// Opens one connection; the connection task runs on the current tokio runtime.
     pub async fn connect(&self) -> Result<Client> {
         tracing::debug!(database = ?self.config.get_dbname(), sslmode = ?self.ssl, "connecting");
-        let (client, connection) = self
-            .config
-            .connect(self.tls()?)
-            .await
-            .map_err(|e| Error::Connect(redact(&connect_error(&e))))?;
+        let (client, connection) = self.config.connect(self.tls()?).await.map_err(|e| {
+            Error::Connect(format!("{}: {}", self.target(), redact(&connect_error(&e))))
+        })?;
         tokio::spawn(async move {
             // The error surfaces on the client's next query; nothing to do here.
             let _ = connection.await;
@@ -289,6 +322,35 @@ fn connect_error(e: &tokio_postgres::Error) -> String {
         source = s.source();
     }
     text
+}
+
+/// A connection string without its password (`postgres://u:secret@h/db` → `postgres://u@h/db`,
+/// `password=secret` dropped), for commands printed back to the user.
+pub fn without_password(text: &str) -> String {
+    if let Some(rest) = text
+        .strip_prefix("postgres://")
+        .or_else(|| text.strip_prefix("postgresql://"))
+    {
+        let scheme = &text[..text.len() - rest.len()];
+        let (authority, tail) = match rest.find(['/', '?']) {
+            Some(at) => rest.split_at(at),
+            None => (rest, ""),
+        };
+        if let Some((userinfo, host)) = authority.rsplit_once('@') {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            let tail = tail
+                .split('&')
+                .filter(|p| !p.trim_start_matches('?').starts_with("password="))
+                .collect::<Vec<_>>()
+                .join("&");
+            return format!("{scheme}{user}@{host}{tail}");
+        }
+        return text.to_string();
+    }
+    text.split_whitespace()
+        .filter(|w| !w.to_ascii_lowercase().starts_with("password"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Drivers may echo parts of a connection string in errors: hide every `password=` value.

@@ -30,7 +30,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use tokio::sync::Notify;
 
 use crate::db::catalog::TableInfo;
 use crate::db::ConnectionSpec;
@@ -84,6 +83,10 @@ pub struct EngineOptions {
     pub replicas: Vec<ConnectionSpec>,
     /// How long a claim on a segment outlives this process's last heartbeat.
     pub lease: Duration,
+    /// Settings given on this process's command line, as `backfill set` stores them: recorded
+    /// with the backfill when it starts, so every process that joins it (on any host) runs
+    /// with them too, and they stay for later runs.
+    pub shared_settings: serde_json::Map<String, serde_json::Value>,
 }
 
 impl EngineOptions {
@@ -106,6 +109,7 @@ impl EngineOptions {
             throttle: plan.throttle.clone(),
             replicas: Vec::new(),
             lease: b.lease,
+            shared_settings: serde_json::Map::new(),
         }
     }
 }
@@ -164,73 +168,7 @@ pub struct Summary {
     pub elapsed: Duration,
 }
 
-/// Asks a run to stop: chunks in flight commit, no new chunk starts. Cheap to clone; safe to
-/// trigger from a signal handler's thread.
-#[derive(Debug, Clone, Default)]
-pub struct Stop(Arc<StopInner>);
-
-#[derive(Debug, Default)]
-struct StopInner {
-    flag: AtomicBool,
-    notify: Notify,
-}
-
-impl Stop {
-    /// A stop that has not been triggered.
-    pub fn new() -> Stop {
-        Stop::default()
-    }
-
-    /// Stops the run.
-    pub fn trigger(&self) {
-        self.0.flag.store(true, Ordering::SeqCst);
-        self.0.notify.notify_waiters();
-    }
-
-    /// Whether the run was asked to stop.
-    pub fn is_set(&self) -> bool {
-        self.0.flag.load(Ordering::SeqCst)
-    }
-
-    /// Resolves once the run is asked to stop.
-    pub async fn wait(&self) {
-        loop {
-            let notified = self.0.notify.notified();
-            if self.is_set() {
-                return;
-            }
-            notified.await;
-        }
-    }
-}
-
-/// Holds the workers at their next chunk boundary while set; cheap to clone.
-#[derive(Debug, Clone, Default)]
-pub struct Pause(Arc<StopInner>);
-
-impl Pause {
-    /// Pauses (`true`) or resumes (`false`).
-    pub fn set(&self, paused: bool) {
-        self.0.flag.store(paused, Ordering::SeqCst);
-        self.0.notify.notify_waiters();
-    }
-
-    /// Whether the workers are held.
-    pub fn is_set(&self) -> bool {
-        self.0.flag.load(Ordering::SeqCst)
-    }
-
-    /// Resolves once the pause is lifted.
-    pub async fn wait_cleared(&self) {
-        loop {
-            let notified = self.0.notify.notified();
-            if !self.is_set() {
-                return;
-            }
-            notified.await;
-        }
-    }
-}
+pub use crate::shutdown::{Pause, Stop};
 
 /// A segment waiting in the queue or being walked.
 #[derive(Debug, Clone)]
@@ -259,6 +197,8 @@ struct Shared {
     owner: String,
     /// Segments this process claimed and waits to retry, and how many it walks now.
     queue: Mutex<Queue>,
+    /// Held while a worker claims a segment (see [`Shared::next_task`]).
+    claiming: tokio::sync::Mutex<()>,
     /// Settings that `backfill set` changes, and the probes' verdict.
     live: live::Live,
     stop: Stop,
@@ -294,19 +234,25 @@ impl Shared {
                 }
                 (q.ready.len(), q.in_flight)
             };
+            // One claim at a time in this process: a claim accepts a segment this process
+            // owns but holds nowhere, so two workers claiming at once would both take the
+            // segment the first one just claimed, before it shows among the held ones.
+            let claiming = self.claiming.lock().await;
             let held: Vec<i32> = self
                 .queue
                 .lock()
                 .map(|q| q.held.iter().copied().collect())
                 .unwrap_or_default();
-            match self.claim(pool, &held).await {
-                Ok(Some(task)) => {
-                    if let Ok(mut q) = self.queue.lock() {
-                        q.in_flight += 1;
-                        q.held.insert(task.segment);
-                    }
-                    return Some(task);
+            let claimed = self.claim(pool, &held).await;
+            if let Ok(Some(task)) = &claimed {
+                if let Ok(mut q) = self.queue.lock() {
+                    q.in_flight += 1;
+                    q.held.insert(task.segment);
                 }
+            }
+            drop(claiming);
+            match claimed {
+                Ok(Some(task)) => return Some(task),
                 Ok(None) if ours_waiting == 0 && in_flight == 0 => {
                     if let Ok(0) = self.left(pool).await {
                         self.finished.store(true, Ordering::SeqCst);
@@ -408,6 +354,7 @@ pub async fn run(
     let mut control = conn.connect().await?;
     state::ensure(&mut control, &options.state_schema).await?;
     let prepared = segments::prepare(&mut control, &job, &options).await?;
+    let stored = segments::share_settings(&control, &job, &options).await?;
     drop(control);
     let total_segments = prepared.total;
     let workers = options.workers.max(1);
@@ -431,6 +378,7 @@ pub async fn run(
         owner: format!("{}:{}:{nonce:x}", state::host(), std::process::id()),
         job,
         queue: Mutex::new(Queue::default()),
+        claiming: tokio::sync::Mutex::new(()),
         live: live::Live::new(
             options.max_rows_per_second,
             workers,
@@ -449,6 +397,9 @@ pub async fn run(
         options,
     });
 
+    // What this process or another one recorded (command-line settings, `backfill set`)
+    // applies from the first chunk on.
+    shared.live.apply(&stored);
     let pool = pool(conn, &shared)?;
     let (done_tx, done_rx) = tokio::sync::watch::channel(false);
     let monitor = tokio::spawn(monitor::run(

@@ -181,12 +181,25 @@ pub async fn load(
     Ok((pending, rows_done))
 }
 
-/// The planner's estimate of the table's rows, from `EXPLAIN` (scaled to the table's current
-/// size, and available before the first `ANALYZE` too).
+/// The table's live rows as the statistics system counts them (`n_live_tup`, kept by every
+/// insert and delete, so a table bloated by earlier rewrites is not overestimated), else the
+/// planner's estimate from `EXPLAIN` (available before the first `ANALYZE` too; it scales the
+/// last density by the table's current size, which counts dead rows after a rewrite).
 pub async fn estimate_rows(
     client: &impl tokio_postgres::GenericClient,
     table: &QualifiedName,
 ) -> Result<i64> {
+    let live: Option<i64> = client
+        .query_opt(
+            "SELECT n_live_tup FROM pg_stat_all_tables WHERE relid = $1::text::regclass",
+            &[&table.to_string()],
+        )
+        .await
+        .map_err(|e| Error::db(format!("estimating the rows of {table}"), &e))?
+        .map(|r| r.get(0));
+    if let Some(n) = live.filter(|n| *n > 0) {
+        return Ok(n);
+    }
     // The first line is the top node (a Gather over a parallel scan on big tables).
     let rows = client
         .query(&format!("EXPLAIN SELECT 1 FROM {table}"), &[])
@@ -308,4 +321,25 @@ mod tests {
         assert_eq!(segment_count(5_000_000, 4), 100);
         assert_eq!(segment_count(i64::MAX, 4), MAX_SEGMENTS);
     }
+}
+
+/// Records the settings given on this process's command line with the backfill (merged over
+/// what is there, as `backfill set` does) and returns every stored setting.
+pub async fn share_settings(
+    client: &Client,
+    job: &Job,
+    options: &EngineOptions,
+) -> Result<serde_json::Map<String, serde_json::Value>> {
+    let backfills = state::table(&options.state_schema, "backfills");
+    let given = serde_json::Value::Object(options.shared_settings.clone()).to_string();
+    let row = client
+        .query_one(
+            &format!(
+                "UPDATE {backfills} SET settings = (settings::jsonb || $2::text::jsonb)::text WHERE plan = $1 RETURNING settings"
+            ),
+            &[&job.plan, &given],
+        )
+        .await
+        .map_err(|e| Error::db(format!("recording the settings of plan `{}`", job.plan), &e))?;
+    Ok(serde_json::from_str(&row.get::<_, String>(0)).unwrap_or_default())
 }

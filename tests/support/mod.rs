@@ -276,6 +276,18 @@ pub fn json_events(stdout: &[u8]) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The time of a JSON event (`ts`, RFC 3339) in seconds since the epoch.
+pub fn event_secs(e: &serde_json::Value) -> f64 {
+    let ts = e["ts"]
+        .as_str()
+        .unwrap_or_else(|| panic!("event without ts: {e}"));
+    humantime::parse_rfc3339(ts)
+        .unwrap_or_else(|err| panic!("ts {ts} is not RFC 3339: {err}"))
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
 /// Rows the backfill would still change.
 pub async fn out_of_sync(client: &Client, schedule: &backfill::planner::Schedule) -> i64 {
     backfill::executor::count_out_of_sync(client, schedule)
