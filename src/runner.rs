@@ -726,18 +726,20 @@ async fn run_locked(
             // Checked below: contract refuses to run before the backfill finished.
             continue;
         }
-        if phase == Phase::Contract && !pp.steps.is_empty() {
-            if pp.due.is_none() && !options.only_contract {
-                say(format!(
-                    "plan {}: contract has no release gate, and it drops or replaces what the old application release uses: run it on its own, once no instance of that release runs: {}",
-                    plan.name,
-                    contract_command(plan)
-                ));
-                return Ok(());
-            }
-        }
-        if !is_due(pp.due.as_ref(), release) && !(options.only_contract && phase == Phase::Contract)
+        if phase == Phase::Contract
+            && !pp.steps.is_empty()
+            && pp.due.is_none()
+            && !options.only_contract
         {
+            say(format!(
+                "plan {}: contract has no release gate, and it drops or replaces what the old application release uses: run it on its own, once no instance of that release runs: {}",
+                plan.name,
+                contract_command(plan)
+            ));
+            return Ok(());
+        }
+        let explicit = options.only_contract && phase == Phase::Contract;
+        if !is_due(pp.due.as_ref(), release) && !explicit {
             let due = pp.due.as_ref().map(|d| d.to_string()).unwrap_or_default();
             let now = release
                 .map(|r| format!("this is {r}"))

@@ -101,7 +101,23 @@ pub async fn prepare(client: &mut Client, job: &Job, options: &EngineOptions) ->
             (true, row.get::<_, i64>(1))
         }
         None => {
-            let estimate = estimate_rows(&tx, &job.spec.table).await?;
+            let mut estimate = estimate_rows(&tx, &job.spec.table).await?;
+            if job.keyset.is_integer() {
+                // An integer key cannot hold more rows than its span: a cheap, exact bound
+                // where the statistics lag behind a rewrite.
+                let row = tx
+                    .query_one(
+                        &keyset::integer_bounds_sql(&job.spec.table, &job.keyset),
+                        &[],
+                    )
+                    .await
+                    .map_err(fail)?;
+                if let (Some(min), Some(max)) =
+                    (row.get::<_, Option<i64>>(0), row.get::<_, Option<i64>>(1))
+                {
+                    estimate = estimate.min(max.saturating_sub(min).saturating_add(1));
+                }
+            }
             let bounds = split(&tx, job, segment_count(estimate, options.workers), estimate)
                 .await
                 .map_err(|e| match e {
@@ -197,18 +213,22 @@ pub async fn estimate_rows(
         .await
         .map_err(|e| Error::db(format!("estimating the rows of {table}"), &e))?
         .map(|r| r.get(0));
-    if let Some(n) = live.filter(|n| *n > 0) {
-        return Ok(n);
-    }
+    // The smaller of the two: each overcounts in its own way (statistics not yet flushed
+    // after a bulk change, the planner's density scaled over dead rows).
     // The first line is the top node (a Gather over a parallel scan on big tables).
     let rows = client
         .query(&format!("EXPLAIN SELECT 1 FROM {table}"), &[])
         .await
         .map_err(|e| Error::db(format!("estimating the rows of {table}"), &e))?;
-    Ok(rows
+    let planned = rows
         .first()
         .and_then(|r| plan_rows(&r.get::<_, String>(0)))
-        .unwrap_or(0))
+        .unwrap_or(0);
+    Ok(match live.filter(|n| *n > 0) {
+        Some(n) if planned > 0 => n.min(planned),
+        Some(n) => n,
+        None => planned,
+    })
 }
 
 /// `rows=N` of an `EXPLAIN` line.
@@ -298,6 +318,27 @@ pub async fn mark_finished(client: &Client, job: &Job, options: &EngineOptions) 
     Ok(())
 }
 
+/// Records the settings given on this process's command line with the backfill (merged over
+/// what is there, as `backfill set` does) and returns every stored setting.
+pub async fn share_settings(
+    client: &Client,
+    job: &Job,
+    options: &EngineOptions,
+) -> Result<serde_json::Map<String, serde_json::Value>> {
+    let backfills = state::table(&options.state_schema, "backfills");
+    let given = serde_json::Value::Object(options.shared_settings.clone()).to_string();
+    let row = client
+        .query_one(
+            &format!(
+                "UPDATE {backfills} SET settings = (settings::jsonb || $2::text::jsonb)::text WHERE plan = $1 RETURNING settings"
+            ),
+            &[&job.plan, &given],
+        )
+        .await
+        .map_err(|e| Error::db(format!("recording the settings of plan `{}`", job.plan), &e))?;
+    Ok(serde_json::from_str(&row.get::<_, String>(0)).unwrap_or_default())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -321,25 +362,4 @@ mod tests {
         assert_eq!(segment_count(5_000_000, 4), 100);
         assert_eq!(segment_count(i64::MAX, 4), MAX_SEGMENTS);
     }
-}
-
-/// Records the settings given on this process's command line with the backfill (merged over
-/// what is there, as `backfill set` does) and returns every stored setting.
-pub async fn share_settings(
-    client: &Client,
-    job: &Job,
-    options: &EngineOptions,
-) -> Result<serde_json::Map<String, serde_json::Value>> {
-    let backfills = state::table(&options.state_schema, "backfills");
-    let given = serde_json::Value::Object(options.shared_settings.clone()).to_string();
-    let row = client
-        .query_one(
-            &format!(
-                "UPDATE {backfills} SET settings = (settings::jsonb || $2::text::jsonb)::text WHERE plan = $1 RETURNING settings"
-            ),
-            &[&job.plan, &given],
-        )
-        .await
-        .map_err(|e| Error::db(format!("recording the settings of plan `{}`", job.plan), &e))?;
-    Ok(serde_json::from_str(&row.get::<_, String>(0)).unwrap_or_default())
 }
