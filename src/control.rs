@@ -632,14 +632,16 @@ pub async fn abort_cmd(args: AbortArgs) -> Result<()> {
     )
     .await?;
     run_steps(&mut client, &schedule, &schedule.rollback, "abort", &exec).await?;
-    let forget = format!(
-        "DELETE FROM {schema}.plans WHERE plan = $1;
-         DELETE FROM {schema}.backfills WHERE plan = $1;
-         DELETE FROM {schema}.runners WHERE plan = $1;"
-    );
-    for sql in forget.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+    // One statement per table: a state schema's name may hold a `;`.
+    for table in ["plans", "backfills", "runners"] {
         client
-            .execute(sql, &[&plan.name])
+            .execute(
+                &format!(
+                    "DELETE FROM {} WHERE plan = $1",
+                    state::table(&schema, table)
+                ),
+                &[&plan.name],
+            )
             .await
             .map_err(|e| Error::db("forgetting the plan's state", &e))?;
     }

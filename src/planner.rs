@@ -1035,7 +1035,13 @@ fn trigger_function(name: &QualifiedName, alias: &Ident, syncs: &[(String, Sync)
     }
     format!(
         "CREATE OR REPLACE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS {}",
-        dollar_quote("bf_sync", &format!("\nBEGIN\n{body}  RETURN NEW;\nEND;\n"))
+        // `use_column`: a column named like a PL/pgSQL variable (`new`, `old`, `tg_op`,
+        // `found`) is the column inside queries, never an ambiguous reference that would make
+        // every write of the application fail.
+        dollar_quote(
+            "bf_sync",
+            &format!("\n#variable_conflict use_column\nBEGIN\n{body}  RETURN NEW;\nEND;\n")
+        )
     )
 }
 

@@ -176,11 +176,13 @@ pub fn backfill_ok(args: &[&str], database_url: Option<&str>) -> String {
 /// every row.
 pub async fn snapshot(client: &Client, table: &str, key: &str) -> Vec<String> {
     let mut out = Vec::new();
+    // The table's name inside string literals, its quotes doubled.
+    let reg = format!("'{}'", table.replace('\'', "''"));
     let queries = [
-        format!("SELECT 'column ' || attname || ' ' || format_type(atttypid, atttypmod) || ' notnull=' || attnotnull || ' default=' || coalesce(pg_get_expr(d.adbin, d.adrelid), '-') FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum WHERE attrelid = '{table}'::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum"),
-        format!("SELECT 'constraint ' || conname || ' ' || pg_get_constraintdef(oid) || ' validated=' || convalidated FROM pg_constraint WHERE conrelid = '{table}'::regclass ORDER BY conname"),
-        format!("SELECT 'index ' || pg_get_indexdef(indexrelid) FROM pg_index WHERE indrelid = '{table}'::regclass ORDER BY 1"),
-        format!("SELECT 'trigger ' || tgname FROM pg_trigger WHERE tgrelid = '{table}'::regclass AND NOT tgisinternal ORDER BY 1"),
+        format!("SELECT 'column ' || attname || ' ' || format_type(atttypid, atttypmod) || ' notnull=' || attnotnull || ' default=' || coalesce(pg_get_expr(d.adbin, d.adrelid), '-') FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum WHERE attrelid = {reg}::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum"),
+        format!("SELECT 'constraint ' || conname || ' ' || pg_get_constraintdef(oid) || ' validated=' || convalidated FROM pg_constraint WHERE conrelid = {reg}::regclass ORDER BY conname"),
+        format!("SELECT 'index ' || pg_get_indexdef(indexrelid) FROM pg_index WHERE indrelid = {reg}::regclass ORDER BY 1"),
+        format!("SELECT 'trigger ' || tgname FROM pg_trigger WHERE tgrelid = {reg}::regclass AND NOT tgisinternal ORDER BY 1"),
         "SELECT 'function ' || n.nspname || '.' || p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1".to_string(),
         "SELECT 'relation ' || n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') AND c.relkind IN ('r', 'i', 'S', 'v') ORDER BY 1".to_string(),
         format!("SELECT 'row ' || t::text FROM {table} t ORDER BY {key}"),
