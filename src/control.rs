@@ -89,7 +89,7 @@ pub async fn status(client: &Client, schema: &Ident, names: &[String]) -> Result
         let contract_release: Option<String> = r.get(4);
         let phases = client
             .query(
-                &format!("SELECT phase, release, finished_at IS NOT NULL, to_char(finished_at, 'YYYY-MM-DD HH24:MI:SS TZ'), host, pid FROM {schema}.phases WHERE plan = $1"),
+                &format!("SELECT phase, release, finished_at IS NOT NULL, to_char(finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), host, pid FROM {schema}.phases WHERE plan = $1"),
                 &[&plan],
             )
             .await
@@ -575,7 +575,10 @@ pub async fn abort_cmd(args: AbortArgs) -> Result<()> {
     let mut client = conn.connect().await?;
     let schema = Ident::new(&args.db.state_schema);
     let plan = plan_or_recorded(&client, &schema, &args.plan).await?;
-    state::ensure(&mut client, &schema).await?;
+    // Brought to this binary's version when it exists; a plan that never ran needs none.
+    if state::exists(&client, &schema).await? {
+        state::ensure(&mut client, &schema).await?;
+    }
     let rec = runner::recorded(&client, &schema, &plan.name).await?;
     if let Some(rec) = &rec {
         if rec.started.contains(&Phase::Contract) {
@@ -632,29 +635,31 @@ pub async fn abort_cmd(args: AbortArgs) -> Result<()> {
     )
     .await?;
     run_steps(&mut client, &schedule, &schedule.rollback, "abort", &exec).await?;
-    // One statement per table: a state schema's name may hold a `;`.
-    for table in ["plans", "backfills", "runners"] {
-        client
-            .execute(
-                &format!(
-                    "DELETE FROM {} WHERE plan = $1",
-                    state::table(&schema, table)
-                ),
-                &[&plan.name],
-            )
-            .await
-            .map_err(|e| Error::db("forgetting the plan's state", &e))?;
+    if state::exists(&client, &schema).await? {
+        // One statement per table: a state schema's name may hold a `;`.
+        for table in ["plans", "backfills", "runners"] {
+            client
+                .execute(
+                    &format!(
+                        "DELETE FROM {} WHERE plan = $1",
+                        state::table(&schema, table)
+                    ),
+                    &[&plan.name],
+                )
+                .await
+                .map_err(|e| Error::db("forgetting the plan's state", &e))?;
+        }
+        state::event(
+            &client,
+            &schema,
+            &plan.name,
+            None,
+            None,
+            "aborted",
+            "expand and dual-write rolled back",
+        )
+        .await?;
     }
-    state::event(
-        &client,
-        &schema,
-        &plan.name,
-        None,
-        None,
-        "aborted",
-        "expand and dual-write rolled back",
-    )
-    .await?;
     runner::unlock(&client, &plan).await?;
     println!(
         "plan {}: aborted; {} is back to its schema and data from before the plan (a new run starts over)",

@@ -69,7 +69,9 @@ pub async fn run_step(
 /// The error of a step stopped by `stop` before it finished: nothing of it was committed.
 fn interrupted(context: &str) -> Error {
     Error::Interrupted {
-        progress: format!("{context} stopped before it finished; nothing of it was committed"),
+        progress: format!(
+            "{context} was stopped; a step that had not finished is rolled back or left for the rerun to redo"
+        ),
         resume: String::new(),
     }
 }
@@ -94,12 +96,20 @@ pub async fn run_step_recorded(
             return Err(interrupted(context));
         }
         let cancel = client.cancel_token();
-        let result = tokio::select! {
-            r = run_step_once(client, step, options, context, record) => r,
+        let result = {
+            let once = run_step_once(client, step, options, context, record);
+            tokio::pin!(once);
+            tokio::select! {
+            r = &mut once => r,
             () = stop.wait() => {
-                // A cancel request needs no authentication, and servers take it without TLS.
+                // Cancel the statement waiting (or working) on the server, then let the step
+                // end on its own: a cancelled statement rolls its transaction back, and a step
+                // that was already committing finishes with its record. A cancel request needs
+                // no authentication, and servers take it without TLS.
                 let _ = cancel.cancel_query(tokio_postgres::NoTls).await;
+                let _ = once.await;
                 return Err(interrupted(context));
+            }
             }
         };
         match result {
@@ -137,10 +147,11 @@ pub async fn run_step_recorded(
 pub async fn blockers(client: &Client, table: &str) -> String {
     let rows = client
         .query(
-            "SELECT format('pid %s (user %s, application %s, %s for %ss: %s)', a.pid, a.usename,
-                           coalesce(nullif(a.application_name, ''), '-'), a.state,
-                           round(extract(epoch FROM now() - coalesce(a.xact_start, a.query_start)))::int8,
-                           left(regexp_replace(a.query, '[[:space:]]+', ' ', 'g'), 80))
+            "SELECT format('pid %s (user %s, application %s, %s for %ss: %s)', a.pid,
+                           coalesce(a.usename::text, '?'),
+                           coalesce(nullif(a.application_name, ''), '-'), coalesce(a.state, 'state unknown'),
+                           coalesce(round(extract(epoch FROM now() - coalesce(a.xact_start, a.query_start)))::int8, 0),
+                           coalesce(left(regexp_replace(a.query, '[[:space:]]+', ' ', 'g'), 80), 'query hidden'))
                FROM pg_stat_activity a
               WHERE a.pid IN (SELECT l.pid FROM pg_locks l
                                WHERE l.relation = to_regclass($1) AND l.granted AND l.pid <> pg_backend_pid())

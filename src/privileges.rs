@@ -38,46 +38,30 @@ pub async fn check(
             "SELECT current_user::text,
                     pg_get_userbyid(c.relowner)::text,
                     pg_has_role(current_user, c.relowner, 'USAGE'),
-                    has_table_privilege(c.oid, 'SELECT'),
-                    has_table_privilege(c.oid, 'UPDATE'),
-                    has_database_privilege(current_database(), 'CREATE'),
-                    to_regnamespace(quote_ident($2)) IS NOT NULL,
-                    coalesce(has_schema_privilege(to_regnamespace(quote_ident($2)), 'USAGE, CREATE'), false),
-                    coalesce(has_table_privilege(to_regclass(quote_ident($2) || '.plans'), 'SELECT, INSERT, UPDATE, DELETE'), true)
+                    has_table_privilege(c.oid, 'SELECT') AND has_table_privilege(c.oid, 'UPDATE')
                FROM pg_class c WHERE c.oid = $1::text::regclass",
-            &[&table, &state_schema.as_str()],
+            &[&table],
         )
         .await
         .map_err(fail)?;
     let (user, owner): (String, String) = (row.get(0), row.get(1));
-    let (member, select, update): (bool, bool, bool) = (row.get(2), row.get(3), row.get(4));
-    let (create_db, schema_exists, schema_rights, state_tables): (bool, bool, bool, bool) =
-        (row.get(5), row.get(6), row.get(7), row.get(8));
+    let (member, select_update): (bool, bool) = (row.get(2), row.get(3));
+    let state = state_rights(client, state_schema).await.map_err(fail)?;
     let ddl = phases_left.iter().any(|p| {
         matches!(p, Phase::Expand | Phase::DualWrite | Phase::Contract)
             && !schedule.phase(*p).is_empty()
     });
     let mut missing = Vec::new();
     if ddl && !member {
-        missing.push(format!(
-            "it does not own table {} (the owner is \"{owner}\"): changing a table's schema takes its owner; run as \"{owner}\" or a member of it (GRANT \"{owner}\" TO \"{user}\")",
-            schedule.table
-        ));
+        missing.push(not_owner(&schedule.table, &owner, &user));
     }
-    if schedule.backfill.is_some() && phases_left.contains(&Phase::Backfill) && !(select && update)
-    {
+    if schedule.backfill.is_some() && phases_left.contains(&Phase::Backfill) && !select_update {
         missing.push(format!(
             "the backfill reads and updates {}: GRANT SELECT, UPDATE ON {} TO \"{user}\"",
             schedule.table, schedule.table
         ));
     }
-    missing.extend(state_problem(
-        &user,
-        state_schema,
-        schema_exists,
-        schema_rights && state_tables,
-        create_db,
-    ));
+    missing.extend(state.problem(state_schema));
     if phases_left.contains(&Phase::Expand) || phases_left.contains(&Phase::Contract) {
         for spec in &plan.operations {
             if let Some(r) = spec.op().references() {
@@ -113,23 +97,62 @@ async fn references_allowed(
     Ok(row.get(0))
 }
 
-fn state_problem(
-    user: &str,
-    state_schema: &Ident,
+/// What the current role may do with the state schema.
+struct StateRights {
+    user: String,
+    database: String,
     exists: bool,
+    /// `USAGE` and `CREATE` on the schema, every right `backfill` uses on each of its tables,
+    /// `USAGE` on each of its sequences (each right checked on its own: the `has_*_privilege`
+    /// functions answer true for a list when any one of the rights is held).
     usable: bool,
     create_db: bool,
-) -> Option<String> {
-    if exists && !usable {
-        Some(format!(
-            "the state schema {state_schema} exists but this role may not use it: as its owner, GRANT USAGE, CREATE ON SCHEMA {state_schema} TO \"{user}\" and GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {state_schema} TO \"{user}\" (or pick another with --state-schema)"
-        ))
-    } else if !exists && !create_db {
-        Some(format!(
-            "the state schema {state_schema} does not exist and this role may not create schemas in this database: GRANT CREATE ON DATABASE to \"{user}\", or have an administrator run CREATE SCHEMA {state_schema} AUTHORIZATION \"{user}\""
-        ))
-    } else {
-        None
+}
+
+async fn state_rights(
+    client: &Client,
+    state_schema: &Ident,
+) -> std::result::Result<StateRights, tokio_postgres::Error> {
+    let row = client
+        .query_one(
+            "SELECT current_user::text, current_database()::text, n.oid IS NOT NULL,
+                    coalesce(has_schema_privilege(n.oid, 'USAGE') AND has_schema_privilege(n.oid, 'CREATE')
+                      AND NOT EXISTS (SELECT FROM pg_class c WHERE c.relnamespace = n.oid AND c.relkind = 'r'
+                                         AND NOT (has_table_privilege(c.oid, 'SELECT') AND has_table_privilege(c.oid, 'INSERT')
+                                                  AND has_table_privilege(c.oid, 'UPDATE') AND has_table_privilege(c.oid, 'DELETE')))
+                      -- CASE: the planner may evaluate conditions in any order, and
+                      -- has_sequence_privilege raises an error on other relations.
+                      AND NOT EXISTS (SELECT FROM pg_class c WHERE c.relnamespace = n.oid
+                                         AND CASE WHEN c.relkind = 'S' THEN NOT has_sequence_privilege(c.oid, 'USAGE') ELSE false END), false),
+                    has_database_privilege(current_database(), 'CREATE')
+               FROM (SELECT 1) AS one LEFT JOIN pg_namespace n ON n.nspname = $1",
+            &[&state_schema.as_str()],
+        )
+        .await?;
+    Ok(StateRights {
+        user: row.get(0),
+        database: row.get(1),
+        exists: row.get(2),
+        usable: row.get(3),
+        create_db: row.get(4),
+    })
+}
+
+impl StateRights {
+    fn problem(&self, state_schema: &Ident) -> Option<String> {
+        let user = Ident::new(&self.user);
+        if self.exists && !self.usable {
+            Some(format!(
+                "the state schema {state_schema} exists but this role may not use it: as its owner, GRANT USAGE, CREATE ON SCHEMA {state_schema} TO {user}; GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {state_schema} TO {user}; GRANT USAGE ON ALL SEQUENCES IN SCHEMA {state_schema} TO {user} (or pick another with --state-schema)"
+            ))
+        } else if !self.exists && !self.create_db {
+            Some(format!(
+                "the state schema {state_schema} does not exist and this role may not create schemas in this database: GRANT CREATE ON DATABASE {} TO {user}, or have an administrator run CREATE SCHEMA {state_schema} AUTHORIZATION {user}",
+                Ident::new(&self.database)
+            ))
+        } else {
+            None
+        }
     }
 }
 
@@ -142,20 +165,8 @@ pub async fn check_state_access(
     state_schema: &Ident,
 ) -> Result<()> {
     let fail = |e: tokio_postgres::Error| Error::db("checking the rights on the state schema", &e);
-    let row = client
-        .query_one(
-            "SELECT current_user::text,
-                    n.oid IS NOT NULL,
-                    coalesce(has_schema_privilege(n.oid, 'USAGE, CREATE'), false)
-                    AND coalesce((SELECT has_table_privilege(c.oid, 'SELECT, INSERT, UPDATE, DELETE')
-                                    FROM pg_class c WHERE c.relnamespace = n.oid AND c.relname = 'plans'), true)
-               FROM (SELECT 1) AS one LEFT JOIN pg_namespace n ON n.nspname = $1",
-            &[&state_schema.as_str()],
-        )
-        .await
-        .map_err(fail)?;
-    let (user, exists, usable): (String, bool, bool) = (row.get(0), row.get(1), row.get(2));
-    if !exists || usable {
+    let state = state_rights(client, state_schema).await.map_err(fail)?;
+    if !state.exists || state.usable {
         return Ok(());
     }
     let mut missing = Vec::new();
@@ -171,21 +182,26 @@ pub async fn check_state_access(
         if let Some(row) = row {
             let (owner, member): (String, bool) = (row.get(0), row.get(1));
             if !member {
-                missing.push(format!(
-                    "it does not own table {} (the owner is \"{owner}\"): changing a table's schema takes its owner; run as \"{owner}\" or a member of it (GRANT \"{owner}\" TO \"{user}\")",
-                    plan.table
-                ));
+                missing.push(not_owner(&plan.table, &owner, &state.user));
             }
         }
     }
-    missing.extend(state_problem(&user, state_schema, true, false, false));
+    missing.extend(state.problem(state_schema));
     Err(Error::Privileges {
         plan: plans
             .iter()
             .map(|p| p.name.as_str())
             .collect::<Vec<_>>()
             .join("`, `"),
-        role: user,
+        role: state.user,
         missing,
     })
+}
+
+fn not_owner(table: &QualifiedName, owner: &str, user: &str) -> String {
+    format!(
+        "it does not own table {table} (the owner is \"{owner}\"): changing a table's schema takes its owner; run as \"{owner}\" or a member of it (GRANT {} TO {})",
+        Ident::new(owner),
+        Ident::new(user)
+    )
 }

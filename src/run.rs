@@ -73,7 +73,9 @@ pub async fn run_cmd(args: RunArgs) -> Result<()> {
         return crate::runner::run(&conn, &plans, &options, interrupts()).await;
     }
     let client = conn.connect().await?;
-    // Check every plan before running any.
+    // Check every plan, and the role's rights, before running any.
+    let schema = crate::sql::Ident::new(&args.db.state_schema);
+    crate::privileges::check_state_access(&client, &plans, &schema).await?;
     let mut jobs = Vec::new();
     for plan in &plans {
         match args.phase {
@@ -151,6 +153,14 @@ async fn backfill_job(
     let Some(spec) = schedule.backfill.clone() else {
         return Ok(None);
     };
+    crate::privileges::check(
+        client,
+        plan,
+        &schedule,
+        &[planner::Phase::Backfill],
+        &crate::sql::Ident::new(&args.db.state_schema),
+    )
+    .await?;
     if !schedule.phase(planner::Phase::DualWrite).is_empty() {
         let trigger = planner::trigger_name(plan);
         let row = client
@@ -180,7 +190,10 @@ async fn backfill_job(
 /// finds the database the same way, through `DATABASE_URL` or the `PG*` variables) and with
 /// passwords taken out of `--replica-url` values.
 pub fn resume_command() -> String {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<String> = std::env::args_os()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     let mut words = vec!["backfill".to_string()];
     let mut dropped_url = false;
     let mut i = 0;

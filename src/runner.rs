@@ -28,7 +28,6 @@ use crate::planner::{self, Phase, PlannerOptions, Schedule};
 use crate::progress::{self, Mode};
 use crate::sql::Ident;
 use crate::state;
-use crate::validate::validate;
 use crate::version::Release;
 
 /// How `run` runs.
@@ -337,11 +336,24 @@ pub async fn prepare(
     force: bool,
     options: &PlannerOptions,
 ) -> Result<Prepared> {
+    prepare_with(client, schema, plan, force, options, &[]).await
+}
+
+/// As [`prepare`], with the columns earlier plans of the invocation add to the table (see
+/// [`crate::validate::validate_with`]).
+async fn prepare_with(
+    client: &mut Client,
+    schema: &Ident,
+    plan: &Plan,
+    force: bool,
+    options: &PlannerOptions,
+    earlier: &[crate::db::catalog::ColumnInfo],
+) -> Result<Prepared> {
     let rec = recorded(client, schema, &plan.name)
         .await?
         .filter(|r| !r.started.is_empty());
     let Some(r) = rec else {
-        let v = validate(client, plan, options).await?;
+        let v = crate::validate::validate_with(client, plan, options, earlier).await?;
         return Ok(Prepared {
             schedule: v.schedule,
             catalog: v.catalog,
@@ -388,23 +400,57 @@ pub async fn prepare_all(
     }
     let mut ok = Vec::new();
     let mut errors = Vec::new();
-    let mut denied = None;
+    let mut denied: Option<Error> = None;
+    // Columns the plans before each one add, per table: a later plan may use them.
+    let mut added: BTreeMap<String, Vec<crate::db::catalog::ColumnInfo>> = BTreeMap::new();
     for plan in plans {
-        match prepare(client, schema, plan, force, options).await {
+        let table = plan.table.to_string();
+        let earlier = added.get(&table).cloned().unwrap_or_default();
+        match prepare_with(client, schema, plan, force, options, &earlier).await {
             Ok(p) => {
-                if check_rights && denied.is_none() {
-                    if let Err(e) = crate::privileges::check(
+                if check_rights {
+                    let checked = crate::privileges::check(
                         client,
                         plan,
                         &p.schedule,
                         &p.phases_left(),
                         schema,
                     )
-                    .await
-                    {
-                        denied = Some(e);
-                    }
+                    .await;
+                    denied = match (denied, checked) {
+                        (None, Err(e)) => Some(e),
+                        (
+                            Some(Error::Privileges {
+                                plan: a,
+                                role,
+                                mut missing,
+                            }),
+                            Err(Error::Privileges {
+                                plan: b,
+                                missing: more,
+                                ..
+                            }),
+                        ) => {
+                            for m in more {
+                                if !missing.contains(&m) {
+                                    missing.push(m);
+                                }
+                            }
+                            Some(Error::Privileges {
+                                plan: format!("{a}`, `{b}"),
+                                role,
+                                missing,
+                            })
+                        }
+                        (d, Ok(())) => d,
+                        (d, Err(_)) => d,
+                    };
                 }
+                let new_columns = planner::transition_table(plan, &p.catalog)
+                    .columns
+                    .into_iter()
+                    .skip(p.catalog.columns.len());
+                added.entry(table).or_default().extend(new_columns);
                 ok.push(p)
             }
             Err(Error::Plan(e)) => errors.extend(e.0),
@@ -739,6 +785,14 @@ async fn run_locked(
             return Ok(());
         }
         let explicit = options.only_contract && phase == Phase::Contract;
+        if explicit {
+            if let Some(due) = &pp.due {
+                say(format!(
+                    "plan {}: --phase contract: contracting now, as asked; its release gate ({due}) is not consulted, the backfill's end and verify are",
+                    plan.name
+                ));
+            }
+        }
         if !is_due(pp.due.as_ref(), release) && !explicit {
             let due = pp.due.as_ref().map(|d| d.to_string()).unwrap_or_default();
             let now = release
@@ -768,6 +822,13 @@ async fn run_locked(
                     &refusal,
                 )
                 .await?;
+                if options.only_contract {
+                    // Asked for explicitly: a pipeline must not take it as done.
+                    return Err(Error::Failed(format!(
+                        "plan `{}`: contract refused: {refusal}",
+                        plan.name
+                    )));
+                }
                 return Ok(());
             }
             if options.force_contract && contract_refusal(&rec, release, false).is_some() {
@@ -926,7 +987,11 @@ fn contract_refusal(rec: &Recorded, release: Option<&Release>, force: bool) -> O
     let (Some(done_at), Some(now)) = (backfilled.as_deref(), release) else {
         return None;
     };
-    let done: Release = done_at.parse().ok()?;
+    let Ok(done) = done_at.parse::<Release>() else {
+        return Some(format!(
+            "the backfill finished at `{done_at}`, which is not a release (recorded by an older backfill?); give --force-contract once no instance of the old release runs"
+        ));
+    };
     (now <= &done).then(|| {
         format!(
             "the backfill finished in release {done}; contract runs in a later release, once no instance of the release before it can still be writing the old columns (--force-contract to run it now)"

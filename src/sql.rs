@@ -133,11 +133,16 @@ impl fmt::Display for QualifiedName {
     }
 }
 
-/// A string literal for DDL, where bind parameters are not accepted. Single quotes are doubled
-/// and the `E''` form is never used, so backslashes stay literal under
-/// `standard_conforming_strings = on` (the default since PostgreSQL 9.1).
+/// A string literal for DDL, where bind parameters are not accepted. Single quotes are doubled;
+/// a value with a backslash is written in the `E''` form with the backslash doubled, which
+/// reads the same whatever `standard_conforming_strings` says (a plain `'...'` literal ending
+/// in a backslash would end early with it off).
 pub fn literal(value: &str) -> String {
-    format!("'{}'", value.replace('\'', "''"))
+    if value.contains('\\') {
+        format!("E'{}'", value.replace('\\', "\\\\").replace('\'', "''"))
+    } else {
+        format!("'{}'", value.replace('\'', "''"))
+    }
 }
 
 /// A one-line SQL comment (`-- text`) that cannot end early: see [`one_line`].
@@ -271,7 +276,7 @@ mod tests {
     #[test]
     fn literals_double_single_quotes() {
         assert_eq!(literal("it's"), "'it''s'");
-        assert_eq!(literal("a\\b"), "'a\\b'");
+        assert_eq!(literal("a\\b"), "E'a\\\\b'");
     }
 
     #[test]

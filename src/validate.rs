@@ -5,7 +5,7 @@
 
 use tokio_postgres::Client;
 
-use crate::db::catalog::{self, TableInfo};
+use crate::db::catalog::{self, ColumnInfo, TableInfo};
 use crate::error::{Error, PlanErrors, Result};
 use crate::ops::{Ctx, ExprCheck, Problems};
 use crate::plan::{FieldPath, Plan};
@@ -32,7 +32,19 @@ pub async fn validate(
     plan: &Plan,
     options: &PlannerOptions,
 ) -> Result<Validated> {
-    let Some(catalog) = catalog::table_info(client, &plan.table).await? else {
+    validate_with(client, plan, options, &[]).await
+}
+
+/// As [`validate`], with `earlier` columns that plans run before this one in the same
+/// invocation add to the table (a plan may use a column an earlier plan of the folder adds):
+/// they are checked and compiled as if they existed.
+pub async fn validate_with(
+    client: &mut Client,
+    plan: &Plan,
+    options: &PlannerOptions,
+    earlier: &[ColumnInfo],
+) -> Result<Validated> {
+    let Some(mut catalog) = catalog::table_info(client, &plan.table).await? else {
         let mut p = Problems::default();
         p.add(
             FieldPath::of("table"),
@@ -40,13 +52,19 @@ pub async fn validate(
         );
         return Err(plan.errors(p).into());
     };
+    let real_columns = catalog.columns.len();
+    for c in earlier {
+        if catalog.column(&c.name).is_none() {
+            catalog.columns.push(c.clone());
+        }
+    }
     let mut problems = planner::check_catalog(plan, &catalog, false);
     check_types(client, plan, &mut problems).await?;
     check_references(client, plan, &catalog, &mut problems).await?;
     if !problems.0.is_empty() {
         return Err(plan.errors(problems).into());
     }
-    compile(client, plan, &catalog, &mut problems).await?;
+    compile(client, plan, &catalog, real_columns, &mut problems).await?;
     if !problems.0.is_empty() {
         return Err(plan.errors(problems).into());
     }
@@ -171,6 +189,7 @@ async fn compile(
     client: &mut Client,
     plan: &Plan,
     catalog: &TableInfo,
+    real_columns: usize,
     problems: &mut Problems,
 ) -> Result<()> {
     let ctx_err =
@@ -193,7 +212,8 @@ async fn compile(
     .await
     .map_err(ctx_err)?;
     let transition = planner::transition_table(plan, catalog);
-    for c in transition.columns.iter().skip(catalog.columns.len()) {
+    // The copy has the table's real columns; earlier plans' and this plan's new ones are added.
+    for c in transition.columns.iter().skip(real_columns) {
         tx.execute(
             &format!(
                 "ALTER TABLE {scratch} ADD COLUMN {} {}",

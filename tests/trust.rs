@@ -217,6 +217,26 @@ async fn least_privilege_is_checked_before_anything_changes() {
     );
     assert!(!state_exists(&client).await);
 
+    // A state schema where the owner may only look (USAGE without CREATE): refused up front,
+    // each right checked on its own.
+    admin(
+        &db,
+        &format!("CREATE SCHEMA backfill; GRANT USAGE ON SCHEMA backfill TO \"{owner}\""),
+    )
+    .await;
+    let out = backfill_cmd(
+        &["run", &plan, "--release", "1.0.0"],
+        Some(&url_as(&db, &owner)),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("GRANT USAGE, CREATE ON SCHEMA \"backfill\""),
+        "{}",
+        show(&out)
+    );
+    assert_eq!(user_columns(&client).await, ["id", "full_name", "email"]);
+    admin(&db, "DROP SCHEMA backfill").await;
+
     // An administrator creates the state schema for the owner: the whole plan runs as the
     // owner, who never needs to create anything in `public`.
     admin(
@@ -666,5 +686,52 @@ async fn status_pause_and_abort_say_what_is_true() {
     assert!(
         text.contains("contract    refused: the backfill finished in release 1.1.0"),
         "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_plan_may_use_what_an_earlier_plan_of_the_folder_adds() {
+    let db = TestDb::new("trust_dependent_plans").await;
+    let client = db.connect().await;
+    seed_users(&client, 500).await;
+    let plans = Plans::new("dependent");
+    plans.write(
+        "0001_nick.toml",
+        "table = \"users\"\n[[operations]]\nkind = \"add_column\"\nname = \"nick\"\ntype = \"text\"\nup = \"lower(full_name)\"\n[release]\nexpand = \"1.0.0\"\n",
+    );
+    plans.write(
+        "0002_nick_index.toml",
+        "table = \"users\"\n[[operations]]\nkind = \"create_index\"\ncolumns = [\"nick\"]\nname = \"users_nick_idx\"\n[release]\nexpand = \"1.0.0\"\n",
+    );
+    backfill_ok(&["validate", &plans.dir()], Some(&db.url));
+    backfill_ok(
+        &[
+            "run",
+            &plans.dir(),
+            "--release",
+            "1.0.0",
+            "--progress",
+            "quiet",
+        ],
+        Some(&db.url),
+    );
+    assert_eq!(
+        rows(&client, "SELECT indexrelid::regclass::text FROM pg_index WHERE indrelid = 'users'::regclass AND indisvalid AND NOT indisprimary").await,
+        ["users_nick_idx"]
+    );
+    assert_eq!(
+        rows(&client, "SELECT nick FROM users WHERE id = 500").await,
+        ["first500 last500"]
+    );
+    // An explicit contract that is refused is a failure, not a quiet success.
+    let plans2 = Plans::new("dependent_contract");
+    let plan = plans2.write("0003_split.toml", crate::support::SPLIT_USERS);
+    let out = backfill_cmd(&["run", &plan, "--phase", "contract"], Some(&db.url));
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("contract refused: the backfill has not finished"),
+        "{}",
+        show(&out)
     );
 }

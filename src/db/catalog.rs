@@ -231,7 +231,11 @@ pub async fn table_info(client: &Client, table: &QualifiedName) -> Result<Option
 pub async fn type_exists(client: &Client, type_name: &str) -> Result<bool> {
     // `to_regtype` parses the text with PostgreSQL's own type-name grammar and accepts nothing
     // else: text that is not exactly a type name (a syntax error, a second clause) is refused
-    // here, so a type written in a plan can go into DDL as it is.
+    // here, so a type written in a plan can go into DDL as it is. The lexer skips comments,
+    // which have no place in a type name: refused before asking.
+    if ["--", "/*", ";"].iter().any(|t| type_name.contains(t)) {
+        return Ok(false);
+    }
     match client
         .query_one("SELECT to_regtype($1) IS NOT NULL", &[&type_name])
         .await

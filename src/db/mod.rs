@@ -324,33 +324,94 @@ fn connect_error(e: &tokio_postgres::Error) -> String {
     text
 }
 
-/// A connection string without its password (`postgres://u:secret@h/db` → `postgres://u@h/db`,
-/// `password=secret` dropped), for commands printed back to the user.
+/// A connection string without its password (`postgres://u:secret@h/db?password=x` →
+/// `postgres://u@h/db`, `password = 'a b'` dropped from a key=value string), for commands
+/// printed back to the user.
 pub fn without_password(text: &str) -> String {
-    if let Some(rest) = text
-        .strip_prefix("postgres://")
-        .or_else(|| text.strip_prefix("postgresql://"))
-    {
-        let scheme = &text[..text.len() - rest.len()];
-        let (authority, tail) = match rest.find(['/', '?']) {
-            Some(at) => rest.split_at(at),
-            None => (rest, ""),
-        };
-        if let Some((userinfo, host)) = authority.rsplit_once('@') {
-            let user = userinfo.split(':').next().unwrap_or_default();
-            let tail = tail
-                .split('&')
-                .filter(|p| !p.trim_start_matches('?').starts_with("password="))
-                .collect::<Vec<_>>()
-                .join("&");
-            return format!("{scheme}{user}@{host}{tail}");
+    let text = text.trim();
+    for scheme in ["postgresql://", "postgres://"] {
+        if let Some(rest) = text.strip_prefix(scheme) {
+            let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+            let (authority, tail) = rest.split_at(end);
+            let authority = match authority.rsplit_once('@') {
+                Some((userinfo, host)) => {
+                    let user = userinfo.split(':').next().unwrap_or_default();
+                    format!("{user}@{host}")
+                }
+                None => authority.to_string(),
+            };
+            let (path, query) = match tail.split_once('?') {
+                Some((p, q)) => (p, Some(q)),
+                None => (tail, None),
+            };
+            let kept: Vec<&str> = query
+                .into_iter()
+                .flat_map(|q| q.split('&'))
+                .filter(|p| !p.is_empty() && !p.to_ascii_lowercase().starts_with("password"))
+                .collect();
+            let query = if kept.is_empty() {
+                String::new()
+            } else {
+                format!("?{}", kept.join("&"))
+            };
+            return format!("{scheme}{authority}{path}{query}");
         }
-        return text.to_string();
     }
-    text.split_whitespace()
-        .filter(|w| !w.to_ascii_lowercase().starts_with("password"))
-        .collect::<Vec<_>>()
-        .join(" ")
+    // key = value pairs; a value may be quoted ('a b', with \' and \\ escapes).
+    let mut out = Vec::new();
+    let mut chars = text.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        if chars.peek().is_none() {
+            break;
+        }
+        let mut key = String::new();
+        while let Some(&c) = chars.peek() {
+            if c == '=' || c.is_whitespace() {
+                break;
+            }
+            key.push(c);
+            chars.next();
+        }
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        let mut value = String::new();
+        if chars.peek() == Some(&'=') {
+            chars.next();
+            while chars.peek().is_some_and(|c| c.is_whitespace()) {
+                chars.next();
+            }
+            if chars.peek() == Some(&'\'') {
+                value.push('\'');
+                chars.next();
+                while let Some(c) = chars.next() {
+                    value.push(c);
+                    if c == '\\' {
+                        if let Some(n) = chars.next() {
+                            value.push(n);
+                        }
+                    } else if c == '\'' {
+                        break;
+                    }
+                }
+            } else {
+                while let Some(&c) = chars.peek() {
+                    if c.is_whitespace() {
+                        break;
+                    }
+                    value.push(c);
+                    chars.next();
+                }
+            }
+        }
+        if !key.eq_ignore_ascii_case("password") {
+            out.push(format!("{key}={value}"));
+        }
+    }
+    out.join(" ")
 }
 
 /// Drivers may echo parts of a connection string in errors: hide every `password=` value.
@@ -389,6 +450,28 @@ mod tests {
         assert_eq!(rest, "host=h password='a b\\'c' dbname=d");
         assert_eq!(mode.as_deref(), Some("verify-ca"));
         assert_eq!(root.as_deref(), Some("/x y.crt"));
+    }
+
+    #[test]
+    fn printed_connection_strings_lose_their_password() {
+        for (given, printed) in [
+            (
+                "postgres://u:secret@h:5/db?sslmode=require",
+                "postgres://u@h:5/db?sslmode=require",
+            ),
+            ("postgres://u@h/db?password=secret", "postgres://u@h/db"),
+            (
+                "postgresql://u:s@h?password=x&application_name=a",
+                "postgresql://u@h?application_name=a",
+            ),
+            ("postgres://h/db", "postgres://h/db"),
+            ("host=h password = 'a b\\'c' dbname=d", "host=h dbname=d"),
+            ("host=h password=secret user=u", "host=h user=u"),
+        ] {
+            let out = without_password(given);
+            assert_eq!(out, printed, "{given}");
+            assert!(!out.contains("secret") && !out.contains("a b"), "{out}");
+        }
     }
 
     #[test]
