@@ -2,6 +2,7 @@
 //! PostgreSQL databases.
 //!
 //! A map of the modules, in the order data flows through them:
+//! - [`diagnostics`]: field paths and problems, below both `plan` and `ops`;
 //! - [`plan`]: the TOML plan format, parsed and checked without a database, errors located at
 //!   file, line and field;
 //! - [`ops`]: the operation catalog, one file per kind behind one trait; each kind *describes*
@@ -22,6 +23,7 @@ pub mod cli;
 pub mod control;
 pub mod db;
 pub mod demo;
+pub mod diagnostics;
 pub mod engine;
 pub mod ephemeral;
 pub mod error;

@@ -4,8 +4,6 @@
 //! This module knows nothing about the database; [`crate::validate`] checks a plan against the
 //! live catalog.
 
-use std::collections::BTreeMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -46,64 +44,7 @@ pub mod defaults {
     pub const MAX_WORKERS: u32 = 64;
 }
 
-/// One segment of a [`FieldPath`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Seg {
-    /// A table key.
-    Key(String),
-    /// An array index.
-    Index(usize),
-}
-
-/// The path of a field in a plan file: `operations[0].into[1].up`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct FieldPath(pub Vec<Seg>);
-
-impl FieldPath {
-    /// The whole file.
-    pub fn root() -> Self {
-        FieldPath(Vec::new())
-    }
-
-    /// A top-level key.
-    pub fn of(key: &str) -> Self {
-        FieldPath::root().key(key)
-    }
-
-    /// This path followed by `key`.
-    pub fn key(&self, key: &str) -> Self {
-        let mut p = self.clone();
-        p.0.push(Seg::Key(key.to_string()));
-        p
-    }
-
-    /// This path followed by `[index]`.
-    pub fn index(&self, index: usize) -> Self {
-        let mut p = self.clone();
-        p.0.push(Seg::Index(index));
-        p
-    }
-
-    /// This path followed by every segment of `other`.
-    pub fn join(&self, other: &FieldPath) -> Self {
-        let mut p = self.clone();
-        p.0.extend(other.0.iter().cloned());
-        p
-    }
-}
-
-impl fmt::Display for FieldPath {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, seg) in self.0.iter().enumerate() {
-            match seg {
-                Seg::Key(k) if i == 0 => write!(f, "{k}")?,
-                Seg::Key(k) => write!(f, ".{k}")?,
-                Seg::Index(n) => write!(f, "[{n}]")?,
-            }
-        }
-        Ok(())
-    }
-}
+pub use crate::diagnostics::{FieldPath, Seg};
 
 /// `[backfill]`: how the backfill phase runs.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -345,7 +286,7 @@ impl Plan {
             }
         }
         problems.0.extend(op_problems.0);
-        crate::planner::check_conflicts(&plan, &mut problems);
+        crate::ops::check_conflicts(&plan.operations, &mut problems);
         if problems.0.is_empty() {
             Ok(plan)
         } else {
@@ -622,8 +563,7 @@ fn release<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Release>, D::Error>
     text.parse().map(Some).map_err(serde::de::Error::custom)
 }
 
-/// Deserializes a `{ column = "expression" }` table keeping the file's order.
-pub type ExprMap = BTreeMap<String, String>;
+pub use crate::ops::ExprMap;
 
 #[cfg(test)]
 mod tests {

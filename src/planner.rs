@@ -2,13 +2,11 @@
 //! input gives the same SQL, so `backfill plan --sql` shows exactly what `run` executes and the
 //! tests can read it without a database.
 
-use std::collections::BTreeMap;
-
 use serde::Serialize;
 
 use crate::db::catalog::{ColumnInfo, TableInfo};
 use crate::ops::{
-    Assign, Ctx, Effects, Forward, IndexBuild, LockLevel, Operation, Problems, Statement, Sync,
+    Assign, Ctx, Forward, IndexBuild, LockLevel, Operation, Problems, Statement, Sync,
 };
 use crate::plan::{FieldPath, Plan};
 use crate::sql::{
@@ -305,69 +303,6 @@ impl Schedule {
             .find(|p| p.phase == phase)
             .map(|p| p.steps.as_slice())
             .unwrap_or(&[])
-    }
-}
-
-/// Checks across operations that need no database: a column created twice, dropped twice, or
-/// changed by one operation while another drops or replaces it.
-pub fn check_conflicts(plan: &Plan, problems: &mut Problems) {
-    let effects: Vec<Effects> = plan.operations.iter().map(|o| o.op().effects()).collect();
-    let at = |i: usize, f: &FieldPath| FieldPath::of("operations").index(i).join(f);
-    let mut created: BTreeMap<&str, usize> = BTreeMap::new();
-    let mut removed: BTreeMap<&str, usize> = BTreeMap::new();
-    for (i, e) in effects.iter().enumerate() {
-        for c in &e.creates {
-            if let Some(first) = created.insert(&c.name, i) {
-                problems.add(
-                    at(i, &c.field),
-                    format!("conflicting operations: column \"{}\" is already created by operations[{first}]", c.name),
-                );
-            }
-        }
-        for r in &e.removes {
-            if let Some(first) = removed.insert(&r.name, i) {
-                problems.add(
-                    at(i, &r.field),
-                    format!("conflicting operations: column \"{}\" is already dropped or replaced by operations[{first}]", r.name),
-                );
-            }
-        }
-    }
-    for (i, e) in effects.iter().enumerate() {
-        let used = e
-            .reads
-            .iter()
-            .map(|u| (u, "uses"))
-            .chain(e.writes.iter().map(|u| (u, "changes")))
-            .chain(e.removes.iter().map(|u| (u, "drops")));
-        for (u, verb) in used {
-            if let Some(&j) = removed.get(u.name.as_str()) {
-                if j != i {
-                    problems.add(
-                        at(i, &u.field),
-                        format!("conflicting operations: this operation {verb} column \"{}\", which operations[{j}] drops or replaces; put one of them in a later plan", u.name),
-                    );
-                }
-            }
-            if let Some(&j) = created.get(u.name.as_str()) {
-                let creator = effects[j].creates.iter().find(|c| c.name == u.name);
-                let derived = creator.is_some_and(|c| c.type_name.is_none() || !c.visible);
-                if j == i {
-                    // An operation naming a column it creates itself (rename to the same name)
-                    // is reported by the operation's own check.
-                } else if j > i {
-                    problems.add(
-                        at(i, &u.field),
-                        format!("column \"{}\" is created by a later operation (operations[{j}]); order the operations so it exists first", u.name),
-                    );
-                } else if derived && verb != "uses" {
-                    problems.add(
-                        at(i, &u.field),
-                        format!("conflicting operations: column \"{}\" is the new side of operations[{j}] ({}) until contract; change it in a later plan", u.name, plan.operations[j].op().kind()),
-                    );
-                }
-            }
-        }
     }
 }
 

@@ -9,7 +9,8 @@ use super::{
     drop_constraint, uses, validate_constraint, Assign, Contract, Ctx, Effects, ExprCheck, Forward,
     LockLevel, Operation, Problems, Rollback, Statement, Sync,
 };
-use crate::plan::{ExprMap, FieldPath};
+use crate::diagnostics::FieldPath;
+use crate::ops::ExprMap;
 use crate::sql::Ident;
 
 /// `kind = "add_check"`.

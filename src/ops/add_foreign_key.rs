@@ -8,7 +8,7 @@ use super::{
     check_column_list, column_list, drop_constraint, uses, validate_constraint, Contract, Ctx,
     Effects, LockLevel, Operation, Problems, Reference, Rollback, Statement,
 };
-use crate::plan::FieldPath;
+use crate::diagnostics::FieldPath;
 use crate::sql::{Ident, QualifiedName};
 
 /// The referenced side of a foreign key.

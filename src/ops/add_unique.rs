@@ -9,7 +9,7 @@ use super::{
     check_column_list, concurrent_index, default_index_name, uses, Contract, Ctx, Effects,
     IndexBuild, LockLevel, Operation, Problems, Rollback, Statement,
 };
-use crate::plan::FieldPath;
+use crate::diagnostics::FieldPath;
 use crate::sql::{ident_list, Ident};
 
 /// `kind = "add_unique"`.

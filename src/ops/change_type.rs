@@ -11,7 +11,7 @@ use super::{
     add_column, drop_column, use_of, Assign, Contract, Ctx, Effects, ExprCheck, Forward, LockLevel,
     NewColumn, NotNullViaCheck, Operation, Problems, Rollback, Statement, Sync,
 };
-use crate::plan::FieldPath;
+use crate::diagnostics::FieldPath;
 use crate::sql::{fit_identifier, Ident};
 
 /// `kind = "change_type"`.

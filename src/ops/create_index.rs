@@ -8,7 +8,7 @@ use super::{
     concurrent_index, default_index_name, uses, Ctx, Effects, ExprCheck, IndexBuild, Operation,
     Problems, Rollback,
 };
-use crate::plan::FieldPath;
+use crate::diagnostics::FieldPath;
 use crate::sql::{fit_identifier, fnv1a, ident_list, Ident};
 
 /// Index methods PostgreSQL ships.

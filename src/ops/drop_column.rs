@@ -7,7 +7,7 @@ use serde::Deserialize;
 use super::{
     drop_column, use_of, Assign, Contract, Ctx, Effects, ExprCheck, Operation, Problems, Sync,
 };
-use crate::plan::FieldPath;
+use crate::diagnostics::FieldPath;
 use crate::sql::Ident;
 
 /// `kind = "drop_column"`.

@@ -12,7 +12,8 @@ use super::{
     check_column_list, uses, Assign, Contract, Ctx, Effects, ExprCheck, Forward, Operation,
     Problems, Rollback, Statement, Sync,
 };
-use crate::plan::{ExprMap, FieldPath};
+use crate::diagnostics::FieldPath;
+use crate::ops::ExprMap;
 use crate::sql::Ident;
 
 /// `kind = "merge_columns"`.

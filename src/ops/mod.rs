@@ -5,12 +5,13 @@
 //! connection; the planner assembles the descriptions into a schedule and the runner executes it.
 //! Adding a kind means adding a file and one line in [`registry!`] below.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::Deserialize;
 
 use crate::db::catalog::{ColumnInfo, TableInfo};
-use crate::plan::FieldPath;
+use crate::diagnostics::FieldPath;
 use crate::sql::{object_name, Ident, QualifiedName};
 
 pub mod add_check;
@@ -242,35 +243,10 @@ pub struct Reference {
     pub local_columns: Vec<String>,
 }
 
-/// A problem an operation found, relative to the operation's own path.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    /// The field, under the operation.
-    pub field: FieldPath,
-    /// What is wrong.
-    pub message: String,
-}
+pub use crate::diagnostics::{Problem, Problems};
 
-/// Collects problems found by checks.
-#[derive(Debug, Default)]
-pub struct Problems(pub Vec<Problem>);
-
-impl Problems {
-    /// Records a problem in `field`.
-    pub fn add(&mut self, field: FieldPath, message: impl Into<String>) {
-        self.0.push(Problem {
-            field,
-            message: message.into(),
-        });
-    }
-
-    /// Records a problem when `value` is empty or blank.
-    pub fn require_text(&mut self, field: FieldPath, value: &str) {
-        if value.trim().is_empty() {
-            self.add(field, "must not be empty");
-        }
-    }
-}
+/// A `{ column = "expression" }` table of a plan, in column order.
+pub type ExprMap = BTreeMap<String, String>;
 
 /// What an operation may look at while it describes its SQL.
 #[derive(Debug, Clone, Copy)]
@@ -607,5 +583,68 @@ pub fn concurrent_index(
     IndexBuild {
         name: qualified,
         create: sql,
+    }
+}
+
+/// Checks across operations that need no database: a column created twice, dropped twice, or
+/// changed by one operation while another drops or replaces it.
+pub fn check_conflicts(operations: &[OperationSpec], problems: &mut Problems) {
+    let effects: Vec<Effects> = operations.iter().map(|o| o.op().effects()).collect();
+    let at = |i: usize, f: &FieldPath| FieldPath::of("operations").index(i).join(f);
+    let mut created: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut removed: BTreeMap<&str, usize> = BTreeMap::new();
+    for (i, e) in effects.iter().enumerate() {
+        for c in &e.creates {
+            if let Some(first) = created.insert(&c.name, i) {
+                problems.add(
+                    at(i, &c.field),
+                    format!("conflicting operations: column \"{}\" is already created by operations[{first}]", c.name),
+                );
+            }
+        }
+        for r in &e.removes {
+            if let Some(first) = removed.insert(&r.name, i) {
+                problems.add(
+                    at(i, &r.field),
+                    format!("conflicting operations: column \"{}\" is already dropped or replaced by operations[{first}]", r.name),
+                );
+            }
+        }
+    }
+    for (i, e) in effects.iter().enumerate() {
+        let used = e
+            .reads
+            .iter()
+            .map(|u| (u, "uses"))
+            .chain(e.writes.iter().map(|u| (u, "changes")))
+            .chain(e.removes.iter().map(|u| (u, "drops")));
+        for (u, verb) in used {
+            if let Some(&j) = removed.get(u.name.as_str()) {
+                if j != i {
+                    problems.add(
+                        at(i, &u.field),
+                        format!("conflicting operations: this operation {verb} column \"{}\", which operations[{j}] drops or replaces; put one of them in a later plan", u.name),
+                    );
+                }
+            }
+            if let Some(&j) = created.get(u.name.as_str()) {
+                let creator = effects[j].creates.iter().find(|c| c.name == u.name);
+                let derived = creator.is_some_and(|c| c.type_name.is_none() || !c.visible);
+                if j == i {
+                    // An operation naming a column it creates itself (rename to the same name)
+                    // is reported by the operation's own check.
+                } else if j > i {
+                    problems.add(
+                        at(i, &u.field),
+                        format!("column \"{}\" is created by a later operation (operations[{j}]); order the operations so it exists first", u.name),
+                    );
+                } else if derived && verb != "uses" {
+                    problems.add(
+                        at(i, &u.field),
+                        format!("conflicting operations: column \"{}\" is the new side of operations[{j}] ({}) until contract; change it in a later plan", u.name, operations[j].op().kind()),
+                    );
+                }
+            }
+        }
     }
 }

@@ -11,7 +11,7 @@ use super::{
     add_column, drop_column, use_of, Assign, Contract, Ctx, Effects, Forward, LockLevel, NewColumn,
     Operation, Problems, Rollback, Statement, Sync,
 };
-use crate::plan::FieldPath;
+use crate::diagnostics::FieldPath;
 use crate::sql::Ident;
 
 /// `kind = "rename_column"`.

@@ -8,7 +8,7 @@ use super::{
     use_of, Assign, Contract, Ctx, Effects, ExprCheck, Forward, NotNullViaCheck, Operation,
     Problems, Rollback, Statement, Sync,
 };
-use crate::plan::FieldPath;
+use crate::diagnostics::FieldPath;
 use crate::sql::Ident;
 
 /// `kind = "set_not_null"`.

@@ -8,7 +8,7 @@ use super::{
     add_column, drop_column, use_of, Assign, Contract, Ctx, Effects, ExprCheck, Forward, NewColumn,
     NotNullViaCheck, Operation, Problems, Rollback, Statement, Sync,
 };
-use crate::plan::FieldPath;
+use crate::diagnostics::FieldPath;
 use crate::sql::Ident;
 
 /// A new column of a split or merge.

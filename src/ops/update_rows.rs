@@ -7,7 +7,8 @@
 use serde::Deserialize;
 
 use super::{Assign, Ctx, Effects, ExprCheck, Forward, Operation, Problems, Sync};
-use crate::plan::{ExprMap, FieldPath};
+use crate::diagnostics::FieldPath;
+use crate::ops::ExprMap;
 use crate::sql::Ident;
 
 /// `kind = "update_rows"`.
