@@ -1,68 +1,23 @@
-//! The commands that look at or steer plans from any terminal: `status`, `verify`, `pause`,
-//! `resume` and `abort`. They work through the state schema, so they see and reach the
-//! processes running on other hosts.
+//! What the commands that look at or steer plans from any terminal do: `status`, `verify`,
+//! `pause`, `resume`, `set`, `export` and `abort`. They work through the state schema, so they
+//! see and reach the processes running on other hosts. The binary's command layer parses the
+//! command line, calls these and prints what they return.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use tokio_postgres::Client;
 
-use crate::cli::{
-    connection, AbortArgs, ControlArgs, DbArgs, ExportArgs, SetArgs, StatusArgs, VerifyArgs,
-};
 use crate::db::catalog;
-use crate::db::ConnectionSpec;
 use crate::engine::Keyset;
 use crate::error::{Error, Result};
 use crate::executor::{run_steps, ExecOptions};
-use crate::plan::{load_all, Plan};
+use crate::plan::Plan;
 use crate::planner::{self, Phase, PlannerOptions};
 use crate::runner::{self, phase_name};
 use crate::sql::{Ident, QualifiedName};
 use crate::state::{self, HEARTBEAT_TTL_SECONDS};
-
-fn need_db(db: &DbArgs, what: &str) -> Result<ConnectionSpec> {
-    connection(db)?.ok_or_else(|| {
-        Error::Usage(format!(
-            "backfill {what} reads the database: give --database-url or set DATABASE_URL"
-        ))
-    })
-}
-
-/// `backfill status`.
-pub async fn status_cmd(args: StatusArgs) -> Result<()> {
-    let conn = need_db(&args.db, "status")?;
-    let client = conn.connect().await?;
-    let schema = Ident::new(&args.db.state_schema);
-    let names: Vec<String> = if args.plans.is_empty() {
-        Vec::new()
-    } else {
-        load_all(&args.plans)?.into_iter().map(|p| p.name).collect()
-    };
-    let plans = if state::exists(&client, &schema).await? {
-        status(&client, &schema, &names).await?
-    } else {
-        names
-            .iter()
-            .map(|n| json!({ "plan": n, "started": false }))
-            .collect()
-    };
-    if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&Value::Array(plans)).unwrap_or_default()
-        );
-        return Ok(());
-    }
-    if plans.is_empty() {
-        println!("no plan has run on this database yet");
-    }
-    for p in &plans {
-        print!("{}", render_status(p));
-    }
-    Ok(())
-}
 
 /// The status of `names` (every recorded plan when empty), as JSON objects.
 pub async fn status(client: &Client, schema: &Ident, names: &[String]) -> Result<Vec<Value>> {
@@ -225,136 +180,8 @@ pub async fn status(client: &Client, schema: &Ident, names: &[String]) -> Result
     Ok(out)
 }
 
-fn render_status(p: &Value) -> String {
-    let name = p["plan"].as_str().unwrap_or("?");
-    if p["started"] == false {
-        return format!("plan {name}: not started\n");
-    }
-    let mut out = format!(
-        "plan {name} on {} ({}): {}{}\n",
-        p["table"].as_str().unwrap_or("?"),
-        p["file"].as_str().unwrap_or("?"),
-        p["phase"].as_str().unwrap_or("?"),
-        if p["paused"] == true { ", PAUSED" } else { "" }
-    );
-    for ph in p["phases"].as_array().into_iter().flatten() {
-        let phase = ph["phase"].as_str().unwrap_or("?");
-        let line = match ph["status"].as_str() {
-            Some("done") => format!(
-                "done{} {}",
-                ph["release"]
-                    .as_str()
-                    .map(|r| format!(" at release {r}"))
-                    .unwrap_or_default(),
-                ph["finished_at"].as_str().unwrap_or("")
-            ),
-            Some("running") => "running".to_string(),
-            _ => match (ph["refused"].as_str(), ph["due_from"].as_str()) {
-                (Some(why), _) => format!("refused: {why}"),
-                (None, Some(r)) => format!("waits for release {r}"),
-                (None, None) => "not started (no release gate)".to_string(),
-            },
-        };
-        out.push_str(&format!("  {phase:<11} {line}\n"));
-    }
-    if let Some(b) = p["backfill"].as_object() {
-        let done = b["rows_done"].as_i64().unwrap_or(0);
-        let est = b["rows_estimate"].as_i64().unwrap_or(0);
-        let pct = b["percent"].as_f64().unwrap_or(0.0);
-        let pace = if b["finished"] == true {
-            "finished".to_string()
-        } else if p["paused"] == true {
-            "paused".to_string()
-        } else {
-            let rate = b["rows_per_second"].as_f64().unwrap_or(0.0);
-            let eta = b["eta_seconds"]
-                .as_f64()
-                .map(|s| format!(", ETA {:.0}s", s))
-                .unwrap_or_default();
-            format!("{rate:.0} rows/s{eta}")
-        };
-        out.push_str(&format!(
-            "  progress    {done} of ~{est} rows ({pct:.1}%), {} of {} left, {pace}\n",
-            b["segments_left"],
-            crate::progress::counted(b["segments"].as_u64().unwrap_or(0), "segment", "segments")
-        ));
-    }
-    for pr in p["processes"].as_array().into_iter().flatten() {
-        out.push_str(&format!(
-            "  process     {} pid {}: {}, {} workers, {:.0} rows/s, heartbeat {:.1}s ago\n",
-            pr["host"].as_str().unwrap_or("?"),
-            pr["pid"],
-            pr["phase"].as_str().unwrap_or("?"),
-            pr["workers"].as_i64().unwrap_or(0),
-            pr["rows_per_second"].as_f64().unwrap_or(0.0),
-            pr["heartbeat_seconds_ago"].as_f64().unwrap_or(0.0)
-        ));
-    }
-    if let Some(e) = p["last_error"].as_str() {
-        out.push_str(&format!("  last error  {e}\n"));
-    }
-    out
-}
-
-/// `backfill verify`.
-pub async fn verify_cmd(args: VerifyArgs) -> Result<()> {
-    let conn = need_db(&args.db, "verify")?;
-    let plans = load_all(&args.plans)?;
-    let mut client = conn.connect().await?;
-    let options = PlannerOptions {
-        state_schema: args.db.state_schema.clone(),
-    };
-    let mut first_error = None;
-    let schema = Ident::new(&args.db.state_schema);
-    for plan in &plans {
-        let Some(live) = catalog::table_info(&client, &plan.table).await? else {
-            return Err(Error::Usage(format!(
-                "plan `{}`: table {} does not exist",
-                plan.name, plan.table
-            )));
-        };
-        let missing = planner::missing_after_expand(plan, &live);
-        if !missing.is_empty() {
-            // One plan of a folder not started yet is no reason to skip the others.
-            println!(
-                "plan {}: expand has not run on {} (column \"{}\" is missing): nothing to verify yet",
-                plan.name, plan.table, missing[0]
-            );
-            continue;
-        }
-        let (schedule, catalog) =
-            runner::schedule_for(&mut client, &schema, plan, &options).await?;
-        let Some(spec) = &schedule.backfill else {
-            println!("plan {}: moves no data; nothing to verify", plan.name);
-            continue;
-        };
-        let rate = args
-            .max_rows_per_second
-            .unwrap_or(plan.backfill.max_rows_per_second);
-        let report = crate::verify::verify(&client, spec, &Keyset::of(&catalog)?, rate).await?;
-        println!(
-            "plan {}: {} read, {} out of sync",
-            plan.name,
-            crate::progress::counted(report.rows, "row", "rows"),
-            report.out_of_sync
-        );
-        for k in &report.keys {
-            println!("  out of sync: {k}");
-        }
-        if report.out_of_sync > 0 && first_error.is_none() {
-            first_error = Some(Error::OutOfSync {
-                plan: plan.name.clone(),
-                table: plan.table.to_string(),
-                count: report.out_of_sync,
-                keys: report.keys,
-            });
-        }
-    }
-    first_error.map_or(Ok(()), Err)
-}
-
 /// A plan named on the command line: a file to read, or a name.
-fn plan_name(arg: &str) -> Result<String> {
+pub fn plan_name(arg: &str) -> Result<String> {
     let path = Path::new(arg);
     if path.is_file() {
         Ok(Plan::load(path)?.name)
@@ -365,7 +192,7 @@ fn plan_name(arg: &str) -> Result<String> {
 
 /// A plan named on the command line by its file, or by its name (then read back from the text
 /// recorded when it first ran).
-async fn plan_or_recorded(client: &Client, schema: &Ident, arg: &str) -> Result<Plan> {
+pub async fn plan_or_recorded(client: &Client, schema: &Ident, arg: &str) -> Result<Plan> {
     let path = Path::new(arg);
     if path.is_file() {
         return Plan::load(path);
@@ -390,13 +217,50 @@ async fn plan_or_recorded(client: &Client, schema: &Ident, arg: &str) -> Result<
     Ok(Plan::parse(Path::new(&file), &source)?)
 }
 
-/// `backfill pause` / `backfill resume`.
-pub async fn pause_cmd(args: ControlArgs, pause: bool) -> Result<()> {
-    let conn = need_db(&args.db, if pause { "pause" } else { "resume" })?;
-    let name = plan_name(&args.plan)?;
-    let client = conn.connect().await?;
-    let schema = Ident::new(&args.db.state_schema);
-    if !state::exists(&client, &schema).await? {
+/// What `verify` found for one plan.
+#[derive(Debug)]
+pub enum Verified {
+    /// Expand has not run: this column it creates is missing.
+    NotStarted(String),
+    /// The plan moves no data.
+    NoData,
+    /// The rows read and those out of sync.
+    Report(crate::verify::Report),
+}
+
+/// `verify` of one plan: the rows its backfill has not brought in sync, read-only, at most
+/// `rate` rows per second (0: no limit).
+pub async fn verify(
+    client: &mut Client,
+    schema: &Ident,
+    plan: &Plan,
+    options: &PlannerOptions,
+    rate: u64,
+) -> Result<Verified> {
+    let Some(live) = catalog::table_info(client, &plan.table).await? else {
+        return Err(Error::Usage(format!(
+            "plan `{}`: table {} does not exist",
+            plan.name, plan.table
+        )));
+    };
+    if let Some(missing) = planner::missing_after_expand(plan, &live)
+        .into_iter()
+        .next()
+    {
+        return Ok(Verified::NotStarted(missing));
+    }
+    let (schedule, catalog) = runner::schedule_for(client, schema, plan, options).await?;
+    let Some(spec) = &schedule.backfill else {
+        return Ok(Verified::NoData);
+    };
+    let report = crate::verify::verify(client, spec, &Keyset::of(&catalog)?, rate).await?;
+    Ok(Verified::Report(report))
+}
+
+/// `pause` (or `resume`, `pause = false`) of the plan `name`. `Ok(false)`: its backfill has
+/// finished, there is nothing to pause.
+pub async fn pause(client: &Client, schema: &Ident, name: &str, pause: bool) -> Result<bool> {
+    if !state::exists(client, schema).await? {
         return Err(Error::Usage(format!(
             "no plan has run on this database yet (no state schema {schema})"
         )));
@@ -417,8 +281,7 @@ pub async fn pause_cmd(args: ControlArgs, pause: bool) -> Result<()> {
         )));
     };
     if pause && row.get::<_, bool>(0) {
-        println!("plan {name}: its backfill has finished; there is nothing to pause");
-        return Ok(());
+        return Ok(false);
     }
     client
         .execute(
@@ -428,32 +291,28 @@ pub async fn pause_cmd(args: ControlArgs, pause: bool) -> Result<()> {
         .await
         .map_err(|e| Error::db("pausing", &e))?;
     state::event(
-        &client,
-        &schema,
-        &name,
+        client,
+        schema,
+        name,
         None,
         None,
         if pause { "paused" } else { "resumed" },
         "",
     )
     .await?;
-    println!(
-        "plan {name}: {}",
-        if pause {
-            "paused; running workers hold at their next chunk boundary (backfill resume to go on)"
-        } else {
-            "resumed"
-        }
-    );
-    Ok(())
+    Ok(true)
 }
 
-/// `backfill set`.
-pub async fn set_cmd(args: SetArgs) -> Result<()> {
-    let conn = need_db(&args.db, "set")?;
-    let name = plan_name(&args.plan)?;
+/// `set`: checks `key=value` pairs and stores them with the backfill of plan `name`, where
+/// every process working on it picks them up. Returns the changes as `key=value, ...`.
+pub async fn set(
+    client: &mut Client,
+    schema: &Ident,
+    name: &str,
+    pairs: &[String],
+) -> Result<String> {
     let mut changes = serde_json::Map::new();
-    for pair in &args.settings {
+    for pair in pairs {
         let Some((key, value)) = pair.split_once('=') else {
             return Err(Error::Usage(format!(
                 "`{pair}`: write settings as key=value"
@@ -463,9 +322,7 @@ pub async fn set_cmd(args: SetArgs) -> Result<()> {
             crate::engine::live::parse_setting(key.trim(), value.trim()).map_err(Error::Usage)?;
         changes.insert(key.trim().to_string(), value);
     }
-    let mut client = conn.connect().await?;
-    let schema = Ident::new(&args.db.state_schema);
-    state::ensure(&mut client, &schema).await?;
+    state::ensure(client, schema).await?;
     let fail = |e: tokio_postgres::Error| Error::db("changing settings", &e);
     let tx = client.transaction().await.map_err(fail)?;
     let Some(row) = tx
@@ -514,72 +371,68 @@ pub async fn set_cmd(args: SetArgs) -> Result<()> {
     .map_err(fail)?;
     tx.commit().await.map_err(fail)?;
     state::event(
-        &client,
-        &schema,
-        &name,
+        &*client,
+        schema,
+        name,
         Some("backfill"),
         None,
         "settings",
         &described.join(", "),
     )
     .await?;
-    println!(
-        "plan {name}: {}; running processes pick it up within 2 seconds",
-        described.join(", ")
-    );
-    Ok(())
+    Ok(described.join(", "))
 }
 
-/// `backfill export`.
-pub async fn export_cmd(args: ExportArgs) -> Result<()> {
-    let conn = need_db(&args.db, "export")?;
-    let plans = load_all(&args.plans)?;
-    let mut client = conn.connect().await?;
-    let schema = Ident::new(&args.db.state_schema);
-    let options = PlannerOptions {
-        state_schema: args.db.state_schema.clone(),
-    };
+/// `export`: writes the schedule of each plan (from its recorded catalog when it has started)
+/// as `format` files into `out`; Alembic revisions are chained from `down`.
+pub async fn export(
+    client: &mut Client,
+    schema: &Ident,
+    plans: &[Plan],
+    options: &PlannerOptions,
+    format: crate::export::Format,
+    out: &Path,
+    down: Option<String>,
+) -> Result<Vec<PathBuf>> {
     // Chain the plans: each plan's first revision follows the previous plan's last.
-    let mut down = args.down_revision.clone();
-    for plan in &plans {
-        let schedule = if runner::recorded(&client, &schema, &plan.name)
+    let mut down = down;
+    let mut written = Vec::new();
+    for plan in plans {
+        let schedule = if runner::recorded(client, schema, &plan.name)
             .await?
             .is_some()
         {
-            runner::schedule_for(&mut client, &schema, plan, &options)
-                .await?
-                .0
+            runner::schedule_for(client, schema, plan, options).await?.0
         } else {
-            crate::validate::validate(&mut client, plan, &options)
+            crate::validate::validate(client, plan, options)
                 .await?
                 .schedule
         };
-        let files =
-            crate::export::export(plan, &schedule, args.format, &args.out, down.as_deref())?;
-        for f in &files {
-            println!("wrote {}", f.display());
-        }
-        if args.format == crate::export::Format::Alembic {
+        written.extend(crate::export::export(
+            plan,
+            &schedule,
+            format,
+            out,
+            down.as_deref(),
+        )?);
+        if format == crate::export::Format::Alembic {
             down = Some(crate::export::revision_id(plan, "contract"));
         }
     }
-    Ok(())
+    Ok(written)
 }
 
 /// How long `abort` waits for running backfills to stop.
 pub const ABORT_WAIT: Duration = Duration::from_secs(60);
 
-/// `backfill abort`.
-pub async fn abort_cmd(args: AbortArgs) -> Result<()> {
-    let conn = need_db(&args.db, "abort")?;
-    let mut client = conn.connect().await?;
-    let schema = Ident::new(&args.db.state_schema);
-    let plan = plan_or_recorded(&client, &schema, &args.plan).await?;
+/// `abort`: stops a running backfill, rolls back expand and dual-write, forgets the plan's
+/// state. Refused once contract has started.
+pub async fn abort(client: &mut Client, schema: &Ident, plan: &Plan) -> Result<()> {
     // Brought to this binary's version when it exists; a plan that never ran needs none.
-    if state::exists(&client, &schema).await? {
-        state::ensure(&mut client, &schema).await?;
+    if state::exists(client, schema).await? {
+        state::ensure(client, schema).await?;
     }
-    let rec = runner::recorded(&client, &schema, &plan.name).await?;
+    let rec = runner::recorded(client, schema, &plan.name).await?;
     if let Some(rec) = &rec {
         if rec.started.contains(&Phase::Contract) {
             return Err(Error::Usage(format!(
@@ -619,30 +472,30 @@ pub async fn abort_cmd(args: AbortArgs) -> Result<()> {
         }
     }
     let options = PlannerOptions {
-        state_schema: args.db.state_schema.clone(),
+        state_schema: schema.as_str().to_string(),
     };
-    let (schedule, _) = runner::schedule_for(&mut client, &schema, &plan, &options).await?;
+    let (schedule, _) = runner::schedule_for(client, schema, plan, &options).await?;
     let exec = ExecOptions {
         lock_timeout: plan.backfill.lock_timeout,
         retries: plan.backfill.ddl_retries,
     };
     runner::lock(
-        &client,
-        &schema,
-        &plan,
+        &*client,
+        schema,
+        plan,
         &|line| println!("{line}"),
         &crate::engine::Stop::new(),
     )
     .await?;
-    run_steps(&mut client, &schedule, &schedule.rollback, "abort", &exec).await?;
-    if state::exists(&client, &schema).await? {
+    run_steps(client, &schedule, &schedule.rollback, "abort", &exec).await?;
+    if state::exists(&*client, schema).await? {
         // One statement per table: a state schema's name may hold a `;`.
         for table in ["plans", "backfills", "runners"] {
             client
                 .execute(
                     &format!(
                         "DELETE FROM {} WHERE plan = $1",
-                        state::table(&schema, table)
+                        state::table(schema, table)
                     ),
                     &[&plan.name],
                 )
@@ -650,8 +503,8 @@ pub async fn abort_cmd(args: AbortArgs) -> Result<()> {
                 .map_err(|e| Error::db("forgetting the plan's state", &e))?;
         }
         state::event(
-            &client,
-            &schema,
+            &*client,
+            schema,
             &plan.name,
             None,
             None,
@@ -660,10 +513,6 @@ pub async fn abort_cmd(args: AbortArgs) -> Result<()> {
         )
         .await?;
     }
-    runner::unlock(&client, &plan).await?;
-    println!(
-        "plan {}: aborted; {} is back to its schema and data from before the plan (a new run starts over)",
-        plan.name, plan.table
-    );
+    runner::unlock(&*client, plan).await?;
     Ok(())
 }

@@ -15,7 +15,7 @@ use crate::planner::{Phase, Schedule, Step, StepMode};
 use crate::sql::{comment, fnv1a, literal, one_line};
 
 /// The formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     /// psql scripts, one per phase.
     Sql,

@@ -15,11 +15,12 @@
 //! - [`executor`]: runs a schedule's steps under `lock_timeout`, retrying lock timeouts;
 //! - [`engine`]: the backfill: segments, workers, keyset chunks with their checkpoints in
 //!   [`state`], throttle and adaptive batches; [`progress`] shows its events;
-//! - [`cli`]: the command line; [`demo`] and [`ephemeral`]: the demo on a throwaway cluster;
+//! - [`control`]: what `status`, `verify`, `pause`, `set`, `export` and `abort` do, for the
+//!   binary's command layer (which owns clap and the terminal; nothing here imports it);
+//! - [`demo`] and [`ephemeral`]: the demo on a throwaway cluster;
 //! - [`shutdown`]: the stop and pause signals, passed down as values;
 //! - [`sql`], [`version`], [`error`]: quoting and names, release order, error types.
 
-pub mod cli;
 pub mod control;
 pub mod db;
 pub mod demo;
@@ -34,7 +35,6 @@ pub mod plan;
 pub mod planner;
 pub mod privileges;
 pub mod progress;
-pub mod run;
 pub mod runner;
 pub mod shutdown;
 pub mod sql;

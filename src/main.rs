@@ -5,8 +5,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use backfill::cli::{self, Cli, LogFormat};
+mod cli;
+
 use backfill::error::{EXIT_BAD_INPUT, EXIT_FAILED};
+use cli::{Cli, LogFormat};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {

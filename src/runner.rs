@@ -1221,6 +1221,79 @@ async fn heartbeat(
     }
 }
 
+/// `run --phase backfill`: the backfill of `plan`, whose expand and dual-write were applied by
+/// other means, checked against the live catalog: expand and dual-write must have
+/// run. `None` when the plan moves no data.
+pub async fn backfill_only_job(
+    client: &Client,
+    plan: &Plan,
+    state_schema: &str,
+) -> Result<Option<Job>> {
+    let Some(live) = catalog::table_info(client, &plan.table).await? else {
+        let mut p = Problems::default();
+        p.add(
+            FieldPath::of("table"),
+            format!("table {} does not exist", plan.table),
+        );
+        return Err(plan.errors(p).into());
+    };
+    let before: TableInfo = planner::catalog_before_expand(plan, &live);
+    let problems = planner::check_catalog(plan, &before, true);
+    if !problems.0.is_empty() {
+        return Err(plan.errors(problems).into());
+    }
+    let missing = planner::missing_after_expand(plan, &live);
+    if !missing.is_empty() {
+        return Err(Error::Usage(format!(
+            "plan `{}`: expand has not run on {} (column {} is missing); run the expand and dual-write phases first",
+            plan.name,
+            plan.table,
+            missing
+                .iter()
+                .map(|c| format!("\"{c}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    let options = PlannerOptions {
+        state_schema: state_schema.to_string(),
+    };
+    let schedule = planner::build(plan, &before, &options);
+    let Some(spec) = schedule.backfill.clone() else {
+        return Ok(None);
+    };
+    crate::privileges::check(
+        client,
+        plan,
+        &schedule,
+        &[planner::Phase::Backfill],
+        &Ident::new(state_schema),
+    )
+    .await?;
+    if !schedule.phase(planner::Phase::DualWrite).is_empty() {
+        let trigger = planner::trigger_name(plan);
+        let row = client
+            .query_opt(
+                "SELECT 1 FROM pg_trigger WHERE tgrelid = $1::text::regclass AND tgname = $2",
+                &[&plan.table.to_string(), &trigger.as_str()],
+            )
+            .await
+            .map_err(|e| {
+                Error::db(
+                    format!("looking for the trigger of plan `{}`", plan.name),
+                    &e,
+                )
+            })?;
+        if row.is_none() {
+            return Err(Error::Usage(format!(
+                "plan `{}`: the dual-write trigger {trigger} is not installed on {}; run the dual-write phase first, or rows the application writes during the backfill would be left out of sync",
+                plan.name, plan.table
+            )));
+        }
+    }
+    Ok(Some(Job::new(plan, spec, &live)?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,13 +7,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 
 use crate::cli::{connection, RunArgs, RunPhase};
-use crate::db::catalog::{self, TableInfo};
-use crate::engine::{self, Events, Job, Outcome, Stop};
-use crate::error::{Error, Result, EXIT_INTERRUPTED};
-use crate::ops::Problems;
-use crate::plan::{load_all, FieldPath, Plan};
-use crate::planner::{self, PlannerOptions};
-use crate::progress::{self, Mode};
+use backfill::engine::{self, Events, Outcome, Stop};
+use backfill::error::{Error, Result, EXIT_INTERRUPTED};
+use backfill::plan::load_all;
+use backfill::progress::{self, Mode};
 
 /// The process-wide stop, triggered by Ctrl-C / SIGTERM.
 fn interrupts() -> Stop {
@@ -49,14 +46,18 @@ pub async fn run_cmd(args: RunArgs) -> Result<()> {
             "backfill run needs the database: give --database-url or set DATABASE_URL".to_string(),
         )
     })?;
-    let mode = if args.json { Mode::Json } else { args.progress };
+    let mode = if args.json {
+        Mode::Json
+    } else {
+        args.progress.into()
+    };
     let release = args
         .release
         .as_deref()
-        .map(|r| r.parse::<crate::version::Release>())
+        .map(|r| r.parse::<backfill::version::Release>())
         .transpose()
         .map_err(|e| Error::Usage(format!("--release: {e}")))?;
-    let options = crate::runner::RunnerOptions {
+    let options = backfill::runner::RunnerOptions {
         release,
         force_contract: args.force_contract,
         force: args.force,
@@ -70,18 +71,21 @@ pub async fn run_cmd(args: RunArgs) -> Result<()> {
         only_contract: args.phase == Some(RunPhase::Contract),
     };
     if args.phase != Some(RunPhase::Backfill) {
-        return crate::runner::run(&conn, &plans, &options, interrupts()).await;
+        return backfill::runner::run(&conn, &plans, &options, interrupts()).await;
     }
     let client = conn.connect().await?;
     // Check every plan, and the role's rights, before running any.
-    let schema = crate::sql::Ident::new(&args.db.state_schema);
-    crate::privileges::check_state_access(&client, &plans, &schema).await?;
+    let schema = backfill::sql::Ident::new(&args.db.state_schema);
+    backfill::privileges::check_state_access(&client, &plans, &schema).await?;
     let mut jobs = Vec::new();
     for plan in &plans {
         match args.phase {
             None | Some(RunPhase::Contract) => {}
             Some(RunPhase::Backfill) => {
-                if let Some(job) = backfill_job(&client, plan, &args).await? {
+                if let Some(job) =
+                    backfill::runner::backfill_only_job(&client, plan, &args.db.state_schema)
+                        .await?
+                {
                     jobs.push((plan, job));
                 } else if mode != Mode::Json {
                     eprintln!("plan `{}` moves no data: nothing to backfill", plan.name);
@@ -113,78 +117,6 @@ pub async fn run_cmd(args: RunArgs) -> Result<()> {
     Ok(())
 }
 
-/// The backfill of `plan`, checked against the live catalog: expand and dual-write must have
-/// run. `None` when the plan moves no data.
-async fn backfill_job(
-    client: &tokio_postgres::Client,
-    plan: &Plan,
-    args: &RunArgs,
-) -> Result<Option<Job>> {
-    let Some(live) = catalog::table_info(client, &plan.table).await? else {
-        let mut p = Problems::default();
-        p.add(
-            FieldPath::of("table"),
-            format!("table {} does not exist", plan.table),
-        );
-        return Err(plan.errors(p).into());
-    };
-    let before: TableInfo = planner::catalog_before_expand(plan, &live);
-    let problems = planner::check_catalog(plan, &before, true);
-    if !problems.0.is_empty() {
-        return Err(plan.errors(problems).into());
-    }
-    let missing = planner::missing_after_expand(plan, &live);
-    if !missing.is_empty() {
-        return Err(Error::Usage(format!(
-            "plan `{}`: expand has not run on {} (column {} is missing); run the expand and dual-write phases first",
-            plan.name,
-            plan.table,
-            missing
-                .iter()
-                .map(|c| format!("\"{c}\""))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )));
-    }
-    let options = PlannerOptions {
-        state_schema: args.db.state_schema.clone(),
-    };
-    let schedule = planner::build(plan, &before, &options);
-    let Some(spec) = schedule.backfill.clone() else {
-        return Ok(None);
-    };
-    crate::privileges::check(
-        client,
-        plan,
-        &schedule,
-        &[planner::Phase::Backfill],
-        &crate::sql::Ident::new(&args.db.state_schema),
-    )
-    .await?;
-    if !schedule.phase(planner::Phase::DualWrite).is_empty() {
-        let trigger = planner::trigger_name(plan);
-        let row = client
-            .query_opt(
-                "SELECT 1 FROM pg_trigger WHERE tgrelid = $1::text::regclass AND tgname = $2",
-                &[&plan.table.to_string(), &trigger.as_str()],
-            )
-            .await
-            .map_err(|e| {
-                Error::db(
-                    format!("looking for the trigger of plan `{}`", plan.name),
-                    &e,
-                )
-            })?;
-        if row.is_none() {
-            return Err(Error::Usage(format!(
-                "plan `{}`: the dual-write trigger {trigger} is not installed on {}; run the dual-write phase first, or rows the application writes during the backfill would be left out of sync",
-                plan.name, plan.table
-            )));
-        }
-    }
-    Ok(Some(Job::new(plan, spec, &live)?))
-}
-
 /// The command that resumes: this invocation's own arguments, word for word (every plan,
 /// flag and setting), without `--database-url` (it may hold a password; the resumed command
 /// finds the database the same way, through `DATABASE_URL` or the `PG*` variables) and with
@@ -212,7 +144,7 @@ pub fn resume_command() -> String {
         if a == "--replica-url" {
             words.push(a.clone());
             if let Some(v) = args.get(i + 1) {
-                words.push(shell_word(&crate::db::without_password(v)));
+                words.push(shell_word(&backfill::db::without_password(v)));
             }
             i += 2;
             continue;
@@ -220,7 +152,7 @@ pub fn resume_command() -> String {
         if let Some(v) = a.strip_prefix("--replica-url=") {
             words.push(shell_word(&format!(
                 "--replica-url={}",
-                crate::db::without_password(v)
+                backfill::db::without_password(v)
             )));
             i += 1;
             continue;

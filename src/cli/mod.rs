@@ -1,17 +1,23 @@
-//! The command line: clap definitions and the commands behind them. Output goes to stdout,
-//! problems to stderr; `main` maps the result to an exit code.
+//! The command layer, owned by the binary: clap definitions, the commands behind them, and
+//! what they print. Raw flags become typed options here (releases, durations, connections,
+//! throttle overrides) before anything touches the database; the library below never imports
+//! this module. Output goes to stdout, problems to stderr; `main` maps the result to an exit
+//! code.
+
+mod control;
+mod run;
 
 use std::io::Write;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::db::ConnectionSpec;
-use crate::error::{Error, Result};
-use crate::plan::{load_all, Plan};
-use crate::planner::{PlannerOptions, Schedule, StepMode};
-use crate::runner::{prepare_all, Prepared};
-use crate::version::Release;
+use backfill::db::ConnectionSpec;
+use backfill::error::{Error, Result};
+use backfill::plan::{load_all, Plan};
+use backfill::planner::{PlannerOptions, Schedule, StepMode};
+use backfill::runner::{prepare_all, Prepared};
+use backfill::version::Release;
 
 /// Zero-downtime schema changes and throttled, resumable backfills for live PostgreSQL.
 #[derive(Debug, Parser)]
@@ -112,7 +118,7 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct DemoArgs {
     /// Rows to seed.
-    #[arg(long, default_value_t = crate::demo::DEFAULT_ROWS)]
+    #[arg(long, default_value_t = backfill::demo::DEFAULT_ROWS)]
     pub rows: u64,
     /// Keep the cluster running at the end and print its URL.
     #[arg(long)]
@@ -164,7 +170,7 @@ pub struct ExportArgs {
     pub plans: Vec<PathBuf>,
     /// What to write.
     #[arg(long, value_enum)]
-    pub format: crate::export::Format,
+    pub format: FormatArg,
     /// The folder to write into (created if missing).
     #[arg(long)]
     pub out: PathBuf,
@@ -218,16 +224,16 @@ pub struct ThrottleArgs {
 impl ThrottleArgs {
     /// The flags parsed into typed overrides: a bad value is refused here, before anything
     /// touches the database.
-    pub fn parse(&self) -> Result<crate::runner::ThrottleOverrides> {
+    pub fn parse(&self) -> Result<backfill::runner::ThrottleOverrides> {
         let dur = |flag: &str, v: &Option<String>| {
             v.as_deref()
                 .map(|v| {
-                    crate::plan::parse_duration(v)
+                    backfill::plan::parse_duration(v)
                         .map_err(|e| Error::Usage(format!("--{flag} {v:?}: {e}")))
                 })
                 .transpose()
         };
-        Ok(crate::runner::ThrottleOverrides {
+        Ok(backfill::runner::ThrottleOverrides {
             replicas: self
                 .replica_urls
                 .iter()
@@ -251,6 +257,52 @@ pub struct AbortArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub db: DbArgs,
+}
+
+/// `--progress`: how progress is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProgressArg {
+    /// Bars on a terminal, log lines otherwise.
+    Auto,
+    /// Live bars on stderr.
+    Bars,
+    /// A log line every few seconds on stderr.
+    Plain,
+    /// One JSON object per event on stdout.
+    Json,
+    /// Nothing but errors.
+    Quiet,
+}
+
+impl From<ProgressArg> for backfill::progress::Mode {
+    fn from(a: ProgressArg) -> Self {
+        use backfill::progress::Mode;
+        match a {
+            ProgressArg::Auto => Mode::Auto,
+            ProgressArg::Bars => Mode::Bars,
+            ProgressArg::Plain => Mode::Plain,
+            ProgressArg::Json => Mode::Json,
+            ProgressArg::Quiet => Mode::Quiet,
+        }
+    }
+}
+
+/// `--format` of `export`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FormatArg {
+    /// psql scripts, one per phase.
+    Sql,
+    /// Alembic revision files.
+    Alembic,
+}
+
+impl From<FormatArg> for backfill::export::Format {
+    fn from(a: FormatArg) -> Self {
+        match a {
+            FormatArg::Sql => backfill::export::Format::Sql,
+            FormatArg::Alembic => backfill::export::Format::Alembic,
+        }
+    }
 }
 
 /// The phases `run` can run on their own.
@@ -280,7 +332,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub force_contract: bool,
     /// Workers (overrides the plan's `workers`).
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::plan::defaults::MAX_WORKERS)))]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=i64::from(backfill::plan::defaults::MAX_WORKERS)))]
     pub workers: Option<u32>,
     /// First batch size (overrides the plan's `batch_size`).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
@@ -293,7 +345,7 @@ pub struct RunArgs {
     pub force: bool,
     /// How to show progress (`json`: one object per event on stdout).
     #[arg(long, value_enum, default_value = "auto")]
-    pub progress: crate::progress::Mode,
+    pub progress: ProgressArg,
     /// Same as `--progress json`.
     #[arg(long)]
     pub json: bool,
@@ -352,14 +404,14 @@ pub async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Validate(args) => validate_cmd(args).await,
         Command::Plan(args) => plan_cmd(args).await,
-        Command::Run(args) => crate::run::run_cmd(args).await,
-        Command::Status(args) => crate::control::status_cmd(args).await,
-        Command::Verify(args) => crate::control::verify_cmd(args).await,
-        Command::Pause(args) => crate::control::pause_cmd(args, true).await,
-        Command::Resume(args) => crate::control::pause_cmd(args, false).await,
-        Command::Abort(args) => crate::control::abort_cmd(args).await,
-        Command::Set(args) => crate::control::set_cmd(args).await,
-        Command::Export(args) => crate::control::export_cmd(args).await,
+        Command::Run(args) => run::run_cmd(args).await,
+        Command::Status(args) => control::status_cmd(args).await,
+        Command::Verify(args) => control::verify_cmd(args).await,
+        Command::Pause(args) => control::pause_cmd(args, true).await,
+        Command::Resume(args) => control::pause_cmd(args, false).await,
+        Command::Abort(args) => control::abort_cmd(args).await,
+        Command::Set(args) => control::set_cmd(args).await,
+        Command::Export(args) => control::export_cmd(args).await,
         Command::Completions { shell } => {
             use clap::CommandFactory;
             let mut cmd = Cli::command();
@@ -367,7 +419,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Demo(args) => {
-            crate::demo::run(&crate::demo::DemoOptions {
+            backfill::demo::run(&backfill::demo::DemoOptions {
                 rows: args.rows,
                 keep: args.keep,
             })
@@ -404,7 +456,7 @@ async fn validate_cmd(args: ValidateArgs) -> Result<()> {
         }
         Some(spec) => {
             let mut client = spec.connect().await?;
-            let schema = crate::sql::Ident::new(&args.db.state_schema);
+            let schema = backfill::sql::Ident::new(&args.db.state_schema);
             let prepared = prepare_all(
                 &mut client,
                 &schema,
@@ -432,7 +484,7 @@ async fn validate_cmd(args: ValidateArgs) -> Result<()> {
                     plan.name,
                     plan.table,
                     p.catalog.row_estimate,
-                    crate::progress::counted(
+                    backfill::progress::counted(
                         plan.operations.len() as u64,
                         "operation",
                         "operations"
@@ -445,7 +497,7 @@ async fn validate_cmd(args: ValidateArgs) -> Result<()> {
 }
 
 /// `expand, dual-write done`, or `nothing done yet`.
-fn phases_done(r: &crate::runner::Recorded) -> String {
+fn phases_done(r: &backfill::runner::Recorded) -> String {
     let done: Vec<String> = r.finished.keys().map(|p| p.to_string()).collect();
     if done.is_empty() {
         "nothing done yet".to_string()
@@ -468,7 +520,7 @@ async fn plan_cmd(args: PlanArgs) -> Result<()> {
         )
     })?;
     let mut client = spec.connect().await?;
-    let schema = crate::sql::Ident::new(&args.db.state_schema);
+    let schema = backfill::sql::Ident::new(&args.db.state_schema);
     let prepared = prepare_all(
         &mut client,
         &schema,
@@ -501,7 +553,7 @@ async fn plan_cmd(args: PlanArgs) -> Result<()> {
 }
 
 /// The release a phase finished at, when the plan's record says it did.
-fn finished_at(p: &Prepared, phase: crate::planner::Phase) -> Option<String> {
+fn finished_at(p: &Prepared, phase: backfill::planner::Phase) -> Option<String> {
     p.recorded
         .as_ref()
         .and_then(|r| r.finished.get(&phase))
@@ -521,7 +573,7 @@ fn schedule_json(plan: &Plan, p: &Prepared, release: Option<&Release>) -> serde_
     let mut value = serde_json::to_value(&p.schedule).unwrap_or_default();
     if let Some(phases) = value.get_mut("phases").and_then(|v| v.as_array_mut()) {
         for (v, phase) in phases.iter_mut().zip(&p.schedule.phases) {
-            let due = crate::runner::is_due(phase.due.as_ref(), release);
+            let due = backfill::runner::is_due(phase.due.as_ref(), release);
             v["due_now"] = serde_json::Value::Bool(due);
             let done = finished_at(p, phase.phase);
             v["done"] = serde_json::Value::Bool(done.is_some());
@@ -540,7 +592,7 @@ fn render_human(plan: &Plan, p: &Prepared, release: Option<&Release>) -> String 
         "plan {} on {} (~{}) from {}\n",
         s.plan,
         s.table,
-        crate::progress::counted(s.row_estimate.max(0) as u64, "row", "rows"),
+        backfill::progress::counted(s.row_estimate.max(0) as u64, "row", "rows"),
         plan.file.display()
     );
     if let Some(r) = &p.recorded {
@@ -590,7 +642,7 @@ fn render_human(plan: &Plan, p: &Prepared, release: Option<&Release>) -> String 
 pub fn render_sql(plan: &Plan, s: &Schedule) -> String {
     let mut out = format!(
         "{}\n-- every statement runs under SET lock_timeout = {}ms\n",
-        crate::sql::comment(&format!(
+        backfill::sql::comment(&format!(
             "plan {} on {} ({})",
             s.plan,
             s.table,
@@ -598,7 +650,7 @@ pub fn render_sql(plan: &Plan, s: &Schedule) -> String {
         )),
         plan.backfill.lock_timeout.as_millis()
     );
-    let section = |title: String, steps: &[crate::planner::Step], out: &mut String| {
+    let section = |title: String, steps: &[backfill::planner::Step], out: &mut String| {
         out.push_str(&format!("\n-- ===== {title} =====\n"));
         for step in steps {
             let how = match step.mode {
@@ -612,7 +664,7 @@ pub fn render_sql(plan: &Plan, s: &Schedule) -> String {
             };
             out.push_str(&format!(
                 "{}\n",
-                crate::sql::comment(&format!("step: {} ({how})", step.description))
+                backfill::sql::comment(&format!("step: {} ({how})", step.description))
             ));
             for st in &step.statements {
                 out.push_str(&format!("-- lock: {}\n{};\n", st.lock, st.sql));

@@ -1,0 +1,247 @@
+//! The commands that look at or steer plans from any terminal: `status`, `verify`, `pause`,
+//! `resume`, `set`, `export` and `abort`: arguments in, the library's `control` called, what
+//! it returns printed.
+
+use serde_json::{json, Value};
+
+use backfill::control::{self, Verified};
+use backfill::db::ConnectionSpec;
+use backfill::error::{Error, Result};
+use backfill::plan::load_all;
+use backfill::planner::PlannerOptions;
+use backfill::progress::counted;
+use backfill::sql::Ident;
+use backfill::state;
+
+use super::{
+    connection, AbortArgs, ControlArgs, DbArgs, ExportArgs, SetArgs, StatusArgs, VerifyArgs,
+};
+
+fn need_db(db: &DbArgs, what: &str) -> Result<ConnectionSpec> {
+    connection(db)?.ok_or_else(|| {
+        Error::Usage(format!(
+            "backfill {what} reads the database: give --database-url or set DATABASE_URL"
+        ))
+    })
+}
+
+/// `backfill status`.
+pub async fn status_cmd(args: StatusArgs) -> Result<()> {
+    let conn = need_db(&args.db, "status")?;
+    let client = conn.connect().await?;
+    let schema = Ident::new(&args.db.state_schema);
+    let names: Vec<String> = if args.plans.is_empty() {
+        Vec::new()
+    } else {
+        load_all(&args.plans)?.into_iter().map(|p| p.name).collect()
+    };
+    let plans = if state::exists(&client, &schema).await? {
+        control::status(&client, &schema, &names).await?
+    } else {
+        names
+            .iter()
+            .map(|n| json!({ "plan": n, "started": false }))
+            .collect()
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&Value::Array(plans)).unwrap_or_default()
+        );
+        return Ok(());
+    }
+    if plans.is_empty() {
+        println!("no plan has run on this database yet");
+    }
+    for p in &plans {
+        print!("{}", render_status(p));
+    }
+    Ok(())
+}
+
+fn render_status(p: &Value) -> String {
+    let name = p["plan"].as_str().unwrap_or("?");
+    if p["started"] == false {
+        return format!("plan {name}: not started\n");
+    }
+    let mut out = format!(
+        "plan {name} on {} ({}): {}{}\n",
+        p["table"].as_str().unwrap_or("?"),
+        p["file"].as_str().unwrap_or("?"),
+        p["phase"].as_str().unwrap_or("?"),
+        if p["paused"] == true { ", PAUSED" } else { "" }
+    );
+    for ph in p["phases"].as_array().into_iter().flatten() {
+        let phase = ph["phase"].as_str().unwrap_or("?");
+        let line = match ph["status"].as_str() {
+            Some("done") => format!(
+                "done{} {}",
+                ph["release"]
+                    .as_str()
+                    .map(|r| format!(" at release {r}"))
+                    .unwrap_or_default(),
+                ph["finished_at"].as_str().unwrap_or("")
+            ),
+            Some("running") => "running".to_string(),
+            _ => match (ph["refused"].as_str(), ph["due_from"].as_str()) {
+                (Some(why), _) => format!("refused: {why}"),
+                (None, Some(r)) => format!("waits for release {r}"),
+                (None, None) => "not started (no release gate)".to_string(),
+            },
+        };
+        out.push_str(&format!("  {phase:<11} {line}\n"));
+    }
+    if let Some(b) = p["backfill"].as_object() {
+        let done = b["rows_done"].as_i64().unwrap_or(0);
+        let est = b["rows_estimate"].as_i64().unwrap_or(0);
+        let pct = b["percent"].as_f64().unwrap_or(0.0);
+        let pace = if b["finished"] == true {
+            "finished".to_string()
+        } else if p["paused"] == true {
+            "paused".to_string()
+        } else {
+            let rate = b["rows_per_second"].as_f64().unwrap_or(0.0);
+            let eta = b["eta_seconds"]
+                .as_f64()
+                .map(|s| format!(", ETA {:.0}s", s))
+                .unwrap_or_default();
+            format!("{rate:.0} rows/s{eta}")
+        };
+        out.push_str(&format!(
+            "  progress    {done} of ~{est} rows ({pct:.1}%), {} of {} left, {pace}\n",
+            b["segments_left"],
+            counted(b["segments"].as_u64().unwrap_or(0), "segment", "segments")
+        ));
+    }
+    for pr in p["processes"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "  process     {} pid {}: {}, {} workers, {:.0} rows/s, heartbeat {:.1}s ago\n",
+            pr["host"].as_str().unwrap_or("?"),
+            pr["pid"],
+            pr["phase"].as_str().unwrap_or("?"),
+            pr["workers"].as_i64().unwrap_or(0),
+            pr["rows_per_second"].as_f64().unwrap_or(0.0),
+            pr["heartbeat_seconds_ago"].as_f64().unwrap_or(0.0)
+        ));
+    }
+    if let Some(e) = p["last_error"].as_str() {
+        out.push_str(&format!("  last error  {e}\n"));
+    }
+    out
+}
+
+/// `backfill verify`.
+pub async fn verify_cmd(args: VerifyArgs) -> Result<()> {
+    let conn = need_db(&args.db, "verify")?;
+    let plans = load_all(&args.plans)?;
+    let mut client = conn.connect().await?;
+    let options = PlannerOptions {
+        state_schema: args.db.state_schema.clone(),
+    };
+    let schema = Ident::new(&args.db.state_schema);
+    let mut first_error = None;
+    for plan in &plans {
+        let rate = args
+            .max_rows_per_second
+            .unwrap_or(plan.backfill.max_rows_per_second);
+        match control::verify(&mut client, &schema, plan, &options, rate).await? {
+            // One plan of a folder not started yet is no reason to skip the others.
+            Verified::NotStarted(missing) => println!(
+                "plan {}: expand has not run on {} (column \"{missing}\" is missing): nothing to verify yet",
+                plan.name, plan.table
+            ),
+            Verified::NoData => println!("plan {}: moves no data; nothing to verify", plan.name),
+            Verified::Report(report) => {
+                println!(
+                    "plan {}: {} read, {} out of sync",
+                    plan.name,
+                    counted(report.rows, "row", "rows"),
+                    report.out_of_sync
+                );
+                for k in &report.keys {
+                    println!("  out of sync: {k}");
+                }
+                if report.out_of_sync > 0 && first_error.is_none() {
+                    first_error = Some(Error::OutOfSync {
+                        plan: plan.name.clone(),
+                        table: plan.table.to_string(),
+                        count: report.out_of_sync,
+                        keys: report.keys,
+                    });
+                }
+            }
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+/// `backfill pause` / `backfill resume`.
+pub async fn pause_cmd(args: ControlArgs, pause: bool) -> Result<()> {
+    let conn = need_db(&args.db, if pause { "pause" } else { "resume" })?;
+    let name = control::plan_name(&args.plan)?;
+    let client = conn.connect().await?;
+    let schema = Ident::new(&args.db.state_schema);
+    if !control::pause(&client, &schema, &name, pause).await? {
+        println!("plan {name}: its backfill has finished; there is nothing to pause");
+        return Ok(());
+    }
+    println!(
+        "plan {name}: {}",
+        if pause {
+            "paused; running workers hold at their next chunk boundary (backfill resume to go on)"
+        } else {
+            "resumed"
+        }
+    );
+    Ok(())
+}
+
+/// `backfill set`.
+pub async fn set_cmd(args: SetArgs) -> Result<()> {
+    let conn = need_db(&args.db, "set")?;
+    let name = control::plan_name(&args.plan)?;
+    let mut client = conn.connect().await?;
+    let schema = Ident::new(&args.db.state_schema);
+    let described = control::set(&mut client, &schema, &name, &args.settings).await?;
+    println!("plan {name}: {described}; running processes pick it up within 2 seconds");
+    Ok(())
+}
+
+/// `backfill export`.
+pub async fn export_cmd(args: ExportArgs) -> Result<()> {
+    let conn = need_db(&args.db, "export")?;
+    let plans = load_all(&args.plans)?;
+    let mut client = conn.connect().await?;
+    let schema = Ident::new(&args.db.state_schema);
+    let options = PlannerOptions {
+        state_schema: args.db.state_schema.clone(),
+    };
+    let files = control::export(
+        &mut client,
+        &schema,
+        &plans,
+        &options,
+        args.format.into(),
+        &args.out,
+        args.down_revision.clone(),
+    )
+    .await?;
+    for f in &files {
+        println!("wrote {}", f.display());
+    }
+    Ok(())
+}
+
+/// `backfill abort`.
+pub async fn abort_cmd(args: AbortArgs) -> Result<()> {
+    let conn = need_db(&args.db, "abort")?;
+    let mut client = conn.connect().await?;
+    let schema = Ident::new(&args.db.state_schema);
+    let plan = control::plan_or_recorded(&client, &schema, &args.plan).await?;
+    control::abort(&mut client, &schema, &plan).await?;
+    println!(
+        "plan {}: aborted; {} is back to its schema and data from before the plan (a new run starts over)",
+        plan.name, plan.table
+    );
+    Ok(())
+}
