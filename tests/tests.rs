@@ -9,6 +9,7 @@ mod engine_faults;
 mod engine_keys;
 mod ephemeral_cleanup;
 mod export;
+mod golden;
 mod hostile_names;
 mod plan_errors;
 mod plan_examples;

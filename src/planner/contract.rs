@@ -1,0 +1,58 @@
+//! The contract phase: validations (each its own transaction, weak locks), then one switch
+//! transaction (drop the trigger, drop or rename columns, SET NOT NULL through the validated
+//! check, attach unique indexes), then the cleanup of the plan's own objects.
+
+use super::{Parts, Step, StepMode};
+use crate::ops::{LockLevel, Statement};
+
+/// The contract phase.
+pub(super) fn steps(parts: &Parts<'_>) -> Vec<Step> {
+    let mut contract_steps = Vec::new();
+    let mut switch = Vec::new();
+    if !parts.syncs.is_empty() {
+        switch.push(parts.drop_trigger());
+    }
+    for (op, c) in &parts.ops {
+        let contract = op.contract(c);
+        for v in contract.validate {
+            contract_steps.push(Step {
+                description: "validate a constraint (scans without blocking writes)".to_string(),
+                mode: StepMode::Transaction,
+                statements: vec![v],
+            });
+        }
+        switch.extend(contract.switch);
+    }
+    if !switch.is_empty() {
+        contract_steps.push(Step {
+            description: "switch to the new schema, metadata only".to_string(),
+            mode: StepMode::Transaction,
+            statements: switch,
+        });
+    }
+    let cleanup = cleanup_statements(parts);
+    if !cleanup.is_empty() {
+        contract_steps.push(Step {
+            description: "drop the sync function and the undo data".to_string(),
+            mode: StepMode::Transaction,
+            statements: cleanup,
+        });
+    }
+    contract_steps
+}
+
+/// The plan's own objects, once the switch no longer needs them: the trigger function and the
+/// undo table.
+fn cleanup_statements(parts: &Parts<'_>) -> Vec<Statement> {
+    let mut out = Vec::new();
+    if !parts.syncs.is_empty() {
+        out.push(parts.drop_function());
+    }
+    if let Some(u) = &parts.undo {
+        out.push(Statement::new(
+            LockLevel::None,
+            format!("DROP TABLE IF EXISTS {u}"),
+        ));
+    }
+    out
+}

@@ -1,0 +1,114 @@
+//! The expand phase: additive DDL in one metadata-only transaction (the undo table, the
+//! operations' new columns, and the NOT VALID constraints when no trigger follows), then each
+//! index built concurrently in its own step.
+
+use super::{ensure_schema, Parts, Step, StepMode};
+use crate::ops::{IndexBuild, LockLevel, Statement};
+use crate::sql::{ident_list, Ident, QualifiedName};
+
+/// The expand phase.
+pub(super) fn steps(parts: &Parts<'_>) -> Vec<Step> {
+    let mut expand_sql: Vec<Statement> = Vec::new();
+    if let Some(u) = &parts.undo {
+        expand_sql.extend(create_undo_table(parts, u));
+    }
+    // What the expand transaction does, in the operations' own words.
+    let mut expand_what: Vec<String> = Vec::new();
+    if parts.undo.is_some() {
+        expand_what.push("create the undo table".to_string());
+    }
+    for (op, c) in &parts.ops {
+        let sql = op.expand(c);
+        if !sql.is_empty() {
+            expand_what.push(op.summary());
+        }
+        expand_sql.extend(sql);
+    }
+    let mut expand_steps = Vec::new();
+    if !expand_sql.is_empty() {
+        expand_steps.push(Step {
+            description: String::new(),
+            mode: StepMode::Transaction,
+            statements: expand_sql,
+        });
+    }
+    for (op, c) in &parts.ops {
+        for IndexBuild { name, create } in op.indexes(c) {
+            expand_steps.push(Step {
+                description: format!("build index {} concurrently", name.name),
+                mode: StepMode::ConcurrentIndex { index: name },
+                statements: vec![Statement::new(LockLevel::ShareUpdateExclusive, create)],
+            });
+        }
+    }
+
+    // NOT VALID constraints: right after the trigger when there is one (see
+    // `Operation::constraints` and the dual-write phase), else at the end of expand.
+    let constraints = parts.constraints();
+    if parts.syncs.is_empty() && !constraints.is_empty() {
+        for (op, c) in &parts.ops {
+            if !op.constraints(c).is_empty() {
+                expand_what.push(format!("{} (NOT VALID)", op.summary()));
+            }
+        }
+        match expand_steps.first_mut() {
+            Some(step) if step.mode == StepMode::Transaction => step.statements.extend(constraints),
+            _ => expand_steps.insert(
+                0,
+                Step {
+                    description: String::new(),
+                    mode: StepMode::Transaction,
+                    statements: constraints,
+                },
+            ),
+        }
+    }
+    if let Some(step) = expand_steps
+        .first_mut()
+        .filter(|s| s.mode == StepMode::Transaction)
+    {
+        step.description = format!("{}, metadata only", expand_what.join("; "));
+    }
+    expand_steps
+}
+
+/// The state schema (when missing) and the undo table `u`: the key, then the value before and
+/// after the backfill of each column rewritten in place, in the columns' types during the
+/// transition.
+fn create_undo_table(parts: &Parts<'_>, u: &QualifiedName) -> [Statement; 2] {
+    let table = parts.table;
+    let mut cols: Vec<String> = parts
+        .catalog
+        .key
+        .iter()
+        .map(|k| {
+            format!(
+                "{} {}",
+                Ident::new(k),
+                table
+                    .column(k)
+                    .map(|c| c.type_name.as_str())
+                    .unwrap_or("text")
+            )
+        })
+        .collect();
+    for c in &parts.in_place {
+        let t = table
+            .column(c.column.as_str())
+            .map(|c| c.type_name.clone())
+            .unwrap_or_else(|| "text".to_string());
+        cols.push(format!("{} {t}", c.before));
+        cols.push(format!("{} {t}", c.after));
+    }
+    [
+        ensure_schema(&u.schema),
+        Statement::new(
+            LockLevel::None,
+            format!(
+                "CREATE TABLE IF NOT EXISTS {u} ({}, PRIMARY KEY ({}))",
+                cols.join(", "),
+                ident_list(&parts.key)
+            ),
+        ),
+    ]
+}

@@ -1,0 +1,153 @@
+//! The table during the transition (the live columns plus those expand creates) and the checks
+//! of a plan against its table's catalog that need no database.
+
+use crate::db::catalog::{ColumnInfo, TableInfo};
+use crate::ops::{Ctx, Problems};
+use crate::plan::{FieldPath, Plan};
+
+/// The table as it is during the transition: the live columns plus those expand creates.
+pub fn transition_table(plan: &Plan, catalog: &TableInfo) -> TableInfo {
+    let mut table = catalog.clone();
+    for op in &plan.operations {
+        for c in op.op().effects().creates {
+            if table.column(&c.name).is_some() {
+                continue;
+            }
+            let type_name = match (&c.type_name, &c.type_of) {
+                (Some(t), _) => t.clone(),
+                (None, Some(src)) => table
+                    .column(src)
+                    .map(|s| s.type_name.clone())
+                    .unwrap_or_else(|| "text".to_string()),
+                (None, None) => "text".to_string(),
+            };
+            table.columns.push(ColumnInfo {
+                name: c.name,
+                type_name,
+                not_null: false,
+                default: None,
+                identity: None,
+                generated: false,
+            });
+        }
+    }
+    table
+}
+
+/// Columns the plan's expand creates.
+fn created_columns(plan: &Plan) -> Vec<String> {
+    plan.operations
+        .iter()
+        .flat_map(|o| o.op().effects().creates.into_iter().map(|c| c.name))
+        .collect()
+}
+
+/// The catalog as it was before the plan's expand ran: without the columns expand creates.
+/// The planner builds the same schedule from it after expand as before, so a later process
+/// (the backfill, the contract) runs exactly the SQL the first one planned.
+pub fn catalog_before_expand(plan: &Plan, catalog: &TableInfo) -> TableInfo {
+    let created = created_columns(plan);
+    let mut table = catalog.clone();
+    table.columns.retain(|c| !created.contains(&c.name));
+    table
+}
+
+/// Columns the plan's expand creates that the table does not have: non-empty while expand has
+/// not run.
+pub fn missing_after_expand(plan: &Plan, catalog: &TableInfo) -> Vec<String> {
+    created_columns(plan)
+        .into_iter()
+        .filter(|c| catalog.column(c).is_none())
+        .collect()
+}
+
+/// Checks the plan against the live catalog of its table: the key, every column named, and
+/// each operation's own checks. Type names, expressions and referenced tables need the
+/// database and are checked by [`crate::validate`].
+///
+/// `in_flight`: the plan's expand has run (the catalog passed in is the live one without the
+/// columns expand created); the operations' own checks, which are about the catalog before the
+/// plan (an index or constraint of that name already exists), are skipped.
+pub fn check_catalog(plan: &Plan, catalog: &TableInfo, in_flight: bool) -> Problems {
+    let mut problems = Problems::default();
+    if catalog.key.is_empty() {
+        problems.add(
+            FieldPath::of("table"),
+            format!(
+                "table {} has neither a primary key nor a unique index on NOT NULL columns: the backfill walks the table by key. Add a primary key first",
+                catalog.name
+            ),
+        );
+    }
+    let transition = transition_table(plan, catalog);
+    let mut created_so_far: Vec<String> = Vec::new();
+    for (i, spec) in plan.operations.iter().enumerate() {
+        let op = spec.op();
+        let base = FieldPath::of("operations").index(i);
+        let effects = op.effects();
+        let exists =
+            |name: &str| catalog.column(name).is_some() || created_so_far.iter().any(|c| c == name);
+        for c in &effects.creates {
+            if catalog.column(&c.name).is_some() {
+                problems.add(
+                    base.join(&c.field),
+                    format!(
+                        "column \"{}\" already exists in table {}",
+                        c.name, catalog.name
+                    ),
+                );
+            }
+        }
+        let all_uses = effects.reads.iter().map(|u| (u, false)).chain(
+            effects
+                .writes
+                .iter()
+                .chain(effects.removes.iter())
+                .map(|u| (u, true)),
+        );
+        for (u, changes) in all_uses {
+            if !exists(&u.name) {
+                problems.add(
+                    base.join(&u.field),
+                    format!(
+                        "column \"{}\" does not exist in table {}",
+                        u.name, catalog.name
+                    ),
+                );
+                continue;
+            }
+            if changes && catalog.key.contains(&u.name) {
+                problems.add(
+                    base.join(&u.field),
+                    format!("column \"{}\" is part of the key of {}, which the backfill walks by; it cannot be changed or dropped", u.name, catalog.name),
+                );
+            }
+            if let Some(col) = catalog.column(&u.name) {
+                if changes && (col.generated || col.identity == Some('a')) {
+                    problems.add(
+                        base.join(&u.field),
+                        format!(
+                            "column \"{}\" of {} is generated; it cannot be written",
+                            u.name, catalog.name
+                        ),
+                    );
+                }
+            }
+        }
+        let ctx = Ctx {
+            plan: &plan.name,
+            table: &transition,
+            position: i,
+            path: &base,
+        };
+        let mut own = Problems::default();
+        if !in_flight {
+            op.check_catalog(&ctx, &mut own);
+        }
+        for p in own.0 {
+            problems.add(base.join(&p.field), p.message);
+        }
+        created_so_far.extend(effects.creates.into_iter().map(|c| c.name));
+    }
+    problems
+}

@@ -1,0 +1,182 @@
+-- Golden file: the schedule of plans/0004_rename_nickname.toml against tests/golden/catalog/public.users.json.
+-- Bless a reviewed change with BACKFILL_BLESS=1 cargo test --test tests golden
+
+-- plan 0004_rename_nickname on "public"."users" (row estimate 0)
+
+-- ==== phase expand (due from release 2.0.0)
+
+-- step 1: rename column "nickname" to "display_name", metadata only
+-- mode: in one transaction
+-- lock: ACCESS EXCLUSIVE
+ALTER TABLE "public"."users" ADD COLUMN IF NOT EXISTS "display_name" text;
+
+-- ==== phase dual-write (due from release 2.0.0)
+
+-- step 1: install the sync trigger "bf_0004_rename_nickname_sync"
+-- mode: in one transaction
+-- lock: no table lock
+DO $bf_schema$ BEGIN IF to_regnamespace('"backfill"') IS NULL THEN EXECUTE 'CREATE SCHEMA "backfill"'; END IF; END $bf_schema$;
+-- lock: no table lock
+CREATE OR REPLACE FUNCTION "backfill"."bf_0004_rename_nickname_sync"() RETURNS trigger LANGUAGE plpgsql AS $bf_sync$
+#variable_conflict use_column
+BEGIN
+  -- operations[0]: rename column "nickname" to "display_name"
+  IF TG_OP = 'INSERT' THEN
+    -- The old release inserts without the new columns; the new release fills them.
+    IF ROW(NEW."display_name") IS NULL THEN
+      SELECT CAST(("nickname") AS text) INTO NEW."display_name" FROM (SELECT NEW.*) AS "users";
+    ELSE
+      SELECT CAST(("display_name") AS text) INTO NEW."nickname" FROM (SELECT NEW.*) AS "users";
+    END IF;
+  ELSIF ROW(NEW."nickname") IS DISTINCT FROM ROW(OLD."nickname") THEN
+    -- The old release wrote: derive the new columns, unless the writer set them too.
+    IF ROW(NEW."display_name") IS NOT DISTINCT FROM ROW(OLD."display_name") THEN
+      SELECT CAST(("nickname") AS text) INTO NEW."display_name" FROM (SELECT NEW.*) AS "users";
+    END IF;
+  ELSIF ROW(NEW."display_name") IS DISTINCT FROM ROW(OLD."display_name") THEN
+    -- The new release wrote: derive the old columns.
+    SELECT CAST(("display_name") AS text) INTO NEW."nickname" FROM (SELECT NEW.*) AS "users";
+  END IF;
+  RETURN NEW;
+END;
+$bf_sync$;
+-- lock: SHARE ROW EXCLUSIVE
+CREATE TRIGGER "bf_0004_rename_nickname_sync" BEFORE INSERT OR UPDATE ON "public"."users" FOR EACH ROW WHEN (current_setting('backfill.bypass', true) IS DISTINCT FROM '0004_rename_nickname') EXECUTE FUNCTION "backfill"."bf_0004_rename_nickname_sync"();
+
+-- ==== phase backfill (due from release 2.0.0)
+
+-- step 1: backfill "display_name" in chunks of rows by key ("id")
+-- mode: backfill, run by the engine in chunks
+-- lock: ROW EXCLUSIVE
+WITH _bf_changed AS (
+  UPDATE "public"."users" AS _bf_t
+     SET ("display_name") = (SELECT _bf_n."display_name" FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN ("display_name" IS NULL) THEN CAST(("nickname") AS text) ELSE "display_name" END AS "display_name" FROM (SELECT _bf_t.*) AS "users") AS _bf_n)
+   WHERE (true)
+     AND EXISTS (SELECT FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN ("display_name" IS NULL) THEN CAST(("nickname") AS text) ELSE "display_name" END AS "display_name" FROM (SELECT _bf_t.*) AS "users") AS _bf_n WHERE ROW(_bf_t."display_name") IS DISTINCT FROM ROW(_bf_n."display_name"))
+  RETURNING 1
+)
+SELECT count(*) FROM _bf_changed;
+
+-- ==== phase contract (due from release 2.1.0)
+
+-- step 1: switch to the new schema, metadata only
+-- mode: in one transaction
+-- lock: ACCESS EXCLUSIVE
+DROP TRIGGER IF EXISTS "bf_0004_rename_nickname_sync" ON "public"."users";
+-- lock: ACCESS EXCLUSIVE
+ALTER TABLE "public"."users" DROP COLUMN IF EXISTS "display_name";
+-- lock: ACCESS EXCLUSIVE
+ALTER TABLE "public"."users" RENAME COLUMN "nickname" TO "display_name";
+
+-- step 2: drop the sync function and the undo data
+-- mode: in one transaction
+-- lock: no table lock
+DROP FUNCTION IF EXISTS "backfill"."bf_0004_rename_nickname_sync"();
+
+-- ==== rollback
+
+-- step 1: drop the trigger, new columns and constraints, metadata only
+-- mode: in one transaction
+-- lock: ACCESS EXCLUSIVE
+DROP TRIGGER IF EXISTS "bf_0004_rename_nickname_sync" ON "public"."users";
+-- lock: ACCESS EXCLUSIVE
+ALTER TABLE "public"."users" DROP COLUMN IF EXISTS "display_name";
+-- lock: no table lock
+DROP FUNCTION IF EXISTS "backfill"."bf_0004_rename_nickname_sync"();
+
+-- ==== backfill spec
+
+-- table: "public"."users"
+-- key: "id"
+-- targets: "display_name"
+-- bypass: 0004_rename_nickname
+
+-- whole-table update
+WITH _bf_changed AS (
+  UPDATE "public"."users" AS _bf_t
+     SET ("display_name") = (SELECT _bf_n."display_name" FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN ("display_name" IS NULL) THEN CAST(("nickname") AS text) ELSE "display_name" END AS "display_name" FROM (SELECT _bf_t.*) AS "users") AS _bf_n)
+   WHERE (true)
+     AND EXISTS (SELECT FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN ("display_name" IS NULL) THEN CAST(("nickname") AS text) ELSE "display_name" END AS "display_name" FROM (SELECT _bf_t.*) AS "users") AS _bf_n WHERE ROW(_bf_t."display_name") IS DISTINCT FROM ROW(_bf_n."display_name"))
+  RETURNING 1
+)
+SELECT count(*) FROM _bf_changed;
+
+-- rows out of sync (read-only)
+SELECT count(*) FROM "public"."users" AS _bf_t CROSS JOIN LATERAL (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN ("display_name" IS NULL) THEN CAST(("nickname") AS text) ELSE "display_name" END AS "display_name" FROM (SELECT _bf_t.*) AS "users") AS _bf_n WHERE ROW(_bf_t."display_name") IS DISTINCT FROM ROW(_bf_n."display_name");
+
+-- the trigger's bypass, per transaction
+SELECT set_config('backfill.bypass', '0004_rename_nickname', true);
+
+-- engine: a segment's first chunk
+WITH _bf_keys AS MATERIALIZED (
+  SELECT _bf_t."id" FROM "public"."users" AS _bf_t
+   WHERE true AND _bf_t."id" <= ($5::text[])[1]::bigint
+   ORDER BY _bf_t."id"
+   LIMIT $3
+),
+_bf_last AS MATERIALIZED (
+  SELECT _bf_t."id" FROM _bf_keys AS _bf_t ORDER BY _bf_t."id" DESC LIMIT 1
+),
+_bf_changed AS (
+  UPDATE "public"."users" AS _bf_t
+     SET ("display_name") = (SELECT _bf_n."display_name" FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN ("display_name" IS NULL) THEN CAST(("nickname") AS text) ELSE "display_name" END AS "display_name" FROM (SELECT _bf_t.*) AS "users") AS _bf_n)
+   WHERE (true AND _bf_t."id" <= (SELECT "id" FROM _bf_last))
+     AND EXISTS (SELECT FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN ("display_name" IS NULL) THEN CAST(("nickname") AS text) ELSE "display_name" END AS "display_name" FROM (SELECT _bf_t.*) AS "users") AS _bf_n WHERE ROW(_bf_t."display_name") IS DISTINCT FROM ROW(_bf_n."display_name"))
+  RETURNING 1
+),
+_bf_ckpt AS (
+  UPDATE "backfill"."segments"
+     SET cursor = coalesce((SELECT ARRAY[_bf_t."id"::text] FROM _bf_last AS _bf_t), cursor),
+         rows_seen = rows_seen + (SELECT count(*) FROM _bf_keys),
+         rows_changed = rows_changed + (SELECT count(*) FROM _bf_changed),
+         done = (SELECT count(*) FROM _bf_keys) < $3,
+         updated_at = now()
+   WHERE plan = $1 AND segment = $2 AND cursor IS NOT DISTINCT FROM $4::text[]
+  RETURNING cursor, done
+)
+SELECT (SELECT count(*) FROM _bf_keys) AS seen, (SELECT count(*) FROM _bf_changed) AS changed, _bf_c.cursor, coalesce(_bf_c.done, false) AS done
+  FROM (SELECT 1) AS _bf_one LEFT JOIN _bf_ckpt AS _bf_c ON true
+ WHERE "backfill"."checkpoint_guard"(_bf_c.done IS NOT NULL, $1, $2);
+
+-- engine: every later chunk
+WITH _bf_keys AS MATERIALIZED (
+  SELECT _bf_t."id" FROM "public"."users" AS _bf_t
+   WHERE _bf_t."id" > ($4::text[])[1]::bigint AND _bf_t."id" <= ($5::text[])[1]::bigint
+   ORDER BY _bf_t."id"
+   LIMIT $3
+),
+_bf_last AS MATERIALIZED (
+  SELECT _bf_t."id" FROM _bf_keys AS _bf_t ORDER BY _bf_t."id" DESC LIMIT 1
+),
+_bf_changed AS (
+  UPDATE "public"."users" AS _bf_t
+     SET ("display_name") = (SELECT _bf_n."display_name" FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN ("display_name" IS NULL) THEN CAST(("nickname") AS text) ELSE "display_name" END AS "display_name" FROM (SELECT _bf_t.*) AS "users") AS _bf_n)
+   WHERE (_bf_t."id" > ($4::text[])[1]::bigint AND _bf_t."id" <= (SELECT "id" FROM _bf_last))
+     AND EXISTS (SELECT FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN ("display_name" IS NULL) THEN CAST(("nickname") AS text) ELSE "display_name" END AS "display_name" FROM (SELECT _bf_t.*) AS "users") AS _bf_n WHERE ROW(_bf_t."display_name") IS DISTINCT FROM ROW(_bf_n."display_name"))
+  RETURNING 1
+),
+_bf_ckpt AS (
+  UPDATE "backfill"."segments"
+     SET cursor = coalesce((SELECT ARRAY[_bf_t."id"::text] FROM _bf_last AS _bf_t), cursor),
+         rows_seen = rows_seen + (SELECT count(*) FROM _bf_keys),
+         rows_changed = rows_changed + (SELECT count(*) FROM _bf_changed),
+         done = (SELECT count(*) FROM _bf_keys) < $3,
+         updated_at = now()
+   WHERE plan = $1 AND segment = $2 AND cursor IS NOT DISTINCT FROM $4::text[]
+  RETURNING cursor, done
+)
+SELECT (SELECT count(*) FROM _bf_keys) AS seen, (SELECT count(*) FROM _bf_changed) AS changed, _bf_c.cursor, coalesce(_bf_c.done, false) AS done
+  FROM (SELECT 1) AS _bf_one LEFT JOIN _bf_ckpt AS _bf_c ON true
+ WHERE "backfill"."checkpoint_guard"(_bf_c.done IS NOT NULL, $1, $2);
+
+-- engine: the keys of a first chunk (naming a bad row)
+SELECT ARRAY[_bf_t."id"::text] FROM "public"."users" AS _bf_t
+ WHERE $1::text[] IS NULL AND _bf_t."id" <= ($2::text[])[1]::bigint
+ ORDER BY _bf_t."id"
+ LIMIT $3;
+
+-- engine: the keys of a later chunk (naming a bad row)
+SELECT ARRAY[_bf_t."id"::text] FROM "public"."users" AS _bf_t
+ WHERE _bf_t."id" > ($1::text[])[1]::bigint AND _bf_t."id" <= ($2::text[])[1]::bigint
+ ORDER BY _bf_t."id"
+ LIMIT $3;

@@ -1,0 +1,231 @@
+-- Golden file: the schedule of plans/0007_check_age.toml against tests/golden/catalog/public.users.json.
+-- Bless a reviewed change with BACKFILL_BLESS=1 cargo test --test tests golden
+
+-- plan 0007_check_age on "public"."users" (row estimate 0)
+
+-- ==== phase expand (no release gate)
+
+-- step 1: create the undo table, metadata only
+-- mode: in one transaction
+-- lock: no table lock
+DO $bf_schema$ BEGIN IF to_regnamespace('"backfill"') IS NULL THEN EXECUTE 'CREATE SCHEMA "backfill"'; END IF; END $bf_schema$;
+-- lock: no table lock
+CREATE TABLE IF NOT EXISTS "backfill"."bf_0007_check_age_undo" ("id" bigint, "before_age" integer, "after_age" integer, PRIMARY KEY ("id"));
+
+-- ==== phase dual-write (no release gate)
+
+-- step 1: install the sync trigger "bf_0007_check_age_sync"
+-- mode: in one transaction
+-- lock: no table lock
+DO $bf_schema$ BEGIN IF to_regnamespace('"backfill"') IS NULL THEN EXECUTE 'CREATE SCHEMA "backfill"'; END IF; END $bf_schema$;
+-- lock: no table lock
+CREATE OR REPLACE FUNCTION "backfill"."bf_0007_check_age_sync"() RETURNS trigger LANGUAGE plpgsql AS $bf_sync$
+#variable_conflict use_column
+BEGIN
+  -- operations[0]: add check "users_age_plausible" (age BETWEEN 0 AND 150)
+  SELECT CASE WHEN (NOT (age BETWEEN 0 AND 150)) THEN CAST((NULL) AS integer) ELSE "age" END INTO NEW."age" FROM (SELECT NEW.*) AS "users";
+  RETURN NEW;
+END;
+$bf_sync$;
+-- lock: SHARE ROW EXCLUSIVE
+CREATE TRIGGER "bf_0007_check_age_sync" BEFORE INSERT OR UPDATE ON "public"."users" FOR EACH ROW WHEN (current_setting('backfill.bypass', true) IS DISTINCT FROM '0007_check_age') EXECUTE FUNCTION "backfill"."bf_0007_check_age_sync"();
+-- lock: ACCESS EXCLUSIVE
+ALTER TABLE "public"."users" ADD CONSTRAINT "users_age_plausible" CHECK (age BETWEEN 0 AND 150) NOT VALID;
+
+-- ==== phase backfill (no release gate)
+
+-- step 1: backfill "age" in chunks of rows by key ("id")
+-- mode: backfill, run by the engine in chunks
+-- lock: ROW EXCLUSIVE
+WITH _bf_src AS (
+  SELECT _bf_t."id", _bf_n."age", _bf_t."age" AS "before_age"
+    FROM "public"."users" AS _bf_t
+    CROSS JOIN LATERAL (SELECT "id", "full_name", "email", CASE WHEN (NOT (age BETWEEN 0 AND 150)) THEN CAST((NULL) AS integer) ELSE "age" END AS "age", "nickname", "score", "legacy_code", "street", "city" FROM (SELECT _bf_t.*) AS "users") AS _bf_n
+   WHERE (true) AND ROW(_bf_t."age") IS DISTINCT FROM ROW(_bf_n."age")
+     FOR UPDATE OF _bf_t
+),
+_bf_changed AS (
+  UPDATE "public"."users" AS _bf_u
+     SET "age" = _bf_src."age"
+    FROM _bf_src
+   WHERE ROW(_bf_u."id") = ROW(_bf_src."id")
+  RETURNING _bf_src.*
+),
+_bf_undo AS (
+  INSERT INTO "backfill"."bf_0007_check_age_undo" ("id", "before_age", "after_age")
+  SELECT "id", "before_age", "age" FROM _bf_changed
+  ON CONFLICT ("id") DO UPDATE SET "after_age" = EXCLUDED."after_age"
+)
+SELECT count(*) FROM _bf_changed;
+
+-- ==== phase contract (no release gate)
+
+-- step 1: validate a constraint (scans without blocking writes)
+-- mode: in one transaction
+-- lock: SHARE UPDATE EXCLUSIVE
+ALTER TABLE "public"."users" VALIDATE CONSTRAINT "users_age_plausible";
+
+-- step 2: switch to the new schema, metadata only
+-- mode: in one transaction
+-- lock: ACCESS EXCLUSIVE
+DROP TRIGGER IF EXISTS "bf_0007_check_age_sync" ON "public"."users";
+
+-- step 3: drop the sync function and the undo data
+-- mode: in one transaction
+-- lock: no table lock
+DROP FUNCTION IF EXISTS "backfill"."bf_0007_check_age_sync"();
+-- lock: no table lock
+DROP TABLE IF EXISTS "backfill"."bf_0007_check_age_undo";
+
+-- ==== rollback
+
+-- step 1: drop the trigger, new columns and constraints, metadata only
+-- mode: in one transaction
+-- lock: ACCESS EXCLUSIVE
+DROP TRIGGER IF EXISTS "bf_0007_check_age_sync" ON "public"."users";
+-- lock: ACCESS EXCLUSIVE
+ALTER TABLE "public"."users" DROP CONSTRAINT IF EXISTS "users_age_plausible";
+-- lock: no table lock
+DROP FUNCTION IF EXISTS "backfill"."bf_0007_check_age_sync"();
+
+-- step 2: restore the values the backfill changed in place (unless the application changed them since), then drop the undo data
+-- mode: in one transaction
+-- lock: ROW EXCLUSIVE
+DO $bf_undo$ BEGIN IF to_regclass('"backfill"."bf_0007_check_age_undo"') IS NOT NULL THEN EXECUTE 'UPDATE "public"."users" AS _bf_t SET "age" = CASE WHEN _bf_t."age" IS NOT DISTINCT FROM _bf_undo."after_age" THEN _bf_undo."before_age" ELSE _bf_t."age" END FROM "backfill"."bf_0007_check_age_undo" AS _bf_undo WHERE ROW(_bf_t."id") = ROW(_bf_undo."id")'; END IF; END $bf_undo$;
+-- lock: no table lock
+DROP TABLE IF EXISTS "backfill"."bf_0007_check_age_undo";
+
+-- ==== backfill spec
+
+-- table: "public"."users"
+-- key: "id"
+-- targets: "age"
+-- in place: "age" (undo columns "before_age", "after_age")
+-- undo table: "backfill"."bf_0007_check_age_undo"
+-- bypass: 0007_check_age
+
+-- whole-table update
+WITH _bf_src AS (
+  SELECT _bf_t."id", _bf_n."age", _bf_t."age" AS "before_age"
+    FROM "public"."users" AS _bf_t
+    CROSS JOIN LATERAL (SELECT "id", "full_name", "email", CASE WHEN (NOT (age BETWEEN 0 AND 150)) THEN CAST((NULL) AS integer) ELSE "age" END AS "age", "nickname", "score", "legacy_code", "street", "city" FROM (SELECT _bf_t.*) AS "users") AS _bf_n
+   WHERE (true) AND ROW(_bf_t."age") IS DISTINCT FROM ROW(_bf_n."age")
+     FOR UPDATE OF _bf_t
+),
+_bf_changed AS (
+  UPDATE "public"."users" AS _bf_u
+     SET "age" = _bf_src."age"
+    FROM _bf_src
+   WHERE ROW(_bf_u."id") = ROW(_bf_src."id")
+  RETURNING _bf_src.*
+),
+_bf_undo AS (
+  INSERT INTO "backfill"."bf_0007_check_age_undo" ("id", "before_age", "after_age")
+  SELECT "id", "before_age", "age" FROM _bf_changed
+  ON CONFLICT ("id") DO UPDATE SET "after_age" = EXCLUDED."after_age"
+)
+SELECT count(*) FROM _bf_changed;
+
+-- rows out of sync (read-only)
+SELECT count(*) FROM "public"."users" AS _bf_t CROSS JOIN LATERAL (SELECT "id", "full_name", "email", CASE WHEN (NOT (age BETWEEN 0 AND 150)) THEN CAST((NULL) AS integer) ELSE "age" END AS "age", "nickname", "score", "legacy_code", "street", "city" FROM (SELECT _bf_t.*) AS "users") AS _bf_n WHERE ROW(_bf_t."age") IS DISTINCT FROM ROW(_bf_n."age");
+
+-- the trigger's bypass, per transaction
+SELECT set_config('backfill.bypass', '0007_check_age', true);
+
+-- engine: a segment's first chunk
+WITH _bf_keys AS MATERIALIZED (
+  SELECT _bf_t."id" FROM "public"."users" AS _bf_t
+   WHERE true AND _bf_t."id" <= ($5::text[])[1]::bigint
+   ORDER BY _bf_t."id"
+   LIMIT $3
+),
+_bf_last AS MATERIALIZED (
+  SELECT _bf_t."id" FROM _bf_keys AS _bf_t ORDER BY _bf_t."id" DESC LIMIT 1
+),
+_bf_src AS (
+  SELECT _bf_t."id", _bf_n."age", _bf_t."age" AS "before_age"
+    FROM "public"."users" AS _bf_t
+    CROSS JOIN LATERAL (SELECT "id", "full_name", "email", CASE WHEN (NOT (age BETWEEN 0 AND 150)) THEN CAST((NULL) AS integer) ELSE "age" END AS "age", "nickname", "score", "legacy_code", "street", "city" FROM (SELECT _bf_t.*) AS "users") AS _bf_n
+   WHERE (true AND _bf_t."id" <= (SELECT "id" FROM _bf_last)) AND ROW(_bf_t."age") IS DISTINCT FROM ROW(_bf_n."age")
+     FOR UPDATE OF _bf_t
+),
+_bf_changed AS (
+  UPDATE "public"."users" AS _bf_u
+     SET "age" = _bf_src."age"
+    FROM _bf_src
+   WHERE ROW(_bf_u."id") = ROW(_bf_src."id")
+  RETURNING _bf_src.*
+),
+_bf_undo AS (
+  INSERT INTO "backfill"."bf_0007_check_age_undo" ("id", "before_age", "after_age")
+  SELECT "id", "before_age", "age" FROM _bf_changed
+  ON CONFLICT ("id") DO UPDATE SET "after_age" = EXCLUDED."after_age"
+),
+_bf_ckpt AS (
+  UPDATE "backfill"."segments"
+     SET cursor = coalesce((SELECT ARRAY[_bf_t."id"::text] FROM _bf_last AS _bf_t), cursor),
+         rows_seen = rows_seen + (SELECT count(*) FROM _bf_keys),
+         rows_changed = rows_changed + (SELECT count(*) FROM _bf_changed),
+         done = (SELECT count(*) FROM _bf_keys) < $3,
+         updated_at = now()
+   WHERE plan = $1 AND segment = $2 AND cursor IS NOT DISTINCT FROM $4::text[]
+  RETURNING cursor, done
+)
+SELECT (SELECT count(*) FROM _bf_keys) AS seen, (SELECT count(*) FROM _bf_changed) AS changed, _bf_c.cursor, coalesce(_bf_c.done, false) AS done
+  FROM (SELECT 1) AS _bf_one LEFT JOIN _bf_ckpt AS _bf_c ON true
+ WHERE "backfill"."checkpoint_guard"(_bf_c.done IS NOT NULL, $1, $2);
+
+-- engine: every later chunk
+WITH _bf_keys AS MATERIALIZED (
+  SELECT _bf_t."id" FROM "public"."users" AS _bf_t
+   WHERE _bf_t."id" > ($4::text[])[1]::bigint AND _bf_t."id" <= ($5::text[])[1]::bigint
+   ORDER BY _bf_t."id"
+   LIMIT $3
+),
+_bf_last AS MATERIALIZED (
+  SELECT _bf_t."id" FROM _bf_keys AS _bf_t ORDER BY _bf_t."id" DESC LIMIT 1
+),
+_bf_src AS (
+  SELECT _bf_t."id", _bf_n."age", _bf_t."age" AS "before_age"
+    FROM "public"."users" AS _bf_t
+    CROSS JOIN LATERAL (SELECT "id", "full_name", "email", CASE WHEN (NOT (age BETWEEN 0 AND 150)) THEN CAST((NULL) AS integer) ELSE "age" END AS "age", "nickname", "score", "legacy_code", "street", "city" FROM (SELECT _bf_t.*) AS "users") AS _bf_n
+   WHERE (_bf_t."id" > ($4::text[])[1]::bigint AND _bf_t."id" <= (SELECT "id" FROM _bf_last)) AND ROW(_bf_t."age") IS DISTINCT FROM ROW(_bf_n."age")
+     FOR UPDATE OF _bf_t
+),
+_bf_changed AS (
+  UPDATE "public"."users" AS _bf_u
+     SET "age" = _bf_src."age"
+    FROM _bf_src
+   WHERE ROW(_bf_u."id") = ROW(_bf_src."id")
+  RETURNING _bf_src.*
+),
+_bf_undo AS (
+  INSERT INTO "backfill"."bf_0007_check_age_undo" ("id", "before_age", "after_age")
+  SELECT "id", "before_age", "age" FROM _bf_changed
+  ON CONFLICT ("id") DO UPDATE SET "after_age" = EXCLUDED."after_age"
+),
+_bf_ckpt AS (
+  UPDATE "backfill"."segments"
+     SET cursor = coalesce((SELECT ARRAY[_bf_t."id"::text] FROM _bf_last AS _bf_t), cursor),
+         rows_seen = rows_seen + (SELECT count(*) FROM _bf_keys),
+         rows_changed = rows_changed + (SELECT count(*) FROM _bf_changed),
+         done = (SELECT count(*) FROM _bf_keys) < $3,
+         updated_at = now()
+   WHERE plan = $1 AND segment = $2 AND cursor IS NOT DISTINCT FROM $4::text[]
+  RETURNING cursor, done
+)
+SELECT (SELECT count(*) FROM _bf_keys) AS seen, (SELECT count(*) FROM _bf_changed) AS changed, _bf_c.cursor, coalesce(_bf_c.done, false) AS done
+  FROM (SELECT 1) AS _bf_one LEFT JOIN _bf_ckpt AS _bf_c ON true
+ WHERE "backfill"."checkpoint_guard"(_bf_c.done IS NOT NULL, $1, $2);
+
+-- engine: the keys of a first chunk (naming a bad row)
+SELECT ARRAY[_bf_t."id"::text] FROM "public"."users" AS _bf_t
+ WHERE $1::text[] IS NULL AND _bf_t."id" <= ($2::text[])[1]::bigint
+ ORDER BY _bf_t."id"
+ LIMIT $3;
+
+-- engine: the keys of a later chunk (naming a bad row)
+SELECT ARRAY[_bf_t."id"::text] FROM "public"."users" AS _bf_t
+ WHERE _bf_t."id" > ($1::text[])[1]::bigint AND _bf_t."id" <= ($2::text[])[1]::bigint
+ ORDER BY _bf_t."id"
+ LIMIT $3;
