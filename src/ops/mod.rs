@@ -595,19 +595,24 @@ pub fn check_conflicts(operations: &[OperationSpec], problems: &mut Problems) {
     let mut removed: BTreeMap<&str, usize> = BTreeMap::new();
     for (i, e) in effects.iter().enumerate() {
         for c in &e.creates {
-            if let Some(first) = created.insert(&c.name, i) {
+            // The first operation keeps the column: later ones are reported against it.
+            if let Some(&first) = created.get(c.name.as_str()) {
                 problems.add(
                     at(i, &c.field),
                     format!("conflicting operations: column \"{}\" is already created by operations[{first}]", c.name),
                 );
+            } else {
+                created.insert(&c.name, i);
             }
         }
         for r in &e.removes {
-            if let Some(first) = removed.insert(&r.name, i) {
+            if let Some(&first) = removed.get(r.name.as_str()) {
                 problems.add(
                     at(i, &r.field),
                     format!("conflicting operations: column \"{}\" is already dropped or replaced by operations[{first}]", r.name),
                 );
+            } else {
+                removed.insert(&r.name, i);
             }
         }
     }
@@ -620,7 +625,8 @@ pub fn check_conflicts(operations: &[OperationSpec], problems: &mut Problems) {
             .chain(e.removes.iter().map(|u| (u, "drops")));
         for (u, verb) in used {
             if let Some(&j) = removed.get(u.name.as_str()) {
-                if j != i {
+                // Two operations dropping one column are reported once, above.
+                if j != i && verb != "drops" {
                     problems.add(
                         at(i, &u.field),
                         format!("conflicting operations: this operation {verb} column \"{}\", which operations[{j}] drops or replaces; put one of them in a later plan", u.name),
