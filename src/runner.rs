@@ -151,87 +151,7 @@ impl RunnerOptions {
     }
 }
 
-/// What a plan's state records.
-#[derive(Debug, Clone, Default)]
-pub struct Recorded {
-    /// Phases started, with the release at which each finished (`Some(None)`: finished without
-    /// a release; absent from `finished`: not finished).
-    pub started: Vec<Phase>,
-    /// Finished phases and the release given when each finished.
-    pub finished: BTreeMap<Phase, Option<String>>,
-    /// The recorded plan text.
-    pub source: String,
-    /// Its checksum.
-    pub checksum: String,
-    /// The table's catalog when the plan first ran (JSON of [`TableInfo`]): every later
-    /// phase, `verify` and `abort` build the schedule from it, so they run exactly what was
-    /// planned whatever expand and contract have changed since.
-    pub catalog: String,
-}
-
-/// The phase names as stored.
-pub fn phase_name(p: Phase) -> &'static str {
-    match p {
-        Phase::Expand => "expand",
-        Phase::DualWrite => "dual-write",
-        Phase::Backfill => "backfill",
-        Phase::Contract => "contract",
-    }
-}
-
-fn phase_of(name: &str) -> Option<Phase> {
-    [
-        Phase::Expand,
-        Phase::DualWrite,
-        Phase::Backfill,
-        Phase::Contract,
-    ]
-    .into_iter()
-    .find(|p| phase_name(*p) == name)
-}
-
-/// Reads a plan's record; `None` when it never ran.
-pub async fn recorded(client: &Client, schema: &Ident, plan: &str) -> Result<Option<Recorded>> {
-    let fail =
-        |e: tokio_postgres::Error| Error::db(format!("reading the state of plan `{plan}`"), &e);
-    let exists = state::exists(client, schema).await?;
-    if !exists {
-        return Ok(None);
-    }
-    let Some(row) = client
-        .query_opt(
-            &format!("SELECT source, checksum, catalog FROM {schema}.plans WHERE plan = $1"),
-            &[&plan],
-        )
-        .await
-        .map_err(fail)?
-    else {
-        return Ok(None);
-    };
-    let mut rec = Recorded {
-        source: row.get(0),
-        checksum: row.get(1),
-        catalog: row.get(2),
-        ..Recorded::default()
-    };
-    for r in client
-        .query(
-            &format!("SELECT phase, release, finished_at IS NOT NULL FROM {schema}.phases WHERE plan = $1"),
-            &[&plan],
-        )
-        .await
-        .map_err(fail)?
-    {
-        let Some(phase) = phase_of(r.get(0)) else {
-            continue;
-        };
-        rec.started.push(phase);
-        if r.get::<_, bool>(2) {
-            rec.finished.insert(phase, r.get(1));
-        }
-    }
-    Ok(Some(rec))
-}
+pub use crate::state::plans::{phase_name, recorded, Recorded};
 
 /// A line diff of two plan texts: the lines that differ, `-` old and `+` new, numbered.
 pub fn diff(old: &str, new: &str) -> String {
@@ -485,29 +405,22 @@ async fn register(
             plan.name
         ))
     })?;
-    client
-        .execute(
-            &format!(
-                "INSERT INTO {schema}.plans AS p (plan, file, checksum, source, catalog, table_name, expand_release, contract_release)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-                 ON CONFLICT (plan) DO UPDATE SET file = EXCLUDED.file, checksum = EXCLUDED.checksum, source = EXCLUDED.source,
-                   catalog = CASE WHEN $9 THEN p.catalog ELSE EXCLUDED.catalog END,
-                   expand_release = EXCLUDED.expand_release, contract_release = EXCLUDED.contract_release, updated_at = now()"
-            ),
-            &[
-                &plan.name,
-                &plan.file.display().to_string(),
-                &plan.checksum(),
-                &plan.source,
-                &catalog_json,
-                &plan.table.to_string(),
-                &plan.release.expand.as_ref().map(|r| r.to_string()),
-                &plan.release.contract.as_ref().map(|r| r.to_string()),
-                &started,
-            ],
-        )
-        .await
-        .map_err(|e| Error::db(format!("recording plan `{}`", plan.name), &e))?;
+    state::plans::record(
+        client,
+        schema,
+        &state::plans::PlanRecord {
+            name: &plan.name,
+            file: &plan.file.display().to_string(),
+            checksum: &plan.checksum(),
+            source: &plan.source,
+            catalog: &catalog_json,
+            table: &plan.table.to_string(),
+            expand_release: plan.release.expand.as_ref().map(|r| r.to_string()),
+            contract_release: plan.release.contract.as_ref().map(|r| r.to_string()),
+            keep_catalog: started,
+        },
+    )
+    .await?;
     Ok((prepared.schedule, prepared.catalog))
 }
 
@@ -540,18 +453,8 @@ pub(crate) async fn lock(
             return Ok(());
         }
         if !told {
-            let holder = client
-                .query_opt(
-                    &format!(
-                        "SELECT host || ' pid ' || pid || coalesce(' (' || phase || ')', '') FROM {schema}.runners
-                          WHERE plan = $1 AND NOT (host = $2 AND pid = $3) ORDER BY heartbeat_at DESC LIMIT 1"
-                    ),
-                    &[&plan.name, &state::host(), &state::pid()],
-                )
+            let holder = state::runners::other(client, schema, &plan.name)
                 .await
-                .ok()
-                .flatten()
-                .map(|r| r.get::<_, String>(0))
                 .unwrap_or_else(|| "another backfill run".to_string());
             say(format!(
                 "plan {}: waiting: {holder} holds the plan's lock; its steps will not run twice",
@@ -581,37 +484,6 @@ pub(crate) async fn unlock(client: &Client, plan: &Plan) -> Result<()> {
         .await
         .map_err(|e| Error::db(format!("unlocking plan `{}`", plan.name), &e))?;
     Ok(())
-}
-
-/// Registers this process as working on `plan` in `phase` (for `status` and for the lock
-/// message of a second runner).
-async fn announce(
-    client: &Client,
-    schema: &Ident,
-    plan: &str,
-    phase: &str,
-    workers: i32,
-) -> Result<()> {
-    client
-        .execute(
-            &format!(
-                "INSERT INTO {schema}.runners (plan, host, pid, phase, workers) VALUES ($1, $2, $3, $4, $5)
-                 ON CONFLICT (plan, host, pid) DO UPDATE SET phase = EXCLUDED.phase, workers = EXCLUDED.workers, heartbeat_at = now()"
-            ),
-            &[&plan, &state::host(), &state::pid(), &phase, &workers],
-        )
-        .await
-        .map_err(|e| Error::db("recording this process", &e))?;
-    Ok(())
-}
-
-async fn retire(client: &Client, schema: &Ident, plan: &str) {
-    let _ = client
-        .execute(
-            &format!("DELETE FROM {schema}.runners WHERE plan = $1 AND host = $2 AND pid = $3"),
-            &[&plan, &state::host(), &state::pid()],
-        )
-        .await;
 }
 
 /// The schedule of a plan for `abort` and `verify`: from the catalog recorded when it
@@ -713,14 +585,8 @@ async fn run_plan(
     lock(&client, &schema, plan, say, &stop).await?;
     let result = run_locked(conn, &mut client, plan, options, stop, say, &schema).await;
     if let Err(e) = &result {
-        let _ = client
-            .execute(
-                &format!(
-                    "UPDATE {schema}.plans SET last_error = $2, updated_at = now() WHERE plan = $1"
-                ),
-                &[&plan.name, &e.to_string()],
-            )
-            .await;
+        let _ =
+            state::plans::set_last_error(&client, &schema, &plan.name, Some(&e.to_string())).await;
         let _ = state::event(
             &client,
             &schema,
@@ -732,7 +598,7 @@ async fn run_plan(
         )
         .await;
     }
-    retire(&client, &schema, &plan.name).await;
+    state::runners::retire(&client, &schema, &plan.name).await;
     let _ = unlock(&client, plan).await;
     result
 }
@@ -860,15 +726,7 @@ async fn run_locked(
                 ));
             }
         }
-        client
-            .execute(
-                &format!(
-                    "INSERT INTO {schema}.phases (plan, phase, host, pid) VALUES ($1, $2, $3, $4) ON CONFLICT (plan, phase) DO NOTHING"
-                ),
-                &[&plan.name, &name, &state::host(), &state::pid()],
-            )
-            .await
-            .map_err(|e| Error::db("recording a phase", &e))?;
+        state::plans::start_phase(client, schema, &plan.name, phase).await?;
         state::event(
             &*client,
             schema,
@@ -880,7 +738,7 @@ async fn run_locked(
         )
         .await?;
         tracing::info!(plan = %plan.name, phase = name, release = ?release_text, "phase started");
-        announce(client, schema, &plan.name, name, 0).await?;
+        state::runners::announce(client, schema, &plan.name, name, 0).await?;
         let t = Instant::now();
         let detail = if phase == Phase::Backfill {
             unlock(client, plan).await?;
@@ -915,24 +773,14 @@ async fn run_locked(
             let _ = beat.await;
             result?
         };
-        let first = client
-            .execute(
-                &format!("UPDATE {schema}.phases SET finished_at = now(), release = $3 WHERE plan = $1 AND phase = $2 AND finished_at IS NULL"),
-                &[&plan.name, &name, &release_text],
-            )
-            .await
-            .map_err(|e| Error::db("recording a phase", &e))?;
+        let first =
+            state::plans::finish_phase(client, schema, &plan.name, phase, release_text.as_deref())
+                .await?;
         // An error of an earlier run (an interrupt, a lost lock) is history once a phase
         // finishes after it.
-        client
-            .execute(
-                &format!("UPDATE {schema}.plans SET last_error = NULL WHERE plan = $1"),
-                &[&plan.name],
-            )
-            .await
-            .map_err(|e| Error::db("recording the plan", &e))?;
+        state::plans::set_last_error(client, schema, &plan.name, None).await?;
         // Several runners may share a backfill; the first to see it end records it.
-        if first > 0 {
+        if first {
             state::event(
                 &*client,
                 schema,
@@ -956,15 +804,7 @@ async fn run_locked(
         ));
         ran.push(phase);
     }
-    client
-        .execute(
-            &format!(
-                "UPDATE {schema}.plans SET last_error = NULL, updated_at = now() WHERE plan = $1"
-            ),
-            &[&plan.name],
-        )
-        .await
-        .map_err(|e| Error::db("recording the plan", &e))?;
+    state::plans::set_last_error(client, schema, &plan.name, None).await?;
     if ran.is_empty() {
         say(format!("plan {}: every phase is done", plan.name));
     }
@@ -1011,20 +851,9 @@ async fn run_phase_steps(
     stop: &Stop,
 ) -> Result<String> {
     let name = phase_name(phase);
-    let done: Vec<i32> = client
-        .query(
-            &format!("SELECT step FROM {schema}.steps WHERE plan = $1 AND phase = $2"),
-            &[&plan.name, &name],
-        )
-        .await
-        .map_err(|e| Error::db("reading the steps done", &e))?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let done = state::plans::steps_done(client, schema, &plan.name, phase).await?;
     let steps = schedule.phase(phase);
-    let record_sql = format!(
-        "INSERT INTO {schema}.steps (plan, phase, step, description, host, pid) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING"
-    );
+    let record_sql = state::plans::step_record_sql(schema);
     let table = schedule.table.to_string();
     let (host, pid) = (state::host(), state::pid());
     for (i, step) in steps.iter().enumerate() {
@@ -1114,7 +943,7 @@ async fn backfill(
     };
     let job = Job::new(plan, spec, live)?;
     let eo = options.engine_options(plan);
-    announce(client, schema, &plan.name, "backfill", eo.workers as i32).await?;
+    state::runners::announce(client, schema, &plan.name, "backfill", eo.workers as i32).await?;
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let sink = tokio::spawn(progress::render(options.mode, rx));
     let events = Events::new(tx);
@@ -1174,20 +1003,9 @@ async fn heartbeat(
             client = conn.connect().await.ok();
         }
         if let Some(c) = &client {
-            let beat = c
-                .query_opt(
-                    &format!(
-                        "WITH _bf_done AS (SELECT coalesce(sum(rows_seen), 0)::int8 AS n FROM {schema}.segments WHERE plan = $1),
-                         _bf_me AS (
-                           UPDATE {schema}.runners SET heartbeat_at = now(), rows_done = (SELECT n FROM _bf_done), rate = $4
-                            WHERE plan = $1 AND host = $2 AND pid = $3)
-                         SELECT p.paused, p.aborting, (SELECT n FROM _bf_done) FROM {schema}.plans p WHERE p.plan = $1"
-                    ),
-                    &[&plan, &state::host(), &state::pid(), &rate],
-                )
-                .await;
-            if let Ok(Some(row)) = beat {
-                let (paused, aborting, n): (bool, bool, i64) = (row.get(0), row.get(1), row.get(2));
+            let beat = state::runners::heartbeat(c, &schema, &plan, rate).await;
+            if let Ok(Some(b)) = beat {
+                let (paused, aborting, n) = (b.paused, b.aborting, b.rows_done);
                 let now = Instant::now();
                 if let Some((t, before)) = last {
                     let secs = now.duration_since(t).as_secs_f64().max(1e-3);

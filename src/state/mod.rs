@@ -10,6 +10,13 @@
 
 use tokio_postgres::Client;
 
+pub mod plans;
+pub mod runners;
+pub mod settings;
+pub mod status;
+
+pub use plans::{phase_name, recorded, Recorded};
+
 use crate::error::{Error, Result};
 use crate::sql::{literal, Ident, QualifiedName};
 
