@@ -24,7 +24,7 @@ use crate::error::{Error, Result};
 use crate::executor::{run_step_recorded, ExecOptions};
 use crate::ops::Problems;
 use crate::plan::{FieldPath, Plan};
-use crate::planner::{self, Phase, PlannerOptions, Schedule};
+use crate::planner::{self, Phase, PhasePlan, PlannerOptions, Schedule};
 use crate::progress::{self, Mode};
 use crate::sql::Ident;
 use crate::state;
@@ -603,7 +603,28 @@ async fn run_plan(
     result
 }
 
-#[allow(clippy::too_many_arguments)]
+/// One plan's run under its lock: what every phase needs to know.
+struct PlanRun<'a> {
+    conn: &'a ConnectionSpec,
+    plan: &'a Plan,
+    options: &'a RunnerOptions,
+    stop: Stop,
+    say: &'a dyn Fn(String),
+    schema: &'a Ident,
+    schedule: Schedule,
+    live: TableInfo,
+}
+
+/// What to do with a phase.
+enum Gate {
+    /// Run it.
+    Run,
+    /// Not this time (done, or not asked for): look at the next phase.
+    Skip,
+    /// Stop here: this phase and those after it wait (the reason has been said).
+    Stop,
+}
+
 async fn run_locked(
     conn: &ConnectionSpec,
     client: &mut Client,
@@ -617,115 +638,149 @@ async fn run_locked(
         state_schema: options.state_schema.clone(),
     };
     let (schedule, live) = register(client, schema, plan, options.force, &popts).await?;
-    let release = options.release.as_ref();
-    let release_text = release.map(|r| r.to_string());
-    let exec = ExecOptions {
-        lock_timeout: plan.backfill.lock_timeout,
-        retries: plan.backfill.ddl_retries,
+    let run = PlanRun {
+        conn,
+        plan,
+        options,
+        stop,
+        say,
+        schema,
+        schedule,
+        live,
     };
     let mut ran = Vec::new();
-    for pp in &schedule.phases {
+    for pp in &run.schedule.phases {
+        match run.gate(client, pp, ran.is_empty()).await? {
+            Gate::Skip => continue,
+            Gate::Stop => return Ok(()),
+            Gate::Run => {}
+        }
+        run.phase(client, pp.phase).await?;
+        ran.push(pp.phase);
+    }
+    state::plans::set_last_error(client, schema, &plan.name, None).await?;
+    if ran.is_empty() {
+        say(format!("plan {}: every phase is done", plan.name));
+    }
+    Ok(())
+}
+
+impl PlanRun<'_> {
+    /// Whether `pp` runs now: done phases are skipped; a phase not due, and a contract that
+    /// has no gate (unless asked for with `--phase contract`) or that its gates refuse, stop
+    /// the plan here.
+    async fn gate(&self, client: &mut Client, pp: &PhasePlan, first: bool) -> Result<Gate> {
+        let (plan, options, say) = (self.plan, self.options, self.say);
         let phase = pp.phase;
-        let name = phase_name(phase);
         // Another runner may have moved on while this one waited for the lock.
-        let rec = recorded(client, schema, &plan.name)
+        let rec = recorded(client, self.schema, &plan.name)
             .await?
             .unwrap_or_default();
         if rec.finished.contains_key(&phase) {
-            continue;
+            return Ok(Gate::Skip);
         }
         if options.only_contract && phase != Phase::Contract {
             // Checked below: contract refuses to run before the backfill finished.
-            continue;
+            return Ok(Gate::Skip);
         }
-        if phase == Phase::Contract
-            && !pp.steps.is_empty()
-            && pp.due.is_none()
-            && !options.only_contract
-        {
+        let explicit = options.only_contract && phase == Phase::Contract;
+        if phase == Phase::Contract && !pp.steps.is_empty() && pp.due.is_none() && !explicit {
             say(format!(
                 "plan {}: contract has no release gate, and it drops or replaces what the old application release uses: run it on its own, once no instance of that release runs: {}",
                 plan.name,
                 contract_command(plan)
             ));
-            return Ok(());
+            return Ok(Gate::Stop);
         }
-        let explicit = options.only_contract && phase == Phase::Contract;
-        if explicit {
-            if let Some(due) = &pp.due {
-                say(format!(
-                    "plan {}: --phase contract: contracting now, as asked; its release gate ({due}) is not consulted, the backfill's end and verify are",
-                    plan.name
-                ));
-            }
+        if let (true, Some(due)) = (explicit, &pp.due) {
+            say(format!(
+                "plan {}: --phase contract: contracting now, as asked; its release gate ({due}) is not consulted, the backfill's end and verify are",
+                plan.name
+            ));
         }
+        let release = options.release.as_ref();
         if !is_due(pp.due.as_ref(), release) && !explicit {
             let due = pp.due.as_ref().map(|d| d.to_string()).unwrap_or_default();
             let now = release
                 .map(|r| format!("this is {r}"))
                 .unwrap_or_else(|| "no --release given".to_string());
             say(format!(
-                "plan {}: {name} waits for release {due} ({now}){}",
+                "plan {}: {} waits for release {due} ({now}){}",
                 plan.name,
-                if ran.is_empty() {
-                    "; nothing to do now"
-                } else {
-                    ""
-                }
+                phase_name(phase),
+                if first { "; nothing to do now" } else { "" }
             ));
-            return Ok(());
+            return Ok(Gate::Stop);
         }
         if phase == Phase::Contract {
-            if let Some(refusal) = contract_refusal(&rec, release, options.force_contract) {
-                say(format!("plan {}: contract refused: {refusal}", plan.name));
-                state::event(
-                    &*client,
-                    schema,
-                    &plan.name,
-                    Some(name),
-                    None,
-                    "refused",
-                    &refusal,
-                )
-                .await?;
-                if options.only_contract {
-                    // Asked for explicitly: a pipeline must not take it as done.
-                    return Err(Error::Failed(format!(
-                        "plan `{}`: contract refused: {refusal}",
-                        plan.name
-                    )));
-                }
-                return Ok(());
-            }
-            if options.force_contract && contract_refusal(&rec, release, false).is_some() {
-                say(format!(
-                    "plan {}: --force-contract: contracting in the release in which the backfill finished; make sure no instance of the old application release is still running",
-                    plan.name
-                ));
-            }
-            if let Some(spec) = &schedule.backfill {
-                let report = crate::verify::verify(
-                    client,
-                    spec,
-                    &Keyset::of(&live)?,
-                    plan.backfill.max_rows_per_second,
-                )
-                .await?;
-                if report.out_of_sync > 0 {
-                    return Err(Error::OutOfSync {
-                        plan: plan.name.clone(),
-                        table: plan.table.to_string(),
-                        count: report.out_of_sync,
-                        keys: report.keys,
-                    });
-                }
-                say(format!(
-                    "plan {}: verify: {}, none out of sync",
-                    plan.name,
-                    progress::counted(report.rows, "row", "rows")
-                ));
-            }
+            return self.contract_gate(client, &rec).await;
         }
+        Ok(Gate::Run)
+    }
+
+    /// The contract's own gates: the backfill finished in an earlier release (or
+    /// `--force-contract`), and `verify` finds no row out of sync.
+    async fn contract_gate(&self, client: &mut Client, rec: &Recorded) -> Result<Gate> {
+        let (plan, options, say) = (self.plan, self.options, self.say);
+        let release = options.release.as_ref();
+        if let Some(refusal) = contract_refusal(rec, release, options.force_contract) {
+            say(format!("plan {}: contract refused: {refusal}", plan.name));
+            state::event(
+                &*client,
+                self.schema,
+                &plan.name,
+                Some(phase_name(Phase::Contract)),
+                None,
+                "refused",
+                &refusal,
+            )
+            .await?;
+            if options.only_contract {
+                // Asked for explicitly: a pipeline must not take it as done.
+                return Err(Error::Failed(format!(
+                    "plan `{}`: contract refused: {refusal}",
+                    plan.name
+                )));
+            }
+            return Ok(Gate::Stop);
+        }
+        if options.force_contract && contract_refusal(rec, release, false).is_some() {
+            say(format!(
+                "plan {}: --force-contract: contracting in the release in which the backfill finished; make sure no instance of the old application release is still running",
+                plan.name
+            ));
+        }
+        if let Some(spec) = &self.schedule.backfill {
+            let report = crate::verify::verify(
+                client,
+                spec,
+                &Keyset::of(&self.live)?,
+                plan.backfill.max_rows_per_second,
+            )
+            .await?;
+            if report.out_of_sync > 0 {
+                return Err(Error::OutOfSync {
+                    plan: plan.name.clone(),
+                    table: plan.table.to_string(),
+                    count: report.out_of_sync,
+                    keys: report.keys,
+                });
+            }
+            say(format!(
+                "plan {}: verify: {}, none out of sync",
+                plan.name,
+                progress::counted(report.rows, "row", "rows")
+            ));
+        }
+        Ok(Gate::Run)
+    }
+
+    /// Runs one phase and records it: started, its steps (or the backfill, without the
+    /// plan's lock, shared with other runners), finished at this release.
+    async fn phase(&self, client: &mut Client, phase: Phase) -> Result<()> {
+        let (plan, schema) = (self.plan, self.schema);
+        let name = phase_name(phase);
+        let release_text = self.options.release.as_ref().map(|r| r.to_string());
         state::plans::start_phase(client, schema, &plan.name, phase).await?;
         state::event(
             &*client,
@@ -743,35 +798,20 @@ async fn run_locked(
         let detail = if phase == Phase::Backfill {
             unlock(client, plan).await?;
             let result = backfill(
-                conn,
+                self.conn,
                 client,
                 plan,
-                &schedule,
-                &live,
-                options,
-                stop.clone(),
+                &self.schedule,
+                &self.live,
+                self.options,
+                self.stop.clone(),
                 schema,
             )
             .await;
-            lock(client, schema, plan, say, &Stop::new()).await?;
+            lock(client, schema, plan, self.say, &Stop::new()).await?;
             result?
         } else {
-            // A heartbeat, so `status` shows this process while a step waits for its lock.
-            let (done_tx, done_rx) = tokio::sync::watch::channel(false);
-            let beat = tokio::spawn(heartbeat(
-                conn.clone(),
-                schema.clone(),
-                plan.name.clone(),
-                engine::Pause::default(),
-                Stop::new(),
-                Events::none(),
-                done_rx,
-            ));
-            let result =
-                run_phase_steps(client, plan, &schedule, phase, &exec, schema, say, &stop).await;
-            let _ = done_tx.send(true);
-            let _ = beat.await;
-            result?
+            self.ddl_steps(client, phase).await?
         };
         let first =
             state::plans::finish_phase(client, schema, &plan.name, phase, release_text.as_deref())
@@ -792,7 +832,7 @@ async fn run_locked(
             )
             .await?;
         }
-        say(format!(
+        (self.say)(format!(
             "plan {}: {name} done in {:.1}s{}",
             plan.name,
             t.elapsed().as_secs_f64(),
@@ -802,13 +842,41 @@ async fn run_locked(
                 format!(" ({detail})")
             }
         ));
-        ran.push(phase);
+        Ok(())
     }
-    state::plans::set_last_error(client, schema, &plan.name, None).await?;
-    if ran.is_empty() {
-        say(format!("plan {}: every phase is done", plan.name));
+
+    /// A DDL phase's steps, with a heartbeat so `status` shows this process while a step
+    /// waits for its lock.
+    async fn ddl_steps(&self, client: &mut Client, phase: Phase) -> Result<String> {
+        let exec = ExecOptions {
+            lock_timeout: self.plan.backfill.lock_timeout,
+            retries: self.plan.backfill.ddl_retries,
+        };
+        let (done_tx, done_rx) = tokio::sync::watch::channel(false);
+        let beat = tokio::spawn(heartbeat(
+            self.conn.clone(),
+            self.schema.clone(),
+            self.plan.name.clone(),
+            engine::Pause::default(),
+            Stop::new(),
+            Events::none(),
+            done_rx,
+        ));
+        let result = run_phase_steps(
+            client,
+            self.plan,
+            &self.schedule,
+            phase,
+            &exec,
+            self.schema,
+            self.say,
+            &self.stop,
+        )
+        .await;
+        let _ = done_tx.send(true);
+        let _ = beat.await;
+        result
     }
-    Ok(())
 }
 
 /// The command that runs a plan's contract on its own.

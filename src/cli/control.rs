@@ -2,8 +2,6 @@
 //! `resume`, `set`, `export` and `abort`: arguments in, the library's `control` called, what
 //! it returns printed.
 
-use serde_json::{json, Value};
-
 use backfill::control::{self, Verified};
 use backfill::db::ConnectionSpec;
 use backfill::error::{Error, Result};
@@ -11,7 +9,7 @@ use backfill::plan::load_all;
 use backfill::planner::PlannerOptions;
 use backfill::progress::counted;
 use backfill::sql::Ident;
-use backfill::state;
+use backfill::state::{self, status::PlanStatus};
 
 use super::{
     connection, AbortArgs, ControlArgs, DbArgs, ExportArgs, SetArgs, StatusArgs, VerifyArgs,
@@ -40,13 +38,17 @@ pub async fn status_cmd(args: StatusArgs) -> Result<()> {
     } else {
         names
             .iter()
-            .map(|n| json!({ "plan": n, "started": false }))
+            .map(|n| PlanStatus {
+                plan: n.clone(),
+                started: false,
+                detail: None,
+            })
             .collect()
     };
     if args.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&Value::Array(plans)).unwrap_or_default()
+            serde_json::to_string_pretty(&plans).unwrap_or_default()
         );
         return Ok(());
     }
@@ -59,72 +61,70 @@ pub async fn status_cmd(args: StatusArgs) -> Result<()> {
     Ok(())
 }
 
-fn render_status(p: &Value) -> String {
-    let name = p["plan"].as_str().unwrap_or("?");
-    if p["started"] == false {
+fn render_status(p: &PlanStatus) -> String {
+    let name = &p.plan;
+    let Some(d) = &p.detail else {
         return format!("plan {name}: not started\n");
-    }
+    };
     let mut out = format!(
         "plan {name} on {} ({}): {}{}\n",
-        p["table"].as_str().unwrap_or("?"),
-        p["file"].as_str().unwrap_or("?"),
-        p["phase"].as_str().unwrap_or("?"),
-        if p["paused"] == true { ", PAUSED" } else { "" }
+        d.table,
+        d.file,
+        d.phase,
+        if d.paused { ", PAUSED" } else { "" }
     );
-    for ph in p["phases"].as_array().into_iter().flatten() {
-        let phase = ph["phase"].as_str().unwrap_or("?");
-        let line = match ph["status"].as_str() {
-            Some("done") => format!(
+    for ph in &d.phases {
+        let line = match ph.status.as_str() {
+            "done" => format!(
                 "done{} {}",
-                ph["release"]
-                    .as_str()
+                ph.release
+                    .as_deref()
                     .map(|r| format!(" at release {r}"))
                     .unwrap_or_default(),
-                ph["finished_at"].as_str().unwrap_or("")
+                ph.finished_at.as_deref().unwrap_or("")
             ),
-            Some("running") => "running".to_string(),
-            _ => match (ph["refused"].as_str(), ph["due_from"].as_str()) {
+            "running" => "running".to_string(),
+            _ => match (&ph.refused, &ph.due_from) {
                 (Some(why), _) => format!("refused: {why}"),
                 (None, Some(r)) => format!("waits for release {r}"),
                 (None, None) => "not started (no release gate)".to_string(),
             },
         };
-        out.push_str(&format!("  {phase:<11} {line}\n"));
+        out.push_str(&format!("  {:<11} {line}\n", ph.phase));
     }
-    if let Some(b) = p["backfill"].as_object() {
-        let done = b["rows_done"].as_i64().unwrap_or(0);
-        let est = b["rows_estimate"].as_i64().unwrap_or(0);
-        let pct = b["percent"].as_f64().unwrap_or(0.0);
-        let pace = if b["finished"] == true {
+    if let Some(b) = &d.backfill {
+        let pace = if b.finished {
             "finished".to_string()
-        } else if p["paused"] == true {
+        } else if d.paused {
             "paused".to_string()
         } else {
-            let rate = b["rows_per_second"].as_f64().unwrap_or(0.0);
-            let eta = b["eta_seconds"]
-                .as_f64()
+            let eta = b
+                .eta_seconds
                 .map(|s| format!(", ETA {:.0}s", s))
                 .unwrap_or_default();
-            format!("{rate:.0} rows/s{eta}")
+            format!("{:.0} rows/s{eta}", b.rows_per_second)
         };
         out.push_str(&format!(
-            "  progress    {done} of ~{est} rows ({pct:.1}%), {} of {} left, {pace}\n",
-            b["segments_left"],
-            counted(b["segments"].as_u64().unwrap_or(0), "segment", "segments")
+            "  progress    {} of ~{} rows ({:.1}%), {} of {} left, {pace}\n",
+            b.rows_done,
+            b.rows_estimate,
+            b.percent,
+            b.segments_left,
+            counted(b.segments, "segment", "segments")
         ));
     }
-    for pr in p["processes"].as_array().into_iter().flatten() {
+    for pr in &d.processes {
         out.push_str(&format!(
             "  process     {} pid {}: {}, {} workers, {:.0} rows/s, heartbeat {:.1}s ago\n",
-            pr["host"].as_str().unwrap_or("?"),
-            pr["pid"],
-            pr["phase"].as_str().unwrap_or("?"),
-            pr["workers"].as_i64().unwrap_or(0),
-            pr["rows_per_second"].as_f64().unwrap_or(0.0),
-            pr["heartbeat_seconds_ago"].as_f64().unwrap_or(0.0)
+            pr.host,
+            pr.pid,
+            pr.phase.as_deref().unwrap_or("-"),
+            pr.workers.unwrap_or(0),
+            pr.rows_per_second.unwrap_or(0.0),
+            pr.heartbeat_seconds_ago.unwrap_or(0.0)
         ));
     }
-    if let Some(e) = p["last_error"].as_str() {
+    if let Some(e) = &d.last_error {
         out.push_str(&format!("  last error  {e}\n"));
     }
     out
