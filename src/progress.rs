@@ -161,18 +161,7 @@ async fn bars(mut rx: UnboundedReceiver<Event>) {
                 bar.set_message(format!(
                     "segment {segment}, batch {batch}, last chunk {ms} ms"
                 ));
-                let done = rows_done.max(0) as u64;
-                if total.length().is_some_and(|l| done > l) {
-                    total.set_length(done);
-                }
-                total.set_position(done);
-                let per_sec = rate.update(rows_done);
-                let left = total.length().unwrap_or(done).saturating_sub(done) as f64;
-                total.set_message(format!(
-                    "{per_sec:.0} rows/s  ETA {}  {}",
-                    eta(left, per_sec),
-                    tally.throttle_note()
-                ));
+                chunk_total(&total, &mut rate, &tally, rows_done);
             }
             Event::SegmentDone { worker, segment } => {
                 if let Some(bar) = workers.get(&worker) {
@@ -243,6 +232,23 @@ pub fn counted(n: impl TryInto<u64>, one: &str, many: &str) -> String {
 /// The current time in RFC 3339 (UTC, milliseconds), as every JSON line carries it.
 pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+}
+
+/// The total bar after a chunk: rows done (the length grows when the estimate was short),
+/// rate and ETA, the throttle's note.
+fn chunk_total(total: &ProgressBar, rate: &mut Rate, tally: &Tally, rows_done: i64) {
+    let done = rows_done.max(0) as u64;
+    if total.length().is_some_and(|l| done > l) {
+        total.set_length(done);
+    }
+    total.set_position(done);
+    let per_sec = rate.update(rows_done);
+    let left = total.length().unwrap_or(done).saturating_sub(done) as f64;
+    total.set_message(format!(
+        "{per_sec:.0} rows/s  ETA {}  {}",
+        eta(left, per_sec),
+        tally.throttle_note()
+    ));
 }
 
 /// The time left at `rate` rows per second, or `?` while the rate is too low to tell.

@@ -260,50 +260,62 @@ async fn compile(
         }
     }
     if problems.0.is_empty() {
-        // The generated SQL itself, on the scratch copy: the trigger function, the trigger, the
-        // undo table and the backfill statement. A failure here is reported on the plan.
-        let mut scratch_catalog = catalog.clone();
-        scratch_catalog.name = scratch.clone();
-        let schedule = planner::build(
-            plan,
-            &scratch_catalog,
-            &PlannerOptions {
-                state_schema: "pg_temp".to_string(),
-            },
-        );
-        let mut statements: Vec<String> = Vec::new();
-        for phase in &schedule.phases {
-            for step in &phase.steps {
-                if step.mode == StepMode::Transaction && phase.phase != planner::Phase::Contract {
-                    // The scratch copy lives in pg_temp, which exists already, and a temporary
-                    // table cannot reference a permanent one (foreign keys are checked
-                    // against the catalog in `check_references`).
-                    statements.extend(
-                        step.statements
-                            .iter()
-                            .filter(|s| {
-                                !s.sql.starts_with("DO $bf_schema")
-                                    && !s.sql.contains(" FOREIGN KEY (")
-                            })
-                            .map(|s| s.sql.clone()),
-                    );
-                }
-            }
-        }
-        if let Some(b) = &schedule.backfill {
-            statements.push(format!("EXPLAIN {}", b.update_sql(None)));
-        }
-        for sql in statements {
-            if let Err(message) = try_in_savepoint(&tx, &sql).await? {
-                problems.add(
-                    FieldPath::of("operations"),
-                    format!("the generated SQL does not compile: {message}"),
+        compile_generated(&tx, plan, catalog, &scratch, problems).await?;
+    }
+    tx.rollback().await.map_err(ctx_err)?;
+    Ok(())
+}
+
+/// The generated SQL itself, compiled on the scratch copy: the trigger function, the trigger,
+/// the undo table and the backfill statement. A failure here is reported on the plan.
+async fn compile_generated(
+    tx: &tokio_postgres::Transaction<'_>,
+    plan: &Plan,
+    catalog: &TableInfo,
+    scratch: &crate::sql::QualifiedName,
+    problems: &mut Problems,
+) -> Result<()> {
+    // The generated SQL itself, on the scratch copy: the trigger function, the trigger, the
+    // undo table and the backfill statement. A failure here is reported on the plan.
+    let mut scratch_catalog = catalog.clone();
+    scratch_catalog.name = scratch.clone();
+    let schedule = planner::build(
+        plan,
+        &scratch_catalog,
+        &PlannerOptions {
+            state_schema: "pg_temp".to_string(),
+        },
+    );
+    let mut statements: Vec<String> = Vec::new();
+    for phase in &schedule.phases {
+        for step in &phase.steps {
+            if step.mode == StepMode::Transaction && phase.phase != planner::Phase::Contract {
+                // The scratch copy lives in pg_temp, which exists already, and a temporary
+                // table cannot reference a permanent one (foreign keys are checked
+                // against the catalog in `check_references`).
+                statements.extend(
+                    step.statements
+                        .iter()
+                        .filter(|s| {
+                            !s.sql.starts_with("DO $bf_schema") && !s.sql.contains(" FOREIGN KEY (")
+                        })
+                        .map(|s| s.sql.clone()),
                 );
-                break;
             }
         }
     }
-    tx.rollback().await.map_err(ctx_err)?;
+    if let Some(b) = &schedule.backfill {
+        statements.push(format!("EXPLAIN {}", b.update_sql(None)));
+    }
+    for sql in statements {
+        if let Err(message) = try_in_savepoint(tx, &sql).await? {
+            problems.add(
+                FieldPath::of("operations"),
+                format!("the generated SQL does not compile: {message}"),
+            );
+            break;
+        }
+    }
     Ok(())
 }
 

@@ -301,3 +301,28 @@ pub async fn forget(client: &Client, schema: &Ident, name: &str) -> Result<()> {
     }
     Ok(())
 }
+
+/// A finished backfill's totals: rows walked, rows changed, and how long the phase took in
+/// seconds (0 when it has not finished).
+pub async fn backfill_totals(
+    client: &Client,
+    schema: &Ident,
+    plan: &str,
+) -> Result<(i64, i64, f64)> {
+    let row = client
+        .query_one(
+            &format!(
+                "SELECT (SELECT coalesce(sum(rows_seen), 0)::int8 FROM {schema}.segments WHERE plan = $1),
+                        (SELECT coalesce(sum(rows_changed), 0)::int8 FROM {schema}.segments WHERE plan = $1),
+                        (SELECT extract(epoch FROM finished_at - started_at)::float8 FROM {schema}.phases WHERE plan = $1 AND phase = 'backfill')"
+            ),
+            &[&plan],
+        )
+        .await
+        .map_err(|e| Error::db("reading the backfill's record", &e))?;
+    Ok((
+        row.get(0),
+        row.get(1),
+        row.get::<_, Option<f64>>(2).unwrap_or(0.0),
+    ))
+}
