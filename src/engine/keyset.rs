@@ -9,10 +9,13 @@ use crate::db::catalog::TableInfo;
 use crate::error::{Error, Result};
 use crate::planner::BackfillSpec;
 use crate::sql::{literal, Ident, QualifiedName};
-use crate::state::CHECKPOINT_GUARD;
+use crate::state::segments::{self, ChunkCounts};
 
 /// The row alias in generated SQL (the planner's expressions use the same one).
 const ROW: &str = "_bf_t";
+
+/// The chunk statement's checkpoint CTE.
+const CKPT: &str = "_bf_ckpt";
 
 /// The key the engine walks by: its columns and their types.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,12 +157,12 @@ pub struct ChunkSql {
 /// One statement per chunk, one round trip, one implicit transaction: the next `$3` keys of the
 /// segment after the cursor are read by the key's index (`_bf_keys`, never `OFFSET`), the rows
 /// between the cursor and the last of them that are out of sync are rewritten (the planner's
-/// `update_ctes`), and the segment's checkpoint advances in the same statement. The checkpoint
-/// only moves if it still holds the cursor the chunk started from; otherwise
-/// `checkpoint_guard` raises `BF001` and the whole chunk rolls back, so a chunk is never
-/// counted twice even if two processes work on one segment.
+/// `update_ctes`), and the segment's checkpoint advances in the same statement (the state
+/// store's [`segments::checkpoint_cte`]). The checkpoint only moves if it still holds the
+/// cursor the chunk started from; otherwise the guard ([`segments::guard_call`]) raises
+/// `BF001` and the whole chunk rolls back, so a chunk is never counted twice even if two
+/// processes work on one segment.
 pub fn chunk_sql(spec: &BackfillSpec, keyset: &Keyset, state_schema: &Ident) -> ChunkSql {
-    let segments = QualifiedName::new(state_schema.as_str(), "segments");
     let build = |lower: bool| {
         let lower_cond = if lower {
             keyset.compare_param(ROW, ">", 4)
@@ -173,15 +176,24 @@ pub fn chunk_sql(spec: &BackfillSpec, keyset: &Keyset, state_schema: &Ident) -> 
             .map(|c| format!("(SELECT {c} FROM _bf_last)"))
             .collect();
         let filter = format!("{lower_cond} AND {}", keyset.compare(ROW, "<=", &last));
+        let last_text = format!("SELECT {} FROM _bf_last AS {ROW}", keyset.to_text(ROW));
+        let checkpoint = segments::checkpoint_cte(
+            state_schema,
+            CKPT,
+            ChunkCounts {
+                last: &last_text,
+                seen: "SELECT count(*) FROM _bf_keys",
+                changed: "SELECT count(*) FROM _bf_changed",
+            },
+        );
         format!(
-            "WITH _bf_keys AS MATERIALIZED (\n  SELECT {keys} FROM {table} AS {ROW}\n   WHERE {lower_cond} AND {upper_cond}\n   ORDER BY {keys}\n   LIMIT $3\n),\n_bf_last AS MATERIALIZED (\n  SELECT {bare} FROM _bf_keys AS {ROW} ORDER BY {desc} LIMIT 1\n),\n{update},\n_bf_ckpt AS (\n  UPDATE {segments}\n     SET cursor = coalesce((SELECT {last_text} FROM _bf_last AS {ROW}), cursor),\n         rows_seen = rows_seen + (SELECT count(*) FROM _bf_keys),\n         rows_changed = rows_changed + (SELECT count(*) FROM _bf_changed),\n         done = (SELECT count(*) FROM _bf_keys) < $3,\n         updated_at = now()\n   WHERE plan = $1 AND segment = $2 AND cursor IS NOT DISTINCT FROM $4::text[]\n  RETURNING cursor, done\n)\nSELECT (SELECT count(*) FROM _bf_keys) AS seen, (SELECT count(*) FROM _bf_changed) AS changed, _bf_c.cursor, coalesce(_bf_c.done, false) AS done\n  FROM (SELECT 1) AS _bf_one LEFT JOIN _bf_ckpt AS _bf_c ON true\n WHERE {guard}(_bf_c.done IS NOT NULL, $1, $2)",
+            "WITH _bf_keys AS MATERIALIZED (\n  SELECT {keys} FROM {table} AS {ROW}\n   WHERE {lower_cond} AND {upper_cond}\n   ORDER BY {keys}\n   LIMIT $3\n),\n_bf_last AS MATERIALIZED (\n  SELECT {bare} FROM _bf_keys AS {ROW} ORDER BY {desc} LIMIT 1\n),\n{update},\n{checkpoint}\nSELECT (SELECT count(*) FROM _bf_keys) AS seen, (SELECT count(*) FROM _bf_changed) AS changed, _bf_c.cursor, coalesce(_bf_c.done, false) AS done\n  FROM (SELECT 1) AS _bf_one LEFT JOIN {CKPT} AS _bf_c ON true\n WHERE {guard}",
             keys = keyset.list(ROW),
             table = spec.table,
             bare = keyset.list(ROW),
             desc = keyset.list_desc(ROW),
             update = spec.update_ctes(&filter),
-            last_text = keyset.to_text(ROW),
-            guard = QualifiedName::new(state_schema.as_str(), CHECKPOINT_GUARD),
+            guard = segments::guard_call(state_schema, "_bf_c.done IS NOT NULL"),
         )
     };
     let keys = |lower: bool| {

@@ -272,26 +272,20 @@ impl Shared {
     /// (a crash took back the commit that finished it).
     async fn claim(&self, pool: &Pool, held: &[i32]) -> std::result::Result<Option<Task>, String> {
         let client = pool.get().await.map_err(|e| e.to_string())?;
-        let segments = state::table(&self.options.state_schema, "segments");
-        let row = client
-            .query_opt(
-                &format!(
-                    "UPDATE {segments} s SET owner = $2, lease_until = now() + make_interval(secs => $3)
-                       FROM (SELECT plan, segment FROM {segments}
-                              WHERE plan = $1 AND NOT done AND segment <> ALL($4)
-                                AND (owner IS NULL OR lease_until IS NULL OR lease_until < now() OR owner = $2)
-                              ORDER BY segment LIMIT 1 FOR UPDATE SKIP LOCKED) c
-                      WHERE s.plan = c.plan AND s.segment = c.segment
-                  RETURNING s.segment, s.cursor, s.upper_bound"
-                ),
-                &[&self.job.plan, &self.owner, &self.options.lease.as_secs_f64(), &held],
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(row.map(|r| Task {
-            segment: r.get(0),
-            cursor: r.get(1),
-            upper: r.get(2),
+        let claimed = state::segments::claim(
+            &client,
+            &self.options.state_schema,
+            &self.job.plan,
+            &self.owner,
+            self.options.lease,
+            held,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        Ok(claimed.map(|p| Task {
+            segment: p.segment,
+            cursor: p.cursor,
+            upper: p.upper,
             attempts: 0,
             not_before: Instant::now(),
         }))
@@ -300,14 +294,8 @@ impl Shared {
     /// Segments not done, in every process.
     async fn left(&self, pool: &Pool) -> std::result::Result<i64, String> {
         let client = pool.get().await.map_err(|e| e.to_string())?;
-        let segments = state::table(&self.options.state_schema, "segments");
-        client
-            .query_one(
-                &format!("SELECT count(*) FROM {segments} WHERE plan = $1 AND NOT done"),
-                &[&self.job.plan],
-            )
+        state::segments::left(&client, &self.options.state_schema, &self.job.plan)
             .await
-            .map(|r| r.get(0))
             .map_err(|e| e.to_string())
     }
 
@@ -513,14 +501,14 @@ async fn supervise(shared: &Arc<Shared>, pool: &Pool) {
 
 /// Gives back the segments this process still holds, so others (or a rerun) take them at once.
 async fn release(pool: &Pool, shared: &Shared) {
-    let segments = state::table(&shared.options.state_schema, "segments");
     if let Ok(client) = pool.get().await {
-        let _ = client
-            .execute(
-                &format!("UPDATE {segments} SET owner = NULL, lease_until = NULL WHERE plan = $1 AND owner = $2 AND NOT done"),
-                &[&shared.job.plan, &shared.owner],
-            )
-            .await;
+        let _ = state::segments::release(
+            &client,
+            &shared.options.state_schema,
+            &shared.job.plan,
+            &shared.owner,
+        )
+        .await;
     }
 }
 

@@ -37,7 +37,9 @@ pub(super) async fn run(
                 settings(&shared, c).await;
                 let tick = super::live::tick(t.check_interval);
                 let heartbeat = if !replicas.is_empty() && t.max_replication_lag.is_some() {
-                    throttle::beat(c, &shared.options.state_schema).await.err()
+                    state::heartbeat::beat(c, &shared.options.state_schema)
+                        .await
+                        .err()
                 } else {
                     None
                 };
@@ -99,33 +101,18 @@ fn health(shared: &Shared, verdict: Option<String>) {
 /// Renews the leases of this process's segments and frees those of dead processes on this
 /// host (their pid is gone), so a rerun after a crash does not wait for the leases to run out.
 async fn renew(shared: &Shared, client: &Client) {
-    let segments = state::table(&shared.options.state_schema, "segments");
-    let lease = shared.options.lease.as_secs_f64();
-    let _ = client
-        .execute(
-            &format!("UPDATE {segments} SET lease_until = now() + make_interval(secs => $3) WHERE plan = $1 AND owner = $2 AND NOT done"),
-            &[&shared.job.plan, &shared.owner, &lease],
-        )
-        .await;
-    let Ok(rows) = client
-        .query(
-            &format!("SELECT DISTINCT owner FROM {segments} WHERE plan = $1 AND NOT done AND owner IS NOT NULL AND owner <> $2 AND lease_until > now()"),
-            &[&shared.job.plan, &shared.owner],
-        )
-        .await
+    let (schema, plan) = (&shared.options.state_schema, &shared.job.plan);
+    let _ =
+        state::segments::renew_leases(client, schema, plan, &shared.owner, shared.options.lease)
+            .await;
+    let Ok(owners) = state::segments::other_owners(client, schema, plan, &shared.owner).await
     else {
         return;
     };
     let host = state::host();
-    for r in rows {
-        let owner: String = r.get(0);
+    for owner in owners {
         if owner_is_dead(&owner, &host) {
-            let _ = client
-                .execute(
-                    &format!("UPDATE {segments} SET lease_until = now() WHERE plan = $1 AND owner = $2 AND NOT done"),
-                    &[&shared.job.plan, &owner],
-                )
-                .await;
+            let _ = state::segments::free_owner(client, schema, plan, &owner).await;
         }
     }
 }
@@ -145,18 +132,10 @@ pub fn owner_is_dead(owner: &str, host: &str) -> bool {
 
 /// Applies what `backfill set` stored.
 async fn settings(shared: &Shared, client: &Client) {
-    let backfills = state::table(&shared.options.state_schema, "backfills");
-    let Ok(Some(row)) = client
-        .query_opt(
-            &format!("SELECT settings FROM {backfills} WHERE plan = $1"),
-            &[&shared.job.plan],
-        )
-        .await
+    let Ok(Some(map)) =
+        state::segments::read_settings(client, &shared.options.state_schema, &shared.job.plan)
+            .await
     else {
-        return;
-    };
-    let text: String = row.get(0);
-    let Ok(serde_json::Value::Object(map)) = serde_json::from_str(&text) else {
         return;
     };
     if let Some(changes) = shared.live.apply(&map) {

@@ -13,7 +13,9 @@ use super::keyset::{self, Keyset};
 use super::{EngineOptions, Job};
 use crate::error::{Error, Result};
 use crate::sql::QualifiedName;
-use crate::state;
+use crate::state::segments::{self as store, NewBackfill};
+
+pub use crate::state::segments::Pending;
 
 /// About this many rows per segment (several segments per worker either way).
 pub const ROWS_PER_SEGMENT: i64 = 50_000;
@@ -23,17 +25,6 @@ pub const SEGMENTS_PER_WORKER: u32 = 4;
 pub const MAX_SEGMENTS: u32 = 2_000;
 /// Rows in the sample that places boundaries of non-integer keys.
 pub const SAMPLE_ROWS: f64 = 30_000.0;
-
-/// A segment still to walk.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Pending {
-    /// Its number.
-    pub segment: i32,
-    /// The last key done (`None`: nothing done yet).
-    pub cursor: Option<Vec<String>>,
-    /// The last key of the segment.
-    pub upper: Vec<String>,
-}
 
 /// The backfill's segments as this run finds them.
 #[derive(Debug, Clone)]
@@ -63,25 +54,15 @@ pub fn segment_count(rows: i64, workers: u32) -> u32 {
 pub async fn prepare(client: &mut Client, job: &Job, options: &EngineOptions) -> Result<Prepared> {
     let ctx = format!("preparing the backfill of {}", job.spec.table);
     let fail = |e: tokio_postgres::Error| Error::db(ctx.clone(), &e);
-    let backfills = state::table(&options.state_schema, "backfills");
-    let segments = state::table(&options.state_schema, "segments");
+    let schema = &options.state_schema;
     let tx = client.transaction().await.map_err(fail)?;
-    tx.query_one(
-        "SELECT pg_advisory_xact_lock(hashtext('backfill plan ' || $1::text))",
-        &[&job.plan],
-    )
-    .await
-    .map_err(fail)?;
-    let existing = tx
-        .query_opt(
-            &format!("SELECT checksum, row_estimate FROM {backfills} WHERE plan = $1"),
-            &[&job.plan],
-        )
+    store::lock_plan(&tx, &job.plan).await.map_err(fail)?;
+    let existing = store::load_backfill(&tx, schema, &job.plan)
         .await
         .map_err(fail)?;
     let (resumed, rows_estimate) = match existing {
-        Some(row) => {
-            let recorded: String = row.get(0);
+        Some(backfill) => {
+            let recorded = backfill.checksum;
             if recorded != job.checksum {
                 if !options.force {
                     return Err(Error::PlanChanged {
@@ -91,14 +72,11 @@ pub async fn prepare(client: &mut Client, job: &Job, options: &EngineOptions) ->
                         now: job.checksum.clone(),
                     });
                 }
-                tx.execute(
-                    &format!("UPDATE {backfills} SET checksum = $2 WHERE plan = $1"),
-                    &[&job.plan, &job.checksum],
-                )
-                .await
-                .map_err(fail)?;
+                store::set_checksum(&tx, schema, &job.plan, &job.checksum)
+                    .await
+                    .map_err(fail)?;
             }
-            (true, row.get::<_, i64>(1))
+            (true, backfill.row_estimate)
         }
         None => {
             let mut estimate = estimate_rows(&tx, &job.spec.table).await?;
@@ -129,35 +107,27 @@ pub async fn prepare(client: &mut Client, job: &Job, options: &EngineOptions) ->
                     other => other,
                 })?;
             let key_columns: Vec<String> = job.keyset.columns.iter().map(|c| c.0.clone()).collect();
-            tx.execute(
-                &format!("INSERT INTO {backfills} (plan, checksum, table_name, key_columns, row_estimate) VALUES ($1, $2, $3, $4, $5)"),
-                &[&job.plan, &job.checksum, &job.spec.table.to_string(), &key_columns, &estimate],
+            store::create_backfill(
+                &tx,
+                schema,
+                NewBackfill {
+                    plan: &job.plan,
+                    checksum: &job.checksum,
+                    table: &job.spec.table.to_string(),
+                    key_columns: &key_columns,
+                    row_estimate: estimate,
+                },
+                &bounds,
             )
             .await
             .map_err(fail)?;
-            let insert = tx
-                .prepare(&format!(
-                    "INSERT INTO {segments} (plan, segment, lower_bound, upper_bound, cursor) VALUES ($1, $2, $3, $4, $3)"
-                ))
-                .await
-                .map_err(fail)?;
-            for (i, (lower, upper)) in bounds.iter().enumerate() {
-                tx.execute(&insert, &[&job.plan, &(i as i32), lower, upper])
-                    .await
-                    .map_err(fail)?;
-            }
             (false, estimate)
         }
     };
     tx.commit().await.map_err(fail)?;
-    let total: i64 = client
-        .query_one(
-            &format!("SELECT count(*) FROM {segments} WHERE plan = $1"),
-            &[&job.plan],
-        )
+    let total = store::total(&*client, schema, &job.plan)
         .await
-        .map_err(fail)?
-        .get(0);
+        .map_err(fail)?;
     let (pending, rows_done) = load(client, job, options).await?;
     Ok(Prepared {
         total: total as u32,
@@ -174,27 +144,7 @@ pub async fn load(
     job: &Job,
     options: &EngineOptions,
 ) -> Result<(Vec<Pending>, i64)> {
-    let segments = state::table(&options.state_schema, "segments");
-    let rows = client
-        .query(
-            &format!("SELECT segment, cursor, upper_bound, done, rows_seen FROM {segments} WHERE plan = $1 ORDER BY segment"),
-            &[&job.plan],
-        )
-        .await
-        .map_err(|e| Error::db("reading the backfill's segments", &e))?;
-    let mut pending = Vec::new();
-    let mut rows_done = 0i64;
-    for r in &rows {
-        rows_done += r.get::<_, i64>(4);
-        if !r.get::<_, bool>(3) {
-            pending.push(Pending {
-                segment: r.get(0),
-                cursor: r.get(1),
-                upper: r.get(2),
-            });
-        }
-    }
-    Ok((pending, rows_done))
+    store::pending(client, &options.state_schema, &job.plan).await
 }
 
 /// The table's live rows as the statistics system counts them (`n_live_tup`, kept by every
@@ -305,17 +255,7 @@ async fn split(
 
 /// Records that the backfill finished.
 pub async fn mark_finished(client: &Client, job: &Job, options: &EngineOptions) -> Result<()> {
-    let backfills = state::table(&options.state_schema, "backfills");
-    client
-        .execute(
-            &format!(
-                "UPDATE {backfills} SET finished_at = coalesce(finished_at, now()) WHERE plan = $1"
-            ),
-            &[&job.plan],
-        )
-        .await
-        .map_err(|e| Error::db("recording the end of the backfill", &e))?;
-    Ok(())
+    store::mark_finished(client, &options.state_schema, &job.plan).await
 }
 
 /// Records the settings given on this process's command line with the backfill (merged over
@@ -325,18 +265,13 @@ pub async fn share_settings(
     job: &Job,
     options: &EngineOptions,
 ) -> Result<serde_json::Map<String, serde_json::Value>> {
-    let backfills = state::table(&options.state_schema, "backfills");
-    let given = serde_json::Value::Object(options.shared_settings.clone()).to_string();
-    let row = client
-        .query_one(
-            &format!(
-                "UPDATE {backfills} SET settings = (settings::jsonb || $2::text::jsonb)::text WHERE plan = $1 RETURNING settings"
-            ),
-            &[&job.plan, &given],
-        )
-        .await
-        .map_err(|e| Error::db(format!("recording the settings of plan `{}`", job.plan), &e))?;
-    Ok(serde_json::from_str(&row.get::<_, String>(0)).unwrap_or_default())
+    store::share_settings(
+        client,
+        &options.state_schema,
+        &job.plan,
+        &options.shared_settings,
+    )
+    .await
 }
 
 #[cfg(test)]

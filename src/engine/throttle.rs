@@ -8,6 +8,7 @@ use tokio_postgres::Client;
 use crate::db::ConnectionSpec;
 use crate::plan::ThrottleSettings;
 use crate::sql::Ident;
+use crate::state::heartbeat;
 
 /// A replica to measure lag on, and its connection once made.
 pub struct Replica {
@@ -27,19 +28,6 @@ fn failed(probe: &str, e: &tokio_postgres::Error) -> String {
         .map(|d| format!("{} ({})", d.message(), d.code().code()))
         .unwrap_or_else(|| e.to_string());
     format!("{probe} probe failed: {message}")
-}
-
-/// Writes the heartbeat the replicas' lag is measured by: the primary's time, in the state
-/// schema, every tick (as gh-ost and pt-heartbeat do). `pg_last_xact_replay_timestamp()` alone
-/// overstates the lag after any quiet spell, such as the backfill's own throttled pauses.
-pub async fn beat(client: &Client, schema: &Ident) -> Result<(), tokio_postgres::Error> {
-    client
-        .execute(
-            &format!("INSERT INTO {schema}.heartbeat (id, at) VALUES (1, clock_timestamp()) ON CONFLICT (id) DO UPDATE SET at = EXCLUDED.at"),
-            &[],
-        )
-        .await
-        .map(|_| ())
 }
 
 /// Runs every configured probe; `Some(reason)` when the workers must hold, naming the probe
@@ -77,15 +65,9 @@ pub async fn check(
                 }
             }
             let Some(c) = &r.client else { continue };
-            let row = c
-                .query_one(
-                    &format!("SELECT extract(epoch FROM clock_timestamp() - max(at))::float8 FROM {schema}.heartbeat"),
-                    &[],
-                )
-                .await;
-            match row {
-                Ok(row) => {
-                    let age = row.get::<_, Option<f64>>(0).unwrap_or(0.0);
+            match heartbeat::age(c, schema).await {
+                Ok(age) => {
+                    let age = age.unwrap_or(0.0);
                     let lag = Duration::from_secs_f64((age - tick.as_secs_f64()).max(0.0));
                     if lag > max {
                         return Some(format!(

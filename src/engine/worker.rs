@@ -252,17 +252,18 @@ async fn reload(
     client: &Object,
     task: &mut Task,
 ) -> Result<Reloaded, tokio_postgres::Error> {
-    let segments = state::table(&shared.options.state_schema, "segments");
-    let row = client
-        .query_one(
-            &format!("SELECT cursor, done, owner IS NOT DISTINCT FROM $3 FROM {segments} WHERE plan = $1 AND segment = $2"),
-            &[&shared.job.plan, &task.segment, &shared.owner],
-        )
-        .await?;
-    task.cursor = row.get(0);
-    Ok(if row.get::<_, bool>(1) {
+    let checkpoint = state::segments::read_back(
+        client,
+        &shared.options.state_schema,
+        &shared.job.plan,
+        task.segment,
+        &shared.owner,
+    )
+    .await?;
+    task.cursor = checkpoint.cursor;
+    Ok(if checkpoint.done {
         Reloaded::Done
-    } else if row.get::<_, bool>(2) {
+    } else if checkpoint.ours {
         Reloaded::Ours
     } else {
         Reloaded::Taken

@@ -10,8 +10,10 @@
 
 use tokio_postgres::Client;
 
+pub mod heartbeat;
 pub mod plans;
 pub mod runners;
+pub mod segments;
 pub mod settings;
 pub mod status;
 
