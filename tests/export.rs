@@ -7,7 +7,7 @@ use std::sync::{Mutex, OnceLock};
 
 use tokio_postgres::Client;
 
-use crate::plan_ops::user_snapshot;
+use crate::support::user_snapshot;
 use crate::support::{backfill_ok, rows, TestDb};
 
 const PLAN: &str = r#"

@@ -8,10 +8,9 @@ use std::time::{Duration, Instant};
 use backfill::db::ConnectionSpec;
 use backfill::workload::{self, Workload};
 
-use crate::plan_ops::user_snapshot;
 use crate::support::{
-    backfill_cmd, backfill_ok, backfill_spawn, count, finish, rows, seed_users, show, wait_walked,
-    Plans, TestDb, SPLIT_USERS,
+    backfill_cmd, backfill_ok, backfill_spawn, count, finish, rows, seed_users, show,
+    user_snapshot, wait_walked, Plans, TestDb, SPLIT_USERS,
 };
 
 #[tokio::test]

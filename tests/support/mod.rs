@@ -418,3 +418,15 @@ impl Drop for Plans {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// A snapshot without backfill's own state tables (they stay after an abort, as a log).
+pub async fn user_snapshot(client: &Client, table: &str, key: &str) -> Vec<String> {
+    snapshot(client, table, key)
+        .await
+        .into_iter()
+        .filter(|l| {
+            !((l.starts_with("relation backfill.") || l.starts_with("function backfill."))
+                && !l.contains("_undo"))
+        })
+        .collect()
+}
