@@ -396,43 +396,7 @@ pub async fn run(
         shared.options.replicas.clone(),
         done_rx,
     ));
-    let mut pending = prepared.pending.len();
-    let mut rounds = 0;
-    let result = loop {
-        if pending > 0 {
-            supervise(&shared, &pool).await;
-        }
-        let failure = shared.failure.lock().ok().and_then(|mut f| f.take());
-        if let Some(e) = failure {
-            break Err(e);
-        }
-        // Read back what the database holds: a segment a worker saw finish may have lost its
-        // commit in a crash (with `synchronous_commit = off`).
-        let (left, rows_done) = match close(conn, &shared.job, &shared.options).await {
-            Ok(v) => v,
-            Err(e) => break Err(e),
-        };
-        shared.rows_done.store(rows_done, Ordering::SeqCst);
-        if left.is_empty() {
-            break Ok(false);
-        }
-        if stop.is_set() {
-            break Ok(true);
-        }
-        rounds += 1;
-        if rounds > MAX_ROUNDS {
-            break Err(Error::Database {
-                context: format!("backfill of {}", shared.job.spec.table),
-                message: format!(
-                    "{} segments are still not done after {MAX_ROUNDS} rounds: their commits are being lost (a server crash with synchronous_commit = off?)",
-                    left.len()
-                ),
-                code: None,
-            });
-        }
-        shared.finished.store(false, Ordering::SeqCst);
-        pending = left.len();
-    };
+    let result = walk(conn, &shared, &pool, prepared.pending.len(), &stop).await;
     let _ = done_tx.send(true);
     let _ = monitor.await;
     release(&pool, &shared).await;
@@ -447,12 +411,62 @@ pub async fn run(
         retries: shared.retries.load(Ordering::SeqCst),
         elapsed: started.elapsed(),
     };
+    Ok(outcome(&events, summary, interrupted))
+}
+
+/// Sends the workers over the segments until none is left in the database (after a crash
+/// some may have lost their commits: at most [`MAX_ROUNDS`] rounds), the run is stopped
+/// (`Ok(true)`), or a worker failed.
+async fn walk(
+    conn: &ConnectionSpec,
+    shared: &Arc<Shared>,
+    pool: &Pool,
+    mut pending: usize,
+    stop: &Stop,
+) -> Result<bool> {
+    let mut rounds = 0;
+    loop {
+        if pending > 0 {
+            supervise(shared, pool).await;
+        }
+        let failure = shared.failure.lock().ok().and_then(|mut f| f.take());
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        // Read back what the database holds: a segment a worker saw finish may have lost its
+        // commit in a crash (with `synchronous_commit = off`).
+        let (left, rows_done) = close(conn, &shared.job, &shared.options).await?;
+        shared.rows_done.store(rows_done, Ordering::SeqCst);
+        if left.is_empty() {
+            return Ok(false);
+        }
+        if stop.is_set() {
+            return Ok(true);
+        }
+        rounds += 1;
+        if rounds > MAX_ROUNDS {
+            return Err(Error::Database {
+                context: format!("backfill of {}", shared.job.spec.table),
+                message: format!(
+                    "{} segments are still not done after {MAX_ROUNDS} rounds: their commits are being lost (a server crash with synchronous_commit = off?)",
+                    left.len()
+                ),
+                code: None,
+            });
+        }
+        shared.finished.store(false, Ordering::SeqCst);
+        pending = left.len();
+    }
+}
+
+/// The run's last event and its outcome.
+fn outcome(events: &Events, summary: Summary, interrupted: bool) -> Outcome {
     if interrupted {
         events.send(Event::Interrupted {
             rows_done: summary.rows_done,
             rows_seen: summary.rows_seen,
         });
-        return Ok(Outcome::Interrupted(summary));
+        return Outcome::Interrupted(summary);
     }
     events.send(Event::Finished {
         rows_done: summary.rows_done,
@@ -461,7 +475,7 @@ pub async fn run(
         seconds: summary.elapsed.as_secs_f64(),
         retries: summary.retries,
     });
-    Ok(Outcome::Finished(summary))
+    Outcome::Finished(summary)
 }
 
 /// Keeps the wanted number of workers running (`backfill set workers=N` changes it) until
