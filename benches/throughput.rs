@@ -146,7 +146,7 @@ fn run() -> BenchResult<()> {
                     }
                     slow
                 });
-                let outcome = engine::run(&db, job, options, Events::new(tx), Stop::new()).await?;
+                let outcome = engine::backfill(&db, job, options, Events::new(tx), Stop::new()).await?;
                 let seconds = t.elapsed().as_secs_f64();
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 let report = app.stop().await;

@@ -131,7 +131,7 @@ pub async fn set(
             )));
         };
         let value =
-            crate::engine::live::parse_setting(key.trim(), value.trim()).map_err(Error::Usage)?;
+            crate::engine::tuning::parse_setting(key.trim(), value.trim()).map_err(Error::Usage)?;
         changes.insert(key.trim().to_string(), value);
     }
     state::ensure(client, schema).await?;

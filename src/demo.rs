@@ -226,7 +226,7 @@ async fn release_run(spec: &ConnectionSpec, plan: &Plan, at: &str) -> Result<()>
         resume: "backfill demo".to_string(),
         only_contract: false,
     };
-    runner::run(spec, std::slice::from_ref(plan), &options, Stop::new()).await
+    runner::run_plans(spec, std::slice::from_ref(plan), &options, Stop::new()).await
 }
 
 /// `verify`, and every row checked while both columns exist (the split matches

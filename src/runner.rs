@@ -519,7 +519,7 @@ pub async fn schedule_for(
 }
 
 /// Runs every due phase of every plan.
-pub async fn run(
+pub async fn run_plans(
     conn: &ConnectionSpec,
     plans: &[Plan],
     options: &RunnerOptions,
@@ -1025,7 +1025,7 @@ async fn backfill(
         events.clone(),
         done_rx,
     ));
-    let result = engine::run(conn, job, eo, events, stop).await;
+    let result = engine::backfill(conn, job, eo, events, stop).await;
     let _ = done_tx.send(true);
     let aborted = heartbeat.await.unwrap_or(false);
     let _ = sink.await;

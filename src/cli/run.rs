@@ -71,7 +71,7 @@ pub async fn run_cmd(args: RunArgs) -> Result<()> {
         only_contract: args.phase == Some(RunPhase::Contract),
     };
     if args.phase != Some(RunPhase::Backfill) {
-        return backfill::runner::run(&conn, &plans, &options, interrupts()).await;
+        return backfill::runner::run_plans(&conn, &plans, &options, interrupts()).await;
     }
     let client = conn.connect().await?;
     // Check every plan, and the role's rights, before running any.
@@ -99,7 +99,8 @@ pub async fn run_cmd(args: RunArgs) -> Result<()> {
         let engine_options = options.engine_options(plan);
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let sink = tokio::spawn(progress::render(mode, rx));
-        let result = engine::run(&conn, job, engine_options, Events::new(tx), stop.clone()).await;
+        let result =
+            engine::backfill(&conn, job, engine_options, Events::new(tx), stop.clone()).await;
         let _ = sink.await;
         match result? {
             Outcome::Finished(_) => {}

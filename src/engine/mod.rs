@@ -18,11 +18,11 @@
 
 pub mod events;
 pub mod keyset;
-pub mod live;
 mod monitor;
 pub mod segments;
 pub mod sizing;
 pub mod throttle;
+pub mod tuning;
 mod worker;
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -200,7 +200,7 @@ struct Shared {
     /// Held while a worker claims a segment (see [`Shared::next_task`]).
     claiming: tokio::sync::Mutex<()>,
     /// Settings that `backfill set` changes, and the probes' verdict.
-    live: live::Live,
+    live: tuning::Tuning,
     stop: Stop,
     /// Set when a worker failed: the run stops and reports it.
     failure: Mutex<Option<Error>>,
@@ -331,7 +331,7 @@ impl Shared {
 
 /// Runs (or resumes) the backfill of `job` until every segment is done, the run is stopped,
 /// or a chunk fails for good.
-pub async fn run(
+pub async fn backfill(
     conn: &ConnectionSpec,
     job: Job,
     options: EngineOptions,
@@ -367,7 +367,7 @@ pub async fn run(
         job,
         queue: Mutex::new(Queue::default()),
         claiming: tokio::sync::Mutex::new(()),
-        live: live::Live::new(
+        live: tuning::Tuning::new(
             options.max_rows_per_second,
             workers,
             options.min_batch_size,
@@ -390,7 +390,7 @@ pub async fn run(
     shared.live.apply(&stored);
     let pool = pool(conn, &shared)?;
     let (done_tx, done_rx) = tokio::sync::watch::channel(false);
-    let monitor = tokio::spawn(monitor::run(
+    let monitor = tokio::spawn(monitor::watch(
         shared.clone(),
         conn.clone(),
         shared.options.replicas.clone(),

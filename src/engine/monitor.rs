@@ -14,7 +14,7 @@ use crate::db::ConnectionSpec;
 use crate::state;
 
 /// Runs until `done` changes.
-pub(super) async fn run(
+pub(super) async fn watch(
     shared: Arc<Shared>,
     conn: ConnectionSpec,
     replicas: Vec<ConnectionSpec>,
@@ -35,7 +35,7 @@ pub(super) async fn run(
             Some(c) => {
                 renew(&shared, c).await;
                 settings(&shared, c).await;
-                let tick = super::live::tick(t.check_interval);
+                let tick = super::tuning::tick(t.check_interval);
                 let heartbeat = if !replicas.is_empty() && t.max_replication_lag.is_some() {
                     state::heartbeat::beat(c, &shared.options.state_schema)
                         .await
@@ -71,7 +71,7 @@ pub(super) async fn run(
             None => {}
         }
         tokio::select! {
-            _ = tokio::time::sleep(super::live::tick(t.check_interval)) => {}
+            _ = tokio::time::sleep(super::tuning::tick(t.check_interval)) => {}
             _ = done.changed() => return,
         }
     }

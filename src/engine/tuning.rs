@@ -74,7 +74,7 @@ pub fn chunk_cap(rate: u64) -> u32 {
 
 /// The settings in effect and the health verdict, shared by the workers and the monitor.
 #[derive(Debug)]
-pub struct Live {
+pub struct Tuning {
     rate: AtomicU64,
     limiter: RwLock<Option<Arc<governor::DefaultDirectRateLimiter>>>,
     workers: AtomicU32,
@@ -86,7 +86,7 @@ pub struct Live {
     applied: Mutex<Map<String, Value>>,
 }
 
-impl Live {
+impl Tuning {
     /// The starting settings.
     pub fn new(
         rate: u64,
@@ -94,8 +94,8 @@ impl Live {
         min_batch: u32,
         max_batch: u32,
         throttle: ThrottleSettings,
-    ) -> Live {
-        Live {
+    ) -> Tuning {
+        Tuning {
             rate: AtomicU64::new(rate),
             limiter: RwLock::new(limiter(rate)),
             workers: AtomicU32::new(workers.max(1)),
@@ -248,7 +248,7 @@ mod tests {
         );
         assert_eq!(parse_setting("max_replication_lag", "off"), Ok(Value::Null));
         assert!(parse_setting("max_replication_lag", "soon").is_err());
-        let live = Live::new(0, 4, 10, 1000, ThrottleSettings::default());
+        let live = Tuning::new(0, 4, 10, 1000, ThrottleSettings::default());
         let mut m = Map::new();
         m.insert("max_rows_per_second".into(), Value::from(500u64));
         m.insert("max_replication_lag".into(), Value::from("2s"));
