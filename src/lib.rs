@@ -1,25 +1,34 @@
 //! `backfill`: zero-downtime schema changes and throttled, resumable backfills for live
 //! PostgreSQL databases.
 //!
-//! A map of the modules, in the order data flows through them:
-//! - [`diagnostics`]: field paths and problems, below both `plan` and `ops`;
+//! A map of the modules, from the bottom up. The one rule between layers: nothing imports
+//! upward, and nothing here imports the command layer (`src/cli/`, owned by the binary: clap,
+//! the commands, what they print), so the compiler keeps the rule.
+//!
+//! - [`error`], [`diagnostics`], [`sql`], [`version`], [`shutdown`]: error types; field paths
+//!   and problems; identifier quoting, literals, comments, dollar quotes and object names;
+//!   release order; the stop and pause signals, passed down as values;
 //! - [`plan`]: the TOML plan format, parsed and checked without a database, errors located at
 //!   file, line and field;
 //! - [`ops`]: the operation catalog, one file per kind behind one trait; each kind *describes*
-//!   its expand, dual-write, backfill, contract and rollback;
-//! - [`planner`]: plan + catalog → [`planner::Schedule`], pure;
-//! - [`db`]: connecting and catalog introspection;
-//! - [`validate`]: the plan against the live catalog, expressions compiled in a transaction
-//!   that is rolled back;
-//! - [`privileges`]: the rights a plan needs, checked before anything changes;
-//! - [`executor`]: runs a schedule's steps under `lock_timeout`, retrying lock timeouts;
-//! - [`engine`]: the backfill: segments, workers, keyset chunks with their checkpoints in
-//!   [`state`], throttle and adaptive batches; [`progress`] shows its events;
-//! - [`control`]: what `status`, `verify`, `pause`, `set`, `export` and `abort` do, for the
-//!   binary's command layer (which owns clap and the terminal; nothing here imports it);
-//! - [`demo`] and [`ephemeral`]: the demo on a throwaway cluster;
-//! - [`shutdown`]: the stop and pause signals, passed down as values;
-//! - [`sql`], [`version`], [`error`]: quoting and names, release order, error types.
+//!   its expand, dual-write, backfill, contract and rollback as statements with their locks;
+//! - [`planner`]: plan + catalog → [`planner::Schedule`], pure, one builder per phase;
+//! - [`db`]: connecting (URL, `PG*`, pgpass, TLS) and catalog introspection;
+//! - [`state`]: the state schema, its migrations and the only SQL written against it, behind
+//!   typed functions (plans, phases, steps, runners, segments, settings, events, status);
+//! - [`validate`] and [`privileges`]: the plan against the live catalog (expressions compiled
+//!   in a transaction that is rolled back) and the role's rights, before anything changes;
+//! - [`executor`]: runs a schedule's steps, one statement per call, under `lock_timeout`,
+//!   retrying lock timeouts, stopping at once on [`shutdown::Stop`];
+//! - [`engine`]: the backfill: segments, workers, keyset chunks committed with their
+//!   checkpoints, throttle, adaptive batches; it emits events that [`progress`] renders;
+//! - [`verify`]: rows out of sync, read-only, in keyset pages;
+//! - [`runner`]: `run` across releases: every plan prepared and checked first, then each due
+//!   phase under the plan's lock, recorded in [`state`];
+//! - [`control`]: what `status`, `verify`, `pause`, `set`, `export` and `abort` do;
+//! - [`export`]: the schedule as psql scripts or Alembic revisions;
+//! - [`demo`], [`ephemeral`], [`workload`]: the demo on a throwaway cluster with a simulated
+//!   application (also used by the tests and the benchmark).
 
 pub mod control;
 pub mod db;

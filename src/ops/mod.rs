@@ -3,7 +3,7 @@
 //! An operation *describes* its change (statements with their lock level, the dual-write rule,
 //! the backfill assignments, the contract and rollback statements) and never touches a
 //! connection; the planner assembles the descriptions into a schedule and the runner executes it.
-//! Adding a kind means adding a file and one line in [`registry!`] below.
+//! Adding a kind means adding a file and one line in `registry!` below.
 
 use std::collections::BTreeMap;
 use std::fmt;
