@@ -1,5 +1,10 @@
-//! The one place where SQL text is assembled from names: identifier quoting, the rare literal
-//! that DDL cannot take as a bind parameter, and the names of every object `backfill` creates.
+//! How text becomes SQL: identifier quoting (the one quoting type, [`Ident`] and
+//! [`QualifiedName`]), the rare literal that DDL cannot take as a bind parameter, comments that
+//! cannot end early, dollar quotes that cannot be closed by their body, and the names of every
+//! object `backfill` creates. Statements themselves are built by their owners, always through
+//! these: each operation kind its DDL (`ops/`), the planner the trigger and the backfill
+//! (`planner/`), the state store its tables (`state/`), the engine its chunk
+//! (`engine::keyset`). None of them rewrites generated SQL as text.
 //!
 //! Values the user or the database supplies at run time are always bind parameters; what goes
 //! through [`literal`] is limited to DDL (a trigger's `WHEN` clause, a default), where PostgreSQL

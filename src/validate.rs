@@ -249,9 +249,23 @@ async fn compile(
                     field,
                     format!("EXPLAIN SELECT 1 FROM {from} WHERE ({expr})"),
                 ),
-                ExprCheck::Statement { field, sql } => (
+                ExprCheck::Index {
                     field,
-                    sql.replace(&catalog.name.to_string(), &scratch.to_string()),
+                    unique,
+                    method,
+                    body,
+                    predicate,
+                } => (
+                    field,
+                    crate::ops::index_sql(
+                        &scratch,
+                        None,
+                        unique,
+                        false,
+                        method.as_deref(),
+                        &body,
+                        predicate.as_deref(),
+                    ),
                 ),
             };
             if let Err(message) = try_in_savepoint(&tx, &sql).await? {

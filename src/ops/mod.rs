@@ -221,12 +221,19 @@ pub enum ExprCheck {
         /// The condition.
         expr: String,
     },
-    /// A whole statement on the validation copy of the table, `{table}` standing for its name.
-    Statement {
-        /// Where the plan has what the statement is built from.
+    /// An index, built (not concurrently, without a name) on the validation copy of the table
+    /// by [`index_sql`]: method, expression and predicate are checked together.
+    Index {
+        /// Where the plan has what the index is built from.
         field: FieldPath,
-        /// The statement.
-        sql: String,
+        /// `UNIQUE`.
+        unique: bool,
+        /// `USING` method.
+        method: Option<String>,
+        /// The column list or expression, as it goes between parentheses.
+        body: String,
+        /// `WHERE` predicate.
+        predicate: Option<String>,
     },
 }
 
@@ -567,11 +574,37 @@ pub fn concurrent_index(
     predicate: Option<&str>,
 ) -> IndexBuild {
     let qualified = ctx.qualified().sibling(name);
+    IndexBuild {
+        create: index_sql(
+            ctx.qualified(),
+            Some(&qualified.name),
+            unique,
+            true,
+            method,
+            body,
+            predicate,
+        ),
+        name: qualified,
+    }
+}
+
+/// `CREATE [UNIQUE] INDEX [CONCURRENTLY] [name] ON table [USING method] (body) [WHERE (p)]`.
+/// The method is one of [`METHODS`]-style names checked by the kind; body and predicate are
+/// the plan's expressions, compiled at `validate`.
+pub fn index_sql(
+    table: &QualifiedName,
+    name: Option<&Ident>,
+    unique: bool,
+    concurrently: bool,
+    method: Option<&str>,
+    body: &str,
+    predicate: Option<&str>,
+) -> String {
     let mut sql = format!(
-        "CREATE {}INDEX CONCURRENTLY {} ON {}",
+        "CREATE {}INDEX {}{}ON {table}",
         if unique { "UNIQUE " } else { "" },
-        qualified.name,
-        ctx.qualified()
+        if concurrently { "CONCURRENTLY " } else { "" },
+        name.map(|n| format!("{n} ")).unwrap_or_default(),
     );
     if let Some(m) = method {
         sql.push_str(&format!(" USING {m}"));
@@ -580,10 +613,7 @@ pub fn concurrent_index(
     if let Some(p) = predicate {
         sql.push_str(&format!(" WHERE ({p})"));
     }
-    IndexBuild {
-        name: qualified,
-        create: sql,
-    }
+    sql
 }
 
 /// Checks across operations that need no database: a column created twice, dropped twice, or
