@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use tokio_postgres::Client;
 
-use crate::db::catalog;
 use crate::engine::Keyset;
 use crate::error::{Error, Result};
 use crate::executor::{run_steps, ExecOptions};
@@ -65,12 +64,7 @@ pub async fn verify(
     options: &PlannerOptions,
     rate: u64,
 ) -> Result<Verified> {
-    let Some(live) = catalog::table_info(client, &plan.table).await? else {
-        return Err(Error::Usage(format!(
-            "plan `{}`: table {} does not exist",
-            plan.name, plan.table
-        )));
-    };
+    let live = crate::validate::table_of(client, plan).await?;
     if let Some(missing) = planner::missing_after_expand(plan, &live)
         .into_iter()
         .next()

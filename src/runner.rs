@@ -22,8 +22,7 @@ use crate::db::ConnectionSpec;
 use crate::engine::{self, EngineOptions, Event, Events, Job, Keyset, Outcome, Stop};
 use crate::error::{Error, Result};
 use crate::executor::{run_step_recorded, ExecOptions};
-use crate::ops::Problems;
-use crate::plan::{FieldPath, Plan};
+use crate::plan::Plan;
 use crate::planner::{self, Phase, PhasePlan, PlannerOptions, Schedule};
 use crate::progress::{self, Mode};
 use crate::sql::Ident;
@@ -502,14 +501,7 @@ pub async fn schedule_for(
             return Ok((planner::build(plan, &catalog, options), catalog));
         }
     }
-    let Some(live) = catalog::table_info(client, &plan.table).await? else {
-        let mut p = Problems::default();
-        p.add(
-            FieldPath::of("table"),
-            format!("table {} does not exist", plan.table),
-        );
-        return Err(plan.errors(p).into());
-    };
+    let live = crate::validate::table_of(client, plan).await?;
     let before = planner::catalog_before_expand(plan, &live);
     let problems = planner::check_catalog(plan, &before, true);
     if !problems.0.is_empty() {
@@ -1115,14 +1107,7 @@ pub async fn backfill_only_job(
     plan: &Plan,
     state_schema: &str,
 ) -> Result<Option<Job>> {
-    let Some(live) = catalog::table_info(client, &plan.table).await? else {
-        let mut p = Problems::default();
-        p.add(
-            FieldPath::of("table"),
-            format!("table {} does not exist", plan.table),
-        );
-        return Err(plan.errors(p).into());
-    };
+    let live = crate::validate::table_of(client, plan).await?;
     let before: TableInfo = planner::catalog_before_expand(plan, &live);
     let problems = planner::check_catalog(plan, &before, true);
     if !problems.0.is_empty() {

@@ -44,14 +44,7 @@ pub async fn validate_with(
     options: &PlannerOptions,
     earlier: &[ColumnInfo],
 ) -> Result<Validated> {
-    let Some(mut catalog) = catalog::table_info(client, &plan.table).await? else {
-        let mut p = Problems::default();
-        p.add(
-            FieldPath::of("table"),
-            format!("table {} does not exist", plan.table),
-        );
-        return Err(plan.errors(p).into());
-    };
+    let mut catalog = table_of(client, plan).await?;
     let real_columns = catalog.columns.len();
     for c in earlier {
         if catalog.column(&c.name).is_none() {
@@ -76,6 +69,22 @@ pub async fn validate_with(
         schedule,
         warnings,
     })
+}
+
+/// The live catalog of the plan's table; a plan error (located at `table`) when there is no
+/// such table.
+pub async fn table_of(client: &Client, plan: &Plan) -> Result<TableInfo> {
+    match catalog::table_info(client, &plan.table).await? {
+        Some(t) => Ok(t),
+        None => {
+            let mut p = Problems::default();
+            p.add(
+                FieldPath::of("table"),
+                format!("table {} does not exist", plan.table),
+            );
+            Err(plan.errors(p).into())
+        }
+    }
 }
 
 /// Validates every plan and gathers all plan problems into one error.

@@ -38,31 +38,9 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
-/// Takes `sslmode` and `sslrootcert` out of a URL's query or a `key=value` string: libpq's
-/// modes go further than the driver's.
-fn take_tls_params(text: &str) -> (String, Option<String>, Option<String>) {
-    let (mut mode, mut root) = (None, None);
-    if text.starts_with("postgres://") || text.starts_with("postgresql://") {
-        let Some((base, query)) = text.split_once('?') else {
-            return (text.to_string(), None, None);
-        };
-        let mut kept = Vec::new();
-        for pair in query.split('&') {
-            match pair.split_once('=') {
-                Some(("sslmode", v)) => mode = Some(v.to_string()),
-                Some(("sslrootcert", v)) => root = Some(v.to_string()),
-                _ => kept.push(pair),
-            }
-        }
-        let rest = if kept.is_empty() {
-            String::new()
-        } else {
-            format!("?{}", kept.join("&"))
-        };
-        return (format!("{base}{rest}"), mode, root);
-    }
-    // key=value pairs, values optionally in single quotes.
-    let mut kept = Vec::new();
+/// The `key=value` pairs of a libpq connection string, values as written (a quoted value keeps
+/// its quotes and escapes); a key without `=` has no value.
+fn key_value_pairs(text: &str) -> Vec<(String, Option<String>)> {
     let mut chars = text.chars().peekable();
     let mut pairs = Vec::new();
     while chars.peek().is_some() {
@@ -115,6 +93,34 @@ fn take_tls_params(text: &str) -> (String, Option<String>, Option<String>) {
         }
         pairs.push((key, Some(raw)));
     }
+    pairs
+}
+
+/// Takes `sslmode` and `sslrootcert` out of a URL's query or a `key=value` string: libpq's
+/// modes go further than the driver's.
+fn take_tls_params(text: &str) -> (String, Option<String>, Option<String>) {
+    let (mut mode, mut root) = (None, None);
+    if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+        let Some((base, query)) = text.split_once('?') else {
+            return (text.to_string(), None, None);
+        };
+        let mut kept = Vec::new();
+        for pair in query.split('&') {
+            match pair.split_once('=') {
+                Some(("sslmode", v)) => mode = Some(v.to_string()),
+                Some(("sslrootcert", v)) => root = Some(v.to_string()),
+                _ => kept.push(pair),
+            }
+        }
+        let rest = if kept.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", kept.join("&"))
+        };
+        return (format!("{base}{rest}"), mode, root);
+    }
+    let mut kept = Vec::new();
+    let pairs = key_value_pairs(text);
     for (key, raw) in pairs {
         let unquoted = raw.as_deref().map(|r| {
             r.strip_prefix('\'')
@@ -357,61 +363,15 @@ pub fn without_password(text: &str) -> String {
             return format!("{scheme}{authority}{path}{query}");
         }
     }
-    // key = value pairs; a value may be quoted ('a b', with \' and \\ escapes).
-    let mut out = Vec::new();
-    let mut chars = text.chars().peekable();
-    loop {
-        while chars.peek().is_some_and(|c| c.is_whitespace()) {
-            chars.next();
-        }
-        if chars.peek().is_none() {
-            break;
-        }
-        let mut key = String::new();
-        while let Some(&c) = chars.peek() {
-            if c == '=' || c.is_whitespace() {
-                break;
-            }
-            key.push(c);
-            chars.next();
-        }
-        while chars.peek().is_some_and(|c| c.is_whitespace()) {
-            chars.next();
-        }
-        let mut value = String::new();
-        if chars.peek() == Some(&'=') {
-            chars.next();
-            while chars.peek().is_some_and(|c| c.is_whitespace()) {
-                chars.next();
-            }
-            if chars.peek() == Some(&'\'') {
-                value.push('\'');
-                chars.next();
-                while let Some(c) = chars.next() {
-                    value.push(c);
-                    if c == '\\' {
-                        if let Some(n) = chars.next() {
-                            value.push(n);
-                        }
-                    } else if c == '\'' {
-                        break;
-                    }
-                }
-            } else {
-                while let Some(&c) = chars.peek() {
-                    if c.is_whitespace() {
-                        break;
-                    }
-                    value.push(c);
-                    chars.next();
-                }
-            }
-        }
-        if !key.eq_ignore_ascii_case("password") {
-            out.push(format!("{key}={value}"));
-        }
-    }
-    out.join(" ")
+    key_value_pairs(text)
+        .into_iter()
+        .filter(|(key, _)| !key.eq_ignore_ascii_case("password"))
+        .map(|(key, raw)| match raw {
+            Some(r) => format!("{key}={r}"),
+            None => key,
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Drivers may echo parts of a connection string in errors: hide every `password=` value.
