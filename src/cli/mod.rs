@@ -59,9 +59,10 @@ pub enum Command {
     /// Run every phase of the plans that is due at `--release` and not done yet: expand,
     /// dual-write, backfill, contract, recording each step in the state schema. Rerun the same
     /// command to resume after a crash or Ctrl-C. `--phase backfill` runs only the backfill of
-    /// plans whose expand and dual-write were applied by other means.
+    /// plans whose expand and dual-write were applied by other means; `--phase contract` only
+    /// the contract, asked for explicitly (the way to contract a plan without a release gate).
     #[command(
-        after_help = "Examples:\n  backfill run plans/ --release 1.4.0          # expand, dual-write, backfill of plans due at 1.4.0\n  backfill run plans/ --release 1.5.0          # then contract, in the next release\n  backfill run plans/0001_split_full_name.toml --release 1.4.0 --workers 8 --max-rows-per-second 20000\n  backfill run plans/0001_split_full_name.toml --phase backfill"
+        after_help = "Examples:\n  backfill run plans/ --release 1.4.0          # expand, dual-write, backfill of plans due at 1.4.0\n  backfill run plans/ --release 1.5.0          # then contract, in the next release\n  backfill run plans/0001_split_full_name.toml --release 1.4.0 --workers 8 --max-rows-per-second 20000\n  backfill run plans/0001_split_full_name.toml --phase backfill\n  backfill run plans/0001_split_full_name.toml --phase contract"
     )]
     Run(RunArgs),
     /// Every plan's phase, backfill progress (rows, rate, ETA), the processes working on it,
@@ -325,7 +326,8 @@ pub struct RunArgs {
     /// Without it, only phases without a release gate run.
     #[arg(long, conflicts_with = "phase")]
     pub release: Option<String>,
-    /// Run only this phase (expand and dual-write applied by other means).
+    /// Run only this phase: `backfill` (its expand and dual-write applied by other means) or
+    /// `contract` (asked for explicitly; the only way for a plan without a contract release).
     #[arg(long, value_enum)]
     pub phase: Option<RunPhase>,
     /// Run contract in the release in which the backfill finished (only that gate is lifted).
