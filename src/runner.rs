@@ -293,10 +293,9 @@ async fn prepare_with(
             plan.name
         ))
     })?;
-    let live = catalog::table_info(client, &plan.table).await?;
-    let catalog = reconcile(plan, catalog, live.as_ref());
+    let (schedule, catalog) = rebuild(client, plan, catalog, options).await?;
     Ok(Prepared {
-        schedule: planner::build(plan, &catalog, options),
+        schedule,
         catalog,
         recorded: Some(r),
         warnings: Vec::new(),
@@ -485,6 +484,19 @@ pub(crate) async fn unlock(client: &Client, plan: &Plan) -> Result<()> {
     Ok(())
 }
 
+/// A started plan's schedule, built from the catalog recorded at its start, less the columns
+/// that have left the table since (see [`reconcile`]).
+async fn rebuild(
+    client: &Client,
+    plan: &Plan,
+    recorded: TableInfo,
+    options: &PlannerOptions,
+) -> Result<(Schedule, TableInfo)> {
+    let live = catalog::table_info(client, &plan.table).await?;
+    let catalog = reconcile(plan, recorded, live.as_ref());
+    Ok((planner::build(plan, &catalog, options), catalog))
+}
+
 /// The schedule of a plan for `abort` and `verify`: from the catalog recorded when it
 /// started; for a plan that never ran through `run`, from the live catalog without the columns
 /// expand creates.
@@ -496,9 +508,7 @@ pub async fn schedule_for(
 ) -> Result<(Schedule, TableInfo)> {
     if let Some(r) = recorded(client, schema, &plan.name).await? {
         if let Ok(catalog) = serde_json::from_str::<TableInfo>(&r.catalog) {
-            let live = catalog::table_info(client, &plan.table).await?;
-            let catalog = reconcile(plan, catalog, live.as_ref());
-            return Ok((planner::build(plan, &catalog, options), catalog));
+            return rebuild(client, plan, catalog, options).await;
         }
     }
     let live = crate::validate::table_of(client, plan).await?;
