@@ -6,7 +6,7 @@ use std::num::NonZeroU32;
 
 use tokio_postgres::Client;
 
-use crate::engine::keyset::{verify_sql, Keyset};
+use crate::engine::keyset::{recheck_sql, verify_sql, Keyset};
 use crate::error::{Error, Result};
 use crate::planner::BackfillSpec;
 
@@ -24,21 +24,37 @@ pub struct Report {
     pub out_of_sync: i64,
     /// Up to [`SAMPLE`] of their keys, described (`id = '42'`).
     pub keys: Vec<String>,
+    /// Rows a recheck changed (0 for `verify`).
+    pub fixed: i64,
 }
 
 /// Walks the whole table; `max_rows_per_second` (0: none) paces the pages.
 pub async fn verify(
-    client: &Client,
+    client: &mut Client,
     spec: &BackfillSpec,
     keyset: &Keyset,
     max_rows_per_second: u64,
 ) -> Result<Report> {
-    let sql = verify_sql(spec, keyset);
-    let ctx = format!("verifying {}", spec.table);
-    let fail = |e: tokio_postgres::Error| Error::db(ctx.clone(), &e);
-    let first = client.prepare(&sql.first).await.map_err(fail)?;
-    let next = client.prepare(&sql.next).await.map_err(fail)?;
-    let page = if max_rows_per_second > 0 {
+    walk(client, spec, keyset, max_rows_per_second, false).await
+}
+
+/// As [`verify`], and each page that holds rows out of sync is brought in sync by the
+/// backfill's own update, limited to that page's keys, in a short transaction of its own: the
+/// re-walk of rows left out of sync after the backfill finished (a write that bypassed the
+/// trigger: triggers disabled, `session_replication_role = replica`). `out_of_sync` and `keys`
+/// are the rows found out of sync (and changed); `fixed` how many the updates changed.
+pub async fn recheck(
+    client: &mut Client,
+    spec: &BackfillSpec,
+    keyset: &Keyset,
+    max_rows_per_second: u64,
+) -> Result<Report> {
+    walk(client, spec, keyset, max_rows_per_second, true).await
+}
+
+/// Rows per page at a rate (0: none).
+fn page_size(max_rows_per_second: u64) -> i64 {
+    if max_rows_per_second > 0 {
         PAGE.min(
             i64::try_from(max_rows_per_second / 10)
                 .unwrap_or(PAGE)
@@ -46,21 +62,45 @@ pub async fn verify(
         )
     } else {
         PAGE
+    }
+}
+
+async fn walk(
+    client: &mut Client,
+    spec: &BackfillSpec,
+    keyset: &Keyset,
+    max_rows_per_second: u64,
+    fix: bool,
+) -> Result<Report> {
+    let sql = verify_sql(spec, keyset);
+    let ctx = format!(
+        "{} {}",
+        if fix { "rechecking" } else { "verifying" },
+        spec.table
+    );
+    let fail = |e: tokio_postgres::Error| Error::db(ctx.clone(), &e);
+    let first = client.prepare(&sql.first).await.map_err(fail)?;
+    let next = client.prepare(&sql.next).await.map_err(fail)?;
+    let fixes = if fix {
+        let f = recheck_sql(spec, keyset);
+        Some((
+            client.prepare(&f.first).await.map_err(fail)?,
+            client.prepare(&f.next).await.map_err(fail)?,
+        ))
+    } else {
+        None
     };
+    let page = page_size(max_rows_per_second);
+    let burst = NonZeroU32::new(u32::try_from(page).unwrap_or(u32::MAX)).unwrap_or(NonZeroU32::MIN);
     let limiter =
         NonZeroU32::new(u32::try_from(max_rows_per_second).unwrap_or(u32::MAX)).map(|rate| {
-            governor::RateLimiter::direct(
-                governor::Quota::per_second(rate)
-                    .allow_burst(NonZeroU32::new(page as u32).unwrap_or(NonZeroU32::MIN)),
-            )
+            governor::RateLimiter::direct(governor::Quota::per_second(rate).allow_burst(burst))
         });
     let mut report = Report::default();
     let mut cursor: Option<Vec<String>> = None;
     loop {
         if let Some(l) = &limiter {
-            let _ = l
-                .until_n_ready(NonZeroU32::new(page as u32).unwrap_or(NonZeroU32::MIN))
-                .await;
+            let _ = l.until_n_ready(burst).await;
         }
         let stmt = if cursor.is_some() { &next } else { &first };
         let row = client
@@ -78,6 +118,24 @@ pub async fn verify(
             for k in found.into_iter().take(SAMPLE - report.keys.len()) {
                 report.keys.push(keyset.describe(&k));
             }
+        }
+        if let (Some((fix_first, fix_next)), true, Some(upper)) = (&fixes, bad > 0, &last) {
+            let stmt = if cursor.is_some() {
+                fix_next
+            } else {
+                fix_first
+            };
+            let tx = client.transaction().await.map_err(fail)?;
+            tx.execute(&spec.bypass_sql(true), &[])
+                .await
+                .map_err(fail)?;
+            let changed: i64 = tx
+                .query_one(stmt, &[&cursor, upper])
+                .await
+                .map_err(fail)?
+                .get(0);
+            tx.commit().await.map_err(fail)?;
+            report.fixed += changed;
         }
         if rows < page || last.is_none() {
             return Ok(report);

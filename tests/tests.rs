@@ -5,6 +5,7 @@ mod support;
 
 mod cli;
 mod connect;
+mod correctness;
 mod engine_faults;
 mod engine_keys;
 mod ephemeral_cleanup;
@@ -16,4 +17,5 @@ mod plan_examples;
 mod plan_ops;
 mod runner;
 mod throttle;
+mod transition;
 mod trust;

@@ -330,6 +330,10 @@ pub struct RunArgs {
     /// `contract` (asked for explicitly; the only way for a plan without a contract release).
     #[arg(long, value_enum)]
     pub phase: Option<RunPhase>,
+    /// With `--phase backfill`: after the backfill (or when it finished long ago), walk the
+    /// whole table again and bring every row still out of sync in sync, reporting their keys.
+    #[arg(long)]
+    pub recheck: bool,
     /// Run contract in the release in which the backfill finished (only that gate is lifted).
     #[arg(long)]
     pub force_contract: bool,

@@ -11,6 +11,7 @@ use backfill::engine::{self, Events, Outcome, Stop};
 use backfill::error::{Error, Result, EXIT_INTERRUPTED};
 use backfill::plan::load_all;
 use backfill::progress::{self, Mode};
+use backfill::verify;
 
 /// The process-wide stop, triggered by Ctrl-C / SIGTERM.
 fn interrupts() -> Stop {
@@ -70,6 +71,11 @@ pub async fn run_cmd(args: RunArgs) -> Result<()> {
         resume: resume_command(),
         only_contract: args.phase == Some(RunPhase::Contract),
     };
+    if args.recheck && args.phase != Some(RunPhase::Backfill) {
+        return Err(Error::Usage(
+            "--recheck goes with --phase backfill: `backfill run PLAN --phase backfill --recheck` (the contract rechecks by itself)".to_string(),
+        ));
+    }
     if args.phase != Some(RunPhase::Backfill) {
         return backfill::runner::run_plans(&conn, &plans, &options, interrupts()).await;
     }
@@ -97,12 +103,37 @@ pub async fn run_cmd(args: RunArgs) -> Result<()> {
     let stop = interrupts();
     for (plan, job) in jobs {
         let engine_options = options.engine_options(plan);
+        let (spec, keyset) = (job.spec.clone(), job.keyset.clone());
+        let rate = engine_options.max_rows_per_second;
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let sink = tokio::spawn(progress::render(mode, rx));
         let result =
             engine::backfill(&conn, job, engine_options, Events::new(tx), stop.clone()).await;
         let _ = sink.await;
         match result? {
+            Outcome::Finished(_) if args.recheck => {
+                let mut client = conn.connect().await?;
+                let report = verify::recheck(&mut client, &spec, &keyset, rate).await?;
+                if mode == Mode::Json {
+                    println!(
+                        "{}",
+                        serde_json::json!({
+                            "event": "recheck",
+                            "plan": plan.name,
+                            "rows": report.rows,
+                            "out_of_sync": report.out_of_sync,
+                            "fixed": report.fixed,
+                            "keys": report.keys,
+                        })
+                    );
+                } else {
+                    eprintln!(
+                        "plan {}: {}",
+                        plan.name,
+                        backfill::runner::recheck_detail(&report)
+                    );
+                }
+            }
             Outcome::Finished(_) => {}
             Outcome::Interrupted(s) => {
                 return Err(Error::Interrupted {

@@ -253,6 +253,20 @@ pub fn verify_sql(spec: &BackfillSpec, keyset: &Keyset) -> VerifySql {
     }
 }
 
+/// The statements of a recheck: the backfill's update (rows out of sync only) over one page
+/// that `verify` read, `$1` the page's exclusive lower key (`text[]`, `NULL` at the start),
+/// `$2` its inclusive upper key. One row back: the rows changed.
+pub fn recheck_sql(spec: &BackfillSpec, keyset: &Keyset) -> VerifySql {
+    let upper = keyset.compare_param(ROW, "<=", 2);
+    VerifySql {
+        first: spec.update_sql(Some(&format!("$1::text[] IS NULL AND {upper}"))),
+        next: spec.update_sql(Some(&format!(
+            "{} AND {upper}",
+            keyset.compare_param(ROW, ">", 1)
+        ))),
+    }
+}
+
 /// `SELECT min(k)::int8, max(k)::int8`: the bounds of an integer key (two index probes).
 pub fn integer_bounds_sql(table: &QualifiedName, keyset: &Keyset) -> String {
     let k = &keyset.columns[0];

@@ -161,10 +161,8 @@ impl Operation for AddColumn {
 
     fn sync(&self, _ctx: &Ctx<'_>) -> Option<Sync> {
         let up = self.up.as_ref()?;
-        Some(Sync::OnWrite {
-            when: Some(format!("{} IS NULL", Ident::new(&self.name))),
+        Some(Sync::Derived {
             assign: vec![self.assign(up)],
-            inserts_only: true,
         })
     }
 

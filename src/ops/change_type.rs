@@ -171,11 +171,8 @@ impl Operation for ChangeType {
         })
     }
 
-    fn forward(&self, _ctx: &Ctx<'_>) -> Option<Forward> {
-        Some(Forward {
-            when: Some(format!("{} IS NULL", Ident::new(self.temp()))),
-            assign: vec![self.up()],
-        })
+    fn forward(&self, ctx: &Ctx<'_>) -> Option<Forward> {
+        self.sync(ctx)?.two_way_forward()
     }
 
     fn contract(&self, ctx: &Ctx<'_>) -> Contract {

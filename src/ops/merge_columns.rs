@@ -5,8 +5,8 @@
 use serde::Deserialize;
 
 use super::split_column::{
-    new_columns_constraints, new_columns_contract, new_columns_expand, new_columns_forward,
-    new_columns_rollback, NewColumnSpec,
+    new_columns_constraints, new_columns_contract, new_columns_expand, new_columns_rollback,
+    NewColumnSpec,
 };
 use super::{
     check_column_list, uses, Assign, Contract, Ctx, Effects, ExprCheck, Forward, Operation,
@@ -126,8 +126,8 @@ impl Operation for MergeColumns {
         })
     }
 
-    fn forward(&self, _ctx: &Ctx<'_>) -> Option<Forward> {
-        Some(new_columns_forward(&[&self.into]))
+    fn forward(&self, ctx: &Ctx<'_>) -> Option<Forward> {
+        self.sync(ctx)?.two_way_forward()
     }
 
     fn contract(&self, ctx: &Ctx<'_>) -> Contract {

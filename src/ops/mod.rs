@@ -106,6 +106,13 @@ pub struct Assign {
     pub type_name: String,
 }
 
+impl Assign {
+    /// `CAST((expr) AS type)`.
+    pub fn cast(&self) -> String {
+        format!("CAST(({}) AS {})", self.expr, self.type_name)
+    }
+}
+
 /// What the backfill computes for existing rows: `when` (over the row) picks the rows the
 /// assignments apply to; other rows keep their values.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,6 +139,14 @@ pub enum Sync {
         /// Old columns from new ones.
         down: Vec<Assign>,
     },
+    /// Columns derived from others by `up` (an added column with `up`): filled on `INSERT`
+    /// when the writer gives no value, and on `UPDATE`, unless the writer set the column itself,
+    /// recomputed when what it is derived from changed (or it is still NULL): the column
+    /// follows every write of the old release until contract.
+    Derived {
+        /// The derived columns.
+        assign: Vec<Assign>,
+    },
     /// Recompute columns of every written row for which `when` holds.
     OnWrite {
         /// A boolean condition over the written row; `None` means always.
@@ -141,6 +156,42 @@ pub enum Sync {
         /// Only on `INSERT` (filling a value the writer did not give).
         inserts_only: bool,
     },
+}
+
+impl Sync {
+    /// For a two-way sync, the condition (over the row) that picks rows whose new columns have
+    /// not been filled: all NULL, while the old columns are not what `down` derives from them
+    /// (a new-release write of NULLs is a value, the row is in sync). The trigger fills such a
+    /// row on any write of it; the backfill and `verify` use the same test.
+    pub fn unfilled(&self) -> Option<String> {
+        let Sync::TwoWay { new, down, .. } = self else {
+            return None;
+        };
+        let empty = format!("ROW({}) IS NULL", crate::sql::ident_list(new));
+        if down.is_empty() {
+            return Some(empty);
+        }
+        let olds: Vec<&Ident> = down.iter().map(|a| &a.column).collect();
+        let derived: Vec<String> = down.iter().map(Assign::cast).collect();
+        Some(format!(
+            "{empty} AND ROW({}) IS DISTINCT FROM ROW({})",
+            crate::sql::ident_list(olds),
+            derived.join(", ")
+        ))
+    }
+
+    /// For a two-way sync, the backfill: rows [`Sync::unfilled`] get their new columns from
+    /// `up`; every other row (filled by the trigger, or written by the new release) is left as
+    /// it is, so a lossy mapping never overwrites what the new release wrote.
+    pub fn two_way_forward(&self) -> Option<Forward> {
+        let Sync::TwoWay { up, .. } = self else {
+            return None;
+        };
+        Some(Forward {
+            when: self.unfilled(),
+            assign: up.clone(),
+        })
+    }
 }
 
 /// The statements of the contract phase, in two groups: validations run first, each in its own

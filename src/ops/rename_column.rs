@@ -90,10 +90,7 @@ impl Operation for RenameColumn {
     }
 
     fn forward(&self, ctx: &Ctx<'_>) -> Option<Forward> {
-        Some(Forward {
-            when: Some(format!("{} IS NULL", Ident::new(&self.to))),
-            assign: vec![self.up(ctx)],
-        })
+        self.sync(ctx)?.two_way_forward()
     }
 
     fn contract(&self, ctx: &Ctx<'_>) -> Contract {

@@ -107,20 +107,6 @@ pub fn new_columns_rollback(ctx: &Ctx<'_>, new: &[&NewColumnSpec]) -> Rollback {
     }
 }
 
-/// The backfill of split and merge: rows whose new columns are all NULL have not been written by
-/// the new release nor synced by the trigger; only those are filled, so a lossy mapping never
-/// overwrites what the new release wrote.
-pub fn new_columns_forward(new: &[&NewColumnSpec]) -> Forward {
-    let cols: Vec<String> = new
-        .iter()
-        .map(|c| Ident::new(&c.name).to_string())
-        .collect();
-    Forward {
-        when: Some(format!("ROW({}) IS NULL", cols.join(", "))),
-        assign: new.iter().map(|c| c.up()).collect(),
-    }
-}
-
 /// `kind = "split_column"`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -217,8 +203,8 @@ impl Operation for SplitColumn {
         })
     }
 
-    fn forward(&self, _ctx: &Ctx<'_>) -> Option<Forward> {
-        Some(new_columns_forward(&self.new_refs()))
+    fn forward(&self, ctx: &Ctx<'_>) -> Option<Forward> {
+        self.sync(ctx)?.two_way_forward()
     }
 
     fn contract(&self, ctx: &Ctx<'_>) -> Contract {

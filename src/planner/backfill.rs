@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use super::{
-    cast, display, display_opt, display_vec, Parts, Step, StepMode, BYPASS_SETTING, NEW_ROW, ROW,
+    display, display_opt, display_vec, Parts, Step, StepMode, BYPASS_SETTING, NEW_ROW, ROW,
 };
 use crate::db::catalog::TableInfo;
 use crate::ops::{Forward, LockLevel, Statement};
@@ -259,8 +259,8 @@ fn compute_chain(columns: &[Ident], forwards: &[Forward], alias: &Ident) -> Stri
             .iter()
             .map(|c| match f.assign.iter().find(|a| &a.column == c) {
                 Some(a) => match &f.when {
-                    Some(w) => format!("CASE WHEN ({w}) THEN {} ELSE {c} END AS {c}", cast(a)),
-                    None => format!("{} AS {c}", cast(a)),
+                    Some(w) => format!("CASE WHEN ({w}) THEN {} ELSE {c} END AS {c}", a.cast()),
+                    None => format!("{} AS {c}", a.cast()),
                 },
                 None => c.to_string(),
             })

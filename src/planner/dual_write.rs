@@ -1,7 +1,7 @@
 //! The dual-write phase: the plan's trigger function (one block per operation, in plan order)
 //! and its trigger, followed by the NOT VALID constraints.
 
-use super::{cast, ensure_schema, Parts, Step, StepMode, BYPASS_SETTING};
+use super::{ensure_schema, Parts, Step, StepMode, BYPASS_SETTING};
 use crate::ops::{Assign, LockLevel, Statement, Sync};
 use crate::sql::{comment, dollar_quote, literal, qualified_list, Ident, QualifiedName};
 
@@ -43,8 +43,8 @@ fn select_into(assign: &[Assign], when: Option<&str>, alias: &Ident) -> String {
     let values: Vec<String> = assign
         .iter()
         .map(|a| match when {
-            Some(w) => format!("CASE WHEN ({w}) THEN {} ELSE {} END", cast(a), a.column),
-            None => cast(a),
+            Some(w) => format!("CASE WHEN ({w}) THEN {} ELSE {} END", a.cast(), a.column),
+            None => a.cast(),
         })
         .collect();
     let targets: Vec<String> = assign.iter().map(|a| format!("NEW.{}", a.column)).collect();
@@ -52,6 +52,17 @@ fn select_into(assign: &[Assign], when: Option<&str>, alias: &Ident) -> String {
         "SELECT {} INTO {} FROM (SELECT NEW.*) AS {alias};",
         values.join(", "),
         targets.join(", ")
+    )
+}
+
+/// One column derived by `up`: on `INSERT` filled when the writer gave no value; on `UPDATE`,
+/// unless the writer changed it, recomputed when `up` gives something else than it gave for the
+/// row before the write (what it is derived from changed) or when it is still NULL.
+fn derived_block(a: &Assign, alias: &Ident) -> String {
+    let c = &a.column;
+    let up = a.cast();
+    format!(
+        "  IF TG_OP = 'INSERT' THEN\n    IF NEW.{c} IS NULL THEN\n      SELECT {up} INTO NEW.{c} FROM (SELECT NEW.*) AS {alias};\n    END IF;\n  ELSIF NEW.{c} IS NOT DISTINCT FROM OLD.{c} THEN\n    -- The writer left the derived column alone: it follows what it is derived from.\n    SELECT CASE WHEN NEW.{c} IS NULL OR _bf_n._bf_v IS DISTINCT FROM _bf_o._bf_v THEN _bf_n._bf_v ELSE NEW.{c} END INTO NEW.{c}\n      FROM (SELECT {up} AS _bf_v FROM (SELECT NEW.*) AS {alias}) AS _bf_n,\n           (SELECT {up} AS _bf_v FROM (SELECT OLD.*) AS {alias}) AS _bf_o;\n  END IF;\n"
     )
 }
 
@@ -68,6 +79,7 @@ fn trigger_function(name: &QualifiedName, alias: &Ident, syncs: &[(String, Sync)
         body.push_str(&format!("  {}\n", comment(what)));
         match sync {
             Sync::TwoWay { old, new, up, down } => {
+                let unfilled = sync.unfilled().unwrap_or_else(|| "false".to_string());
                 let up = select_into(up, None, alias);
                 let down = if down.is_empty() {
                     "NULL;".to_string()
@@ -75,13 +87,18 @@ fn trigger_function(name: &QualifiedName, alias: &Ident, syncs: &[(String, Sync)
                     select_into(down, None, alias)
                 };
                 body.push_str(&format!(
-                    "  IF TG_OP = 'INSERT' THEN\n    -- The old release inserts without the new columns; the new release fills them.\n    IF {new_null} IS NULL THEN\n      {up}\n    ELSE\n      {down}\n    END IF;\n  ELSIF {old_new} IS DISTINCT FROM {old_old} THEN\n    -- The old release wrote: derive the new columns, unless the writer set them too.\n    IF {new_new} IS NOT DISTINCT FROM {new_old} THEN\n      {up}\n    END IF;\n  ELSIF {new_new} IS DISTINCT FROM {new_old} THEN\n    -- The new release wrote: derive the old columns.\n    {down}\n  END IF;\n",
+                    "  IF TG_OP = 'INSERT' THEN\n    -- The old release inserts without the new columns; the new release fills them.\n    IF NOT {new_null} IS NULL THEN\n      {down}\n    ELSIF EXISTS (SELECT FROM (SELECT NEW.*) AS {alias} WHERE {unfilled}) THEN\n      {up}\n    END IF;\n  ELSIF {old_new} IS DISTINCT FROM {old_old} THEN\n    -- The old release wrote: derive the new columns, unless the writer set them too.\n    IF {new_new} IS NOT DISTINCT FROM {new_old} THEN\n      {up}\n    END IF;\n  ELSIF {new_new} IS DISTINCT FROM {new_old} THEN\n    -- The new release wrote: derive the old columns.\n    {down}\n  ELSIF {new_null} IS NULL THEN\n    -- A write of other columns of a row the backfill has not filled yet: fill it now, so\n    -- that no constraint on the new columns rejects a write the old schema accepts.\n    IF EXISTS (SELECT FROM (SELECT NEW.*) AS {alias} WHERE {unfilled}) THEN\n      {up}\n    END IF;\n  END IF;\n",
                     new_null = row_of("NEW", new),
                     old_new = row_of("NEW", old),
                     old_old = row_of("OLD", old),
                     new_new = row_of("NEW", new),
                     new_old = row_of("OLD", new),
                 ));
+            }
+            Sync::Derived { assign } => {
+                for a in assign {
+                    body.push_str(&derived_block(a, alias));
+                }
             }
             Sync::OnWrite {
                 when,

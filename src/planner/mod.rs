@@ -22,7 +22,7 @@ pub use self::transition::{
     catalog_before_expand, check_catalog, missing_after_expand, transition_table,
 };
 use crate::db::catalog::TableInfo;
-use crate::ops::{Assign, Ctx, Forward, LockLevel, Operation, Statement, Sync};
+use crate::ops::{Ctx, Forward, LockLevel, Operation, Statement, Sync};
 use crate::plan::{FieldPath, Plan};
 use crate::sql::{dollar_quote, literal, object_name, Ident, QualifiedName};
 use crate::version::Release;
@@ -337,11 +337,6 @@ pub fn build(plan: &Plan, catalog: &TableInfo, options: &PlannerOptions) -> Sche
         backfill,
         row_estimate: catalog.row_estimate,
     }
-}
-
-/// `CAST((expr) AS type)`.
-fn cast(a: &Assign) -> String {
-    format!("CAST(({}) AS {})", a.expr, a.type_name)
 }
 
 /// Serializes a name (or any value) as its SQL text.

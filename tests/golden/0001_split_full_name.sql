@@ -25,10 +25,10 @@ BEGIN
   -- operations[0]: split column "full_name" into "first_name", "last_name"
   IF TG_OP = 'INSERT' THEN
     -- The old release inserts without the new columns; the new release fills them.
-    IF ROW(NEW."first_name", NEW."last_name") IS NULL THEN
-      SELECT CAST((split_part(full_name, ' ', 1)) AS text), CAST((split_part(full_name, ' ', 2)) AS text) INTO NEW."first_name", NEW."last_name" FROM (SELECT NEW.*) AS "users";
-    ELSE
+    IF NOT ROW(NEW."first_name", NEW."last_name") IS NULL THEN
       SELECT CAST((concat_ws(' ', first_name, last_name)) AS text) INTO NEW."full_name" FROM (SELECT NEW.*) AS "users";
+    ELSIF EXISTS (SELECT FROM (SELECT NEW.*) AS "users" WHERE ROW("first_name", "last_name") IS NULL AND ROW("full_name") IS DISTINCT FROM ROW(CAST((concat_ws(' ', first_name, last_name)) AS text))) THEN
+      SELECT CAST((split_part(full_name, ' ', 1)) AS text), CAST((split_part(full_name, ' ', 2)) AS text) INTO NEW."first_name", NEW."last_name" FROM (SELECT NEW.*) AS "users";
     END IF;
   ELSIF ROW(NEW."full_name") IS DISTINCT FROM ROW(OLD."full_name") THEN
     -- The old release wrote: derive the new columns, unless the writer set them too.
@@ -38,6 +38,12 @@ BEGIN
   ELSIF ROW(NEW."first_name", NEW."last_name") IS DISTINCT FROM ROW(OLD."first_name", OLD."last_name") THEN
     -- The new release wrote: derive the old columns.
     SELECT CAST((concat_ws(' ', first_name, last_name)) AS text) INTO NEW."full_name" FROM (SELECT NEW.*) AS "users";
+  ELSIF ROW(NEW."first_name", NEW."last_name") IS NULL THEN
+    -- A write of other columns of a row the backfill has not filled yet: fill it now, so
+    -- that no constraint on the new columns rejects a write the old schema accepts.
+    IF EXISTS (SELECT FROM (SELECT NEW.*) AS "users" WHERE ROW("first_name", "last_name") IS NULL AND ROW("full_name") IS DISTINCT FROM ROW(CAST((concat_ws(' ', first_name, last_name)) AS text))) THEN
+      SELECT CAST((split_part(full_name, ' ', 1)) AS text), CAST((split_part(full_name, ' ', 2)) AS text) INTO NEW."first_name", NEW."last_name" FROM (SELECT NEW.*) AS "users";
+    END IF;
   END IF;
   RETURN NEW;
 END;
@@ -52,9 +58,9 @@ CREATE TRIGGER "bf_split_full_name_sync" BEFORE INSERT OR UPDATE ON "public"."us
 -- lock: ROW EXCLUSIVE
 WITH _bf_changed AS (
   UPDATE "public"."users" AS _bf_t
-     SET ("first_name", "last_name") = (SELECT _bf_n."first_name", _bf_n."last_name" FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("first_name", "last_name") IS NULL) THEN CAST((split_part(full_name, ' ', 1)) AS text) ELSE "first_name" END AS "first_name", CASE WHEN (ROW("first_name", "last_name") IS NULL) THEN CAST((split_part(full_name, ' ', 2)) AS text) ELSE "last_name" END AS "last_name" FROM (SELECT _bf_t.*) AS "users") AS _bf_n)
+     SET ("first_name", "last_name") = (SELECT _bf_n."first_name", _bf_n."last_name" FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("first_name", "last_name") IS NULL AND ROW("full_name") IS DISTINCT FROM ROW(CAST((concat_ws(' ', first_name, last_name)) AS text))) THEN CAST((split_part(full_name, ' ', 1)) AS text) ELSE "first_name" END AS "first_name", CASE WHEN (ROW("first_name", "last_name") IS NULL AND ROW("full_name") IS DISTINCT FROM ROW(CAST((concat_ws(' ', first_name, last_name)) AS text))) THEN CAST((split_part(full_name, ' ', 2)) AS text) ELSE "last_name" END AS "last_name" FROM (SELECT _bf_t.*) AS "users") AS _bf_n)
    WHERE (true)
-     AND EXISTS (SELECT FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("first_name", "last_name") IS NULL) THEN CAST((split_part(full_name, ' ', 1)) AS text) ELSE "first_name" END AS "first_name", CASE WHEN (ROW("first_name", "last_name") IS NULL) THEN CAST((split_part(full_name, ' ', 2)) AS text) ELSE "last_name" END AS "last_name" FROM (SELECT _bf_t.*) AS "users") AS _bf_n WHERE ROW(_bf_t."first_name", _bf_t."last_name") IS DISTINCT FROM ROW(_bf_n."first_name", _bf_n."last_name"))
+     AND EXISTS (SELECT FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("first_name", "last_name") IS NULL AND ROW("full_name") IS DISTINCT FROM ROW(CAST((concat_ws(' ', first_name, last_name)) AS text))) THEN CAST((split_part(full_name, ' ', 1)) AS text) ELSE "first_name" END AS "first_name", CASE WHEN (ROW("first_name", "last_name") IS NULL AND ROW("full_name") IS DISTINCT FROM ROW(CAST((concat_ws(' ', first_name, last_name)) AS text))) THEN CAST((split_part(full_name, ' ', 2)) AS text) ELSE "last_name" END AS "last_name" FROM (SELECT _bf_t.*) AS "users") AS _bf_n WHERE ROW(_bf_t."first_name", _bf_t."last_name") IS DISTINCT FROM ROW(_bf_n."first_name", _bf_n."last_name"))
   RETURNING 1
 )
 SELECT count(*) FROM _bf_changed;
@@ -96,15 +102,15 @@ DROP FUNCTION IF EXISTS "backfill"."bf_split_full_name_sync"();
 -- whole-table update
 WITH _bf_changed AS (
   UPDATE "public"."users" AS _bf_t
-     SET ("first_name", "last_name") = (SELECT _bf_n."first_name", _bf_n."last_name" FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("first_name", "last_name") IS NULL) THEN CAST((split_part(full_name, ' ', 1)) AS text) ELSE "first_name" END AS "first_name", CASE WHEN (ROW("first_name", "last_name") IS NULL) THEN CAST((split_part(full_name, ' ', 2)) AS text) ELSE "last_name" END AS "last_name" FROM (SELECT _bf_t.*) AS "users") AS _bf_n)
+     SET ("first_name", "last_name") = (SELECT _bf_n."first_name", _bf_n."last_name" FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("first_name", "last_name") IS NULL AND ROW("full_name") IS DISTINCT FROM ROW(CAST((concat_ws(' ', first_name, last_name)) AS text))) THEN CAST((split_part(full_name, ' ', 1)) AS text) ELSE "first_name" END AS "first_name", CASE WHEN (ROW("first_name", "last_name") IS NULL AND ROW("full_name") IS DISTINCT FROM ROW(CAST((concat_ws(' ', first_name, last_name)) AS text))) THEN CAST((split_part(full_name, ' ', 2)) AS text) ELSE "last_name" END AS "last_name" FROM (SELECT _bf_t.*) AS "users") AS _bf_n)
    WHERE (true)
-     AND EXISTS (SELECT FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("first_name", "last_name") IS NULL) THEN CAST((split_part(full_name, ' ', 1)) AS text) ELSE "first_name" END AS "first_name", CASE WHEN (ROW("first_name", "last_name") IS NULL) THEN CAST((split_part(full_name, ' ', 2)) AS text) ELSE "last_name" END AS "last_name" FROM (SELECT _bf_t.*) AS "users") AS _bf_n WHERE ROW(_bf_t."first_name", _bf_t."last_name") IS DISTINCT FROM ROW(_bf_n."first_name", _bf_n."last_name"))
+     AND EXISTS (SELECT FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("first_name", "last_name") IS NULL AND ROW("full_name") IS DISTINCT FROM ROW(CAST((concat_ws(' ', first_name, last_name)) AS text))) THEN CAST((split_part(full_name, ' ', 1)) AS text) ELSE "first_name" END AS "first_name", CASE WHEN (ROW("first_name", "last_name") IS NULL AND ROW("full_name") IS DISTINCT FROM ROW(CAST((concat_ws(' ', first_name, last_name)) AS text))) THEN CAST((split_part(full_name, ' ', 2)) AS text) ELSE "last_name" END AS "last_name" FROM (SELECT _bf_t.*) AS "users") AS _bf_n WHERE ROW(_bf_t."first_name", _bf_t."last_name") IS DISTINCT FROM ROW(_bf_n."first_name", _bf_n."last_name"))
   RETURNING 1
 )
 SELECT count(*) FROM _bf_changed;
 
 -- rows out of sync (read-only)
-SELECT count(*) FROM "public"."users" AS _bf_t CROSS JOIN LATERAL (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("first_name", "last_name") IS NULL) THEN CAST((split_part(full_name, ' ', 1)) AS text) ELSE "first_name" END AS "first_name", CASE WHEN (ROW("first_name", "last_name") IS NULL) THEN CAST((split_part(full_name, ' ', 2)) AS text) ELSE "last_name" END AS "last_name" FROM (SELECT _bf_t.*) AS "users") AS _bf_n WHERE ROW(_bf_t."first_name", _bf_t."last_name") IS DISTINCT FROM ROW(_bf_n."first_name", _bf_n."last_name");
+SELECT count(*) FROM "public"."users" AS _bf_t CROSS JOIN LATERAL (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("first_name", "last_name") IS NULL AND ROW("full_name") IS DISTINCT FROM ROW(CAST((concat_ws(' ', first_name, last_name)) AS text))) THEN CAST((split_part(full_name, ' ', 1)) AS text) ELSE "first_name" END AS "first_name", CASE WHEN (ROW("first_name", "last_name") IS NULL AND ROW("full_name") IS DISTINCT FROM ROW(CAST((concat_ws(' ', first_name, last_name)) AS text))) THEN CAST((split_part(full_name, ' ', 2)) AS text) ELSE "last_name" END AS "last_name" FROM (SELECT _bf_t.*) AS "users") AS _bf_n WHERE ROW(_bf_t."first_name", _bf_t."last_name") IS DISTINCT FROM ROW(_bf_n."first_name", _bf_n."last_name");
 
 -- the trigger's bypass, per transaction
 SELECT set_config('backfill.bypass', 'split_full_name', true);
@@ -121,9 +127,9 @@ _bf_last AS MATERIALIZED (
 ),
 _bf_changed AS (
   UPDATE "public"."users" AS _bf_t
-     SET ("first_name", "last_name") = (SELECT _bf_n."first_name", _bf_n."last_name" FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("first_name", "last_name") IS NULL) THEN CAST((split_part(full_name, ' ', 1)) AS text) ELSE "first_name" END AS "first_name", CASE WHEN (ROW("first_name", "last_name") IS NULL) THEN CAST((split_part(full_name, ' ', 2)) AS text) ELSE "last_name" END AS "last_name" FROM (SELECT _bf_t.*) AS "users") AS _bf_n)
+     SET ("first_name", "last_name") = (SELECT _bf_n."first_name", _bf_n."last_name" FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("first_name", "last_name") IS NULL AND ROW("full_name") IS DISTINCT FROM ROW(CAST((concat_ws(' ', first_name, last_name)) AS text))) THEN CAST((split_part(full_name, ' ', 1)) AS text) ELSE "first_name" END AS "first_name", CASE WHEN (ROW("first_name", "last_name") IS NULL AND ROW("full_name") IS DISTINCT FROM ROW(CAST((concat_ws(' ', first_name, last_name)) AS text))) THEN CAST((split_part(full_name, ' ', 2)) AS text) ELSE "last_name" END AS "last_name" FROM (SELECT _bf_t.*) AS "users") AS _bf_n)
    WHERE (true AND _bf_t."id" <= (SELECT "id" FROM _bf_last))
-     AND EXISTS (SELECT FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("first_name", "last_name") IS NULL) THEN CAST((split_part(full_name, ' ', 1)) AS text) ELSE "first_name" END AS "first_name", CASE WHEN (ROW("first_name", "last_name") IS NULL) THEN CAST((split_part(full_name, ' ', 2)) AS text) ELSE "last_name" END AS "last_name" FROM (SELECT _bf_t.*) AS "users") AS _bf_n WHERE ROW(_bf_t."first_name", _bf_t."last_name") IS DISTINCT FROM ROW(_bf_n."first_name", _bf_n."last_name"))
+     AND EXISTS (SELECT FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("first_name", "last_name") IS NULL AND ROW("full_name") IS DISTINCT FROM ROW(CAST((concat_ws(' ', first_name, last_name)) AS text))) THEN CAST((split_part(full_name, ' ', 1)) AS text) ELSE "first_name" END AS "first_name", CASE WHEN (ROW("first_name", "last_name") IS NULL AND ROW("full_name") IS DISTINCT FROM ROW(CAST((concat_ws(' ', first_name, last_name)) AS text))) THEN CAST((split_part(full_name, ' ', 2)) AS text) ELSE "last_name" END AS "last_name" FROM (SELECT _bf_t.*) AS "users") AS _bf_n WHERE ROW(_bf_t."first_name", _bf_t."last_name") IS DISTINCT FROM ROW(_bf_n."first_name", _bf_n."last_name"))
   RETURNING 1
 ),
 _bf_ckpt AS (
@@ -152,9 +158,9 @@ _bf_last AS MATERIALIZED (
 ),
 _bf_changed AS (
   UPDATE "public"."users" AS _bf_t
-     SET ("first_name", "last_name") = (SELECT _bf_n."first_name", _bf_n."last_name" FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("first_name", "last_name") IS NULL) THEN CAST((split_part(full_name, ' ', 1)) AS text) ELSE "first_name" END AS "first_name", CASE WHEN (ROW("first_name", "last_name") IS NULL) THEN CAST((split_part(full_name, ' ', 2)) AS text) ELSE "last_name" END AS "last_name" FROM (SELECT _bf_t.*) AS "users") AS _bf_n)
+     SET ("first_name", "last_name") = (SELECT _bf_n."first_name", _bf_n."last_name" FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("first_name", "last_name") IS NULL AND ROW("full_name") IS DISTINCT FROM ROW(CAST((concat_ws(' ', first_name, last_name)) AS text))) THEN CAST((split_part(full_name, ' ', 1)) AS text) ELSE "first_name" END AS "first_name", CASE WHEN (ROW("first_name", "last_name") IS NULL AND ROW("full_name") IS DISTINCT FROM ROW(CAST((concat_ws(' ', first_name, last_name)) AS text))) THEN CAST((split_part(full_name, ' ', 2)) AS text) ELSE "last_name" END AS "last_name" FROM (SELECT _bf_t.*) AS "users") AS _bf_n)
    WHERE (_bf_t."id" > ($4::text[])[1]::bigint AND _bf_t."id" <= (SELECT "id" FROM _bf_last))
-     AND EXISTS (SELECT FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("first_name", "last_name") IS NULL) THEN CAST((split_part(full_name, ' ', 1)) AS text) ELSE "first_name" END AS "first_name", CASE WHEN (ROW("first_name", "last_name") IS NULL) THEN CAST((split_part(full_name, ' ', 2)) AS text) ELSE "last_name" END AS "last_name" FROM (SELECT _bf_t.*) AS "users") AS _bf_n WHERE ROW(_bf_t."first_name", _bf_t."last_name") IS DISTINCT FROM ROW(_bf_n."first_name", _bf_n."last_name"))
+     AND EXISTS (SELECT FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("first_name", "last_name") IS NULL AND ROW("full_name") IS DISTINCT FROM ROW(CAST((concat_ws(' ', first_name, last_name)) AS text))) THEN CAST((split_part(full_name, ' ', 1)) AS text) ELSE "first_name" END AS "first_name", CASE WHEN (ROW("first_name", "last_name") IS NULL AND ROW("full_name") IS DISTINCT FROM ROW(CAST((concat_ws(' ', first_name, last_name)) AS text))) THEN CAST((split_part(full_name, ' ', 2)) AS text) ELSE "last_name" END AS "last_name" FROM (SELECT _bf_t.*) AS "users") AS _bf_n WHERE ROW(_bf_t."first_name", _bf_t."last_name") IS DISTINCT FROM ROW(_bf_n."first_name", _bf_n."last_name"))
   RETURNING 1
 ),
 _bf_ckpt AS (

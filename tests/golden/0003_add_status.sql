@@ -24,7 +24,14 @@ CREATE OR REPLACE FUNCTION "backfill"."bf_0003_add_status_sync"() RETURNS trigge
 BEGIN
   -- operations[1]: add column "email_domain" text
   IF TG_OP = 'INSERT' THEN
-    SELECT CASE WHEN ("email_domain" IS NULL) THEN CAST((split_part(email, '@', 2)) AS text) ELSE "email_domain" END INTO NEW."email_domain" FROM (SELECT NEW.*) AS "users";
+    IF NEW."email_domain" IS NULL THEN
+      SELECT CAST((split_part(email, '@', 2)) AS text) INTO NEW."email_domain" FROM (SELECT NEW.*) AS "users";
+    END IF;
+  ELSIF NEW."email_domain" IS NOT DISTINCT FROM OLD."email_domain" THEN
+    -- The writer left the derived column alone: it follows what it is derived from.
+    SELECT CASE WHEN NEW."email_domain" IS NULL OR _bf_n._bf_v IS DISTINCT FROM _bf_o._bf_v THEN _bf_n._bf_v ELSE NEW."email_domain" END INTO NEW."email_domain"
+      FROM (SELECT CAST((split_part(email, '@', 2)) AS text) AS _bf_v FROM (SELECT NEW.*) AS "users") AS _bf_n,
+           (SELECT CAST((split_part(email, '@', 2)) AS text) AS _bf_v FROM (SELECT OLD.*) AS "users") AS _bf_o;
   END IF;
   RETURN NEW;
 END;

@@ -23,10 +23,10 @@ BEGIN
   -- operations[0]: rename column "nickname" to "display_name"
   IF TG_OP = 'INSERT' THEN
     -- The old release inserts without the new columns; the new release fills them.
-    IF ROW(NEW."display_name") IS NULL THEN
-      SELECT CAST(("nickname") AS text) INTO NEW."display_name" FROM (SELECT NEW.*) AS "users";
-    ELSE
+    IF NOT ROW(NEW."display_name") IS NULL THEN
       SELECT CAST(("display_name") AS text) INTO NEW."nickname" FROM (SELECT NEW.*) AS "users";
+    ELSIF EXISTS (SELECT FROM (SELECT NEW.*) AS "users" WHERE ROW("display_name") IS NULL AND ROW("nickname") IS DISTINCT FROM ROW(CAST(("display_name") AS text))) THEN
+      SELECT CAST(("nickname") AS text) INTO NEW."display_name" FROM (SELECT NEW.*) AS "users";
     END IF;
   ELSIF ROW(NEW."nickname") IS DISTINCT FROM ROW(OLD."nickname") THEN
     -- The old release wrote: derive the new columns, unless the writer set them too.
@@ -36,6 +36,12 @@ BEGIN
   ELSIF ROW(NEW."display_name") IS DISTINCT FROM ROW(OLD."display_name") THEN
     -- The new release wrote: derive the old columns.
     SELECT CAST(("display_name") AS text) INTO NEW."nickname" FROM (SELECT NEW.*) AS "users";
+  ELSIF ROW(NEW."display_name") IS NULL THEN
+    -- A write of other columns of a row the backfill has not filled yet: fill it now, so
+    -- that no constraint on the new columns rejects a write the old schema accepts.
+    IF EXISTS (SELECT FROM (SELECT NEW.*) AS "users" WHERE ROW("display_name") IS NULL AND ROW("nickname") IS DISTINCT FROM ROW(CAST(("display_name") AS text))) THEN
+      SELECT CAST(("nickname") AS text) INTO NEW."display_name" FROM (SELECT NEW.*) AS "users";
+    END IF;
   END IF;
   RETURN NEW;
 END;
@@ -50,9 +56,9 @@ CREATE TRIGGER "bf_0004_rename_nickname_sync" BEFORE INSERT OR UPDATE ON "public
 -- lock: ROW EXCLUSIVE
 WITH _bf_changed AS (
   UPDATE "public"."users" AS _bf_t
-     SET ("display_name") = (SELECT _bf_n."display_name" FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN ("display_name" IS NULL) THEN CAST(("nickname") AS text) ELSE "display_name" END AS "display_name" FROM (SELECT _bf_t.*) AS "users") AS _bf_n)
+     SET ("display_name") = (SELECT _bf_n."display_name" FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("display_name") IS NULL AND ROW("nickname") IS DISTINCT FROM ROW(CAST(("display_name") AS text))) THEN CAST(("nickname") AS text) ELSE "display_name" END AS "display_name" FROM (SELECT _bf_t.*) AS "users") AS _bf_n)
    WHERE (true)
-     AND EXISTS (SELECT FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN ("display_name" IS NULL) THEN CAST(("nickname") AS text) ELSE "display_name" END AS "display_name" FROM (SELECT _bf_t.*) AS "users") AS _bf_n WHERE ROW(_bf_t."display_name") IS DISTINCT FROM ROW(_bf_n."display_name"))
+     AND EXISTS (SELECT FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("display_name") IS NULL AND ROW("nickname") IS DISTINCT FROM ROW(CAST(("display_name") AS text))) THEN CAST(("nickname") AS text) ELSE "display_name" END AS "display_name" FROM (SELECT _bf_t.*) AS "users") AS _bf_n WHERE ROW(_bf_t."display_name") IS DISTINCT FROM ROW(_bf_n."display_name"))
   RETURNING 1
 )
 SELECT count(*) FROM _bf_changed;
@@ -94,15 +100,15 @@ DROP FUNCTION IF EXISTS "backfill"."bf_0004_rename_nickname_sync"();
 -- whole-table update
 WITH _bf_changed AS (
   UPDATE "public"."users" AS _bf_t
-     SET ("display_name") = (SELECT _bf_n."display_name" FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN ("display_name" IS NULL) THEN CAST(("nickname") AS text) ELSE "display_name" END AS "display_name" FROM (SELECT _bf_t.*) AS "users") AS _bf_n)
+     SET ("display_name") = (SELECT _bf_n."display_name" FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("display_name") IS NULL AND ROW("nickname") IS DISTINCT FROM ROW(CAST(("display_name") AS text))) THEN CAST(("nickname") AS text) ELSE "display_name" END AS "display_name" FROM (SELECT _bf_t.*) AS "users") AS _bf_n)
    WHERE (true)
-     AND EXISTS (SELECT FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN ("display_name" IS NULL) THEN CAST(("nickname") AS text) ELSE "display_name" END AS "display_name" FROM (SELECT _bf_t.*) AS "users") AS _bf_n WHERE ROW(_bf_t."display_name") IS DISTINCT FROM ROW(_bf_n."display_name"))
+     AND EXISTS (SELECT FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("display_name") IS NULL AND ROW("nickname") IS DISTINCT FROM ROW(CAST(("display_name") AS text))) THEN CAST(("nickname") AS text) ELSE "display_name" END AS "display_name" FROM (SELECT _bf_t.*) AS "users") AS _bf_n WHERE ROW(_bf_t."display_name") IS DISTINCT FROM ROW(_bf_n."display_name"))
   RETURNING 1
 )
 SELECT count(*) FROM _bf_changed;
 
 -- rows out of sync (read-only)
-SELECT count(*) FROM "public"."users" AS _bf_t CROSS JOIN LATERAL (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN ("display_name" IS NULL) THEN CAST(("nickname") AS text) ELSE "display_name" END AS "display_name" FROM (SELECT _bf_t.*) AS "users") AS _bf_n WHERE ROW(_bf_t."display_name") IS DISTINCT FROM ROW(_bf_n."display_name");
+SELECT count(*) FROM "public"."users" AS _bf_t CROSS JOIN LATERAL (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("display_name") IS NULL AND ROW("nickname") IS DISTINCT FROM ROW(CAST(("display_name") AS text))) THEN CAST(("nickname") AS text) ELSE "display_name" END AS "display_name" FROM (SELECT _bf_t.*) AS "users") AS _bf_n WHERE ROW(_bf_t."display_name") IS DISTINCT FROM ROW(_bf_n."display_name");
 
 -- the trigger's bypass, per transaction
 SELECT set_config('backfill.bypass', '0004_rename_nickname', true);
@@ -119,9 +125,9 @@ _bf_last AS MATERIALIZED (
 ),
 _bf_changed AS (
   UPDATE "public"."users" AS _bf_t
-     SET ("display_name") = (SELECT _bf_n."display_name" FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN ("display_name" IS NULL) THEN CAST(("nickname") AS text) ELSE "display_name" END AS "display_name" FROM (SELECT _bf_t.*) AS "users") AS _bf_n)
+     SET ("display_name") = (SELECT _bf_n."display_name" FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("display_name") IS NULL AND ROW("nickname") IS DISTINCT FROM ROW(CAST(("display_name") AS text))) THEN CAST(("nickname") AS text) ELSE "display_name" END AS "display_name" FROM (SELECT _bf_t.*) AS "users") AS _bf_n)
    WHERE (true AND _bf_t."id" <= (SELECT "id" FROM _bf_last))
-     AND EXISTS (SELECT FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN ("display_name" IS NULL) THEN CAST(("nickname") AS text) ELSE "display_name" END AS "display_name" FROM (SELECT _bf_t.*) AS "users") AS _bf_n WHERE ROW(_bf_t."display_name") IS DISTINCT FROM ROW(_bf_n."display_name"))
+     AND EXISTS (SELECT FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("display_name") IS NULL AND ROW("nickname") IS DISTINCT FROM ROW(CAST(("display_name") AS text))) THEN CAST(("nickname") AS text) ELSE "display_name" END AS "display_name" FROM (SELECT _bf_t.*) AS "users") AS _bf_n WHERE ROW(_bf_t."display_name") IS DISTINCT FROM ROW(_bf_n."display_name"))
   RETURNING 1
 ),
 _bf_ckpt AS (
@@ -150,9 +156,9 @@ _bf_last AS MATERIALIZED (
 ),
 _bf_changed AS (
   UPDATE "public"."users" AS _bf_t
-     SET ("display_name") = (SELECT _bf_n."display_name" FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN ("display_name" IS NULL) THEN CAST(("nickname") AS text) ELSE "display_name" END AS "display_name" FROM (SELECT _bf_t.*) AS "users") AS _bf_n)
+     SET ("display_name") = (SELECT _bf_n."display_name" FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("display_name") IS NULL AND ROW("nickname") IS DISTINCT FROM ROW(CAST(("display_name") AS text))) THEN CAST(("nickname") AS text) ELSE "display_name" END AS "display_name" FROM (SELECT _bf_t.*) AS "users") AS _bf_n)
    WHERE (_bf_t."id" > ($4::text[])[1]::bigint AND _bf_t."id" <= (SELECT "id" FROM _bf_last))
-     AND EXISTS (SELECT FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN ("display_name" IS NULL) THEN CAST(("nickname") AS text) ELSE "display_name" END AS "display_name" FROM (SELECT _bf_t.*) AS "users") AS _bf_n WHERE ROW(_bf_t."display_name") IS DISTINCT FROM ROW(_bf_n."display_name"))
+     AND EXISTS (SELECT FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("display_name") IS NULL AND ROW("nickname") IS DISTINCT FROM ROW(CAST(("display_name") AS text))) THEN CAST(("nickname") AS text) ELSE "display_name" END AS "display_name" FROM (SELECT _bf_t.*) AS "users") AS _bf_n WHERE ROW(_bf_t."display_name") IS DISTINCT FROM ROW(_bf_n."display_name"))
   RETURNING 1
 ),
 _bf_ckpt AS (

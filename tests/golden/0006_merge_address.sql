@@ -23,10 +23,10 @@ BEGIN
   -- operations[0]: merge columns "street", "city" into "address"
   IF TG_OP = 'INSERT' THEN
     -- The old release inserts without the new columns; the new release fills them.
-    IF ROW(NEW."address") IS NULL THEN
-      SELECT CAST((concat_ws(', ', street, city)) AS text) INTO NEW."address" FROM (SELECT NEW.*) AS "users";
-    ELSE
+    IF NOT ROW(NEW."address") IS NULL THEN
       SELECT CAST((split_part(address, ', ', 1)) AS text), CAST((split_part(address, ', ', 2)) AS text) INTO NEW."street", NEW."city" FROM (SELECT NEW.*) AS "users";
+    ELSIF EXISTS (SELECT FROM (SELECT NEW.*) AS "users" WHERE ROW("address") IS NULL AND ROW("street", "city") IS DISTINCT FROM ROW(CAST((split_part(address, ', ', 1)) AS text), CAST((split_part(address, ', ', 2)) AS text))) THEN
+      SELECT CAST((concat_ws(', ', street, city)) AS text) INTO NEW."address" FROM (SELECT NEW.*) AS "users";
     END IF;
   ELSIF ROW(NEW."street", NEW."city") IS DISTINCT FROM ROW(OLD."street", OLD."city") THEN
     -- The old release wrote: derive the new columns, unless the writer set them too.
@@ -36,6 +36,12 @@ BEGIN
   ELSIF ROW(NEW."address") IS DISTINCT FROM ROW(OLD."address") THEN
     -- The new release wrote: derive the old columns.
     SELECT CAST((split_part(address, ', ', 1)) AS text), CAST((split_part(address, ', ', 2)) AS text) INTO NEW."street", NEW."city" FROM (SELECT NEW.*) AS "users";
+  ELSIF ROW(NEW."address") IS NULL THEN
+    -- A write of other columns of a row the backfill has not filled yet: fill it now, so
+    -- that no constraint on the new columns rejects a write the old schema accepts.
+    IF EXISTS (SELECT FROM (SELECT NEW.*) AS "users" WHERE ROW("address") IS NULL AND ROW("street", "city") IS DISTINCT FROM ROW(CAST((split_part(address, ', ', 1)) AS text), CAST((split_part(address, ', ', 2)) AS text))) THEN
+      SELECT CAST((concat_ws(', ', street, city)) AS text) INTO NEW."address" FROM (SELECT NEW.*) AS "users";
+    END IF;
   END IF;
   RETURN NEW;
 END;
@@ -50,9 +56,9 @@ CREATE TRIGGER "bf_0006_merge_address_sync" BEFORE INSERT OR UPDATE ON "public".
 -- lock: ROW EXCLUSIVE
 WITH _bf_changed AS (
   UPDATE "public"."users" AS _bf_t
-     SET ("address") = (SELECT _bf_n."address" FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("address") IS NULL) THEN CAST((concat_ws(', ', street, city)) AS text) ELSE "address" END AS "address" FROM (SELECT _bf_t.*) AS "users") AS _bf_n)
+     SET ("address") = (SELECT _bf_n."address" FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("address") IS NULL AND ROW("street", "city") IS DISTINCT FROM ROW(CAST((split_part(address, ', ', 1)) AS text), CAST((split_part(address, ', ', 2)) AS text))) THEN CAST((concat_ws(', ', street, city)) AS text) ELSE "address" END AS "address" FROM (SELECT _bf_t.*) AS "users") AS _bf_n)
    WHERE (true)
-     AND EXISTS (SELECT FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("address") IS NULL) THEN CAST((concat_ws(', ', street, city)) AS text) ELSE "address" END AS "address" FROM (SELECT _bf_t.*) AS "users") AS _bf_n WHERE ROW(_bf_t."address") IS DISTINCT FROM ROW(_bf_n."address"))
+     AND EXISTS (SELECT FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("address") IS NULL AND ROW("street", "city") IS DISTINCT FROM ROW(CAST((split_part(address, ', ', 1)) AS text), CAST((split_part(address, ', ', 2)) AS text))) THEN CAST((concat_ws(', ', street, city)) AS text) ELSE "address" END AS "address" FROM (SELECT _bf_t.*) AS "users") AS _bf_n WHERE ROW(_bf_t."address") IS DISTINCT FROM ROW(_bf_n."address"))
   RETURNING 1
 )
 SELECT count(*) FROM _bf_changed;
@@ -94,15 +100,15 @@ DROP FUNCTION IF EXISTS "backfill"."bf_0006_merge_address_sync"();
 -- whole-table update
 WITH _bf_changed AS (
   UPDATE "public"."users" AS _bf_t
-     SET ("address") = (SELECT _bf_n."address" FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("address") IS NULL) THEN CAST((concat_ws(', ', street, city)) AS text) ELSE "address" END AS "address" FROM (SELECT _bf_t.*) AS "users") AS _bf_n)
+     SET ("address") = (SELECT _bf_n."address" FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("address") IS NULL AND ROW("street", "city") IS DISTINCT FROM ROW(CAST((split_part(address, ', ', 1)) AS text), CAST((split_part(address, ', ', 2)) AS text))) THEN CAST((concat_ws(', ', street, city)) AS text) ELSE "address" END AS "address" FROM (SELECT _bf_t.*) AS "users") AS _bf_n)
    WHERE (true)
-     AND EXISTS (SELECT FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("address") IS NULL) THEN CAST((concat_ws(', ', street, city)) AS text) ELSE "address" END AS "address" FROM (SELECT _bf_t.*) AS "users") AS _bf_n WHERE ROW(_bf_t."address") IS DISTINCT FROM ROW(_bf_n."address"))
+     AND EXISTS (SELECT FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("address") IS NULL AND ROW("street", "city") IS DISTINCT FROM ROW(CAST((split_part(address, ', ', 1)) AS text), CAST((split_part(address, ', ', 2)) AS text))) THEN CAST((concat_ws(', ', street, city)) AS text) ELSE "address" END AS "address" FROM (SELECT _bf_t.*) AS "users") AS _bf_n WHERE ROW(_bf_t."address") IS DISTINCT FROM ROW(_bf_n."address"))
   RETURNING 1
 )
 SELECT count(*) FROM _bf_changed;
 
 -- rows out of sync (read-only)
-SELECT count(*) FROM "public"."users" AS _bf_t CROSS JOIN LATERAL (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("address") IS NULL) THEN CAST((concat_ws(', ', street, city)) AS text) ELSE "address" END AS "address" FROM (SELECT _bf_t.*) AS "users") AS _bf_n WHERE ROW(_bf_t."address") IS DISTINCT FROM ROW(_bf_n."address");
+SELECT count(*) FROM "public"."users" AS _bf_t CROSS JOIN LATERAL (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("address") IS NULL AND ROW("street", "city") IS DISTINCT FROM ROW(CAST((split_part(address, ', ', 1)) AS text), CAST((split_part(address, ', ', 2)) AS text))) THEN CAST((concat_ws(', ', street, city)) AS text) ELSE "address" END AS "address" FROM (SELECT _bf_t.*) AS "users") AS _bf_n WHERE ROW(_bf_t."address") IS DISTINCT FROM ROW(_bf_n."address");
 
 -- the trigger's bypass, per transaction
 SELECT set_config('backfill.bypass', '0006_merge_address', true);
@@ -119,9 +125,9 @@ _bf_last AS MATERIALIZED (
 ),
 _bf_changed AS (
   UPDATE "public"."users" AS _bf_t
-     SET ("address") = (SELECT _bf_n."address" FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("address") IS NULL) THEN CAST((concat_ws(', ', street, city)) AS text) ELSE "address" END AS "address" FROM (SELECT _bf_t.*) AS "users") AS _bf_n)
+     SET ("address") = (SELECT _bf_n."address" FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("address") IS NULL AND ROW("street", "city") IS DISTINCT FROM ROW(CAST((split_part(address, ', ', 1)) AS text), CAST((split_part(address, ', ', 2)) AS text))) THEN CAST((concat_ws(', ', street, city)) AS text) ELSE "address" END AS "address" FROM (SELECT _bf_t.*) AS "users") AS _bf_n)
    WHERE (true AND _bf_t."id" <= (SELECT "id" FROM _bf_last))
-     AND EXISTS (SELECT FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("address") IS NULL) THEN CAST((concat_ws(', ', street, city)) AS text) ELSE "address" END AS "address" FROM (SELECT _bf_t.*) AS "users") AS _bf_n WHERE ROW(_bf_t."address") IS DISTINCT FROM ROW(_bf_n."address"))
+     AND EXISTS (SELECT FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("address") IS NULL AND ROW("street", "city") IS DISTINCT FROM ROW(CAST((split_part(address, ', ', 1)) AS text), CAST((split_part(address, ', ', 2)) AS text))) THEN CAST((concat_ws(', ', street, city)) AS text) ELSE "address" END AS "address" FROM (SELECT _bf_t.*) AS "users") AS _bf_n WHERE ROW(_bf_t."address") IS DISTINCT FROM ROW(_bf_n."address"))
   RETURNING 1
 ),
 _bf_ckpt AS (
@@ -150,9 +156,9 @@ _bf_last AS MATERIALIZED (
 ),
 _bf_changed AS (
   UPDATE "public"."users" AS _bf_t
-     SET ("address") = (SELECT _bf_n."address" FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("address") IS NULL) THEN CAST((concat_ws(', ', street, city)) AS text) ELSE "address" END AS "address" FROM (SELECT _bf_t.*) AS "users") AS _bf_n)
+     SET ("address") = (SELECT _bf_n."address" FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("address") IS NULL AND ROW("street", "city") IS DISTINCT FROM ROW(CAST((split_part(address, ', ', 1)) AS text), CAST((split_part(address, ', ', 2)) AS text))) THEN CAST((concat_ws(', ', street, city)) AS text) ELSE "address" END AS "address" FROM (SELECT _bf_t.*) AS "users") AS _bf_n)
    WHERE (_bf_t."id" > ($4::text[])[1]::bigint AND _bf_t."id" <= (SELECT "id" FROM _bf_last))
-     AND EXISTS (SELECT FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("address") IS NULL) THEN CAST((concat_ws(', ', street, city)) AS text) ELSE "address" END AS "address" FROM (SELECT _bf_t.*) AS "users") AS _bf_n WHERE ROW(_bf_t."address") IS DISTINCT FROM ROW(_bf_n."address"))
+     AND EXISTS (SELECT FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("address") IS NULL AND ROW("street", "city") IS DISTINCT FROM ROW(CAST((split_part(address, ', ', 1)) AS text), CAST((split_part(address, ', ', 2)) AS text))) THEN CAST((concat_ws(', ', street, city)) AS text) ELSE "address" END AS "address" FROM (SELECT _bf_t.*) AS "users") AS _bf_n WHERE ROW(_bf_t."address") IS DISTINCT FROM ROW(_bf_n."address"))
   RETURNING 1
 ),
 _bf_ckpt AS (

@@ -16,8 +16,9 @@ down = { first_name = "split_part(full_name, ' ', 1)", last_name = "split_part(f
 "#,
     old_writes: "INSERT INTO t (id, first_name, last_name) VALUES (10, 'Edsger', 'Dijkstra') ON CONFLICT (id) DO UPDATE SET last_name = 'W'; UPDATE t SET last_name = 'Byron' WHERE id = 1;",
     new_writes: "INSERT INTO t (id, full_name) VALUES (11, 'Barbara Liskov'); UPDATE t SET full_name = 'Alan Mathison' WHERE id = 2;",
-    transition: ("SELECT id || ':' || coalesce(first_name, 'NULL') || ':' || coalesce(last_name, 'NULL') || ':' || full_name FROM t ORDER BY id", &["1:Ada:Byron:Ada Byron", "2:Alan:Mathison:Alan Mathison", "3:NULL:NULL:", "10:Edsger:W:Edsger W", "11:Barbara:Liskov:Barbara Liskov"]),
-    result: ("SELECT id || ':' || full_name FROM t ORDER BY id", &["1:Ada Byron", "2:Alan Mathison", "3:", "10:Edsger W", "11:Barbara Liskov"]),
+    // Row 3's old columns are what `down` gives for a NULL full name: in sync as it is.
+    transition: ("SELECT id || ':' || coalesce(first_name, 'NULL') || ':' || coalesce(last_name, 'NULL') || ':' || coalesce(full_name, 'NULL') FROM t ORDER BY id", &["1:Ada:Byron:Ada Byron", "2:Alan:Mathison:Alan Mathison", "3:NULL:NULL:NULL", "10:Edsger:W:Edsger W", "11:Barbara:Liskov:Barbara Liskov"]),
+    result: ("SELECT id || ':' || coalesce(full_name, 'NULL') FROM t ORDER BY id", &["1:Ada Byron", "2:Alan Mathison", "3:NULL", "10:Edsger W", "11:Barbara Liskov"]),
 };
 
 scenario_tests! {

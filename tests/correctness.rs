@@ -1,0 +1,312 @@
+//! The application never notices: writes of rows the backfill has not reached succeed,
+//! columns derived by `up` follow the old release's writes, a new-release write is the truth
+//! (`verify` agrees), and rows written past the trigger are re-walked (`--recheck`, and by the
+//! contract by itself), with their keys reported.
+
+use crate::support::{
+    backfill_cmd, backfill_ok, backfill_spawn, count, finish, rows, show, wait_walked, Plans,
+    TestDb,
+};
+
+/// Sends SIGINT to a background `backfill`, as Ctrl-C does.
+fn interrupt(child: &std::process::Child) {
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+const SCORES: &str =
+    "CREATE TABLE t (id bigint PRIMARY KEY, score int NOT NULL DEFAULT 0, age int);
+INSERT INTO t SELECT g, g * 3, 20 FROM generate_series(1, 300) g;";
+
+const WIDEN: &str = r#"
+table = "t"
+[[operations]]
+kind = "change_type"
+column = "score"
+type = "bigint"
+[release]
+expand = "1.0"
+contract = "2.0"
+"#;
+
+/// Issue: `UPDATE t SET age = 30` of a row the backfill has not reached failed with
+/// `violates check constraint "..._score_bf_new_not_null"`. Any write of such a row now fills
+/// it, while the backfill runs, and the contract ends with every row as written.
+#[tokio::test]
+async fn writes_of_rows_the_backfill_has_not_reached_succeed() {
+    let db = TestDb::new("unreached_rows").await;
+    let client = db.connect().await;
+    client.batch_execute(SCORES).await.expect("setup");
+    let plans = Plans::new("unreached_rows");
+    let plan = plans.write("widen.toml", WIDEN);
+    let child = backfill_spawn(
+        &[
+            "run",
+            &plan,
+            "--release",
+            "1.0",
+            "--max-rows-per-second",
+            "5",
+            "--batch-size",
+            "5",
+            "--workers",
+            "1",
+            "--progress",
+            "quiet",
+        ],
+        &db.url,
+    );
+    wait_walked(&client, 0).await;
+    // Rows near the end are far from the backfill's cursor; none of these touches `score`.
+    for sql in [
+        "UPDATE t SET age = 30 WHERE id = 300",
+        "UPDATE t SET age = age + 1 WHERE id > 250",
+        "UPDATE t SET age = age WHERE id = 299",
+        "INSERT INTO t (id, age) VALUES (1000, 5)",
+        "INSERT INTO t (id, score) VALUES (1001, NULL) ON CONFLICT DO NOTHING",
+    ] {
+        let r = client.batch_execute(sql).await;
+        if sql.contains("NULL") {
+            // The old schema refuses it too: NOT NULL on score.
+            assert!(r.is_err(), "{sql} must fail as it did before");
+        } else {
+            r.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        }
+    }
+    assert!(
+        count(&client, "SELECT count(*) FROM t WHERE score_bf_new IS NULL").await > 0,
+        "the backfill must still be running for this test to mean anything"
+    );
+    interrupt(&child);
+    let out = finish(child).await;
+    assert!(
+        matches!(out.status.code(), Some(130) | Some(0)),
+        "{}",
+        show(&out)
+    );
+    // The rate given on the command line was recorded for the backfill: lift it.
+    backfill_ok(
+        &[
+            "run",
+            &plan,
+            "--release",
+            "1.0",
+            "--max-rows-per-second",
+            "0",
+        ],
+        Some(&db.url),
+    );
+    backfill_ok(&["run", &plan, "--release", "2.0"], Some(&db.url));
+    let got = rows(
+        &client,
+        "SELECT id || ':' || score || ':' || age || ':' || pg_typeof(score) FROM t WHERE id IN (1, 250, 251, 299, 300, 1000) ORDER BY id",
+    )
+    .await;
+    assert_eq!(
+        got,
+        [
+            "1:3:20:bigint",
+            "250:750:20:bigint",
+            "251:753:21:bigint",
+            "299:897:21:bigint",
+            "300:900:31:bigint",
+            "1000:0:5:bigint",
+        ]
+    );
+    assert_eq!(
+        count(
+            &client,
+            "SELECT count(*) FROM t WHERE score <> id * 3 AND id <= 300"
+        )
+        .await,
+        0
+    );
+}
+
+const DOMAIN: &str = r#"
+table = "users"
+[[operations]]
+kind = "add_column"
+name = "email_domain"
+type = "text"
+up = "split_part(email, '@', 2)"
+[release]
+expand = "1.0"
+contract = "2.0"
+"#;
+
+/// Issue: a column derived by `up` was filled on INSERT only, so an old-release
+/// `UPDATE users SET email = ...` after the backfill left it stale and the deploy stuck. It
+/// follows every write of what it is derived from; a value the new release writes stays.
+#[tokio::test]
+async fn a_derived_column_follows_the_old_release_writes() {
+    let db = TestDb::new("derived_follows").await;
+    let client = db.connect().await;
+    client
+        .batch_execute(
+            "CREATE TABLE users (id bigint PRIMARY KEY, email text, age int);
+             INSERT INTO users VALUES (1, 'a@one.test', 1), (2, 'b@two.test', 2), (3, NULL, 3), (4, 'd@four.test', 4);",
+        )
+        .await
+        .expect("setup");
+    let plans = Plans::new("derived_follows");
+    let plan = plans.write("domain.toml", DOMAIN);
+    backfill_ok(&["run", &plan, "--release", "1.0"], Some(&db.url));
+    client
+        .batch_execute(
+            "UPDATE users SET email = 'a@moved.test' WHERE id = 1;
+             UPDATE users SET email = 'c@three.test' WHERE id = 3;
+             UPDATE users SET email_domain = 'chosen.test' WHERE id = 4;
+             UPDATE users SET age = 40 WHERE id = 4;
+             UPDATE users SET email = NULL WHERE id = 2;
+             INSERT INTO users (id, email) VALUES (5, 'e@five.test');
+             INSERT INTO users (id, email, email_domain) VALUES (6, 'f@six.test', 'own.test');",
+        )
+        .await
+        .expect("application writes");
+    let expected = [
+        "1:moved.test",
+        "2:NULL",
+        "3:three.test",
+        "4:chosen.test",
+        "5:five.test",
+        "6:own.test",
+    ];
+    let query = "SELECT id || ':' || coalesce(email_domain, 'NULL') FROM users ORDER BY id";
+    assert_eq!(rows(&client, query).await, expected);
+    let out = backfill_cmd(&["verify", &plan], Some(&db.url));
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    backfill_ok(&["run", &plan, "--release", "2.0"], Some(&db.url));
+    assert_eq!(rows(&client, query).await, expected);
+}
+
+const SPLIT: &str = r#"
+table = "users"
+[[operations]]
+kind = "split_column"
+column = "full_name"
+down = "concat_ws(' ', first_name, last_name)"
+[[operations.into]]
+name = "first_name"
+type = "text"
+up = "split_part(full_name, ' ', 1)"
+[[operations.into]]
+name = "last_name"
+type = "text"
+up = "split_part(full_name, ' ', 2)"
+[release]
+expand = "1.0"
+contract = "2.0"
+"#;
+
+/// Issue: a new-release `UPDATE users SET first_name = NULL, last_name = NULL` left a row that
+/// `verify` reported out of sync and no command could fix. The new release's write is the
+/// truth: `verify` agrees, and the contract keeps the NULLs. Rows written past the trigger
+/// (replication apply, triggers disabled) are found by `verify` with their keys, brought in
+/// sync by `run --phase backfill --recheck`, and by the contract itself.
+#[tokio::test]
+async fn new_release_writes_are_the_truth_and_stranded_rows_are_rewalked() {
+    let db = TestDb::new("stranded_rows").await;
+    let client = db.connect().await;
+    client
+        .batch_execute(
+            "CREATE TABLE users (id bigint PRIMARY KEY, full_name text);
+             INSERT INTO users SELECT g, 'First' || g || ' Last' || g FROM generate_series(1, 20) g;",
+        )
+        .await
+        .expect("setup");
+    let plans = Plans::new("stranded_rows");
+    let plan = plans.write("split.toml", SPLIT);
+    backfill_ok(&["run", &plan, "--release", "1.0"], Some(&db.url));
+    client
+        .batch_execute("UPDATE users SET first_name = NULL, last_name = NULL WHERE id = 6")
+        .await
+        .expect("new release write");
+    let out = backfill_cmd(&["verify", &plan], Some(&db.url));
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+
+    // Written past the trigger: the new columns stay empty.
+    client
+        .batch_execute(
+            "SET session_replication_role = replica;
+             INSERT INTO users (id, full_name) VALUES (21, 'Ada Lovelace'), (22, 'Alan Turing');
+             UPDATE users SET full_name = 'Grace Hopper', first_name = NULL, last_name = NULL WHERE id = 7;
+             SET session_replication_role = origin;",
+        )
+        .await
+        .expect("writes past the trigger");
+    let out = backfill_cmd(&["verify", &plan], Some(&db.url));
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let text = show(&out);
+    assert!(
+        text.contains("3 out of sync") && text.contains("\"id\" = '21'"),
+        "{text}"
+    );
+
+    let out = backfill_cmd(
+        &[
+            "run",
+            &plan,
+            "--phase",
+            "backfill",
+            "--recheck",
+            "--progress",
+            "quiet",
+        ],
+        Some(&db.url),
+    );
+    let text = show(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("3 rows out of sync") && text.contains("\"id\" = '7'"),
+        "{text}"
+    );
+    let out = backfill_cmd(&["verify", &plan], Some(&db.url));
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+
+    // One more past the trigger: the contract re-walks it before it switches.
+    client
+        .batch_execute(
+            "SET session_replication_role = replica;
+             INSERT INTO users (id, full_name) VALUES (23, 'Edsger Dijkstra');
+             SET session_replication_role = origin;",
+        )
+        .await
+        .expect("write past the trigger");
+    let out = backfill_cmd(&["run", &plan, "--release", "2.0"], Some(&db.url));
+    let text = show(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("\"id\" = '23'"), "{text}");
+    let got = rows(
+        &client,
+        "SELECT id || ':' || coalesce(first_name, 'NULL') || ':' || coalesce(last_name, 'NULL') FROM users WHERE id IN (5, 6, 7, 21, 22, 23) ORDER BY id",
+    )
+    .await;
+    assert_eq!(
+        got,
+        [
+            "5:First5:Last5",
+            "6:NULL:NULL",
+            "7:Grace:Hopper",
+            "21:Ada:Lovelace",
+            "22:Alan:Turing",
+            "23:Edsger:Dijkstra",
+        ]
+    );
+}
+
+/// `--recheck` goes with `--phase backfill`; elsewhere it is a usage error (exit 2).
+#[tokio::test]
+async fn recheck_without_the_backfill_phase_is_a_usage_error() {
+    let plans = Plans::new("recheck_usage");
+    let plan = plans.write("split.toml", SPLIT);
+    let out = backfill_cmd(
+        &["run", &plan, "--release", "1.0", "--recheck"],
+        Some("postgres://nobody@127.0.0.1:1/none"),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(show(&out).contains("--phase backfill"), "{}", show(&out));
+}
