@@ -33,6 +33,7 @@
 pub mod control;
 pub mod db;
 pub mod demo;
+pub mod deparse;
 pub mod diagnostics;
 pub mod engine;
 pub mod ephemeral;

@@ -310,3 +310,225 @@ async fn recheck_without_the_backfill_phase_is_a_usage_error() {
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     assert!(show(&out).contains("--phase backfill"), "{}", show(&out));
 }
+
+/// Everything a user would list about `t`: its columns, indexes, constraints (and those of
+/// other tables referencing it), comments, privileges and statistics targets.
+async fn catalog_of(client: &tokio_postgres::Client, table: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for q in [
+        format!("SELECT 'index ' || pg_get_indexdef(indexrelid) FROM pg_index WHERE indrelid = '{table}'::regclass ORDER BY 1"),
+        format!("SELECT 'constraint ' || conrelid::regclass || ' ' || conname || ' ' || pg_get_constraintdef(oid) || ' validated=' || convalidated FROM pg_constraint WHERE conrelid = '{table}'::regclass OR confrelid = '{table}'::regclass ORDER BY 1"),
+        format!("SELECT 'column ' || attname || ' notnull=' || attnotnull || ' default=' || coalesce(pg_get_expr(d.adbin, d.adrelid), '-') || ' comment=' || coalesce(col_description(a.attrelid, a.attnum), '-') || ' acl=' || coalesce(a.attacl::text, '-') || ' stats=' || coalesce(nullif(a.attstattarget::int4, -1)::text, '-') FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum WHERE attrelid = '{table}'::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attname"),
+        format!("SELECT 'sequence ' || s.oid::regclass || ' owned by ' || a.attname FROM pg_depend d JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S' JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid WHERE d.refobjid = '{table}'::regclass AND d.deptype = 'a' ORDER BY 1"),
+    ] {
+        out.extend(rows(client, &q).await);
+    }
+    out
+}
+
+/// Issue: change_type lost the old column's foreign key (orphans accepted, `ON DELETE
+/// CASCADE` gone) and its indexes. Every kind of index, the unique constraint, the check, the
+/// foreign keys from it and to it, the comment, privileges and statistics target are there
+/// after the contract, on the new column, exactly as before; and they work.
+#[tokio::test]
+async fn change_type_carries_everything_the_column_had() {
+    let db = TestDb::new("carry_over").await;
+    let client = db.connect().await;
+    let reader = format!("{}_reader", db.name);
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE parent (code int PRIMARY KEY);
+             INSERT INTO parent SELECT g FROM generate_series(0, 100) g;
+             CREATE TABLE t (
+               id bigint PRIMARY KEY,
+               score int NOT NULL DEFAULT 0 CONSTRAINT t_score_positive CHECK (score >= 0)
+                 CONSTRAINT t_score_parent REFERENCES parent (code) ON DELETE CASCADE,
+               age int,
+               CONSTRAINT t_score_uniq UNIQUE (score)
+             );
+             CREATE INDEX t_score_partial ON t (score) WHERE age > 30;
+             CREATE INDEX t_age_score ON t (age, score DESC NULLS LAST) INCLUDE (id);
+             CREATE INDEX t_score_twice ON t ((score * 2));
+             COMMENT ON COLUMN t.score IS 'the score';
+             ALTER TABLE t ALTER COLUMN score SET STATISTICS 500;
+             CREATE ROLE \"{reader}\";
+             GRANT SELECT (score) ON t TO \"{reader}\";
+             CREATE TABLE child (id int PRIMARY KEY, t_score int CONSTRAINT child_t REFERENCES t (score));
+             INSERT INTO t SELECT g, g, 20 + g FROM generate_series(1, 50) g;
+             INSERT INTO child VALUES (1, 10), (2, 11);"
+        ))
+        .await
+        .expect("setup");
+    let before = catalog_of(&client, "t").await;
+    let plans = Plans::new("carry_over");
+    let plan = plans.write("widen.toml", WIDEN);
+    backfill_ok(&["run", &plan, "--release", "1.0"], Some(&db.url));
+    client
+        .batch_execute("INSERT INTO t (id, score, age) VALUES (60, 60, 1); UPDATE t SET score = 61 WHERE id = 1; INSERT INTO child VALUES (3, 61);")
+        .await
+        .expect("old-release writes during the transition");
+    backfill_ok(&["run", &plan, "--release", "2.0"], Some(&db.url));
+    let after = catalog_of(&client, "t").await;
+    assert_eq!(after, before, "the catalog after contract");
+    assert_eq!(
+        rows(&client, "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 't'::regclass AND attname = 'score'").await,
+        ["bigint"]
+    );
+    // And they work: each statement is refused by the object carried over.
+    for (sql, object) in [
+        ("INSERT INTO t (id, score) VALUES (100, 20)", "t_score_uniq"),
+        (
+            "INSERT INTO t (id, score) VALUES (101, 100000)",
+            "t_score_parent",
+        ),
+        (
+            "INSERT INTO t (id, score) VALUES (102, -1)",
+            "t_score_positive",
+        ),
+        ("INSERT INTO child VALUES (9, 999)", "child_t"),
+        ("DELETE FROM t WHERE id = 10", "child_t"),
+    ] {
+        let err = client.batch_execute(sql).await.expect_err(sql);
+        let text = err
+            .as_db_error()
+            .map(|e| e.message().to_string())
+            .unwrap_or_default();
+        assert!(text.contains(object), "{sql}: {text}");
+    }
+    client
+        .batch_execute("DELETE FROM parent WHERE code = 3")
+        .await
+        .expect("cascade");
+    assert_eq!(
+        count(&client, "SELECT count(*) FROM t WHERE score = 3").await,
+        0
+    );
+    assert_eq!(
+        rows(
+            &client,
+            &format!("SELECT has_column_privilege('{reader}', 't', 'score', 'SELECT')::text")
+        )
+        .await,
+        ["true"]
+    );
+    client
+        .batch_execute(&format!(
+            "DROP OWNED BY \"{reader}\"; DROP ROLE \"{reader}\""
+        ))
+        .await
+        .expect("drop the role");
+}
+
+/// Issue: changing the type of a primary-key column was refused. The new key's unique index is
+/// built concurrently, and the primary key switched `USING INDEX` at contract; the sequence
+/// and the foreign keys of other tables follow.
+#[tokio::test]
+async fn the_type_of_a_primary_key_changes() {
+    let db = TestDb::new("pk_type").await;
+    let client = db.connect().await;
+    client
+        .batch_execute(
+            "CREATE TABLE users (id serial PRIMARY KEY, name text);
+             CREATE TABLE orders (id serial PRIMARY KEY, user_id int REFERENCES users (id) ON DELETE CASCADE);
+             INSERT INTO users (name) SELECT 'u' || g FROM generate_series(1, 100) g;
+             INSERT INTO orders (user_id) SELECT g FROM generate_series(1, 100) g;",
+        )
+        .await
+        .expect("setup");
+    let before = catalog_of(&client, "users").await;
+    let plans = Plans::new("pk_type");
+    let plan = plans.write(
+        "widen_id.toml",
+        "table = \"users\"\n[[operations]]\nkind = \"change_type\"\ncolumn = \"id\"\ntype = \"bigint\"\n[release]\nexpand = \"1.0\"\ncontract = \"2.0\"\n",
+    );
+    backfill_ok(&["run", &plan, "--release", "1.0"], Some(&db.url));
+    client
+        .batch_execute("INSERT INTO users (name) VALUES ('during'); INSERT INTO orders (user_id) VALUES (101);")
+        .await
+        .expect("old-release writes");
+    backfill_ok(&["run", &plan, "--release", "2.0"], Some(&db.url));
+    assert_eq!(catalog_of(&client, "users").await, before);
+    client
+        .batch_execute("INSERT INTO users (name) VALUES ('after'); DELETE FROM users WHERE id = 5;")
+        .await
+        .expect("writes after the contract");
+    assert_eq!(
+        rows(&client, "SELECT id || ':' || name || ':' || pg_typeof(id) FROM users WHERE id > 100 ORDER BY id").await,
+        ["101:during:bigint", "102:after:bigint"]
+    );
+    assert_eq!(
+        count(&client, "SELECT count(*) FROM orders WHERE user_id = 5").await,
+        0
+    );
+    assert!(client
+        .batch_execute("INSERT INTO orders (user_id) VALUES (5000)")
+        .await
+        .is_err());
+}
+
+/// Issue: a view selecting a column the contract drops passed `validate` and expand, then the
+/// contract failed with 2BP01 a release later. Dependent objects, and indexes or constraints a
+/// contract would lose, are refused at `validate`, each named, before anything changes.
+#[tokio::test]
+async fn what_a_contract_would_break_or_lose_is_refused_at_validate() {
+    let db = TestDb::new("dependents").await;
+    let client = db.connect().await;
+    client
+        .batch_execute(
+            "CREATE TABLE users (id bigint PRIMARY KEY, full_name text, score int, legacy text, age int);
+             CREATE VIEW names AS SELECT id, full_name FROM users;
+             CREATE INDEX users_legacy_age ON users (legacy, age);
+             CREATE INDEX users_legacy ON users (legacy);
+             CREATE TABLE audit (id int, who text, age int GENERATED ALWAYS AS (length(who)) STORED);
+             ALTER TABLE users ADD COLUMN twice int GENERATED ALWAYS AS (score * 2) STORED;
+             ALTER TABLE users ENABLE ROW LEVEL SECURITY;
+             CREATE POLICY adults ON users USING (age >= 18);
+             INSERT INTO users (id, full_name, score, legacy, age) VALUES (1, 'Ada Lovelace', 3, 'x', 36);",
+        )
+        .await
+        .expect("setup");
+    let plans = Plans::new("dependents");
+    let cases = [
+        (
+            "split.toml",
+            "table = \"users\"\n[[operations]]\nkind = \"split_column\"\ncolumn = \"full_name\"\ndown = \"first_name\"\ninto = [{ name = \"first_name\", type = \"text\", up = \"full_name\" }]\n".to_string(),
+            vec!["view names depends on column \"full_name\""],
+        ),
+        (
+            "widen.toml",
+            "table = \"users\"\n[[operations]]\nkind = \"change_type\"\ncolumn = \"score\"\ntype = \"bigint\"\n".to_string(),
+            vec!["generated column twice depends on column \"score\""],
+        ),
+        (
+            "drop.toml",
+            "table = \"users\"\n[[operations]]\nkind = \"drop_column\"\ncolumn = \"legacy\"\n[[operations]]\nkind = \"drop_column\"\ncolumn = \"age\"\n".to_string(),
+            vec![
+                "index \"users_legacy_age\"",
+                "policy adults on table users depends on column \"age\"",
+            ],
+        ),
+    ];
+    let before = crate::support::snapshot(&client, "users", "id").await;
+    for (file, text, expected) in cases {
+        let path = plans.write(file, &text);
+        for command in ["validate", "run"] {
+            let out = backfill_cmd(&[command, &path], Some(&db.url));
+            let shown = show(&out);
+            assert_eq!(out.status.code(), Some(2), "{file} {command}: {shown}");
+            for e in &expected {
+                assert!(
+                    shown.contains(e),
+                    "{file} {command}: expected {e:?} in:\n{shown}"
+                );
+            }
+        }
+        // The single-column index on the dropped column goes with it: not refused.
+        assert!(!show(&backfill_cmd(&["validate", &path], Some(&db.url)))
+            .contains("\"users_legacy\" ("));
+    }
+    assert_eq!(
+        crate::support::snapshot(&client, "users", "id").await,
+        before,
+        "nothing changed"
+    );
+}

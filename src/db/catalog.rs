@@ -21,6 +21,18 @@ pub struct ColumnInfo {
     pub identity: Option<char>,
     /// A generated (stored) column.
     pub generated: bool,
+    /// `COMMENT ON COLUMN`.
+    #[serde(default)]
+    pub comment: Option<String>,
+    /// Column privileges (`GRANT SELECT (c) ON t TO r`): one `aclitem` text each.
+    #[serde(default)]
+    pub grants: Vec<String>,
+    /// `SET STATISTICS`, when set.
+    #[serde(default)]
+    pub statistics: Option<i32>,
+    /// The sequence the column owns (`OWNED BY`), schema-qualified and quoted.
+    #[serde(default)]
+    pub owned_sequence: Option<String>,
 }
 
 /// An index on the table.
@@ -38,6 +50,15 @@ pub struct IndexInfo {
     pub valid: bool,
     /// Partial index.
     pub partial: bool,
+    /// `pg_get_indexdef`: the statement that builds it.
+    #[serde(default)]
+    pub definition: String,
+    /// Every column it involves, in keys, `INCLUDE`, expressions and predicate.
+    #[serde(default)]
+    pub involves: Vec<String>,
+    /// Whether it implements a constraint (primary key, unique, exclusion).
+    #[serde(default)]
+    pub constraint: bool,
 }
 
 /// A constraint on the table, or a foreign key elsewhere that references it.
@@ -47,10 +68,30 @@ pub struct ConstraintInfo {
     pub name: String,
     /// `p`, `u`, `c`, `f`, `x`.
     pub kind: char,
-    /// The table it is defined on.
+    /// The table it is defined on, schema-qualified, quoted where needed.
     pub table: String,
     /// Columns of the plan's table that it involves.
     pub columns: Vec<String>,
+    /// `pg_get_constraintdef`.
+    #[serde(default)]
+    pub definition: String,
+    /// A foreign key of another table that references this one.
+    #[serde(default)]
+    pub foreign: bool,
+}
+
+/// An object that depends on columns of the table and that PostgreSQL would refuse to keep (or
+/// drop silently with `CASCADE`) when one of them is dropped: a view, a rule, a policy, a
+/// trigger, a function with an SQL body, a generated column, a publication's column list,
+/// extended statistics.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Dependent {
+    /// The column of the table it depends on.
+    pub column: String,
+    /// What it is (`view`, `policy`, ...).
+    pub kind: String,
+    /// Its name, as `pg_describe_object` prints it.
+    pub name: String,
 }
 
 /// Which columns identify a row for keyset pagination.
@@ -77,6 +118,9 @@ pub struct TableInfo {
     pub indexes: Vec<IndexInfo>,
     /// Constraints on the table and foreign keys that reference it.
     pub constraints: Vec<ConstraintInfo>,
+    /// Objects that depend on its columns (beyond its own indexes and constraints).
+    #[serde(default)]
+    pub dependents: Vec<Dependent>,
     /// `reltuples`: the planner's row estimate (never a `count(*)`).
     pub row_estimate: i64,
 }
@@ -125,7 +169,14 @@ pub async fn table_info(client: &Client, table: &QualifiedName) -> Result<Option
         .query(
             "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), a.attnotnull,
                     pg_get_expr(d.adbin, d.adrelid), nullif(a.attidentity, '')::text,
-                    a.attgenerated <> ''
+                    a.attgenerated <> '',
+                    col_description(a.attrelid, a.attnum),
+                    coalesce(a.attacl::text[], '{}'),
+                    nullif(a.attstattarget::int4, -1),
+                    (SELECT s.oid::regclass::text FROM pg_depend dep JOIN pg_class s ON s.oid = dep.objid
+                      WHERE dep.classid = 'pg_class'::regclass AND dep.refobjid = a.attrelid
+                        AND dep.refobjsubid = a.attnum AND dep.deptype = 'a' AND s.relkind = 'S'
+                      LIMIT 1)
                FROM pg_attribute a
                LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
               WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
@@ -142,6 +193,10 @@ pub async fn table_info(client: &Client, table: &QualifiedName) -> Result<Option
             default: r.get(3),
             identity: r.get::<_, Option<String>>(4).and_then(|s| s.chars().next()),
             generated: r.get(5),
+            comment: r.get(6),
+            grants: r.get(7),
+            statistics: r.get(8),
+            owned_sequence: r.get(9),
         })
         .collect::<Vec<_>>();
 
@@ -152,7 +207,16 @@ pub async fn table_info(client: &Client, table: &QualifiedName) -> Result<Option
                             FROM unnest(i.indkey[0:i.indnkeyatts - 1]) WITH ORDINALITY k(attnum, n)
                             LEFT JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
                            ORDER BY k.n),
-                    i.indisunique, i.indisprimary, i.indisvalid, i.indpred IS NOT NULL
+                    i.indisunique, i.indisprimary, i.indisvalid, i.indpred IS NOT NULL,
+                    pg_get_indexdef(i.indexrelid),
+                    array(SELECT a.attname::text FROM pg_attribute a
+                           WHERE a.attrelid = i.indrelid AND a.attnum > 0 AND (
+                                 a.attnum = ANY (i.indkey::int2[])
+                              OR EXISTS (SELECT FROM pg_depend dep
+                                          WHERE dep.classid = 'pg_class'::regclass AND dep.objid = i.indexrelid
+                                            AND dep.refobjid = i.indrelid AND dep.refobjsubid = a.attnum))
+                           ORDER BY a.attnum),
+                    EXISTS (SELECT FROM pg_constraint con WHERE con.conindid = i.indexrelid AND con.conrelid = i.indrelid)
                FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
               WHERE i.indrelid = $1
               ORDER BY ic.relname",
@@ -168,15 +232,20 @@ pub async fn table_info(client: &Client, table: &QualifiedName) -> Result<Option
             primary: r.get(3),
             valid: r.get(4),
             partial: r.get(5),
+            definition: r.get(6),
+            involves: r.get(7),
+            constraint: r.get(8),
         })
         .collect::<Vec<_>>();
 
     let constraints = client
         .query(
-            "SELECT con.conname::text, con.contype::text, con.conrelid::regclass::text,
+            "SELECT con.conname::text, con.contype::text,
+                    (SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = con.conrelid),
                     array(SELECT a.attname::text
                             FROM unnest(CASE WHEN con.conrelid = $1 THEN con.conkey ELSE con.confkey END) k(attnum)
-                            JOIN pg_attribute a ON a.attrelid = $1 AND a.attnum = k.attnum)
+                            JOIN pg_attribute a ON a.attrelid = $1 AND a.attnum = k.attnum),
+                    pg_get_constraintdef(con.oid), con.conrelid <> $1
                FROM pg_constraint con
               WHERE con.conrelid = $1 OR (con.confrelid = $1 AND con.contype = 'f')
               ORDER BY con.conname",
@@ -190,8 +259,13 @@ pub async fn table_info(client: &Client, table: &QualifiedName) -> Result<Option
             kind: r.get::<_, String>(1).chars().next().unwrap_or('?'),
             table: r.get(2),
             columns: r.get(3),
+            definition: r.get(4),
+            foreign: r.get(5),
         })
         .collect::<Vec<_>>();
+    let dependents = dependents(client, oid)
+        .await
+        .map_err(|e| Error::db(ctx(), &e))?;
 
     let not_null = |name: &String| columns.iter().any(|c| &c.name == name && c.not_null);
     let (key, key_source) = if let Some(pk) = indexes.iter().find(|i| i.primary) {
@@ -223,8 +297,67 @@ pub async fn table_info(client: &Client, table: &QualifiedName) -> Result<Option
         key_source,
         indexes,
         constraints,
+        dependents,
         row_estimate,
     }))
+}
+
+/// Objects depending on columns of table `oid` that dropping the column would break: found
+/// through `pg_depend` (views and rules through their rewrite rule, policies, triggers,
+/// functions with an SQL body, extended statistics, publications' column lists) and generated
+/// columns through their default expression. The table's own indexes and constraints are
+/// described by [`TableInfo::indexes`] and [`TableInfo::constraints`].
+async fn dependents(
+    client: &Client,
+    oid: u32,
+) -> std::result::Result<Vec<Dependent>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT DISTINCT a.attname::text,
+                    CASE d.classid
+                      WHEN 'pg_rewrite'::regclass THEN
+                        (SELECT CASE c.relkind WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view' ELSE 'rule' END
+                           FROM pg_rewrite r JOIN pg_class c ON c.oid = r.ev_class WHERE r.oid = d.objid)
+                      WHEN 'pg_policy'::regclass THEN 'policy'
+                      WHEN 'pg_trigger'::regclass THEN 'trigger'
+                      WHEN 'pg_proc'::regclass THEN 'function'
+                      WHEN 'pg_statistic_ext'::regclass THEN 'statistics'
+                      WHEN 'pg_publication_rel'::regclass THEN 'publication'
+                      WHEN 'pg_attrdef'::regclass THEN 'generated column'
+                    END,
+                    CASE d.classid
+                      WHEN 'pg_rewrite'::regclass THEN
+                        (SELECT CASE WHEN c.relkind IN ('v', 'm') THEN c.oid::regclass::text ELSE pg_describe_object(d.classid, d.objid, 0) END
+                           FROM pg_rewrite r JOIN pg_class c ON c.oid = r.ev_class WHERE r.oid = d.objid)
+                      WHEN 'pg_attrdef'::regclass THEN
+                        (SELECT quote_ident(g.attname) FROM pg_attrdef ad JOIN pg_attribute g ON g.attrelid = ad.adrelid AND g.attnum = ad.adnum WHERE ad.oid = d.objid)
+                      ELSE pg_describe_object(d.classid, d.objid, 0)
+                    END
+               FROM pg_depend d
+               JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+              WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = $1 AND d.refobjsubid > 0
+                AND d.deptype IN ('n', 'a')
+                AND d.classid IN ('pg_rewrite'::regclass, 'pg_policy'::regclass, 'pg_trigger'::regclass,
+                                  'pg_proc'::regclass, 'pg_statistic_ext'::regclass,
+                                  'pg_publication_rel'::regclass, 'pg_attrdef'::regclass)
+                AND NOT (d.classid = 'pg_attrdef'::regclass
+                         AND EXISTS (SELECT FROM pg_attrdef ad WHERE ad.oid = d.objid AND ad.adnum = d.refobjsubid))
+                AND NOT (d.classid = 'pg_trigger'::regclass
+                         AND EXISTS (SELECT FROM pg_trigger t WHERE t.oid = d.objid AND t.tgisinternal))
+              ORDER BY 1, 2, 3",
+            &[&oid],
+        )
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| Dependent {
+            column: r.get(0),
+            kind: r
+                .get::<_, Option<String>>(1)
+                .unwrap_or_else(|| "object".to_string()),
+            name: r.get::<_, Option<String>>(2).unwrap_or_default(),
+        })
+        .collect())
 }
 
 /// Whether `type_name` names a type the server knows (`to_regtype`).

@@ -2,14 +2,17 @@
 //! in sync by the trigger and filled by the backfill), then swapped in at contract: the old
 //! column is dropped and the new one renamed into its place, with the old default and NOT NULL.
 //!
-//! The swap is metadata only. Indexes and constraints on the old column go with it: recreate
-//! them with `create_index` / `add_unique` operations on the new column in a later plan.
+//! The swap is metadata only. What the old column carries is carried over ([`super::carry`]):
+//! its indexes are built on the hidden column during expand, its checks and foreign keys
+//! added `NOT VALID` with the trigger and validated at contract, and the switch renames them,
+//! along with the comment, privileges, statistics target and owned sequence.
 
 use serde::Deserialize;
 
 use super::{
-    add_column, drop_column, use_of, Assign, Contract, Ctx, Effects, ExprCheck, Forward, LockLevel,
-    NewColumn, NotNullViaCheck, Operation, Problems, Rollback, Statement, Sync,
+    add_column, carry, drop_column, use_of, Assign, Contract, Ctx, Effects, ExprCheck, Forward,
+    IndexBuild, LockLevel, NewColumn, NotNullViaCheck, Operation, Problems, Removal, Rollback,
+    Statement, Sync,
 };
 use crate::diagnostics::FieldPath;
 use crate::sql::{fit_identifier, Ident};
@@ -107,18 +110,15 @@ impl Operation for ChangeType {
     }
 
     fn check_catalog(&self, ctx: &Ctx<'_>, problems: &mut Problems) {
-        if let Some(c) = ctx.column(&self.column) {
-            if c.default.as_deref().is_some_and(|d| d.contains("nextval(")) {
-                problems.add(
-                    FieldPath::of("column"),
-                    format!(
-                        "column {} of {} is fed by a sequence; changing its type would drop the sequence with the old column. Change the sequence's owner first",
-                        Ident::new(&self.column),
-                        ctx.qualified()
-                    ),
-                );
-            }
-        }
+        carry::refusals(ctx, &self.column, &FieldPath::of("column"), problems);
+    }
+
+    fn removal(&self) -> Removal {
+        Removal::Carried
+    }
+
+    fn indexes(&self, ctx: &Ctx<'_>) -> Vec<IndexBuild> {
+        carry::carry(ctx, &self.column, &self.temp()).indexes
     }
 
     fn expressions(&self, ctx: &Ctx<'_>) -> Vec<ExprCheck> {
@@ -155,6 +155,7 @@ impl Operation for ChangeType {
         self.not_null(ctx)
             .map(|nn| nn.expand(ctx))
             .into_iter()
+            .chain(carry::carry(ctx, &self.column, &self.temp()).constraints)
             .collect()
     }
 
@@ -177,16 +178,16 @@ impl Operation for ChangeType {
 
     fn contract(&self, ctx: &Ctx<'_>) -> Contract {
         let column = Ident::new(&self.column);
-        let mut switch = vec![
-            drop_column(ctx, &self.column),
-            Statement::new(
-                LockLevel::AccessExclusive,
-                ctx.alter(format_args!(
-                    "RENAME COLUMN {} TO {column}",
-                    Ident::new(self.temp())
-                )),
-            ),
-        ];
+        let carried = carry::carry(ctx, &self.column, &self.temp());
+        let mut switch = carried.before_drop;
+        switch.push(drop_column(ctx, &self.column));
+        switch.push(Statement::new(
+            LockLevel::AccessExclusive,
+            ctx.alter(format_args!(
+                "RENAME COLUMN {} TO {column}",
+                Ident::new(self.temp())
+            )),
+        ));
         if let Some(d) = self.new_default(ctx) {
             switch.push(Statement::new(
                 LockLevel::AccessExclusive,
@@ -203,13 +204,19 @@ impl Operation for ChangeType {
             };
             switch.extend(renamed.switch(ctx));
         }
+        validate.extend(carried.validate);
+        // A primary key switched USING INDEX needs the NOT NULL set just above.
+        switch.extend(carried.after_rename);
         Contract { validate, switch }
     }
 
     fn rollback(&self, ctx: &Ctx<'_>) -> Rollback {
+        let carried = carry::carry(ctx, &self.column, &self.temp());
+        let mut statements = carried.rollback;
+        statements.push(drop_column(ctx, &self.temp()));
         Rollback {
-            indexes: Vec::new(),
-            statements: vec![drop_column(ctx, &self.temp())],
+            indexes: carried.rollback_indexes,
+            statements,
         }
     }
 }
@@ -227,7 +234,17 @@ impl ChangeType {
             None => ctx
                 .column(&self.column)
                 .and_then(|c| c.default.clone())
-                .map(|d| format!("CAST(({d}) AS {})", self.type_name)),
+                .map(|d| {
+                    // A number stays as written (PostgreSQL fits it to any numeric type), so
+                    // the catalog reads as before; anything else is cast.
+                    let number = d.trim_start_matches('-');
+                    if !number.is_empty() && number.chars().all(|c| c.is_ascii_digit() || c == '.')
+                    {
+                        d
+                    } else {
+                        format!("CAST(({d}) AS {})", self.type_name)
+                    }
+                }),
         }
     }
 }

@@ -5,7 +5,8 @@
 use serde::Deserialize;
 
 use super::{
-    drop_column, use_of, Assign, Contract, Ctx, Effects, ExprCheck, Operation, Problems, Sync,
+    drop_column, use_of, Assign, Contract, Ctx, Effects, ExprCheck, Operation, Problems, Removal,
+    Sync,
 };
 use crate::diagnostics::FieldPath;
 use crate::sql::Ident;
@@ -49,6 +50,10 @@ impl Operation for DropColumn {
                 );
             }
         }
+    }
+
+    fn removal(&self) -> Removal {
+        Removal::Dropped
     }
 
     fn effects(&self) -> Effects {

@@ -18,6 +18,7 @@ pub mod add_check;
 pub mod add_column;
 pub mod add_foreign_key;
 pub mod add_unique;
+pub mod carry;
 pub mod change_type;
 pub mod create_index;
 pub mod drop_column;
@@ -349,6 +350,23 @@ impl<'a> Ctx<'a> {
     }
 }
 
+/// What becomes at contract of the indexes, constraints and dependent objects of a column an
+/// operation removes (see [`Operation::removal`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    /// The column is replaced by new ones that cannot carry them (split, merge): any index,
+    /// constraint or dependent object on it is refused at `validate`, named.
+    Replaced,
+    /// The column is dropped: what involves it alone goes with it; what also involves other
+    /// columns, foreign keys of other tables and dependent objects are refused.
+    Dropped,
+    /// Everything is carried over to the new column (`change_type`); dependent objects that
+    /// PostgreSQL would not let the old column be dropped with are refused.
+    Carried,
+    /// The physical column stays (`rename_column` renames it): nothing is lost.
+    Kept,
+}
+
 /// The trait every operation kind implements. All methods but `kind`, `summary` and `effects`
 /// have defaults for kinds that have nothing to say in a phase.
 pub trait Operation: fmt::Debug {
@@ -365,6 +383,11 @@ pub trait Operation: fmt::Debug {
 
     /// The columns this operation creates, drops, rewrites and reads.
     fn effects(&self) -> Effects;
+
+    /// What becomes of what the columns it removes carry.
+    fn removal(&self) -> Removal {
+        Removal::Replaced
+    }
 
     /// Checks against the live catalog beyond column existence (which the planner checks from
     /// [`Operation::effects`]).

@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::{
     add_column, drop_column, use_of, Assign, Contract, Ctx, Effects, Forward, LockLevel, NewColumn,
-    Operation, Problems, Rollback, Statement, Sync,
+    Operation, Problems, Removal, Rollback, Statement, Sync,
 };
 use crate::diagnostics::FieldPath;
 use crate::sql::Ident;
@@ -56,6 +56,10 @@ impl Operation for RenameColumn {
                 "the new name is the same as the old one",
             );
         }
+    }
+
+    fn removal(&self) -> Removal {
+        Removal::Kept
     }
 
     fn effects(&self) -> Effects {

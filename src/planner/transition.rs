@@ -2,6 +2,7 @@
 //! of a plan against its table's catalog that need no database.
 
 use crate::db::catalog::{ColumnInfo, TableInfo};
+use crate::ops::Removal;
 use crate::ops::{Ctx, Problems};
 use crate::plan::{FieldPath, Plan};
 
@@ -28,6 +29,10 @@ pub fn transition_table(plan: &Plan, catalog: &TableInfo) -> TableInfo {
                 default: None,
                 identity: None,
                 generated: false,
+                comment: None,
+                grants: Vec::new(),
+                statistics: None,
+                owned_sequence: None,
             });
         }
     }
@@ -116,7 +121,9 @@ pub fn check_catalog(plan: &Plan, catalog: &TableInfo, in_flight: bool) -> Probl
                 );
                 continue;
             }
-            if changes && catalog.key.contains(&u.name) {
+            // A key column's type changes through a new key switched at contract.
+            let carried = op.removal() == Removal::Carried;
+            if changes && catalog.key.contains(&u.name) && !carried {
                 problems.add(
                     base.join(&u.field),
                     format!("column \"{}\" is part of the key of {}, which the backfill walks by; it cannot be changed or dropped", u.name, catalog.name),
@@ -143,6 +150,9 @@ pub fn check_catalog(plan: &Plan, catalog: &TableInfo, in_flight: bool) -> Probl
         let mut own = Problems::default();
         if !in_flight {
             op.check_catalog(&ctx, &mut own);
+            for u in &effects.removes {
+                removal_problems(catalog, op.removal(), &u.name, &u.field, &mut own);
+            }
         }
         for p in own.0 {
             problems.add(base.join(&p.field), p.message);
@@ -150,4 +160,76 @@ pub fn check_catalog(plan: &Plan, catalog: &TableInfo, in_flight: bool) -> Probl
         created_so_far.extend(effects.creates.into_iter().map(|c| c.name));
     }
     problems
+}
+
+/// What contract would lose or fail on when it drops `column`, per [`Removal`]: dependent
+/// objects (views, policies, ...) always; indexes and constraints unless carried over or, for
+/// a dropped column, on it alone.
+fn removal_problems(
+    catalog: &TableInfo,
+    removal: Removal,
+    column: &str,
+    field: &FieldPath,
+    problems: &mut Problems,
+) {
+    if removal == Removal::Kept || catalog.column(column).is_none() {
+        return;
+    }
+    let verb = if removal == Removal::Dropped {
+        "drops"
+    } else {
+        "replaces"
+    };
+    for d in catalog.dependents.iter().filter(|d| d.column == column) {
+        problems.add(
+            field.clone(),
+            format!(
+                "{} {} depends on column \"{column}\" of {}, which contract {verb}: PostgreSQL would refuse to drop the column. Change or drop the {} first",
+                d.kind, d.name, catalog.name, d.kind
+            ),
+        );
+    }
+    if removal == Removal::Carried {
+        return;
+    }
+    let alone = |cols: &[String]| removal == Removal::Dropped && cols.iter().all(|c| c == column);
+    for i in catalog
+        .indexes
+        .iter()
+        .filter(|i| i.involves.iter().any(|c| c == column))
+    {
+        if !alone(&i.involves) {
+            problems.add(
+                field.clone(),
+                format!(
+                    "index \"{}\" ({}) involves column \"{column}\", which contract {verb}: it would be lost. Drop it first (DROP INDEX CONCURRENTLY), or build what you need on the new columns",
+                    i.name, i.definition
+                ),
+            );
+        }
+    }
+    let indexed = |name: &str| catalog.indexes.iter().any(|i| i.name == name);
+    for c in catalog
+        .constraints
+        .iter()
+        .filter(|c| c.columns.iter().any(|x| x == column))
+    {
+        if c.foreign {
+            problems.add(
+                field.clone(),
+                format!(
+                    "foreign key \"{}\" of {} references column \"{column}\", which contract {verb}: drop it first",
+                    c.name, c.table
+                ),
+            );
+        } else if !indexed(&c.name) && !alone(&c.columns) {
+            problems.add(
+                field.clone(),
+                format!(
+                    "constraint \"{}\" ({}) involves column \"{column}\", which contract {verb}: it would be lost. Drop it first, or add what you need on the new columns",
+                    c.name, c.definition
+                ),
+            );
+        }
+    }
 }

@@ -81,7 +81,7 @@ ALTER TABLE "public"."users" DROP COLUMN IF EXISTS "score";
 -- lock: ACCESS EXCLUSIVE
 ALTER TABLE "public"."users" RENAME COLUMN "score_bf_new" TO "score";
 -- lock: ACCESS EXCLUSIVE
-ALTER TABLE "public"."users" ALTER COLUMN "score" SET DEFAULT CAST((0) AS bigint);
+ALTER TABLE "public"."users" ALTER COLUMN "score" SET DEFAULT 0;
 -- lock: ACCESS EXCLUSIVE
 ALTER TABLE "public"."users" ALTER COLUMN "score" SET NOT NULL;
 -- lock: ACCESS EXCLUSIVE
