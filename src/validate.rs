@@ -61,14 +61,135 @@ pub async fn validate_with(
     if !problems.0.is_empty() {
         return Err(plan.errors(problems).into());
     }
+    let mut warnings = warnings(plan, &catalog);
+    check_data(
+        client,
+        plan,
+        &catalog,
+        real_columns,
+        &mut problems,
+        &mut warnings,
+    )
+    .await?;
+    if !problems.0.is_empty() {
+        return Err(plan.errors(problems).into());
+    }
     let schedule = planner::build(plan, &catalog, options);
-    let warnings = warnings(plan, &catalog);
     Ok(Validated {
         plan: plan.clone(),
         catalog,
         schedule,
         warnings,
     })
+}
+
+/// How long one data check may read before it is given up (with a warning: the contract's
+/// `VALIDATE` still checks every row).
+pub const DATA_CHECK_TIMEOUT: &str = "60s";
+
+/// Rows that break a constraint the plan adds without a `fill` (orphans of a foreign key,
+/// duplicates under a unique constraint or index, rows failing a check, NULLs under NOT
+/// NULL): counted read-only, each check bounded by [`DATA_CHECK_TIMEOUT`], and reported with
+/// the keys of the first ten, before anything changes. A check over columns that an earlier
+/// operation of the plan (or an earlier plan) creates or rewrites is skipped: those rows change
+/// before the constraint is validated.
+async fn check_data(
+    client: &mut Client,
+    plan: &Plan,
+    catalog: &TableInfo,
+    real_columns: usize,
+    problems: &mut Problems,
+    warnings: &mut Vec<String>,
+) -> Result<()> {
+    let real: Vec<&str> = catalog.columns[..real_columns.min(catalog.columns.len())]
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    let key: Vec<crate::sql::Ident> = catalog.key_idents();
+    if key.is_empty() {
+        return Ok(());
+    }
+    let alias = catalog.alias().to_string();
+    let describe: Vec<String> = key
+        .iter()
+        .map(|k| {
+            format!(
+                "format('%s = %L', {}, {alias}.{k})",
+                crate::sql::literal(&k.to_string())
+            )
+        })
+        .collect();
+    let order = crate::sql::qualified_list(&alias, &key);
+    let mut changed: Vec<String> = Vec::new();
+    for (i, spec) in plan.operations.iter().enumerate() {
+        let op = spec.op();
+        let base = FieldPath::of("operations").index(i);
+        let ctx = Ctx {
+            plan: &plan.name,
+            table: catalog,
+            position: i,
+            path: &base,
+        };
+        for check in op.data_checks(&ctx) {
+            let readable = check
+                .columns
+                .iter()
+                .all(|c| real.contains(&c.as_str()) && !changed.contains(c));
+            if !readable {
+                continue;
+            }
+            let from = format!("FROM {} AS {alias} WHERE {}", catalog.name, check.condition);
+            let sql = format!(
+                "SELECT (SELECT count(*) {from})::int8, ARRAY(SELECT concat_ws(', ', {}) {from} ORDER BY {order} LIMIT 10)",
+                describe.join(", ")
+            );
+            let ctx_err = |e: tokio_postgres::Error| {
+                Error::db(format!("checking the rows of {}", catalog.name), &e)
+            };
+            let tx = client.transaction().await.map_err(ctx_err)?;
+            tx.execute("SET TRANSACTION READ ONLY", &[])
+                .await
+                .map_err(ctx_err)?;
+            tx.execute(
+                "SELECT set_config('statement_timeout', $1, true)",
+                &[&DATA_CHECK_TIMEOUT],
+            )
+            .await
+            .map_err(ctx_err)?;
+            match tx.query_one(&sql, &[]).await {
+                Ok(row) => {
+                    let n: i64 = row.get(0);
+                    let keys: Vec<String> = row.get(1);
+                    if n > 0 {
+                        problems.add(
+                            base.join(&check.field),
+                            format!(
+                                "{n} {} of {} {}, for example the {} with {}; the contract's VALIDATE would fail on them",
+                                if n == 1 { "row" } else { "rows" },
+                                catalog.name,
+                                check.what,
+                                if keys.len() == 1 { "row" } else { "rows" },
+                                keys.join("; ")
+                            ),
+                        );
+                    }
+                }
+                Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::QUERY_CANCELED) => {
+                    warnings.push(format!(
+                        "{}: the rows of {} were not checked within {DATA_CHECK_TIMEOUT}; the contract's VALIDATE checks them",
+                        base.join(&check.field),
+                        catalog.name
+                    ));
+                }
+                Err(e) => return Err(ctx_err(e)),
+            }
+            let _ = tx.rollback().await;
+        }
+        let effects = op.effects();
+        changed.extend(effects.writes.into_iter().map(|u| u.name));
+        changed.extend(effects.creates.into_iter().map(|c| c.name));
+    }
+    Ok(())
 }
 
 /// The live catalog of the plan's table; a plan error (located at `table`) when there is no

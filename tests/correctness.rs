@@ -532,3 +532,77 @@ async fn what_a_contract_would_break_or_lose_is_refused_at_validate() {
         "nothing changed"
     );
 }
+
+/// Issue: rows that break a new constraint (orphans, duplicates, rows failing a check, NULLs)
+/// surfaced when the contract's VALIDATE failed, a release later. `validate` and `run` count
+/// them before any DDL and name the first keys; with a `fill` the plan goes through.
+#[tokio::test]
+async fn rows_that_break_a_new_constraint_are_reported_before_anything_changes() {
+    let db = TestDb::new("violations").await;
+    let client = db.connect().await;
+    client
+        .batch_execute(
+            "CREATE TABLE users (id bigint PRIMARY KEY);
+             INSERT INTO users SELECT generate_series(1, 10);
+             CREATE TABLE orders (id bigint PRIMARY KEY, user_id bigint, reference text, total int);
+             INSERT INTO orders VALUES (1, 1, 'a', 5), (2, 77, 'b', -3), (3, 2, 'a', NULL), (4, 88, 'c', 9), (5, NULL, NULL, 1);",
+        )
+        .await
+        .expect("setup");
+    let before = crate::support::snapshot(&client, "orders", "id").await;
+    let plans = Plans::new("violations");
+    let op = |body: &str| format!("table = \"orders\"\n[[operations]]\n{body}\n");
+    let cases = [
+        (
+            "fk.toml",
+            op("kind = \"add_foreign_key\"\ncolumns = [\"user_id\"]\nreferences = { table = \"users\", columns = [\"id\"] }"),
+            "2 rows of \"public\".\"orders\" reference no row of \"public\".\"users\", for example the rows with \"id\" = '2'; \"id\" = '4'",
+        ),
+        (
+            "unique.toml",
+            op("kind = \"add_unique\"\ncolumns = [\"reference\"]"),
+            "2 rows of \"public\".\"orders\" share their (\"reference\") with another row, for example the rows with \"id\" = '1'; \"id\" = '3'",
+        ),
+        (
+            "index.toml",
+            op("kind = \"create_index\"\ncolumns = [\"reference\"]\nunique = true"),
+            "share their (\"reference\") with another row",
+        ),
+        (
+            "check.toml",
+            op("kind = \"add_check\"\nname = \"total_positive\"\ncheck = \"total > 0\""),
+            "1 row of \"public\".\"orders\" fail the check (give `fill` to repair them), for example the row with \"id\" = '2'",
+        ),
+        (
+            "not_null.toml",
+            op("kind = \"set_not_null\"\ncolumn = \"total\""),
+            "1 row of \"public\".\"orders\" have \"total\" NULL",
+        ),
+    ];
+    for (file, text, expected) in &cases {
+        let path = plans.write(file, text);
+        for command in ["validate", "run"] {
+            let out = backfill_cmd(&[command, &path], Some(&db.url));
+            let shown = show(&out);
+            assert_eq!(out.status.code(), Some(2), "{file} {command}: {shown}");
+            assert!(
+                shown.contains(expected),
+                "{file} {command}: expected {expected:?} in:\n{shown}"
+            );
+        }
+    }
+    assert_eq!(
+        crate::support::snapshot(&client, "orders", "id").await,
+        before,
+        "nothing changed"
+    );
+    // With a fill the plan goes through, and so does a partial unique index that skips them.
+    for (file, text) in [
+        ("fill_check.toml", op("kind = \"add_check\"\nname = \"total_positive\"\ncheck = \"total > 0\"\nfill = { total = \"abs(total)\" }")),
+        ("fill_null.toml", op("kind = \"set_not_null\"\ncolumn = \"total\"\nfill = \"0\"")),
+        ("partial.toml", op("kind = \"create_index\"\ncolumns = [\"reference\"]\nunique = true\nwhere = \"id > 1\"\nname = \"orders_reference_later\"")),
+    ] {
+        let path = plans.write(file, &text);
+        backfill_ok(&["validate", &path], Some(&db.url));
+    }
+}

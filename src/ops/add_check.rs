@@ -6,8 +6,8 @@
 use serde::Deserialize;
 
 use super::{
-    drop_constraint, uses, validate_constraint, Assign, Contract, Ctx, Effects, ExprCheck, Forward,
-    LockLevel, Operation, Problems, Rollback, Statement, Sync,
+    drop_constraint, uses, validate_constraint, Assign, Contract, Ctx, DataCheck, Effects,
+    ExprCheck, Forward, LockLevel, Operation, Problems, Rollback, Statement, Sync,
 };
 use crate::diagnostics::FieldPath;
 use crate::ops::ExprMap;
@@ -111,6 +111,19 @@ impl Operation for AddCheck {
                 self.check
             )),
         )]
+    }
+
+    fn data_checks(&self, ctx: &Ctx<'_>) -> Vec<DataCheck> {
+        if !self.fill.is_empty() {
+            return Vec::new();
+        }
+        let columns = ctx.table.columns.iter().map(|c| c.name.clone()).collect();
+        vec![DataCheck {
+            field: FieldPath::of("check"),
+            what: "fail the check (give `fill` to repair them)".to_string(),
+            condition: format!("({}) IS FALSE", self.check),
+            columns,
+        }]
     }
 
     fn sync(&self, ctx: &Ctx<'_>) -> Option<Sync> {

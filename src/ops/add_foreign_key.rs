@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 use super::{
     check_column_list, column_list, drop_constraint, uses, validate_constraint, Contract, Ctx,
-    Effects, LockLevel, Operation, Problems, Reference, Rollback, Statement,
+    DataCheck, Effects, LockLevel, Operation, Problems, Reference, Rollback, Statement,
 };
 use crate::diagnostics::FieldPath;
 use crate::sql::{Ident, QualifiedName};
@@ -121,6 +121,34 @@ impl Operation for AddForeignKey {
             reads: uses(&FieldPath::of("columns"), &self.columns),
             ..Effects::default()
         }
+    }
+
+    fn data_checks(&self, ctx: &Ctx<'_>) -> Vec<DataCheck> {
+        let Some(target) = QualifiedName::parse(&self.references.table) else {
+            return Vec::new();
+        };
+        let row = ctx.table.alias().to_string();
+        let matches: Vec<String> = self
+            .columns
+            .iter()
+            .zip(&self.references.columns)
+            .map(|(l, r)| format!("_bf_r.{} = {row}.{}", Ident::new(r), Ident::new(l)))
+            .collect();
+        let present: Vec<String> = self
+            .columns
+            .iter()
+            .map(|c| format!("{row}.{} IS NOT NULL", Ident::new(c)))
+            .collect();
+        vec![DataCheck {
+            field: FieldPath::of("columns"),
+            what: format!("reference no row of {target}"),
+            condition: format!(
+                "{} AND NOT EXISTS (SELECT FROM {target} AS _bf_r WHERE {})",
+                present.join(" AND "),
+                matches.join(" AND ")
+            ),
+            columns: self.columns.clone(),
+        }]
     }
 
     fn references(&self) -> Option<Reference> {

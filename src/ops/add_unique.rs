@@ -6,8 +6,8 @@
 use serde::Deserialize;
 
 use super::{
-    check_column_list, concurrent_index, default_index_name, uses, Contract, Ctx, Effects,
-    IndexBuild, LockLevel, Operation, Problems, Rollback, Statement,
+    check_column_list, concurrent_index, default_index_name, uses, Contract, Ctx, DataCheck,
+    Effects, IndexBuild, LockLevel, Operation, Problems, Rollback, Statement,
 };
 use crate::diagnostics::FieldPath;
 use crate::sql::{ident_list, Ident};
@@ -31,6 +31,15 @@ impl AddUnique {
 }
 
 impl Operation for AddUnique {
+    fn data_checks(&self, ctx: &Ctx<'_>) -> Vec<DataCheck> {
+        vec![DataCheck::duplicates(
+            ctx,
+            FieldPath::of("columns"),
+            &self.columns,
+            None,
+        )]
+    }
+
     fn kind(&self) -> &'static str {
         "add_unique"
     }

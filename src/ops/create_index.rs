@@ -5,8 +5,8 @@
 use serde::Deserialize;
 
 use super::{
-    concurrent_index, default_index_name, uses, Ctx, Effects, ExprCheck, IndexBuild, Operation,
-    Problems, Rollback,
+    concurrent_index, default_index_name, uses, Ctx, DataCheck, Effects, ExprCheck, IndexBuild,
+    Operation, Problems, Rollback,
 };
 use crate::diagnostics::FieldPath;
 use crate::sql::{fit_identifier, fnv1a, ident_list, Ident};
@@ -75,6 +75,18 @@ impl CreateIndex {
 impl Operation for CreateIndex {
     fn kind(&self) -> &'static str {
         "create_index"
+    }
+
+    fn data_checks(&self, ctx: &Ctx<'_>) -> Vec<DataCheck> {
+        match (&self.columns, self.unique) {
+            (Some(columns), true) => vec![DataCheck::duplicates(
+                ctx,
+                FieldPath::of("columns"),
+                columns,
+                self.predicate.as_deref(),
+            )],
+            _ => Vec::new(),
+        }
     }
 
     fn summary(&self) -> String {

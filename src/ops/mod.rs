@@ -289,6 +289,52 @@ pub enum ExprCheck {
     },
 }
 
+/// Rows that break a constraint the plan adds, found at `validate` before anything changes
+/// (a constraint with a `fill` repairs them instead, and has no such check).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataCheck {
+    /// Where the plan has the constraint.
+    pub field: FieldPath,
+    /// What is wrong with such a row, for the message (`have no row in "orders"`).
+    pub what: String,
+    /// A condition over the row (aliased by the table's own name) that picks them.
+    pub condition: String,
+    /// Columns the condition reads: a check on columns an earlier plan creates is skipped.
+    pub columns: Vec<String>,
+}
+
+impl DataCheck {
+    /// Rows whose `columns` (all non-NULL) are shared with another row: what a unique
+    /// constraint or index over them would refuse.
+    pub fn duplicates(
+        ctx: &Ctx<'_>,
+        field: FieldPath,
+        columns: &[String],
+        predicate: Option<&str>,
+    ) -> DataCheck {
+        let table = ctx.qualified();
+        let alias = ctx.table.alias();
+        let list = column_list(columns);
+        let mut not_null: Vec<String> = columns
+            .iter()
+            .map(|c| format!("{} IS NOT NULL", Ident::new(c)))
+            .collect();
+        not_null.extend(predicate.map(|p| format!("({p})")));
+        DataCheck {
+            field,
+            what: format!("share their ({list}) with another row"),
+            // (the subquery reads the table under its own name, as plan expressions do)
+            condition: format!(
+                "{}ROW({}) IN (SELECT {list} FROM {table} AS {alias} WHERE {} GROUP BY {list} HAVING count(*) > 1)",
+                predicate.map(|p| format!("({p}) AND ")).unwrap_or_default(),
+                crate::sql::qualified_list(&ctx.table.alias().to_string(), &columns.iter().map(Ident::new).collect::<Vec<_>>()),
+                not_null.join(" AND ")
+            ),
+            columns: columns.to_vec(),
+        }
+    }
+}
+
 /// The referenced side of a foreign key, for validation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reference {
@@ -397,6 +443,12 @@ pub trait Operation: fmt::Debug {
 
     /// SQL fragments to compile against the live schema.
     fn expressions(&self, ctx: &Ctx<'_>) -> Vec<ExprCheck> {
+        let _ = ctx;
+        Vec::new()
+    }
+
+    /// Rows that break what this operation adds, counted at `validate`.
+    fn data_checks(&self, ctx: &Ctx<'_>) -> Vec<DataCheck> {
         let _ = ctx;
         Vec::new()
     }

@@ -5,8 +5,8 @@
 use serde::Deserialize;
 
 use super::{
-    use_of, Assign, Contract, Ctx, Effects, ExprCheck, Forward, NotNullViaCheck, Operation,
-    Problems, Rollback, Statement, Sync,
+    use_of, Assign, Contract, Ctx, DataCheck, Effects, ExprCheck, Forward, NotNullViaCheck,
+    Operation, Problems, Rollback, Statement, Sync,
 };
 use crate::diagnostics::FieldPath;
 use crate::sql::Ident;
@@ -38,6 +38,21 @@ impl SetNotNull {
 impl Operation for SetNotNull {
     fn kind(&self) -> &'static str {
         "set_not_null"
+    }
+
+    fn data_checks(&self, _ctx: &Ctx<'_>) -> Vec<DataCheck> {
+        if self.fill.is_some() {
+            return Vec::new();
+        }
+        vec![DataCheck {
+            field: FieldPath::of("column"),
+            what: format!(
+                "have {} NULL (give `fill` to write a value into them)",
+                Ident::new(&self.column)
+            ),
+            condition: format!("{} IS NULL", Ident::new(&self.column)),
+            columns: vec![self.column.clone()],
+        }]
     }
 
     fn summary(&self) -> String {
