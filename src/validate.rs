@@ -106,20 +106,26 @@ async fn check_data(
         .map(|c| c.name.as_str())
         .collect();
     let key: Vec<crate::sql::Ident> = catalog.key_idents();
-    if key.is_empty() {
-        return Ok(());
-    }
     let alias = catalog.alias().to_string();
-    let describe: Vec<String> = key
-        .iter()
-        .map(|k| {
-            format!(
-                "format('%s = %L', {}, {alias}.{k})",
-                crate::sql::literal(&k.to_string())
-            )
-        })
-        .collect();
-    let order = crate::sql::qualified_list(&alias, &key);
+    // Rows are named by their key, or by their physical location in a table without one.
+    let (describe, order) = if key.is_empty() {
+        (
+            vec![format!("format('ctid = %L', {alias}.ctid)")],
+            format!("{alias}.ctid"),
+        )
+    } else {
+        (
+            key.iter()
+                .map(|k| {
+                    format!(
+                        "format('%s = %L', {}, {alias}.{k})",
+                        crate::sql::literal(&k.to_string())
+                    )
+                })
+                .collect::<Vec<_>>(),
+            crate::sql::qualified_list(&alias, &key),
+        )
+    };
     let mut changed: Vec<String> = Vec::new();
     for (i, spec) in plan.operations.iter().enumerate() {
         let op = spec.op();

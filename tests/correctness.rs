@@ -606,3 +606,100 @@ async fn rows_that_break_a_new_constraint_are_reported_before_anything_changes()
         backfill_ok(&["validate", &path], Some(&db.url));
     }
 }
+
+/// Issue: a table without a primary key was refused even for operations that move no data.
+/// A constant default, an index, a check, NOT NULL and a foreign key run on it through the
+/// contract; rows breaking a new constraint are named by their location.
+#[tokio::test]
+async fn a_table_without_a_key_takes_operations_that_move_no_data() {
+    let db = TestDb::new("keyless").await;
+    let client = db.connect().await;
+    client
+        .batch_execute(
+            "CREATE TABLE users (id bigint PRIMARY KEY);
+             INSERT INTO users SELECT generate_series(1, 5);
+             CREATE TABLE log (user_id bigint, line text, n int);
+             INSERT INTO log SELECT g % 5 + 1, 'line ' || g, g FROM generate_series(1, 200) g;",
+        )
+        .await
+        .expect("setup");
+    let plans = Plans::new("keyless");
+    let plan = plans.write(
+        "log.toml",
+        r#"table = "log"
+[[operations]]
+kind = "add_column"
+name = "level"
+type = "text"
+default = "'info'"
+[[operations]]
+kind = "create_index"
+columns = ["user_id", "n"]
+[[operations]]
+kind = "add_check"
+name = "log_n_positive"
+check = "n > 0"
+[[operations]]
+kind = "set_not_null"
+column = "line"
+[[operations]]
+kind = "add_foreign_key"
+columns = ["user_id"]
+references = { table = "users", columns = ["id"] }
+[release]
+expand = "1.0"
+contract = "2.0"
+"#,
+    );
+    backfill_ok(&["run", &plan, "--release", "1.0"], Some(&db.url));
+    client
+        .batch_execute("INSERT INTO log (user_id, line, n) VALUES (1, 'during', 201)")
+        .await
+        .expect("write during the transition");
+    backfill_ok(&["run", &plan, "--release", "2.0"], Some(&db.url));
+    assert_eq!(
+        rows(&client, "SELECT conname || ' ' || convalidated FROM pg_constraint WHERE conrelid = 'log'::regclass ORDER BY 1").await,
+        ["log_n_positive true", "log_user_id_fkey true"]
+    );
+    assert_eq!(
+        count(&client, "SELECT count(*) FROM log WHERE level = 'info'").await,
+        201
+    );
+    assert!(client
+        .batch_execute("INSERT INTO log (user_id, line, n) VALUES (99, 'x', 1)")
+        .await
+        .is_err());
+    assert!(client
+        .batch_execute("INSERT INTO log (user_id, line, n) VALUES (1, NULL, 1)")
+        .await
+        .is_err());
+
+    // A row that breaks a new constraint is named by its location.
+    client
+        .batch_execute("INSERT INTO log (user_id, line, n) VALUES (1, 'bad', 5000)")
+        .await
+        .expect("a row the next plan refuses");
+    let check = plans.write(
+        "check.toml",
+        "table = \"log\"\n[[operations]]\nkind = \"add_check\"\nname = \"log_n_small\"\ncheck = \"n < 1000\"\n",
+    );
+    let out = backfill_cmd(&["validate", &check], Some(&db.url));
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        show(&out).contains("for example the row with ctid = '("),
+        "{}",
+        show(&out)
+    );
+    // A backfill still needs a key.
+    let fill = plans.write(
+        "fill.toml",
+        "table = \"log\"\n[[operations]]\nkind = \"update_rows\"\nset = { line = \"upper(line)\" }\n",
+    );
+    let out = backfill_cmd(&["validate", &fill], Some(&db.url));
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        show(&out).contains("this plan moves data"),
+        "{}",
+        show(&out)
+    );
+}

@@ -75,16 +75,28 @@ pub fn missing_after_expand(plan: &Plan, catalog: &TableInfo) -> Vec<String> {
 /// plan (an index or constraint of that name already exists), are skipped.
 pub fn check_catalog(plan: &Plan, catalog: &TableInfo, in_flight: bool) -> Problems {
     let mut problems = Problems::default();
-    if catalog.key.is_empty() {
+    let transition = transition_table(plan, catalog);
+    // Only a backfill needs a key (it walks the table by it): a constant default, an index,
+    // a constraint without fill run on any table.
+    let moves_data = plan.operations.iter().enumerate().any(|(i, spec)| {
+        let path = FieldPath::of("operations").index(i);
+        let ctx = Ctx {
+            plan: &plan.name,
+            table: &transition,
+            position: i,
+            path: &path,
+        };
+        spec.op().forward(&ctx).is_some()
+    });
+    if catalog.key.is_empty() && moves_data {
         problems.add(
             FieldPath::of("table"),
             format!(
-                "table {} has neither a primary key nor a unique index on NOT NULL columns: the backfill walks the table by key. Add a primary key first",
+                "table {} has neither a primary key nor a unique index on NOT NULL columns, and this plan moves data: the backfill walks the table by key. Add a primary key first (operations without a backfill run on such a table)",
                 catalog.name
             ),
         );
     }
-    let transition = transition_table(plan, catalog);
     let mut created_so_far: Vec<String> = Vec::new();
     for (i, spec) in plan.operations.iter().enumerate() {
         let op = spec.op();
