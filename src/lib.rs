@@ -5,9 +5,10 @@
 //! upward, and nothing here imports the command layer (`src/cli/`, owned by the binary: clap,
 //! the commands, what they print), so the compiler keeps the rule.
 //!
-//! - [`error`], [`diagnostics`], [`sql`], [`version`], [`shutdown`]: error types; field paths
-//!   and problems; identifier quoting, literals, comments, dollar quotes and object names;
-//!   release order; the stop and pause signals, passed down as values;
+//! - [`error`], [`diagnostics`], [`sql`], [`deparse`], [`version`], [`shutdown`]: error
+//!   types; field paths and problems; identifier quoting, literals, comments, dollar quotes and
+//!   object names; PostgreSQL's printed definitions moved to another column; release order;
+//!   the stop and pause signals, passed down as values;
 //! - [`plan`]: the TOML plan format, parsed and checked without a database, errors located at
 //!   file, line and field;
 //! - [`ops`]: the operation catalog, one file per kind behind one trait; each kind *describes*
@@ -22,7 +23,8 @@
 //!   retrying lock timeouts, stopping at once on [`shutdown::Stop`];
 //! - [`engine`]: the backfill: segments, workers, keyset chunks committed with their
 //!   checkpoints, throttle, adaptive batches; it emits events that [`progress`] renders;
-//! - [`verify`]: rows out of sync, read-only, in keyset pages;
+//! - [`verify`]: rows out of sync, read-only, in keyset pages, and the recheck that brings
+//!   them in sync;
 //! - [`runner`]: `run` across releases: every plan prepared and checked first, then each due
 //!   phase under the plan's lock, recorded in [`state`];
 //! - [`control`]: what `status`, `verify`, `pause`, `set`, `export` and `abort` do;

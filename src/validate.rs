@@ -505,8 +505,9 @@ fn warnings(plan: &Plan, catalog: &TableInfo) -> Vec<String> {
     let mut out = Vec::new();
     for spec in &plan.operations {
         let op = spec.op();
-        if op.kind() == "rename_column" {
-            continue; // the original column is kept and renamed: its indexes stay
+        if op.removal() != crate::ops::Removal::Dropped {
+            // Kept (rename), carried over (change_type) or refused (split, merge).
+            continue;
         }
         for r in op.effects().removes {
             let indexes: Vec<&str> = catalog
