@@ -4,18 +4,9 @@
 //! contract by itself), with their keys reported.
 
 use crate::support::{
-    backfill_cmd, backfill_ok, backfill_spawn, count, finish, rows, show, wait_walked, Plans,
-    TestDb,
+    backfill_cmd, backfill_ok, backfill_spawn, count, finish, interrupt, rows, show, wait_walked,
+    Plans, TestDb,
 };
-
-/// Sends SIGINT to a background `backfill`, as Ctrl-C does.
-fn interrupt(child: &std::process::Child) {
-    let status = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-}
 
 const SCORES: &str =
     "CREATE TABLE t (id bigint PRIMARY KEY, score int NOT NULL DEFAULT 0, age int);

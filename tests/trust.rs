@@ -3,7 +3,9 @@
 //! least privilege as on managed PostgreSQL, plans in flight validated against their recorded
 //! catalog, and expressions that name columns by the table.
 
-use crate::support::{backfill_cmd, backfill_ok, count, rows, seed_users, show, Plans, TestDb};
+use crate::support::{
+    backfill_cmd, backfill_ok, count, interrupt, rows, seed_users, show, Plans, TestDb,
+};
 
 /// Whether the state schema exists.
 async fn state_exists(client: &tokio_postgres::Client) -> bool {
@@ -329,15 +331,6 @@ async fn validate_and_plan_follow_a_plan_in_flight() {
         .await,
         ["First42 Last42"]
     );
-}
-
-/// Sends SIGINT to a background `backfill`, as Ctrl-C does.
-fn interrupt(child: &std::process::Child) {
-    let ok = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .expect("kill -INT");
-    assert!(ok.success());
 }
 
 #[tokio::test]

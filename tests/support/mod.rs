@@ -355,6 +355,15 @@ pub fn show(out: &Output) -> String {
     )
 }
 
+/// Sends SIGINT to a background `backfill`, as Ctrl-C does.
+pub fn interrupt(child: &std::process::Child) {
+    let ok = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill -INT");
+    assert!(ok.success());
+}
+
 /// Waits (without blocking the runtime) for a background `backfill` to exit.
 pub async fn finish(child: std::process::Child) -> Output {
     tokio::task::spawn_blocking(move || child.wait_with_output().expect("wait for backfill"))
