@@ -55,14 +55,15 @@ fn select_into(assign: &[Assign], when: Option<&str>, alias: &Ident) -> String {
     )
 }
 
-/// One column derived by `up`: on `INSERT` filled when the writer gave no value; on `UPDATE`,
-/// unless the writer changed it, recomputed when `up` gives something else than it gave for the
-/// row before the write (what it is derived from changed) or when it is still NULL.
+/// One column derived by `up`: filled whenever a write leaves it NULL (what the backfill and
+/// `verify` take for "not filled"); on `UPDATE`, unless the writer changed it, recomputed when
+/// `up` gives something else than it gave for the row before the write (what it is derived
+/// from changed).
 fn derived_block(a: &Assign, alias: &Ident) -> String {
     let c = &a.column;
     let up = a.cast();
     format!(
-        "  IF TG_OP = 'INSERT' THEN\n    IF NEW.{c} IS NULL THEN\n      SELECT {up} INTO NEW.{c} FROM (SELECT NEW.*) AS {alias};\n    END IF;\n  ELSIF NEW.{c} IS NOT DISTINCT FROM OLD.{c} THEN\n    -- The writer left the derived column alone: it follows what it is derived from.\n    SELECT CASE WHEN NEW.{c} IS NULL OR _bf_n._bf_v IS DISTINCT FROM _bf_o._bf_v THEN _bf_n._bf_v ELSE NEW.{c} END INTO NEW.{c}\n      FROM (SELECT {up} AS _bf_v FROM (SELECT NEW.*) AS {alias}) AS _bf_n,\n           (SELECT {up} AS _bf_v FROM (SELECT OLD.*) AS {alias}) AS _bf_o;\n  END IF;\n"
+        "  IF NEW.{c} IS NULL THEN\n    -- Not filled (NULL is what the backfill fills, whoever wrote it).\n    SELECT {up} INTO NEW.{c} FROM (SELECT NEW.*) AS {alias};\n  ELSIF TG_OP = 'UPDATE' THEN\n    IF NEW.{c} IS NOT DISTINCT FROM OLD.{c} THEN\n      -- The writer left the derived column alone: it follows what it is derived from.\n      SELECT CASE WHEN _bf_n._bf_v IS DISTINCT FROM _bf_o._bf_v THEN _bf_n._bf_v ELSE NEW.{c} END INTO NEW.{c}\n        FROM (SELECT {up} AS _bf_v FROM (SELECT NEW.*) AS {alias}) AS _bf_n,\n             (SELECT {up} AS _bf_v FROM (SELECT OLD.*) AS {alias}) AS _bf_o;\n    END IF;\n  END IF;\n"
     )
 }
 

@@ -23,15 +23,16 @@ CREATE OR REPLACE FUNCTION "backfill"."bf_0003_add_status_sync"() RETURNS trigge
 #variable_conflict use_column
 BEGIN
   -- operations[1]: add column "email_domain" text
-  IF TG_OP = 'INSERT' THEN
-    IF NEW."email_domain" IS NULL THEN
-      SELECT CAST((split_part(email, '@', 2)) AS text) INTO NEW."email_domain" FROM (SELECT NEW.*) AS "users";
+  IF NEW."email_domain" IS NULL THEN
+    -- Not filled (NULL is what the backfill fills, whoever wrote it).
+    SELECT CAST((split_part(email, '@', 2)) AS text) INTO NEW."email_domain" FROM (SELECT NEW.*) AS "users";
+  ELSIF TG_OP = 'UPDATE' THEN
+    IF NEW."email_domain" IS NOT DISTINCT FROM OLD."email_domain" THEN
+      -- The writer left the derived column alone: it follows what it is derived from.
+      SELECT CASE WHEN _bf_n._bf_v IS DISTINCT FROM _bf_o._bf_v THEN _bf_n._bf_v ELSE NEW."email_domain" END INTO NEW."email_domain"
+        FROM (SELECT CAST((split_part(email, '@', 2)) AS text) AS _bf_v FROM (SELECT NEW.*) AS "users") AS _bf_n,
+             (SELECT CAST((split_part(email, '@', 2)) AS text) AS _bf_v FROM (SELECT OLD.*) AS "users") AS _bf_o;
     END IF;
-  ELSIF NEW."email_domain" IS NOT DISTINCT FROM OLD."email_domain" THEN
-    -- The writer left the derived column alone: it follows what it is derived from.
-    SELECT CASE WHEN NEW."email_domain" IS NULL OR _bf_n._bf_v IS DISTINCT FROM _bf_o._bf_v THEN _bf_n._bf_v ELSE NEW."email_domain" END INTO NEW."email_domain"
-      FROM (SELECT CAST((split_part(email, '@', 2)) AS text) AS _bf_v FROM (SELECT NEW.*) AS "users") AS _bf_n,
-           (SELECT CAST((split_part(email, '@', 2)) AS text) AS _bf_v FROM (SELECT OLD.*) AS "users") AS _bf_o;
   END IF;
   RETURN NEW;
 END;
