@@ -141,11 +141,39 @@ impl TableInfo {
         &self.name.name
     }
 
-    /// Indexes that involve `column`.
+    /// Indexes that have `column` among their key columns.
     pub fn indexes_on<'a>(&'a self, column: &'a str) -> impl Iterator<Item = &'a IndexInfo> + 'a {
         self.indexes
             .iter()
             .filter(move |i| i.columns.iter().any(|c| c == column))
+    }
+
+    /// Indexes that involve `column` anywhere: key, `INCLUDE`, expression or predicate (all
+    /// go when it is dropped).
+    pub fn indexes_involving<'a>(
+        &'a self,
+        column: &'a str,
+    ) -> impl Iterator<Item = &'a IndexInfo> + 'a {
+        self.indexes
+            .iter()
+            .filter(move |i| i.involves.iter().any(|c| c == column))
+    }
+
+    /// Constraints of the table, and foreign keys of other tables, that involve `column`.
+    pub fn constraints_on<'a>(
+        &'a self,
+        column: &'a str,
+    ) -> impl Iterator<Item = &'a ConstraintInfo> + 'a {
+        self.constraints
+            .iter()
+            .filter(move |c| c.columns.iter().any(|x| x == column))
+    }
+
+    /// Whether index `name` implements an exclusion constraint.
+    pub fn is_exclusion(&self, name: &str) -> bool {
+        self.constraints
+            .iter()
+            .any(|c| c.kind == 'x' && c.name == name)
     }
 }
 

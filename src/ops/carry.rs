@@ -7,7 +7,7 @@
 //! sequence it owns. Definitions are moved from PostgreSQL's own deparse by
 //! [`crate::deparse::move_column`].
 
-use super::{drop_constraint, Ctx, IndexBuild, LockLevel, Problems, Statement};
+use super::{Ctx, IndexBuild, LockLevel, Problems, Statement};
 use crate::db::catalog::{ConstraintInfo, IndexInfo};
 use crate::deparse::{index_tail, move_column, Scope};
 use crate::diagnostics::FieldPath;
@@ -38,9 +38,24 @@ fn temp_name(name: &str) -> String {
     fit_identifier(&format!("{name}_bf"))
 }
 
-/// Whether `c` is a foreign key of another table that references the plan's table.
-fn referencing(c: &ConstraintInfo) -> bool {
-    c.kind == 'f' && c.foreign
+/// Which part of `c`'s definition names the column; `None` for what is carried through its
+/// index (primary key, unique, exclusion).
+fn scope_of(c: &ConstraintInfo) -> Option<Scope> {
+    match c.kind {
+        'c' => Some(Scope::Check),
+        'f' if c.foreign => Some(Scope::ForeignKeyReferenced),
+        'f' => Some(Scope::ForeignKeyLocal),
+        _ => None,
+    }
+}
+
+/// What follows `USING` in index `i`'s definition moved from `old` to `new`; `None` when it
+/// cannot be read, or for an exclusion constraint's index (not built concurrently).
+fn moved_index(ctx: &Ctx<'_>, i: &IndexInfo, old: &str, new: &str) -> Option<String> {
+    if ctx.table.is_exclusion(&i.name) {
+        return None;
+    }
+    index_tail(&move_column(&i.definition, Scope::Index, old, new)?)
 }
 
 /// What cannot be carried over from `old`, each named (checked at `validate`).
@@ -53,39 +68,16 @@ pub fn refusals(ctx: &Ctx<'_>, old: &str, field: &FieldPath, problems: &mut Prob
             format!("column \"{old}\" of {table} is an identity column; its identity cannot be carried over to the new column"),
         );
     }
-    for i in ctx
-        .table
-        .indexes
-        .iter()
-        .filter(|i| i.involves.iter().any(|c| c == old))
-    {
-        let readable = index_tail(&i.definition)
-            .and_then(|_| move_column(&i.definition, Scope::Index, old, "x"))
-            .is_some();
-        let exclusion = ctx
-            .table
-            .constraints
-            .iter()
-            .any(|c| c.kind == 'x' && c.name == i.name);
-        if exclusion || !readable {
+    for i in ctx.table.indexes_involving(old) {
+        if moved_index(ctx, i, old, "x").is_none() {
             problems.add(
                 field.clone(),
                 format!("index \"{}\" on column \"{old}\" ({}) cannot be carried over to the new column; drop it first and build it again after the contract", i.name, i.definition),
             );
         }
     }
-    for c in ctx
-        .table
-        .constraints
-        .iter()
-        .filter(|c| c.columns.iter().any(|x| x == old))
-    {
-        let scope = match c.kind {
-            'c' => Scope::Check,
-            'f' if referencing(c) => Scope::ForeignKeyReferenced,
-            'f' => Scope::ForeignKeyLocal,
-            _ => continue,
-        };
+    for c in ctx.table.constraints_on(old) {
+        let Some(scope) = scope_of(c) else { continue };
         if move_column(&c.definition, scope, old, "x").is_none() {
             problems.add(
                 field.clone(),
@@ -99,20 +91,10 @@ pub fn refusals(ctx: &Ctx<'_>, old: &str, field: &FieldPath, problems: &mut Prob
 /// [`refusals`] reports are left out.
 pub fn carry(ctx: &Ctx<'_>, old: &str, new: &str) -> Carry {
     let mut out = Carry::default();
-    for i in ctx
-        .table
-        .indexes
-        .iter()
-        .filter(|i| i.involves.iter().any(|c| c == old))
-    {
+    for i in ctx.table.indexes_involving(old) {
         index(ctx, i, old, new, &mut out);
     }
-    for c in ctx
-        .table
-        .constraints
-        .iter()
-        .filter(|c| c.columns.iter().any(|x| x == old))
-    {
+    for c in ctx.table.constraints_on(old) {
         constraint(ctx, c, old, new, &mut out);
     }
     let Some(col) = ctx.column(old) else {
@@ -145,19 +127,9 @@ pub fn carry(ctx: &Ctx<'_>, old: &str, new: &str) -> Carry {
 }
 
 fn index(ctx: &Ctx<'_>, i: &IndexInfo, old: &str, new: &str, out: &mut Carry) {
-    let is_exclusion = ctx
-        .table
-        .constraints
-        .iter()
-        .any(|c| c.kind == 'x' && c.name == i.name);
-    let Some(tail) =
-        move_column(&i.definition, Scope::Index, old, new).and_then(|moved| index_tail(&moved))
-    else {
+    let Some(tail) = moved_index(ctx, i, old, new) else {
         return;
     };
-    if is_exclusion {
-        return;
-    }
     let temp = ctx.qualified().sibling(temp_name(&i.name));
     out.indexes.push(IndexBuild {
         create: format!(
@@ -196,14 +168,9 @@ fn index(ctx: &Ctx<'_>, i: &IndexInfo, old: &str, new: &str, out: &mut Carry) {
 fn constraint(ctx: &Ctx<'_>, c: &ConstraintInfo, old: &str, new: &str, out: &mut Carry) {
     let name = Ident::new(&c.name);
     let temp = Ident::new(temp_name(&c.name));
-    let on_other = referencing(c);
-    let scope = match c.kind {
-        'c' => Scope::Check,
-        'f' if on_other => Scope::ForeignKeyReferenced,
-        'f' => Scope::ForeignKeyLocal,
-        _ => return,
-    };
-    let Some(def) = move_column(&c.definition, scope, old, new) else {
+    let on_other = c.foreign;
+    let Some(def) = scope_of(c).and_then(|scope| move_column(&c.definition, scope, old, new))
+    else {
         return;
     };
     let table = if on_other {
@@ -236,12 +203,11 @@ fn constraint(ctx: &Ctx<'_>, c: &ConstraintInfo, old: &str, new: &str, out: &mut
             LockLevel::AccessExclusive,
             format!("ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {name}"),
         ));
-        out.rollback.push(drop_temp);
     } else {
         out.constraints.push(add);
         out.validate.push(validate);
-        out.rollback.push(drop_constraint(ctx, &temp));
     }
+    out.rollback.push(drop_temp);
     out.after_rename.push(rename);
 }
 

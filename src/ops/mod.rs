@@ -320,14 +320,17 @@ impl DataCheck {
             .map(|c| format!("{} IS NOT NULL", Ident::new(c)))
             .collect();
         not_null.extend(predicate.map(|p| format!("({p})")));
+        let row = crate::sql::qualified_list(
+            &alias.to_string(),
+            &columns.iter().map(Ident::new).collect::<Vec<_>>(),
+        );
         DataCheck {
             field,
             what: format!("share their ({list}) with another row"),
-            // (the subquery reads the table under its own name, as plan expressions do)
+            // The subquery reads the table under its own name, as plan expressions do.
             condition: format!(
-                "{}ROW({}) IN (SELECT {list} FROM {table} AS {alias} WHERE {} GROUP BY {list} HAVING count(*) > 1)",
+                "{}ROW({row}) IN (SELECT {list} FROM {table} AS {alias} WHERE {} GROUP BY {list} HAVING count(*) > 1)",
                 predicate.map(|p| format!("({p}) AND ")).unwrap_or_default(),
-                crate::sql::qualified_list(&ctx.table.alias().to_string(), &columns.iter().map(Ident::new).collect::<Vec<_>>()),
                 not_null.join(" AND ")
             ),
             columns: columns.to_vec(),

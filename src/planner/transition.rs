@@ -205,11 +205,7 @@ fn removal_problems(
         return;
     }
     let alone = |cols: &[String]| removal == Removal::Dropped && cols.iter().all(|c| c == column);
-    for i in catalog
-        .indexes
-        .iter()
-        .filter(|i| i.involves.iter().any(|c| c == column))
-    {
+    for i in catalog.indexes_involving(column) {
         if !alone(&i.involves) {
             problems.add(
                 field.clone(),
@@ -221,11 +217,7 @@ fn removal_problems(
         }
     }
     let indexed = |name: &str| catalog.indexes.iter().any(|i| i.name == name);
-    for c in catalog
-        .constraints
-        .iter()
-        .filter(|c| c.columns.iter().any(|x| x == column))
-    {
+    for c in catalog.constraints_on(column) {
         if c.foreign {
             problems.add(
                 field.clone(),
