@@ -1,5 +1,5 @@
-//! `verify`: counts the rows the backfill would still change, walking the table by key in
-//! read-only pages (no locks beyond `ACCESS SHARE`, no long snapshot), throttled, and keeps the
+//! `verify`: counts the rows the backfill would still change, walking the table by key (or by
+//! physical location, for a table with no key) in read-only pages (no locks beyond `ACCESS SHARE`, no long snapshot), throttled, and keeps the
 //! keys of the first ones it finds. The contract gate runs the same walk.
 
 use std::num::NonZeroU32;
@@ -111,6 +111,7 @@ async fn walk(
         let bad: i64 = row.get(1);
         let last: Option<Vec<String>> = row.get(2);
         let keys: String = row.get(3);
+        let end: bool = row.get(4);
         report.rows += rows;
         report.out_of_sync += bad;
         if report.keys.len() < SAMPLE {
@@ -137,7 +138,7 @@ async fn walk(
             tx.commit().await.map_err(fail)?;
             report.fixed += changed;
         }
-        if rows < page || last.is_none() {
+        if end || last.is_none() {
             return Ok(report);
         }
         cursor = last;

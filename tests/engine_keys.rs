@@ -61,7 +61,18 @@ async fn backfill_table(test: &str, setup: &str, expected_rows: i64) {
         .iter()
         .find(|e| e["event"] == "finished")
         .unwrap_or_else(|| panic!("no finished event: {events:?}"));
-    assert_eq!(finished["rows_seen"], expected_rows);
+    // A walk by location may meet a row the backfill itself moved to a later page again (it
+    // is in sync by then, so it is not changed twice): rows seen are within a tenth.
+    let seen_all = |seen: i64| {
+        if test == "keys_none" {
+            (expected_rows..=expected_rows + expected_rows / 10).contains(&seen)
+        } else {
+            seen == expected_rows
+        }
+    };
+    let seen = finished["rows_seen"].as_i64().unwrap_or(-1);
+    assert!(seen_all(seen), "rows seen: {seen}");
+    assert_eq!(finished["rows_changed"], expected_rows);
 
     // Every row, as a user would look at it.
     let rows = client
@@ -79,7 +90,7 @@ async fn backfill_table(test: &str, setup: &str, expected_rows: i64) {
         );
     }
     let (seen, left) = backfill_state(&client, test).await;
-    assert_eq!(seen, expected_rows, "rows seen by the checkpoints");
+    assert!(seen_all(seen), "rows seen by the checkpoints: {seen}");
     assert_eq!(left, 0, "segments left");
 
     // A rerun finds nothing to do and changes nothing.
@@ -206,39 +217,16 @@ async fn one_row() {
     .await;
 }
 
+/// A table with neither a primary key nor a unique NOT NULL index is walked by physical
+/// location (ctid page windows), empty pages included.
 #[tokio::test]
-async fn a_table_without_a_key_is_refused_before_anything_starts() {
-    let db = TestDb::new("keys_none").await;
-    let client = db.connect().await;
-    client
-        .batch_execute(
-            "CREATE TABLE k (id int, payload text); INSERT INTO k VALUES (1, 'a');
-             CREATE TABLE fingerprint AS SELECT 1;",
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let dir = std::env::temp_dir().join(format!("backfill-nokey-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
-    let path = dir.join("keys_none.toml");
-    std::fs::write(&path, plan("keys_none")).unwrap_or_else(|e| panic!("{e}"));
-    let out = backfill_cmd(
-        &["run", &path.display().to_string(), "--phase", "backfill"],
-        Some(&db.url),
-    );
-    let _ = std::fs::remove_dir_all(&dir);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(
-        stderr.contains("neither a primary key nor a unique index"),
-        "{stderr}"
-    );
-    let schemas = crate::support::rows(
-        &client,
-        "SELECT nspname::text FROM pg_namespace WHERE nspname = 'backfill'",
+async fn a_table_without_a_key_is_walked_by_location() {
+    backfill_table(
+        "keys_none",
+        "CREATE TABLE k (id int, payload text);
+         INSERT INTO k SELECT g % 7, 'row ' || g FROM generate_series(1, 3000) g;
+         DELETE FROM k WHERE substr(payload, 5)::int BETWEEN 1000 AND 1999;",
+        2000,
     )
     .await;
-    assert!(
-        schemas.is_empty(),
-        "the state schema was created: {schemas:?}"
-    );
 }

@@ -4,6 +4,13 @@
 //! column's type inside the statement, so one code path serves bigint, int, uuid, text,
 //! timestamps and composite keys, and the checkpoints in the state schema are plain arrays.
 //! PostgreSQL's text forms of these types read back to the same value.
+//!
+//! A table with no key at all is walked by physical location instead ([`Keyset::physical`]):
+//! the key is the system column `ctid`, a segment is a range of heap pages, and a chunk is the
+//! rows of a window of whole pages read by a TID range scan (PostgreSQL 14+), sized from the
+//! table's rows per page so it holds about the batch size. The chunk's `WHERE` still picks only
+//! rows out of sync, so a row the backfill or the application moves to another page (every
+//! write of a row brings it in sync through the trigger) is not written twice.
 
 use crate::db::catalog::TableInfo;
 use crate::error::{Error, Result};
@@ -24,16 +31,19 @@ pub struct Keyset {
     pub columns: Vec<Ident>,
     /// Their types as `format_type` prints them.
     pub types: Vec<String>,
+    /// Walked by `ctid` page windows: the table has no key.
+    pub physical: bool,
 }
 
+/// `'(0,0)'`: before the first row of a heap (row numbers start at 1).
+const HEAP_START: &str = "'(0,0)'::tid";
+
 impl Keyset {
-    /// The key of a table: its primary key, or a unique index on NOT NULL columns.
+    /// The key of a table: its primary key, or a unique index on NOT NULL columns; for a table
+    /// with neither, its physical location ([`Keyset::physical`]).
     pub fn of(table: &TableInfo) -> Result<Keyset> {
         if table.key.is_empty() {
-            return Err(Error::Usage(format!(
-                "table {} has neither a primary key nor a unique index on NOT NULL columns: the backfill walks the table by key. Add a primary key first",
-                table.name
-            )));
+            return Ok(Keyset::physical());
         }
         let mut types = Vec::new();
         for k in &table.key {
@@ -45,12 +55,23 @@ impl Keyset {
         Ok(Keyset {
             columns: table.key_idents(),
             types,
+            physical: false,
         })
+    }
+
+    /// The walk by physical location: `ctid`, in page windows.
+    pub fn physical() -> Keyset {
+        Keyset {
+            columns: vec![Ident::new("ctid")],
+            types: vec!["tid".to_string()],
+            physical: true,
+        }
     }
 
     /// A single key column of an integer type: split evenly between min and max.
     pub fn is_integer(&self) -> bool {
-        self.columns.len() == 1
+        !self.physical
+            && self.columns.len() == 1
             && matches!(self.types[0].as_str(), "smallint" | "integer" | "bigint")
     }
 
@@ -163,6 +184,9 @@ pub struct ChunkSql {
 /// `BF001` and the whole chunk rolls back, so a chunk is never counted twice even if two
 /// processes work on one segment.
 pub fn chunk_sql(spec: &BackfillSpec, keyset: &Keyset, state_schema: &Ident) -> ChunkSql {
+    if keyset.physical {
+        return physical_chunk_sql(spec, state_schema);
+    }
     let build = |lower: bool| {
         let lower_cond = if lower {
             keyset.compare_param(ROW, ">", 4)
@@ -184,16 +208,17 @@ pub fn chunk_sql(spec: &BackfillSpec, keyset: &Keyset, state_schema: &Ident) -> 
                 last: &last_text,
                 seen: "SELECT count(*) FROM _bf_keys",
                 changed: "SELECT count(*) FROM _bf_changed",
+                done: "(SELECT count(*) FROM _bf_keys) < $3",
             },
         );
         format!(
-            "WITH _bf_keys AS MATERIALIZED (\n  SELECT {keys} FROM {table} AS {ROW}\n   WHERE {lower_cond} AND {upper_cond}\n   ORDER BY {keys}\n   LIMIT $3\n),\n_bf_last AS MATERIALIZED (\n  SELECT {bare} FROM _bf_keys AS {ROW} ORDER BY {desc} LIMIT 1\n),\n{update},\n{checkpoint}\nSELECT (SELECT count(*) FROM _bf_keys) AS seen, (SELECT count(*) FROM _bf_changed) AS changed, _bf_c.cursor, coalesce(_bf_c.done, false) AS done\n  FROM (SELECT 1) AS _bf_one LEFT JOIN {CKPT} AS _bf_c ON true\n WHERE {guard}",
+            "WITH _bf_keys AS MATERIALIZED (\n  SELECT {keys} FROM {table} AS {ROW}\n   WHERE {lower_cond} AND {upper_cond}\n   ORDER BY {keys}\n   LIMIT $3\n),\n_bf_last AS MATERIALIZED (\n  SELECT {bare} FROM _bf_keys AS {ROW} ORDER BY {desc} LIMIT 1\n),\n{update},\n{checkpoint}\n{result}",
             keys = keyset.list(ROW),
             table = spec.table,
             bare = keyset.list(ROW),
             desc = keyset.list_desc(ROW),
             update = spec.update_ctes(&filter),
-            guard = segments::guard_call(state_schema, "_bf_c.done IS NOT NULL"),
+            result = chunk_result(state_schema),
         )
     };
     let keys = |lower: bool| {
@@ -218,9 +243,86 @@ pub fn chunk_sql(spec: &BackfillSpec, keyset: &Keyset, state_schema: &Ident) -> 
     }
 }
 
+/// The last clause of a chunk statement: rows seen, rows changed, the new cursor and whether
+/// the segment is done, or `BF001` from the guard when the checkpoint did not move.
+fn chunk_result(state_schema: &Ident) -> String {
+    format!(
+        "SELECT (SELECT count(*) FROM _bf_keys) AS seen, (SELECT count(*) FROM _bf_changed) AS changed, _bf_c.cursor, coalesce(_bf_c.done, false) AS done\n  FROM (SELECT 1) AS _bf_one LEFT JOIN {CKPT} AS _bf_c ON true\n WHERE {}",
+        segments::guard_call(state_schema, "_bf_c.done IS NOT NULL")
+    )
+}
+
+/// Rows per heap page assumed before the table has statistics.
+const DEFAULT_ROWS_PER_PAGE: u32 = 100;
+
+/// The `_bf_w` CTE of a physical walk: `lo`, the exclusive lower bound (the `text[]` cursor in
+/// parameter `$cursor`, or the heap's start), and `hi`, the exclusive upper bound: the first
+/// page after a window of about `$size` rows at the table's rows per page.
+fn window_cte(table: &QualifiedName, cursor: usize, size: usize) -> String {
+    let tid = format!("(${cursor}::text[])[1]::tid");
+    format!(
+        "_bf_w AS MATERIALIZED (\n  SELECT coalesce({tid}, {HEAP_START}) AS lo,\n         format('(%s,0)', coalesce(({tid}::text::point)[0]::int8, 0) + greatest(1, ceil(${size}::int8::float8 / (SELECT CASE WHEN c.relpages > 0 AND c.reltuples > 0 THEN greatest(1, c.reltuples / c.relpages) ELSE {DEFAULT_ROWS_PER_PAGE} END FROM pg_catalog.pg_class AS c WHERE c.oid = {}::regclass)))::int8)::tid AS hi\n)",
+        literal(&table.to_string())
+    )
+}
+
+/// The rows of `alias` in the window of [`window_cte`] (a TID range scan).
+fn in_window(alias: &str) -> String {
+    format!(
+        "{alias}.\"ctid\" > (SELECT lo FROM _bf_w) AND {alias}.\"ctid\" < (SELECT hi FROM _bf_w)"
+    )
+}
+
+/// `ctid <= ($param::text[])[1]::tid`: at or before an inclusive bound.
+fn tid_at_most(alias: &str, param: usize) -> String {
+    format!("{alias}.\"ctid\" <= (${param}::text[])[1]::tid")
+}
+
+/// The chunk statements of a physical walk (same parameters and result as [`chunk_sql`]): the
+/// rows of a window of whole pages after the cursor, up to the segment's bound; the cursor moves
+/// to the window's end (`(page,0)`, before any row of that page) and the segment is done when the
+/// window reaches its bound. A window of pages holding no rows (after deletes) is walked all
+/// the same.
+fn physical_chunk_sql(spec: &BackfillSpec, state_schema: &Ident) -> ChunkSql {
+    let filter = format!("{} AND {}", in_window(ROW), tid_at_most(ROW, 5));
+    let checkpoint = segments::checkpoint_cte(
+        state_schema,
+        CKPT,
+        ChunkCounts {
+            last: "SELECT ARRAY[hi::text] FROM _bf_w",
+            seen: "SELECT count(*) FROM _bf_keys",
+            changed: "SELECT count(*) FROM _bf_changed",
+            done: "(SELECT hi FROM _bf_w) >= ($5::text[])[1]::tid",
+        },
+    );
+    let chunk = format!(
+        "WITH {window},\n_bf_keys AS MATERIALIZED (\n  SELECT FROM {table} AS {ROW} WHERE {filter}\n),\n{update},\n{checkpoint}\n{result}",
+        window = window_cte(&spec.table, 4, 3),
+        table = spec.table,
+        update = spec.update_ctes(&filter),
+        result = chunk_result(state_schema),
+    );
+    // The rows of the window's last page (within the bound): after bisection, the offending
+    // row is one of them.
+    let keys = format!(
+        "WITH {window}\nSELECT ARRAY[{ROW}.\"ctid\"::text] FROM {table} AS {ROW}\n WHERE {in_window} AND {upper}\n   AND {ROW}.\"ctid\" >= format('(%s,0)', (least((SELECT hi FROM _bf_w), ($2::text[])[1]::tid)::text::point)[0]::int8 - 1)::tid\n ORDER BY {ROW}.\"ctid\"",
+        window = window_cte(&spec.table, 1, 3),
+        table = spec.table,
+        in_window = in_window(ROW),
+        upper = tid_at_most(ROW, 2),
+    );
+    ChunkSql {
+        first: chunk.clone(),
+        next: chunk,
+        keys_first: keys.clone(),
+        keys_next: keys,
+    }
+}
+
 /// The read-only statements of `verify`: `$1` the cursor (`text[]`, `NULL` at the start), `$2`
-/// the batch size. One row back: rows read, rows out of sync, the last key read (`text[]`), and
-/// up to 10 keys of rows out of sync as a JSON array of `text[]`.
+/// the batch size. One row back: rows read, rows out of sync, the last key read (`text[]`, the
+/// page's inclusive upper bound), up to 10 keys of rows out of sync as a JSON array of
+/// `text[]`, and whether the walk reached the end of the table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifySql {
     /// From the start of the table.
@@ -229,12 +331,42 @@ pub struct VerifySql {
     pub next: String,
 }
 
-/// Builds the verify statements: keyset pages by the key's index, the planner's out-of-sync test
+/// The columns every verify page returns, from its rows in `_bf_s` (`_bf_k` the key as
+/// `text[]`, `_bf_bad`, `_bf_rn` the order), its last key and its end condition.
+fn verify_result(last: &str, end: &str) -> String {
+    format!(
+        "SELECT (SELECT count(*) FROM _bf_s)::int8,\n       (SELECT count(*) FROM _bf_s WHERE _bf_bad)::int8,\n       ({last}),\n       (SELECT coalesce(json_agg(_bf_k ORDER BY _bf_rn), '[]')::text FROM (SELECT _bf_k, _bf_rn FROM _bf_s WHERE _bf_bad ORDER BY _bf_rn LIMIT 10) AS _bf_b),\n       {end}"
+    )
+}
+
+/// Builds the verify statements: keyset pages by the key's index (or page windows of a
+/// physical walk, up to the table's size when the page is read), the planner's out-of-sync test
 /// on each row, counted in the database.
 pub fn verify_sql(spec: &BackfillSpec, keyset: &Keyset) -> VerifySql {
+    if keyset.physical {
+        let sql = format!(
+            "WITH {window},\n_bf_s AS MATERIALIZED (\n  SELECT ARRAY[{ROW}.\"ctid\"::text] AS _bf_k, {out} AS _bf_bad, row_number() OVER (ORDER BY {ROW}.\"ctid\") AS _bf_rn\n    FROM {table} AS {ROW} CROSS JOIN LATERAL ({compute}) AS _bf_n\n   WHERE {in_window}\n)\n{result}",
+            window = window_cte(&spec.table, 1, 2),
+            out = spec.out_of_sync(),
+            table = spec.table,
+            compute = spec.compute,
+            in_window = in_window(ROW),
+            result = verify_result(
+                "SELECT ARRAY[hi::text] FROM _bf_w",
+                &format!(
+                    "(SELECT hi FROM _bf_w) >= format('(%s,0)', pg_catalog.pg_relation_size({}::regclass) / current_setting('block_size')::int8)::tid",
+                    literal(&spec.table.to_string())
+                ),
+            ),
+        );
+        return VerifySql {
+            first: sql.clone(),
+            next: sql,
+        };
+    }
     let build = |lower: bool| {
         format!(
-            "WITH _bf_s AS MATERIALIZED (\n  SELECT {text} AS _bf_k, {out} AS _bf_bad, row_number() OVER (ORDER BY {keys}) AS _bf_rn\n    FROM {table} AS {ROW} CROSS JOIN LATERAL ({compute}) AS _bf_n\n   WHERE {lower}\n   ORDER BY {keys}\n   LIMIT $2\n)\nSELECT (SELECT count(*) FROM _bf_s)::int8,\n       (SELECT count(*) FROM _bf_s WHERE _bf_bad)::int8,\n       (SELECT _bf_k FROM _bf_s ORDER BY _bf_rn DESC LIMIT 1),\n       (SELECT coalesce(json_agg(_bf_k ORDER BY _bf_rn), '[]')::text FROM (SELECT _bf_k, _bf_rn FROM _bf_s WHERE _bf_bad ORDER BY _bf_rn LIMIT 10) AS _bf_b)",
+            "WITH _bf_s AS MATERIALIZED (\n  SELECT {text} AS _bf_k, {out} AS _bf_bad, row_number() OVER (ORDER BY {keys}) AS _bf_rn\n    FROM {table} AS {ROW} CROSS JOIN LATERAL ({compute}) AS _bf_n\n   WHERE {lower}\n   ORDER BY {keys}\n   LIMIT $2\n)\n{result}",
             text = keyset.to_text(ROW),
             out = spec.out_of_sync(),
             keys = keyset.list(ROW),
@@ -245,6 +377,10 @@ pub fn verify_sql(spec: &BackfillSpec, keyset: &Keyset) -> VerifySql {
             } else {
                 "$1::text[] IS NULL".to_string()
             },
+            result = verify_result(
+                "SELECT _bf_k FROM _bf_s ORDER BY _bf_rn DESC LIMIT 1",
+                "(SELECT count(*) FROM _bf_s) < $2"
+            ),
         )
     };
     VerifySql {
@@ -257,6 +393,16 @@ pub fn verify_sql(spec: &BackfillSpec, keyset: &Keyset) -> VerifySql {
 /// that `verify` read, `$1` the page's exclusive lower key (`text[]`, `NULL` at the start),
 /// `$2` its inclusive upper key. One row back: the rows changed.
 pub fn recheck_sql(spec: &BackfillSpec, keyset: &Keyset) -> VerifySql {
+    if keyset.physical {
+        let sql = spec.update_sql(Some(&format!(
+            "{ROW}.\"ctid\" > coalesce(($1::text[])[1]::tid, {HEAP_START}) AND {}",
+            tid_at_most(ROW, 2)
+        )));
+        return VerifySql {
+            first: sql.clone(),
+            next: sql,
+        };
+    }
     let upper = keyset.compare_param(ROW, "<=", 2);
     VerifySql {
         first: spec.update_sql(Some(&format!("$1::text[] IS NULL AND {upper}"))),
@@ -265,6 +411,20 @@ pub fn recheck_sql(spec: &BackfillSpec, keyset: &Keyset) -> VerifySql {
             keyset.compare_param(ROW, ">", 1)
         ))),
     }
+}
+
+/// The number of heap pages of a table now: a physical walk's segments cover them (rows
+/// inserted later are kept in sync by the trigger).
+pub fn heap_pages_sql(table: &QualifiedName) -> String {
+    format!(
+        "SELECT pg_catalog.pg_relation_size({}::regclass) / current_setting('block_size')::int8",
+        literal(&table.to_string())
+    )
+}
+
+/// `(p,0)` as text: the bound before every row of page `p`.
+pub fn page_bound(page: i64) -> String {
+    format!("({page},0)")
 }
 
 /// `SELECT min(k)::int8, max(k)::int8`: the bounds of an integer key (two index probes).
@@ -343,6 +503,7 @@ mod tests {
         let k = Keyset {
             columns: vec![Ident::new("a"), Ident::new("b")],
             types: vec!["integer".into(), "text".into()],
+            physical: false,
         };
         assert_eq!(
             k.compare_param("t", ">", 4),

@@ -2,7 +2,8 @@
 //!
 //! A new backfill splits its table's key space once: integer keys evenly between the smallest
 //! and the largest key, other and composite keys at the bucket boundaries of a `TABLESAMPLE`
-//! of the table (sorted and cut in the database, so only the boundaries come back). The last
+//! of the table (sorted and cut in the database, so only the boundaries come back), a table
+//! walked by physical location into ranges of the pages it has. The last
 //! segment ends at the largest key that exists when the backfill starts: rows inserted later
 //! are kept in sync by the dual-write trigger, and the backfill does not chase them. Later runs
 //! read the recorded segments and resume from their cursors.
@@ -199,6 +200,23 @@ async fn split(
     let ks: &Keyset = &job.keyset;
     let ctx = format!("splitting the key space of {table}");
     let fail = |e: tokio_postgres::Error| Error::db(ctx.clone(), &e);
+    if ks.physical {
+        // Ranges of the heap's pages as they are now: (p,0) bounds, before every row of page p.
+        let pages: i64 = client
+            .query_one(&keyset::heap_pages_sql(table), &[])
+            .await
+            .map_err(fail)?
+            .get(0);
+        return Ok(keyset::split_integers(0, pages - 1, n)
+            .into_iter()
+            .map(|(l, u)| {
+                (
+                    l.map(|l| vec![keyset::page_bound(l + 1)]),
+                    vec![keyset::page_bound(u + 1)],
+                )
+            })
+            .collect());
+    }
     if ks.is_integer() {
         let row = client
             .query_one(&keyset::integer_bounds_sql(table, ks), &[])

@@ -11,6 +11,7 @@ use super::sizing::Sizing;
 use super::{Event, Shared, Task};
 use crate::error::Error;
 use crate::executor::backoff;
+use crate::sql::literal;
 use crate::state::{self, CHECKPOINT_MOVED};
 
 /// How a walk over a segment ended.
@@ -306,10 +307,19 @@ async fn locate_bad_row(
         .query(keys_sql, &[&task.cursor, &task.upper, &i64::from(hi)])
         .await
     {
-        Ok(rows) => match rows.last() {
-            Some(r) => shared.job.keyset.describe(&r.get::<_, Vec<String>>(0)),
-            None => "a key after the segment's checkpoint".to_string(),
-        },
+        Ok(rows) => {
+            let keyset = &shared.job.keyset;
+            match (rows.first(), rows.last()) {
+                // A physical walk bisects by pages: the row is on the last one.
+                (Some(f), Some(l)) if keyset.physical && rows.len() > 1 => format!(
+                    "\"ctid\" between {} and {} (one row of that page)",
+                    literal(&f.get::<_, Vec<String>>(0).concat()),
+                    literal(&l.get::<_, Vec<String>>(0).concat())
+                ),
+                (_, Some(r)) => keyset.describe(&r.get::<_, Vec<String>>(0)),
+                _ => "a key after the segment's checkpoint".to_string(),
+            }
+        }
         Err(e) => format!(
             "a key in the next {hi} rows (cannot read it: {})",
             describe(&e)

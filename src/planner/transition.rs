@@ -76,24 +76,31 @@ pub fn missing_after_expand(plan: &Plan, catalog: &TableInfo) -> Vec<String> {
 pub fn check_catalog(plan: &Plan, catalog: &TableInfo, in_flight: bool) -> Problems {
     let mut problems = Problems::default();
     let transition = transition_table(plan, catalog);
-    // Only a backfill needs a key (it walks the table by it): a constant default, an index,
-    // a constraint without fill run on any table.
-    let moves_data = plan.operations.iter().enumerate().any(|(i, spec)| {
-        let path = FieldPath::of("operations").index(i);
-        let ctx = Ctx {
-            plan: &plan.name,
-            table: &transition,
-            position: i,
-            path: &path,
-        };
-        spec.op().forward(&ctx).is_some()
-    });
-    if catalog.key.is_empty() && moves_data {
+    // A table with no key is walked by physical location; what needs the key is the undo
+    // table of values rewritten in place (rollback puts them back by key).
+    let forwards: Vec<_> = plan
+        .operations
+        .iter()
+        .enumerate()
+        .filter_map(|(i, spec)| {
+            let path = FieldPath::of("operations").index(i);
+            let ctx = Ctx {
+                plan: &plan.name,
+                table: &transition,
+                position: i,
+                path: &path,
+            };
+            spec.op().forward(&ctx)
+        })
+        .collect();
+    let in_place = super::backfill::in_place_columns(catalog, &forwards);
+    if catalog.key.is_empty() && !in_place.is_empty() {
         problems.add(
             FieldPath::of("table"),
             format!(
-                "table {} has neither a primary key nor a unique index on NOT NULL columns, and this plan moves data: the backfill walks the table by key. Add a primary key first (operations without a backfill run on such a table)",
-                catalog.name
+                "table {} has neither a primary key nor a unique index on NOT NULL columns, and this plan rewrites {} in place: rollback restores the values it saved by key. Add a primary key first (backfills of new columns walk such a table by physical location)",
+                catalog.name,
+                crate::sql::ident_list(&in_place.iter().map(|c| c.column.clone()).collect::<Vec<_>>())
             ),
         );
     }

@@ -401,13 +401,15 @@ pub struct ChunkCounts<'a> {
     pub seen: &'a str,
     /// The rows the chunk rewrote.
     pub changed: &'a str,
+    /// Whether the segment is done after this chunk (a condition).
+    pub done: &'a str,
 }
 
 /// The data-modifying CTE `name AS (...)` of a chunk statement that advances the segment's
 /// checkpoint in the chunk's own commit. The statement's parameters are `$1` plan, `$2`
 /// segment, `$3` batch size and `$4` the cursor the chunk started from (`text[]`): the row
-/// only moves if its cursor is still `$4`, and the segment is done when the chunk saw fewer
-/// than `$3` rows. The CTE returns the new `cursor` and `done`, or no row when the checkpoint
+/// only moves if its cursor is still `$4`, and the segment is done when `done` holds (for a
+/// keyset walk: the chunk saw fewer than `$3` rows). The CTE returns the new `cursor` and `done`, or no row when the checkpoint
 /// had moved (see [`guard_call`]).
 pub fn checkpoint_cte(schema: &Ident, name: &str, counts: ChunkCounts<'_>) -> String {
     let segments = segments(schema);
@@ -415,9 +417,10 @@ pub fn checkpoint_cte(schema: &Ident, name: &str, counts: ChunkCounts<'_>) -> St
         last,
         seen,
         changed,
+        done,
     } = counts;
     format!(
-        "{name} AS (\n  UPDATE {segments}\n     SET cursor = coalesce(({last}), cursor),\n         rows_seen = rows_seen + ({seen}),\n         rows_changed = rows_changed + ({changed}),\n         done = ({seen}) < $3,\n         updated_at = now()\n   WHERE plan = $1 AND segment = $2 AND cursor IS NOT DISTINCT FROM $4::text[]\n  RETURNING cursor, done\n)"
+        "{name} AS (\n  UPDATE {segments}\n     SET cursor = coalesce(({last}), cursor),\n         rows_seen = rows_seen + ({seen}),\n         rows_changed = rows_changed + ({changed}),\n         done = {done},\n         updated_at = now()\n   WHERE plan = $1 AND segment = $2 AND cursor IS NOT DISTINCT FROM $4::text[]\n  RETURNING cursor, done\n)"
     )
 }
 
