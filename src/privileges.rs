@@ -7,7 +7,10 @@
 //!   a table one does not own is the `TRIGGER` right, but every plan with a trigger also adds
 //!   or drops columns or constraints).
 //! - The backfill and `verify`: `SELECT` and `UPDATE` on the table.
+//! - An index (built by the plan, or carried onto a new column): `CREATE` on the table's schema.
 //! - A foreign key: `REFERENCES` on the referenced table.
+//! - A column whose type changes carries the foreign keys of other tables that reference it:
+//!   own (or be a member of the owner of) each of those tables.
 //! - The state schema (`backfill`): when it exists, `USAGE` and `CREATE` on it and the right to
 //!   read and write its tables; when it does not, `CREATE` on the database to create it.
 //!
@@ -15,6 +18,7 @@
 
 use tokio_postgres::Client;
 
+use crate::db::catalog::TableInfo;
 use crate::error::{Error, Result};
 use crate::plan::Plan;
 use crate::planner::{Phase, Schedule};
@@ -25,6 +29,7 @@ use crate::sql::{Ident, QualifiedName};
 pub async fn check(
     client: &Client,
     plan: &Plan,
+    catalog: &TableInfo,
     schedule: &Schedule,
     phases_left: &[Phase],
     state_schema: &Ident,
@@ -62,6 +67,37 @@ pub async fn check(
         ));
     }
     missing.extend(state.problem(state_schema));
+    // An index is made in its table's schema, which takes CREATE there (PostgreSQL 15 no
+    // longer grants it on `public` to everyone), owner or not.
+    let builds: Vec<String> = phases_left
+        .iter()
+        .flat_map(|p| schedule.phase(*p))
+        .filter_map(|s| match &s.mode {
+            crate::planner::StepMode::ConcurrentIndex { index } => Some(index.to_string()),
+            _ => None,
+        })
+        .collect();
+    if let Some(first) = builds.first() {
+        let schema = &schedule.table.schema;
+        let may: bool = client
+            .query_one(
+                "SELECT has_schema_privilege($1, 'CREATE')",
+                &[&schema.as_str()],
+            )
+            .await
+            .map_err(fail)?
+            .get(0);
+        if !may {
+            missing.push(format!(
+                "building index {first}{} takes CREATE on schema {schema}, where its table is: GRANT CREATE ON SCHEMA {schema} TO \"{user}\"",
+                if builds.len() > 1 {
+                    format!(" (and {} more)", builds.len() - 1)
+                } else {
+                    String::new()
+                }
+            ));
+        }
+    }
     if phases_left.contains(&Phase::Expand) || phases_left.contains(&Phase::Contract) {
         for spec in &plan.operations {
             if let Some(r) = spec.op().references() {
@@ -73,6 +109,24 @@ pub async fn check(
                 }
             }
         }
+        for (table, constraint) in carried_foreign_keys(catalog, plan) {
+            let row = client
+                .query_one(
+                    "SELECT pg_get_userbyid(c.relowner)::text, pg_has_role(current_user, c.relowner, 'USAGE')
+                       FROM pg_class c WHERE c.oid = $1::text::regclass",
+                    &[&table],
+                )
+                .await
+                .map_err(fail)?;
+            let (owner, member): (String, bool) = (row.get(0), row.get(1));
+            if !member {
+                missing.push(format!(
+                    "the contract moves foreign key \"{constraint}\" of {table} onto the new column, which alters {table}: run as its owner \"{owner}\" or a member of it (GRANT {} TO {})",
+                    Ident::new(&owner),
+                    Ident::new(&user)
+                ));
+            }
+        }
     }
     if missing.is_empty() {
         return Ok(());
@@ -82,6 +136,27 @@ pub async fn check(
         role: user,
         missing,
     })
+}
+
+/// The foreign keys of other tables (table, constraint) that the plan's operations carry onto a
+/// new column (see [`crate::ops::Removal::Carried`]).
+fn carried_foreign_keys(catalog: &TableInfo, plan: &Plan) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for spec in &plan.operations {
+        let op = spec.op();
+        if op.removal() != crate::ops::Removal::Carried {
+            continue;
+        }
+        for column in op.effects().removes {
+            for c in catalog.constraints_on(&column.name).filter(|c| c.foreign) {
+                let pair = (c.table.clone(), c.name.clone());
+                if !out.contains(&pair) {
+                    out.push(pair);
+                }
+            }
+        }
+    }
+    out
 }
 
 async fn references_allowed(

@@ -27,6 +27,7 @@ use crate::planner::{self, Phase, PhasePlan, PlannerOptions, Schedule};
 use crate::progress::{self, Mode};
 use crate::sql::Ident;
 use crate::state;
+use crate::validate::Rows;
 use crate::version::Release;
 
 /// How `run` runs.
@@ -247,7 +248,8 @@ impl Prepared {
 /// the live catalog (every expression compiled in a transaction that is rolled back); a plan in
 /// flight is rebuilt from the catalog recorded at its start (its expand has changed the live
 /// table), and refused when its text changed since, unless `force`. Reads the state schema only
-/// when it exists.
+/// when it exists. The rows a new constraint would refuse are not counted again (see
+/// [`prepare_all`], which counts them before anything changes).
 pub async fn prepare(
     client: &mut Client,
     schema: &Ident,
@@ -255,11 +257,12 @@ pub async fn prepare(
     force: bool,
     options: &PlannerOptions,
 ) -> Result<Prepared> {
-    prepare_with(client, schema, plan, force, options, &[]).await
+    prepare_with(client, schema, plan, force, options, &[], Rows::Uncounted).await
 }
 
 /// As [`prepare`], with the columns earlier plans of the invocation add to the table (see
-/// [`crate::validate::validate_with`]).
+/// [`crate::validate::validate_with`]), counting the rows a new constraint would refuse or
+/// not.
 async fn prepare_with(
     client: &mut Client,
     schema: &Ident,
@@ -267,12 +270,13 @@ async fn prepare_with(
     force: bool,
     options: &PlannerOptions,
     earlier: &[crate::db::catalog::ColumnInfo],
+    rows: Rows,
 ) -> Result<Prepared> {
     let rec = recorded(client, schema, &plan.name)
         .await?
         .filter(|r| !r.started.is_empty());
     let Some(r) = rec else {
-        let v = crate::validate::validate_with(client, plan, options, earlier).await?;
+        let v = crate::validate::validate_with(client, plan, options, earlier, rows).await?;
         return Ok(Prepared {
             schedule: v.schedule,
             catalog: v.catalog,
@@ -324,12 +328,23 @@ pub async fn prepare_all(
     for plan in plans {
         let table = plan.table.to_string();
         let earlier = added.get(&table).cloned().unwrap_or_default();
-        match prepare_with(client, schema, plan, force, options, &earlier).await {
+        match prepare_with(
+            client,
+            schema,
+            plan,
+            force,
+            options,
+            &earlier,
+            Rows::Counted,
+        )
+        .await
+        {
             Ok(p) => {
                 if check_rights {
                     let checked = crate::privileges::check(
                         client,
                         plan,
+                        &p.catalog,
                         &p.schedule,
                         &p.phases_left(),
                         schema,
@@ -1180,6 +1195,7 @@ pub async fn backfill_only_job(
     crate::privileges::check(
         client,
         plan,
+        &before,
         &schedule,
         &[planner::Phase::Backfill],
         &Ident::new(state_schema),

@@ -32,7 +32,17 @@ pub async fn validate(
     plan: &Plan,
     options: &PlannerOptions,
 ) -> Result<Validated> {
-    validate_with(client, plan, options, &[]).await
+    validate_with(client, plan, options, &[], Rows::Counted).await
+}
+
+/// Whether validation counts the rows a new constraint would refuse (a read of the table per
+/// check): `run` counts them once, before anything changes, not again under the plan's lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rows {
+    /// Count them.
+    Counted,
+    /// Skip the count.
+    Uncounted,
 }
 
 /// As [`validate`], with `earlier` columns that plans run before this one in the same
@@ -43,6 +53,7 @@ pub async fn validate_with(
     plan: &Plan,
     options: &PlannerOptions,
     earlier: &[ColumnInfo],
+    rows: Rows,
 ) -> Result<Validated> {
     let mut catalog = table_of(client, plan).await?;
     let real_columns = catalog.columns.len();
@@ -62,15 +73,17 @@ pub async fn validate_with(
         return Err(plan.errors(problems).into());
     }
     let mut warnings = warnings(plan, &catalog);
-    check_data(
-        client,
-        plan,
-        &catalog,
-        real_columns,
-        &mut problems,
-        &mut warnings,
-    )
-    .await?;
+    if rows == Rows::Counted {
+        check_data(
+            client,
+            plan,
+            &catalog,
+            real_columns,
+            &mut problems,
+            &mut warnings,
+        )
+        .await?;
+    }
     if !problems.0.is_empty() {
         return Err(plan.errors(problems).into());
     }
@@ -144,52 +157,38 @@ async fn check_data(
             if !readable {
                 continue;
             }
-            let from = format!("FROM {} AS {alias} WHERE {}", catalog.name, check.condition);
-            let sql = format!(
-                "SELECT (SELECT count(*) {from})::int8, ARRAY(SELECT concat_ws(', ', {}) {from} ORDER BY {order} LIMIT 10)",
-                describe.join(", ")
-            );
-            let ctx_err = |e: tokio_postgres::Error| {
-                Error::db(format!("checking the rows of {}", catalog.name), &e)
+            let rows = RowsOf {
+                catalog,
+                alias: &alias,
+                describe: &format!("concat_ws(', ', {})", describe.join(", ")),
+                order: &order,
+                condition: &check.condition,
             };
-            let tx = client.transaction().await.map_err(ctx_err)?;
-            tx.execute("SET TRANSACTION READ ONLY", &[])
-                .await
-                .map_err(ctx_err)?;
-            tx.execute(
-                "SELECT set_config('statement_timeout', $1, true)",
-                &[&DATA_CHECK_TIMEOUT],
-            )
-            .await
-            .map_err(ctx_err)?;
-            match tx.query_one(&sql, &[]).await {
-                Ok(row) => {
-                    let n: i64 = row.get(0);
-                    let keys: Vec<String> = row.get(1);
-                    if n > 0 {
-                        problems.add(
-                            base.join(&check.field),
-                            format!(
-                                "{n} {} of {} {}, for example the {} with {}; the contract's VALIDATE would fail on them",
-                                if n == 1 { "row" } else { "rows" },
-                                catalog.name,
-                                check.what,
-                                if keys.len() == 1 { "row" } else { "rows" },
-                                keys.join("; ")
-                            ),
-                        );
-                    }
-                }
-                Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::QUERY_CANCELED) => {
-                    warnings.push(format!(
-                        "{}: the rows of {} were not checked within {DATA_CHECK_TIMEOUT}; the contract's VALIDATE checks them",
-                        base.join(&check.field),
-                        catalog.name
-                    ));
-                }
-                Err(e) => return Err(ctx_err(e)),
+            let found = if check.per_row && !key.is_empty() {
+                rows.count_paged(client, plan.backfill.max_rows_per_second)
+                    .await?
+            } else {
+                rows.count_once(client).await?
+            };
+            match found {
+                Some((n, keys)) if n > 0 => problems.add(
+                    base.join(&check.field),
+                    format!(
+                        "{n} {} of {} {}, for example the {} with {}; the contract's VALIDATE would fail on them",
+                        if n == 1 { "row" } else { "rows" },
+                        catalog.name,
+                        check.what,
+                        if keys.len() == 1 { "row" } else { "rows" },
+                        keys.join("; ")
+                    ),
+                ),
+                Some(_) => {}
+                None => warnings.push(format!(
+                    "{}: the rows of {} were not checked within {DATA_CHECK_TIMEOUT}; the contract's VALIDATE checks them",
+                    base.join(&check.field),
+                    catalog.name
+                )),
             }
-            let _ = tx.rollback().await;
         }
         let effects = op.effects();
         changed.extend(effects.writes.into_iter().map(|u| u.name));
@@ -197,6 +196,168 @@ async fn check_data(
     }
     Ok(())
 }
+
+/// Rows of a table that meet a data check's condition, counted read-only.
+struct RowsOf<'a> {
+    catalog: &'a TableInfo,
+    /// The table's alias in the condition.
+    alias: &'a str,
+    /// An SQL expression naming a row (`id = '42'`).
+    describe: &'a str,
+    /// The order rows are named in (the key, or `ctid`).
+    order: &'a str,
+    condition: &'a str,
+}
+
+/// Rows read per page of a paged count.
+const DATA_CHECK_PAGE: i64 = 10_000;
+
+/// How many rows, and the first [`crate::verify::SAMPLE`] named; `None` when the check ran out
+/// of time.
+type Found = Option<(i64, Vec<String>)>;
+
+impl RowsOf<'_> {
+    fn fail(&self) -> impl Fn(tokio_postgres::Error) -> Error + '_ {
+        move |e| Error::db(format!("checking the rows of {}", self.catalog.name), &e)
+    }
+
+    /// A read-only transaction bounded by [`DATA_CHECK_TIMEOUT`].
+    async fn read_only<'c>(
+        &self,
+        client: &'c mut Client,
+    ) -> Result<tokio_postgres::Transaction<'c>> {
+        let tx = client.transaction().await.map_err(self.fail())?;
+        tx.execute("SET TRANSACTION READ ONLY", &[])
+            .await
+            .map_err(self.fail())?;
+        tx.execute(
+            "SELECT set_config('statement_timeout', $1, true)",
+            &[&DATA_CHECK_TIMEOUT],
+        )
+        .await
+        .map_err(self.fail())?;
+        Ok(tx)
+    }
+
+    /// One statement over the whole table: the first rows by the key (an index scan that stops
+    /// at the tenth), and a count only when there are that many.
+    async fn count_once(&self, client: &mut Client) -> Result<Found> {
+        let from = format!(
+            "FROM {} AS {} WHERE {}",
+            self.catalog.name, self.alias, self.condition
+        );
+        let tx = self.read_only(client).await?;
+        let first = format!(
+            "SELECT {} {from} ORDER BY {} LIMIT {}",
+            self.describe,
+            self.order,
+            crate::verify::SAMPLE
+        );
+        let result = async {
+            let keys: Vec<String> = tx
+                .query(&first, &[])
+                .await?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            let n = if keys.len() < crate::verify::SAMPLE {
+                keys.len() as i64
+            } else {
+                tx.query_one(&format!("SELECT count(*)::int8 {from}"), &[])
+                    .await?
+                    .get(0)
+            };
+            Ok::<_, tokio_postgres::Error>((n, keys))
+        }
+        .await;
+        let _ = tx.rollback().await;
+        match result {
+            Ok(found) => Ok(Some(found)),
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::QUERY_CANCELED) => {
+                Ok(None)
+            }
+            Err(e) => Err(self.fail()(e)),
+        }
+    }
+
+    /// Page by page of the key, each page its own short read-only transaction (no long
+    /// snapshot holding back vacuum on a large table), paced by the plan's
+    /// `max_rows_per_second` when it has one; [`DATA_CHECK_TIMEOUT`] bounds the whole walk.
+    async fn count_paged(&self, client: &mut Client, max_rows_per_second: u64) -> Result<Found> {
+        let keyset = crate::engine::Keyset::of(self.catalog)?;
+        let alias = self.alias;
+        let page = |lower: bool| {
+            format!(
+                "WITH _bf_p AS MATERIALIZED (\n  SELECT {text} AS _bf_k, ({cond}) IS TRUE AS _bf_bad, {describe} AS _bf_d, row_number() OVER (ORDER BY {keys}) AS _bf_rn\n    FROM {table} AS {alias}\n   WHERE {lower}\n   ORDER BY {keys}\n   LIMIT $2\n)\nSELECT (SELECT count(*) FROM _bf_p)::int8, (SELECT count(*) FROM _bf_p WHERE _bf_bad)::int8,\n       ARRAY(SELECT _bf_d FROM _bf_p WHERE _bf_bad ORDER BY _bf_rn LIMIT {sample}),\n       (SELECT _bf_k FROM _bf_p ORDER BY _bf_rn DESC LIMIT 1)",
+                text = keyset.to_text(alias),
+                cond = self.condition,
+                describe = self.describe,
+                keys = keyset.list(alias),
+                table = self.catalog.name,
+                lower = if lower {
+                    keyset.compare_param(alias, ">", 1)
+                } else {
+                    "$1::text[] IS NULL".to_string()
+                },
+                sample = crate::verify::SAMPLE,
+            )
+        };
+        let (first, next) = (page(false), page(true));
+        let deadline = std::time::Instant::now() + DATA_CHECK_BUDGET;
+        let limiter = std::num::NonZeroU32::new(
+            u32::try_from(max_rows_per_second).unwrap_or(u32::MAX),
+        )
+        .map(|rate| {
+            let burst =
+                std::num::NonZeroU32::new(u32::try_from(DATA_CHECK_PAGE).unwrap_or(u32::MAX))
+                    .unwrap_or(std::num::NonZeroU32::MIN)
+                    .min(rate);
+            (
+                governor::RateLimiter::direct(governor::Quota::per_second(rate).allow_burst(burst)),
+                burst,
+            )
+        });
+        let batch = limiter
+            .as_ref()
+            .map_or(DATA_CHECK_PAGE, |(_, burst)| i64::from(burst.get()));
+        let (mut n, mut keys): (i64, Vec<String>) = (0, Vec::new());
+        let mut cursor: Option<Vec<String>> = None;
+        loop {
+            if let Some((l, burst)) = &limiter {
+                let _ = l.until_n_ready(*burst).await;
+            }
+            if std::time::Instant::now() > deadline {
+                return Ok(None);
+            }
+            let tx = self.read_only(client).await?;
+            let sql = if cursor.is_some() { &next } else { &first };
+            let result = tx.query_one(sql, &[&cursor, &batch]).await;
+            let _ = tx.rollback().await;
+            let row = match result {
+                Ok(row) => row,
+                Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::QUERY_CANCELED) => {
+                    return Ok(None)
+                }
+                Err(e) => return Err(self.fail()(e)),
+            };
+            let rows: i64 = row.get(0);
+            n += row.get::<_, i64>(1);
+            let named: Vec<String> = row.get(2);
+            keys.extend(
+                named
+                    .into_iter()
+                    .take(crate::verify::SAMPLE - keys.len().min(crate::verify::SAMPLE)),
+            );
+            cursor = row.get(3);
+            if rows < batch || cursor.is_none() {
+                return Ok(Some((n, keys)));
+            }
+        }
+    }
+}
+
+/// How long a paged count may walk in all, as one statement may run.
+const DATA_CHECK_BUDGET: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The live catalog of the plan's table; a plan error (located at `table`) when there is no
 /// such table.

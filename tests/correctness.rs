@@ -876,3 +876,40 @@ async fn a_bad_row_of_a_table_without_a_key_is_named_by_its_page() {
     );
     assert_eq!(count(&client, "SELECT count(*) FROM k").await, 3000);
 }
+
+/// A check counted page by page of the key: rows on several pages (10,000 keys each) are all
+/// counted, and the first ten are named in key order, paced by the plan's rate.
+#[tokio::test]
+async fn rows_breaking_a_check_are_counted_across_pages() {
+    let db = TestDb::new("violations_paged").await;
+    let client = db.connect().await;
+    client
+        .batch_execute(
+            "CREATE TABLE m (id bigint PRIMARY KEY, total int);
+             INSERT INTO m SELECT g, CASE WHEN g IN (3, 9999, 10000, 10001, 24999) OR g BETWEEN 20001 AND 20020 THEN -g ELSE g END
+               FROM generate_series(1, 25000) g;",
+        )
+        .await
+        .expect("setup");
+    let plans = Plans::new("violations_paged");
+    let plan = plans.write(
+        "check.toml",
+        "table = \"m\"\n[[operations]]\nkind = \"add_check\"\nname = \"total_positive\"\ncheck = \"total > 0\"\n[backfill]\nmax_rows_per_second = 200000\n",
+    );
+    let out = backfill_cmd(&["validate", &plan], Some(&db.url));
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let keys: Vec<String> = [
+        3, 9999, 10000, 10001, 20001, 20002, 20003, 20004, 20005, 20006,
+    ]
+    .iter()
+    .map(|k| format!("\"id\" = '{k}'"))
+    .collect();
+    assert!(
+        show(&out).contains(&format!(
+            "25 rows of \"public\".\"m\" fail the check (give `fill` to repair them), for example the rows with {}; the contract",
+            keys.join("; ")
+        )),
+        "{}",
+        show(&out)
+    );
+}

@@ -728,3 +728,83 @@ async fn a_plan_may_use_what_an_earlier_plan_of_the_folder_adds() {
         show(&out)
     );
 }
+
+/// Changing the type of a column that another table's foreign key references alters that
+/// table at contract: its owner's right is checked before anything changes.
+#[tokio::test]
+async fn carrying_a_foreign_key_needs_the_other_tables_owner() {
+    let db = TestDb::new("trust_carry_owner").await;
+    let client = db.connect().await;
+    let owner = format!("bf_carry_owner_{}", std::process::id());
+    admin(
+        &db,
+        &format!(
+            "DROP ROLE IF EXISTS \"{owner}\"; CREATE ROLE \"{owner}\" LOGIN;
+             GRANT CREATE ON DATABASE \"{}\" TO \"{owner}\";
+             CREATE TABLE accounts (id int PRIMARY KEY, name text);
+             INSERT INTO accounts SELECT g, 'a' || g FROM generate_series(1, 50) g;
+             CREATE TABLE orders (id int PRIMARY KEY, account_id int REFERENCES accounts (id));
+             INSERT INTO orders SELECT g, g FROM generate_series(1, 50) g;
+             ALTER TABLE accounts OWNER TO \"{owner}\";",
+            db.name
+        ),
+    )
+    .await;
+    let plans = Plans::new("carry_owner");
+    let plan = plans.write(
+        "widen.toml",
+        "table = \"accounts\"\n[[operations]]\nkind = \"change_type\"\ncolumn = \"id\"\ntype = \"bigint\"\n[release]\nexpand = \"1.0\"\ncontract = \"2.0\"\n",
+    );
+    let out = backfill_cmd(
+        &["run", &plan, "--release", "1.0"],
+        Some(&url_as(&db, &owner)),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        show(&out).contains(
+            "moves foreign key \"orders_account_id_fkey\" of public.orders onto the new column"
+        ),
+        "{}",
+        show(&out)
+    );
+    assert!(!state_exists(&client).await);
+    assert_eq!(
+        rows(&client, "SELECT attname::text FROM pg_attribute WHERE attrelid = 'accounts'::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum").await,
+        ["id", "name"]
+    );
+    // Owning both, the indexes carried onto the new column are built in the table's schema:
+    // that takes CREATE on it, checked up front too.
+    admin(&db, &format!("ALTER TABLE orders OWNER TO \"{owner}\"")).await;
+    let out = backfill_cmd(
+        &["run", &plan, "--release", "1.0"],
+        Some(&url_as(&db, &owner)),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        show(&out).contains(&format!("building index \"public\".\"accounts_pkey_bf\" takes CREATE on schema \"public\", where its table is: GRANT CREATE ON SCHEMA \"public\" TO \"{owner}\"")),
+        "{}",
+        show(&out)
+    );
+    assert!(!state_exists(&client).await);
+    admin(
+        &db,
+        &format!("GRANT CREATE ON SCHEMA public TO \"{owner}\""),
+    )
+    .await;
+    backfill_ok(
+        &["run", &plan, "--release", "1.0", "--progress", "quiet"],
+        Some(&url_as(&db, &owner)),
+    );
+    backfill_ok(
+        &["run", &plan, "--release", "2.0", "--progress", "quiet"],
+        Some(&url_as(&db, &owner)),
+    );
+    assert_eq!(
+        rows(&client, "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'accounts'::regclass AND attname = 'id'").await,
+        ["bigint"]
+    );
+    assert!(client
+        .batch_execute("INSERT INTO orders VALUES (51, 999)")
+        .await
+        .is_err());
+}

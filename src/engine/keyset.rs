@@ -110,7 +110,7 @@ impl Keyset {
 
     /// The key of `alias` compared with `op` to the `text[]` parameter `$param`, written so
     /// that the primary key's btree serves it (a row comparison for composite keys).
-    fn compare_param(&self, alias: &str, op: &str, param: usize) -> String {
+    pub fn compare_param(&self, alias: &str, op: &str, param: usize) -> String {
         let values: Vec<String> = self
             .types
             .iter()

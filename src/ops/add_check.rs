@@ -123,6 +123,7 @@ impl Operation for AddCheck {
             what: "fail the check (give `fill` to repair them)".to_string(),
             condition: format!("({}) IS FALSE", self.check),
             columns,
+            per_row: true,
         }]
     }
 

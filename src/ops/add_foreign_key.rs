@@ -148,6 +148,7 @@ impl Operation for AddForeignKey {
                 matches.join(" AND ")
             ),
             columns: self.columns.clone(),
+            per_row: true,
         }]
     }
 

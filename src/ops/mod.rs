@@ -301,6 +301,9 @@ pub struct DataCheck {
     pub condition: String,
     /// Columns the condition reads: a check on columns an earlier plan creates is skipped.
     pub columns: Vec<String>,
+    /// The condition reads only the row (and other tables by index): it can be counted page by
+    /// page of the key. Duplicates need the whole table at once.
+    pub per_row: bool,
 }
 
 impl DataCheck {
@@ -334,6 +337,7 @@ impl DataCheck {
                 not_null.join(" AND ")
             ),
             columns: columns.to_vec(),
+            per_row: false,
         }
     }
 }

@@ -52,6 +52,7 @@ impl Operation for SetNotNull {
             ),
             condition: format!("{} IS NULL", Ident::new(&self.column)),
             columns: vec![self.column.clone()],
+            per_row: true,
         }]
     }
 
