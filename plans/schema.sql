@@ -18,3 +18,4 @@ CREATE TABLE orders (
   reference text,
   total     numeric(12, 2)
 );
+CREATE INDEX orders_total_idx ON orders (total);

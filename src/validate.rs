@@ -551,17 +551,21 @@ async fn compile(
                     unique,
                     method,
                     body,
+                    include,
                     predicate,
                 } => (
                     field,
                     crate::ops::index_sql(
                         &scratch,
                         None,
-                        unique,
                         false,
-                        method.as_deref(),
-                        &body,
-                        predicate.as_deref(),
+                        crate::ops::IndexShape {
+                            unique,
+                            method: method.as_deref(),
+                            body: &body,
+                            include: &include,
+                            predicate: predicate.as_deref(),
+                        },
                     ),
                 ),
             };

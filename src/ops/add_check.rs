@@ -148,6 +148,7 @@ impl Operation for AddCheck {
         Contract {
             validate: vec![validate_constraint(ctx, &Ident::new(&self.name))],
             switch: Vec::new(),
+            ..Contract::default()
         }
     }
 

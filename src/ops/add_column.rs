@@ -182,6 +182,7 @@ impl Operation for AddColumn {
         Contract {
             validate: vec![nn.validate(ctx)],
             switch: nn.switch(ctx),
+            ..Contract::default()
         }
     }
 

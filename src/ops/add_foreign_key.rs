@@ -187,6 +187,7 @@ impl Operation for AddForeignKey {
         Contract {
             validate: vec![validate_constraint(ctx, &self.constraint(ctx))],
             switch: Vec::new(),
+            ..Contract::default()
         }
     }
 

@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use super::{
     check_column_list, concurrent_index, default_index_name, uses, Contract, Ctx, DataCheck,
-    Effects, IndexBuild, LockLevel, Operation, Problems, Rollback, Statement,
+    Effects, IndexBuild, IndexShape, LockLevel, Operation, Problems, Rollback, Statement,
 };
 use crate::diagnostics::FieldPath;
 use crate::sql::{ident_list, Ident};
@@ -84,10 +84,13 @@ impl Operation for AddUnique {
         vec![concurrent_index(
             ctx,
             &self.index_name(ctx),
-            true,
-            None,
-            &ident_list(&cols),
-            None,
+            IndexShape {
+                unique: true,
+                method: None,
+                body: &ident_list(&cols),
+                include: &[],
+                predicate: None,
+            },
         )]
     }
 
@@ -101,6 +104,7 @@ impl Operation for AddUnique {
                     "ADD CONSTRAINT {name} UNIQUE USING INDEX {name}"
                 )),
             )],
+            ..Contract::default()
         }
     }
 

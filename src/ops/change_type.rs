@@ -207,7 +207,11 @@ impl Operation for ChangeType {
         validate.extend(carried.validate);
         // A primary key switched USING INDEX needs the NOT NULL set just above.
         switch.extend(carried.after_rename);
-        Contract { validate, switch }
+        Contract {
+            validate,
+            switch,
+            ..Contract::default()
+        }
     }
 
     fn rollback(&self, ctx: &Ctx<'_>) -> Rollback {

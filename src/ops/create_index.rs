@@ -6,20 +6,90 @@ use serde::Deserialize;
 
 use super::{
     concurrent_index, default_index_name, uses, Ctx, DataCheck, Effects, ExprCheck, IndexBuild,
-    Operation, Problems, Rollback,
+    IndexShape, Operation, Problems, Rollback,
 };
 use crate::diagnostics::FieldPath;
-use crate::sql::{fit_identifier, fnv1a, ident_list, Ident};
+use crate::sql::{fit_identifier, fnv1a, Ident};
 
 /// Index methods PostgreSQL ships.
 pub const METHODS: &[&str] = &["btree", "hash", "gist", "spgist", "gin", "brin"];
+
+/// One indexed column: its name, or a table with the name and how it is indexed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum IndexColumn {
+    /// `"email"`.
+    Name(String),
+    /// `{ name = "created_at", order = "desc", nulls = "last", opclass = "...", collation = "C" }`.
+    Spec(ColumnSpec),
+}
+
+/// How a column is indexed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ColumnSpec {
+    /// The column.
+    pub name: String,
+    /// `asc` (default) or `desc`.
+    pub order: Option<String>,
+    /// `first` or `last` (default: last ascending, first descending).
+    pub nulls: Option<String>,
+    /// An operator class (`text_pattern_ops`, `schema.my_ops`).
+    pub opclass: Option<String>,
+    /// A collation (`C`, `und-x-icu`).
+    pub collation: Option<String>,
+}
+
+impl IndexColumn {
+    /// The column's name.
+    pub fn name(&self) -> &str {
+        match self {
+            IndexColumn::Name(n) => n,
+            IndexColumn::Spec(s) => &s.name,
+        }
+    }
+
+    /// `"created_at" COLLATE "C" "text_pattern_ops" DESC NULLS LAST`: every part an
+    /// identifier (quoted) or one of a few keywords checked by [`CreateIndex::check`].
+    fn sql(&self) -> String {
+        let IndexColumn::Spec(s) = self else {
+            return Ident::new(self.name()).to_string();
+        };
+        let mut out = Ident::new(&s.name).to_string();
+        if let Some(c) = &s.collation {
+            out.push_str(&format!(" COLLATE {}", qualified_ident(c)));
+        }
+        if let Some(o) = &s.opclass {
+            out.push_str(&format!(" {}", qualified_ident(o)));
+        }
+        if let Some(o) = &s.order {
+            out.push_str(&format!(" {}", o.to_ascii_uppercase()));
+        }
+        if let Some(n) = &s.nulls {
+            out.push_str(&format!(" NULLS {}", n.to_ascii_uppercase()));
+        }
+        out
+    }
+}
+
+/// `a` or `schema.a`, each part quoted (a name with a dot in it cannot be written here).
+fn qualified_ident(name: &str) -> String {
+    name.split('.')
+        .map(|p| Ident::new(p).to_string())
+        .collect::<Vec<_>>()
+        .join(".")
+}
 
 /// `kind = "create_index"`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateIndex {
-    /// Indexed columns (or give `expression`).
-    pub columns: Option<Vec<String>>,
+    /// Indexed columns, names or `{ name, order, nulls, opclass, collation }` (or give
+    /// `expression`).
+    pub columns: Option<Vec<IndexColumn>>,
+    /// Columns stored in the index without being keys (`INCLUDE`).
+    #[serde(default)]
+    pub include: Vec<String>,
     /// An index expression, as in `CREATE INDEX ... ((lower(email)))`.
     pub expression: Option<String>,
     /// A unique index.
@@ -42,7 +112,7 @@ impl CreateIndex {
         }
         let suffix = if self.unique { "key" } else { "idx" };
         match (&self.columns, &self.expression) {
-            (Some(cols), _) => default_index_name(ctx.qualified(), cols, suffix),
+            (Some(_), _) => default_index_name(ctx.qualified(), &self.column_names(), suffix),
             (None, Some(e)) => fit_identifier(&format!(
                 "{}_expr_{:08x}_{suffix}",
                 ctx.qualified().name.as_str(),
@@ -52,9 +122,22 @@ impl CreateIndex {
         }
     }
 
+    /// The indexed columns' names.
+    pub fn column_names(&self) -> Vec<String> {
+        self.columns
+            .iter()
+            .flatten()
+            .map(|c| c.name().to_string())
+            .collect()
+    }
+
     fn body(&self) -> String {
         match (&self.columns, &self.expression) {
-            (Some(cols), _) => ident_list(&cols.iter().map(Ident::new).collect::<Vec<_>>()),
+            (Some(cols), _) => cols
+                .iter()
+                .map(IndexColumn::sql)
+                .collect::<Vec<_>>()
+                .join(", "),
             (None, Some(e)) => format!("({e})"),
             (None, None) => String::new(),
         }
@@ -64,11 +147,41 @@ impl CreateIndex {
         concurrent_index(
             ctx,
             &self.index_name(ctx),
-            self.unique,
-            self.method.as_deref(),
-            &self.body(),
-            self.predicate.as_deref(),
+            IndexShape {
+                unique: self.unique,
+                method: self.method.as_deref(),
+                body: &self.body(),
+                include: &self.include,
+                predicate: self.predicate.as_deref(),
+            },
         )
+    }
+}
+
+/// `order`, `nulls`, `opclass` and `collation` of one column.
+fn check_spec(problems: &mut Problems, at: FieldPath, spec: &ColumnSpec) {
+    let one_of =
+        |problems: &mut Problems, field: &str, value: &Option<String>, allowed: &[&str]| {
+            if let Some(v) = value {
+                if !allowed.contains(&v.to_ascii_lowercase().as_str()) {
+                    problems.add(
+                        at.key(field),
+                        format!("`{v}` is not one of: {}", allowed.join(", ")),
+                    );
+                }
+            }
+        };
+    one_of(problems, "order", &spec.order, &["asc", "desc"]);
+    one_of(problems, "nulls", &spec.nulls, &["first", "last"]);
+    for (field, value) in [("opclass", &spec.opclass), ("collation", &spec.collation)] {
+        if let Some(v) = value {
+            if v.split('.').any(|p| p.trim().is_empty()) || v.split('.').count() > 2 {
+                problems.add(
+                    at.key(field),
+                    format!("`{v}` is not a name (or schema.name)"),
+                );
+            }
+        }
     }
 }
 
@@ -79,10 +192,10 @@ impl Operation for CreateIndex {
 
     fn data_checks(&self, ctx: &Ctx<'_>) -> Vec<DataCheck> {
         match (&self.columns, self.unique) {
-            (Some(columns), true) => vec![DataCheck::duplicates(
+            (Some(_), true) => vec![DataCheck::duplicates(
                 ctx,
                 FieldPath::of("columns"),
-                columns,
+                &self.column_names(),
                 self.predicate.as_deref(),
             )],
             _ => Vec::new(),
@@ -108,7 +221,12 @@ impl Operation for CreateIndex {
                 "create_index needs `columns` or `expression`",
             ),
             (Some(cols), None) => {
-                super::check_column_list(problems, FieldPath::of("columns"), cols)
+                super::check_column_list(problems, FieldPath::of("columns"), &self.column_names());
+                for (i, c) in cols.iter().enumerate() {
+                    if let IndexColumn::Spec(s) = c {
+                        check_spec(problems, FieldPath::of("columns").index(i), s);
+                    }
+                }
             }
             (None, Some(e)) => problems.require_text(FieldPath::of("expression"), e),
         }
@@ -125,6 +243,9 @@ impl Operation for CreateIndex {
         }
         if let Some(p) = &self.predicate {
             problems.require_text(FieldPath::of("where"), p);
+        }
+        if !self.include.is_empty() {
+            super::check_column_list(problems, FieldPath::of("include"), &self.include);
         }
     }
 
@@ -144,11 +265,10 @@ impl Operation for CreateIndex {
 
     fn effects(&self) -> Effects {
         Effects {
-            reads: self
-                .columns
-                .as_ref()
-                .map(|c| uses(&FieldPath::of("columns"), c))
-                .unwrap_or_default(),
+            reads: uses(&FieldPath::of("columns"), &self.column_names())
+                .into_iter()
+                .chain(uses(&FieldPath::of("include"), &self.include))
+                .collect(),
             ..Effects::default()
         }
     }
@@ -168,6 +288,7 @@ impl Operation for CreateIndex {
             unique: self.unique,
             method: self.method.clone(),
             body: self.body(),
+            include: self.include.clone(),
             predicate: self.predicate.clone(),
         }]
     }

@@ -91,6 +91,7 @@ impl Operation for DropColumn {
         Contract {
             validate: Vec::new(),
             switch: vec![drop_column(ctx, &self.column)],
+            ..Contract::default()
         }
     }
 }

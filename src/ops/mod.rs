@@ -22,6 +22,7 @@ pub mod carry;
 pub mod change_type;
 pub mod create_index;
 pub mod drop_column;
+pub mod drop_index;
 pub mod merge_columns;
 pub mod rename_column;
 pub mod set_not_null;
@@ -204,6 +205,9 @@ pub struct Contract {
     pub validate: Vec<Statement>,
     /// Metadata-only changes applied together under `lock_timeout`.
     pub switch: Vec<Statement>,
+    /// Indexes dropped with `DROP INDEX CONCURRENTLY` after the switch, each outside a
+    /// transaction.
+    pub drop_indexes: Vec<QualifiedName>,
 }
 
 /// How to undo an operation's expand.
@@ -284,6 +288,8 @@ pub enum ExprCheck {
         method: Option<String>,
         /// The column list or expression, as it goes between parentheses.
         body: String,
+        /// `INCLUDE` columns.
+        include: Vec<String>,
         /// `WHERE` predicate.
         predicate: Option<String>,
     },
@@ -549,6 +555,7 @@ registry! {
     add_unique => add_unique::AddUnique,
     create_index => create_index::CreateIndex,
     drop_column => drop_column::DropColumn,
+    drop_index => drop_index::DropIndex,
     update_rows => update_rows::UpdateRows,
 }
 
@@ -696,43 +703,47 @@ pub fn default_index_name(table: &QualifiedName, columns: &[String], suffix: &st
     crate::sql::fit_identifier(&parts.join("_"))
 }
 
+/// What an index is built from, as it goes into `CREATE INDEX`.
+#[derive(Debug, Clone, Copy)]
+pub struct IndexShape<'a> {
+    /// `UNIQUE`.
+    pub unique: bool,
+    /// `USING` method, one of the names the kind checks.
+    pub method: Option<&'a str>,
+    /// The column list or expression, as it goes between parentheses.
+    pub body: &'a str,
+    /// `INCLUDE` columns.
+    pub include: &'a [String],
+    /// `WHERE` predicate.
+    pub predicate: Option<&'a str>,
+}
+
 /// Builds `CREATE [UNIQUE] INDEX CONCURRENTLY` and its rollback for an index in the table's
 /// schema.
-pub fn concurrent_index(
-    ctx: &Ctx<'_>,
-    name: &str,
-    unique: bool,
-    method: Option<&str>,
-    body: &str,
-    predicate: Option<&str>,
-) -> IndexBuild {
+pub fn concurrent_index(ctx: &Ctx<'_>, name: &str, shape: IndexShape<'_>) -> IndexBuild {
     let qualified = ctx.qualified().sibling(name);
     IndexBuild {
-        create: index_sql(
-            ctx.qualified(),
-            Some(&qualified.name),
-            unique,
-            true,
-            method,
-            body,
-            predicate,
-        ),
+        create: index_sql(ctx.qualified(), Some(&qualified.name), true, shape),
         name: qualified,
     }
 }
 
-/// `CREATE [UNIQUE] INDEX [CONCURRENTLY] [name] ON table [USING method] (body) [WHERE (p)]`.
-/// The method is one of [`METHODS`]-style names checked by the kind; body and predicate are
-/// the plan's expressions, compiled at `validate`.
+/// `CREATE [UNIQUE] INDEX [CONCURRENTLY] [name] ON table [USING method] (body)
+/// [INCLUDE (columns)] [WHERE (p)]`. Body and predicate are the plan's expressions, compiled
+/// at `validate`.
 pub fn index_sql(
     table: &QualifiedName,
     name: Option<&Ident>,
-    unique: bool,
     concurrently: bool,
-    method: Option<&str>,
-    body: &str,
-    predicate: Option<&str>,
+    shape: IndexShape<'_>,
 ) -> String {
+    let IndexShape {
+        unique,
+        method,
+        body,
+        include,
+        predicate,
+    } = shape;
     let mut sql = format!(
         "CREATE {}INDEX {}{}ON {table}",
         if unique { "UNIQUE " } else { "" },
@@ -743,6 +754,9 @@ pub fn index_sql(
         sql.push_str(&format!(" USING {m}"));
     }
     sql.push_str(&format!(" ({body})"));
+    if !include.is_empty() {
+        sql.push_str(&format!(" INCLUDE ({})", column_list(include)));
+    }
     if let Some(p) = predicate {
         sql.push_str(&format!(" WHERE ({p})"));
     }

@@ -111,6 +111,7 @@ impl Operation for RenameColumn {
                     )),
                 ),
             ],
+            ..Contract::default()
         }
     }
 

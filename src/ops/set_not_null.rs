@@ -132,6 +132,7 @@ impl Operation for SetNotNull {
         Contract {
             validate: vec![nn.validate(ctx)],
             switch: nn.switch(ctx),
+            ..Contract::default()
         }
     }
 

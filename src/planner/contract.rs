@@ -1,6 +1,7 @@
 //! The contract phase: validations (each its own transaction, weak locks), then one switch
 //! transaction (drop the trigger, drop or rename columns, SET NOT NULL through the validated
-//! check, attach unique indexes), then the cleanup of the plan's own objects.
+//! check, attach unique indexes), indexes dropped concurrently, then the cleanup of the plan's
+//! own objects.
 
 use super::{Parts, Step, StepMode};
 use crate::ops::{LockLevel, Statement};
@@ -9,6 +10,7 @@ use crate::ops::{LockLevel, Statement};
 pub(super) fn steps(parts: &Parts<'_>) -> Vec<Step> {
     let mut contract_steps = Vec::new();
     let mut switch = Vec::new();
+    let mut drops = Vec::new();
     if !parts.syncs.is_empty() {
         switch.push(parts.drop_trigger());
     }
@@ -22,12 +24,23 @@ pub(super) fn steps(parts: &Parts<'_>) -> Vec<Step> {
             });
         }
         switch.extend(contract.switch);
+        drops.extend(contract.drop_indexes);
     }
     if !switch.is_empty() {
         contract_steps.push(Step {
             description: "switch to the new schema, metadata only".to_string(),
             mode: StepMode::Transaction,
             statements: switch,
+        });
+    }
+    for index in drops {
+        contract_steps.push(Step {
+            description: format!("drop index {index} concurrently"),
+            mode: StepMode::NoTransaction,
+            statements: vec![Statement::new(
+                LockLevel::ShareUpdateExclusive,
+                format!("DROP INDEX CONCURRENTLY IF EXISTS {index}"),
+            )],
         });
     }
     let cleanup = cleanup_statements(parts);

@@ -298,6 +298,7 @@ mod add_unique;
 mod change_type;
 mod create_index;
 mod drop_column;
+mod drop_index;
 mod merge_columns;
 mod rename_column;
 mod set_not_null;
