@@ -250,8 +250,128 @@ pub fn qualified_list<'a>(prefix: &str, idents: impl IntoIterator<Item = &'a Ide
         .join(", ")
 }
 
+/// How many statements `text` holds: `;` outside string literals (`'...'`, `E'...'`), quoted
+/// identifiers, dollar quotes and comments (`--`, nested `/* */`) separates them; empty ones
+/// do not count. `None` when a quote or comment is not closed.
+pub fn statement_count(text: &str) -> Option<usize> {
+    let b = text.as_bytes();
+    let (mut i, mut count, mut content) = (0usize, 0usize, false);
+    while i < b.len() {
+        let c = b[i];
+        match c {
+            b'\'' => {
+                let escapes = i > 0 && matches!(b[i - 1], b'e' | b'E') && {
+                    // `E'` only when the E starts a word.
+                    i < 2 || !(b[i - 2].is_ascii_alphanumeric() || b[i - 2] == b'_')
+                };
+                i += 1;
+                loop {
+                    match b.get(i)? {
+                        b'\\' if escapes => i += 2,
+                        b'\'' if b.get(i + 1) == Some(&b'\'') => i += 2,
+                        b'\'' => break,
+                        _ => i += 1,
+                    }
+                }
+                i += 1;
+                content = true;
+            }
+            b'"' => {
+                i += 1;
+                loop {
+                    match b.get(i)? {
+                        b'"' if b.get(i + 1) == Some(&b'"') => i += 2,
+                        b'"' => break,
+                        _ => i += 1,
+                    }
+                }
+                i += 1;
+                content = true;
+            }
+            b'-' if b.get(i + 1) == Some(&b'-') => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                let mut depth = 1;
+                i += 2;
+                while depth > 0 {
+                    match (b.get(i)?, b.get(i + 1)) {
+                        (b'/', Some(b'*')) => {
+                            depth += 1;
+                            i += 2
+                        }
+                        (b'*', Some(b'/')) => {
+                            depth -= 1;
+                            i += 2
+                        }
+                        _ => i += 1,
+                    }
+                }
+            }
+            b'$' if i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_') => {
+                // `$tag$` (tag: letters, digits, `_`, not starting with a digit) or `$$`; `$1`
+                // is a parameter.
+                let tag_end = b[i + 1..]
+                    .iter()
+                    .position(|&x| !(x.is_ascii_alphanumeric() || x == b'_'))
+                    .map(|p| i + 1 + p);
+                match tag_end {
+                    Some(end)
+                        if b[end] == b'$' && !b.get(i + 1).is_some_and(u8::is_ascii_digit) =>
+                    {
+                        let tag = &text[i..=end];
+                        let rest = &text[end + 1..];
+                        let close = rest.find(tag)?;
+                        i = end + 1 + close + tag.len();
+                    }
+                    _ => i += 1,
+                }
+                content = true;
+            }
+            b';' => {
+                if content {
+                    count += 1;
+                }
+                content = false;
+                i += 1;
+            }
+            c if c.is_ascii_whitespace() => i += 1,
+            _ => {
+                content = true;
+                i += 1;
+            }
+        }
+    }
+    if content {
+        count += 1;
+    }
+    Some(count)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn statements_are_counted_outside_quotes_and_comments() {
+        use super::statement_count as n;
+        assert_eq!(n("CREATE STATISTICS s ON a, b FROM t"), Some(1));
+        assert_eq!(n("SELECT 1;"), Some(1));
+        assert_eq!(n("SELECT 1; SELECT 2"), Some(2));
+        assert_eq!(n("SELECT ';' -- ; not this\n"), Some(1));
+        assert_eq!(n("SELECT 'it''s;'"), Some(1));
+        assert_eq!(n("SELECT E'\\';'; SELECT 2"), Some(2));
+        assert_eq!(n("SELECT \"a;b\" FROM t"), Some(1));
+        assert_eq!(n("DO $x$ BEGIN PERFORM 1; END $x$"), Some(1));
+        assert_eq!(n("DO $$ BEGIN; END $$; DROP TABLE t"), Some(2));
+        assert_eq!(n("/* ; /* ; */ ; */ SELECT 1"), Some(1));
+        assert_eq!(n("SELECT $1; SELECT 2"), Some(2));
+        assert_eq!(n(" ; ;"), Some(0));
+        assert_eq!(n("SELECT 'open"), None);
+        assert_eq!(n("DO $$ open"), None);
+        assert_eq!(n("/* open"), None);
+    }
+
     use super::*;
 
     #[test]

@@ -398,9 +398,15 @@ pub async fn validate_all(
 }
 
 async fn check_types(client: &Client, plan: &Plan, problems: &mut Problems) -> Result<()> {
+    // Types an earlier operation of the plan creates (`create_enum`) exist by then.
+    let mut created: Vec<String> = Vec::new();
     for (i, spec) in plan.operations.iter().enumerate() {
         for c in spec.op().effects().creates {
             let Some(t) = &c.type_name else { continue };
+            let bare = t.trim_end_matches("[]").trim();
+            if created.iter().any(|n| n == bare) {
+                continue;
+            }
             if !catalog::type_exists(client, t).await? {
                 let field = FieldPath::of("operations").index(i);
                 // The type sits next to the name: `type` in the same table.
@@ -414,6 +420,7 @@ async fn check_types(client: &Client, plan: &Plan, problems: &mut Problems) -> R
                 );
             }
         }
+        created.extend(spec.op().creates_types());
     }
     Ok(())
 }
@@ -496,6 +503,24 @@ async fn compile(
     tx.execute("SELECT set_config('lock_timeout', $1, true)", &[&lock_ms])
         .await
         .map_err(ctx_err)?;
+    // What the plan creates for later operations to use (a type), tried first.
+    for (i, spec) in plan.operations.iter().enumerate() {
+        let base = FieldPath::of("operations").index(i);
+        let ctx = Ctx {
+            plan: &plan.name,
+            table: catalog,
+            position: i,
+            path: &base,
+        };
+        for (field, sql) in spec.op().trial(&ctx) {
+            if let Err(message) = try_in_savepoint(&tx, &sql).await? {
+                problems.add(base.join(&field), message);
+            }
+        }
+    }
+    if !problems.0.is_empty() {
+        return Ok(());
+    }
     // The copy has the table's own name (in pg_temp), so expressions that name columns by the
     // table (`users.full_name`) compile here exactly as they will on the table.
     let scratch = catalog.name.in_schema("pg_temp");
@@ -510,17 +535,23 @@ async fn compile(
     .map_err(ctx_err)?;
     let transition = planner::transition_table(plan, catalog);
     // The copy has the table's real columns; earlier plans' and this plan's new ones are added.
-    for c in transition.columns.iter().skip(real_columns) {
-        tx.execute(
-            &format!(
-                "ALTER TABLE {scratch} ADD COLUMN {} {}",
-                Ident::new(&c.name),
-                c.type_name
-            ),
-            &[],
-        )
-        .await
-        .map_err(ctx_err)?;
+    for (i, c) in transition.columns.iter().enumerate().skip(real_columns) {
+        let add = |type_name: &str| {
+            format!(
+                "ALTER TABLE {scratch} ADD COLUMN {} {type_name}",
+                Ident::new(&c.name)
+            )
+        };
+        if i < catalog.columns.len() {
+            // An earlier plan's column may have a type that plan creates, which does not exist
+            // in this transaction: it stands in as `text` (this plan's expressions over it are
+            // checked as text).
+            if try_in_savepoint(&tx, &add(&c.type_name)).await?.is_err() {
+                tx.execute(&add("text"), &[]).await.map_err(ctx_err)?;
+            }
+        } else {
+            tx.execute(&add(&c.type_name), &[]).await.map_err(ctx_err)?;
+        }
     }
     let alias = catalog.alias();
     let from = format!("{scratch} AS {alias}");
@@ -668,8 +699,15 @@ async fn try_in_savepoint(
 
 fn warnings(plan: &Plan, catalog: &TableInfo) -> Vec<String> {
     let mut out = Vec::new();
-    for spec in &plan.operations {
+    for (i, spec) in plan.operations.iter().enumerate() {
         let op = spec.op();
+        if let Some(notice) = op.notice() {
+            out.push(format!(
+                "{}: operations[{i}] ({}): {notice}",
+                plan.file.display(),
+                op.kind()
+            ));
+        }
         if op.removal() != crate::ops::Removal::Dropped {
             // Kept (rename), carried over (change_type) or refused (split, merge).
             continue;

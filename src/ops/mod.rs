@@ -16,10 +16,12 @@ use crate::sql::{object_name, Ident, QualifiedName};
 
 pub mod add_check;
 pub mod add_column;
+pub mod add_enum_value;
 pub mod add_foreign_key;
 pub mod add_unique;
 pub mod carry;
 pub mod change_type;
+pub mod create_enum;
 pub mod create_index;
 pub mod drop_column;
 pub mod drop_index;
@@ -27,6 +29,7 @@ pub mod merge_columns;
 pub mod rename_column;
 pub mod set_not_null;
 pub mod split_column;
+pub mod sql;
 pub mod update_rows;
 
 /// The table-level lock a statement takes, as documented in PostgreSQL's "Explicit Locking"
@@ -486,6 +489,32 @@ pub trait Operation: fmt::Debug {
         Vec::new()
     }
 
+    /// Expand: statements PostgreSQL runs only outside a transaction block (`ALTER TYPE ... ADD
+    /// VALUE`), each its own step after the expand transaction. They must be safe to run again.
+    fn standalone(&self, ctx: &Ctx<'_>) -> Vec<Statement> {
+        let _ = ctx;
+        Vec::new()
+    }
+
+    /// Statements `validate` tries first in its rolled-back transaction, each with the field
+    /// its error is reported on: they only create new objects (a type), which later operations
+    /// of the plan may then use. Nothing here may lock an existing table.
+    fn trial(&self, ctx: &Ctx<'_>) -> Vec<(FieldPath, String)> {
+        let _ = ctx;
+        Vec::new()
+    }
+
+    /// Type names this operation creates, as written in the plan (a column of a later
+    /// operation may have one of them).
+    fn creates_types(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Something `validate`, `plan` and `run` say about this operation before anything runs.
+    fn notice(&self) -> Option<String> {
+        None
+    }
+
     /// Expand: indexes built concurrently, outside any transaction.
     fn indexes(&self, ctx: &Ctx<'_>) -> Vec<IndexBuild> {
         let _ = ctx;
@@ -557,6 +586,9 @@ registry! {
     drop_column => drop_column::DropColumn,
     drop_index => drop_index::DropIndex,
     update_rows => update_rows::UpdateRows,
+    create_enum => create_enum::CreateEnum,
+    add_enum_value => add_enum_value::AddEnumValue,
+    sql => sql::Sql,
 }
 
 /// The three statements that put NOT NULL on a column without a long `ACCESS EXCLUSIVE` lock:

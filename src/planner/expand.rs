@@ -1,6 +1,7 @@
 //! The expand phase: additive DDL in one metadata-only transaction (the undo table, the
-//! operations' new columns, and the NOT VALID constraints when no trigger follows), then each
-//! index built concurrently in its own step.
+//! operations' new columns, and the NOT VALID constraints when no trigger follows), then the
+//! statements PostgreSQL runs only outside a transaction, then each index built concurrently in
+//! its own step.
 
 use super::{ensure_schema, Parts, Step, StepMode};
 use crate::ops::{IndexBuild, LockLevel, Statement};
@@ -31,6 +32,15 @@ pub(super) fn steps(parts: &Parts<'_>) -> Vec<Step> {
             mode: StepMode::Transaction,
             statements: expand_sql,
         });
+    }
+    for (op, c) in &parts.ops {
+        for statement in op.standalone(c) {
+            expand_steps.push(Step {
+                description: format!("{}, outside a transaction", op.summary()),
+                mode: StepMode::NoTransaction,
+                statements: vec![statement],
+            });
+        }
     }
     for (op, c) in &parts.ops {
         for IndexBuild { name, create } in op.indexes(c) {

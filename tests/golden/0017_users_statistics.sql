@@ -1,0 +1,32 @@
+-- Golden file: the schedule of plans/0017_users_statistics.toml against tests/golden/catalog/public.users.json.
+-- Bless a reviewed change with BACKFILL_BLESS=1 cargo test --test tests golden
+
+-- plan 0017_users_statistics on "public"."users" (row estimate 0)
+
+-- ==== phase expand (due from release 3.2.0)
+
+-- step 1: unchecked SQL: CREATE STATISTICS users_city_street (dependencies) ON city, ..., metadata only
+-- mode: in one transaction
+-- lock: ACCESS EXCLUSIVE
+CREATE STATISTICS users_city_street (dependencies) ON city, street FROM users;
+
+-- ==== phase dual-write (due from release 3.2.0)
+
+-- (no steps)
+
+-- ==== phase backfill (due from release 3.2.0)
+
+-- (no steps)
+
+-- ==== phase contract (due from release 3.3.0)
+
+-- (no steps)
+
+-- ==== rollback
+
+-- step 1: drop the trigger, new columns and constraints, metadata only
+-- mode: in one transaction
+-- lock: ACCESS EXCLUSIVE
+DROP STATISTICS IF EXISTS users_city_street;
+
+-- ==== backfill spec: none (the plan moves no data)
