@@ -19,3 +19,10 @@ CREATE TABLE orders (
   total     numeric(12, 2)
 );
 CREATE INDEX orders_total_idx ON orders (total);
+
+-- A log table created without a key (0018 gives it one).
+CREATE TABLE events (
+  tenant_id int NOT NULL,
+  id        bigint NOT NULL,
+  payload   text
+);

@@ -18,6 +18,7 @@ pub mod add_check;
 pub mod add_column;
 pub mod add_enum_value;
 pub mod add_foreign_key;
+pub mod add_primary_key;
 pub mod add_unique;
 pub mod carry;
 pub mod change_type;
@@ -589,6 +590,7 @@ registry! {
     create_enum => create_enum::CreateEnum,
     add_enum_value => add_enum_value::AddEnumValue,
     sql => sql::Sql,
+    add_primary_key => add_primary_key::AddPrimaryKey,
 }
 
 /// The three statements that put NOT NULL on a column without a long `ACCESS EXCLUSIVE` lock:

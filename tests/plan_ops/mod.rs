@@ -294,6 +294,7 @@ macro_rules! scenario_tests {
 mod add_check;
 mod add_column;
 mod add_foreign_key;
+mod add_primary_key;
 mod add_unique;
 mod change_type;
 mod create_enum;
