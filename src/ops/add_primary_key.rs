@@ -165,7 +165,6 @@ impl Operation for AddPrimaryKey {
                 .nullable(ctx)
                 .map(|c| NotNullViaCheck::new(ctx, c).drop(ctx))
                 .collect(),
-            ..Rollback::default()
         }
     }
 }
