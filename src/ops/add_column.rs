@@ -7,6 +7,9 @@
 
 use serde::Deserialize;
 
+use super::add_check::AddCheck;
+use super::add_foreign_key::{AddForeignKey, References};
+use super::add_unique::AddUnique;
 use super::{
     add_column, drop_column, Assign, Contract, Ctx, Effects, ExprCheck, Forward, LockLevel,
     NewColumn, NotNullViaCheck, Operation, Problems, Rollback, Statement, Sync,
@@ -30,6 +33,49 @@ pub struct AddColumn {
     pub nullable: bool,
     /// The value for existing rows (and for inserts that leave the column NULL), over the row.
     pub up: Option<String>,
+    /// A unique constraint on the column (as `add_unique`).
+    #[serde(default)]
+    pub unique: bool,
+    /// A check constraint: the condition, or `{ name, check }` (as `add_check`).
+    pub check: Option<ColumnCheck>,
+    /// A foreign key from the column (as `add_foreign_key`).
+    pub references: Option<ColumnReference>,
+}
+
+/// `check = "length(bio) < 100"` or `check = { name = "bio_short", check = "..." }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum ColumnCheck {
+    /// The condition; the constraint is named `<table>_<column>_check`.
+    Condition(String),
+    /// A named condition.
+    Named {
+        /// The constraint's name.
+        name: String,
+        /// The condition.
+        check: String,
+    },
+}
+
+/// `references = { table = "users", column = "id", on_delete = "cascade" }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ColumnReference {
+    /// The referenced table (`table` or `schema.table`).
+    pub table: String,
+    /// Its column; default `id`.
+    #[serde(default = "id")]
+    pub column: String,
+    /// As `add_foreign_key`'s.
+    pub on_delete: Option<String>,
+    /// As `add_foreign_key`'s.
+    pub on_update: Option<String>,
+    /// The constraint name; default `<table>_<column>_fkey`.
+    pub name: Option<String>,
+}
+
+fn id() -> String {
+    "id".to_string()
 }
 
 fn yes() -> bool {
@@ -66,6 +112,65 @@ pub fn is_constant(expr: &str) -> bool {
 }
 
 impl AddColumn {
+    /// The constraints the column comes with, as the kinds that add them, each with the field
+    /// of the plan it comes from.
+    fn constraint_ops(&self, ctx: &Ctx<'_>) -> Vec<(&'static str, Box<dyn Operation>)> {
+        let mut out: Vec<(&'static str, Box<dyn Operation>)> = Vec::new();
+        if self.unique {
+            out.push((
+                "unique",
+                Box::new(AddUnique {
+                    columns: vec![self.name.clone()],
+                    name: None,
+                }),
+            ));
+        }
+        if let Some(c) = &self.check {
+            let (name, check) = match c {
+                ColumnCheck::Condition(check) => (
+                    crate::sql::fit_identifier(&format!(
+                        "{}_{}_check",
+                        ctx.qualified().name.as_str(),
+                        self.name
+                    )),
+                    check.clone(),
+                ),
+                ColumnCheck::Named { name, check } => (name.clone(), check.clone()),
+            };
+            out.push((
+                "check",
+                Box::new(AddCheck {
+                    name,
+                    check,
+                    fill: Default::default(),
+                }),
+            ));
+        }
+        if let Some(r) = &self.references {
+            out.push((
+                "references",
+                Box::new(AddForeignKey {
+                    columns: vec![self.name.clone()],
+                    references: References {
+                        table: r.table.clone(),
+                        columns: vec![r.column.clone()],
+                    },
+                    on_delete: r.on_delete.clone(),
+                    on_update: r.on_update.clone(),
+                    name: r.name.clone(),
+                }),
+            ));
+        }
+        out
+    }
+
+    /// Problems of a constraint operation, reported on the field it comes from.
+    fn under(field: &str, found: Problems, problems: &mut Problems) {
+        for p in found.0 {
+            problems.add(FieldPath::of(field), p.message);
+        }
+    }
+
     /// The expression that fills existing rows, if any.
     fn fill(&self) -> Option<&str> {
         match (&self.up, &self.default) {
@@ -82,7 +187,26 @@ impl Operation for AddColumn {
     }
 
     fn summary(&self) -> String {
-        format!("add column {} {}", Ident::new(&self.name), self.type_name)
+        let mut with: Vec<&str> = Vec::new();
+        if self.unique {
+            with.push("unique");
+        }
+        if self.check.is_some() {
+            with.push("a check");
+        }
+        if self.references.is_some() {
+            with.push("a foreign key");
+        }
+        format!(
+            "add column {} {}{}",
+            Ident::new(&self.name),
+            self.type_name,
+            if with.is_empty() {
+                String::new()
+            } else {
+                format!(" with {}", with.join(", "))
+            }
+        )
     }
 
     fn check(&self, problems: &mut Problems) {
@@ -100,6 +224,64 @@ impl Operation for AddColumn {
                 "a NOT NULL column needs `default` or `up`: existing rows and inserts by the running release have no value for it",
             );
         }
+        match &self.check {
+            Some(ColumnCheck::Condition(c)) => problems.require_text(FieldPath::of("check"), c),
+            Some(ColumnCheck::Named { name, check }) => {
+                problems.require_text(FieldPath::of("check").key("name"), name);
+                problems.require_text(FieldPath::of("check").key("check"), check);
+            }
+            None => {}
+        }
+        if let Some(r) = &self.references {
+            problems.require_text(FieldPath::of("references").key("table"), &r.table);
+            problems.require_text(FieldPath::of("references").key("column"), &r.column);
+            // The actions and the name, as add_foreign_key checks them.
+            let fk = AddForeignKey {
+                columns: vec![self.name.clone()],
+                references: References {
+                    table: r.table.clone(),
+                    columns: vec![r.column.clone()],
+                },
+                on_delete: r.on_delete.clone(),
+                on_update: r.on_update.clone(),
+                name: r.name.clone(),
+            };
+            let mut found = Problems::default();
+            fk.check(&mut found);
+            for p in found.0 {
+                let field = match p.field.to_string().as_str() {
+                    "on_delete" => FieldPath::of("references").key("on_delete"),
+                    "on_update" => FieldPath::of("references").key("on_update"),
+                    _ => FieldPath::of("references"),
+                };
+                problems.add(field, p.message);
+            }
+        }
+    }
+
+    fn check_catalog(&self, ctx: &Ctx<'_>, problems: &mut Problems) {
+        for (field, op) in self.constraint_ops(ctx) {
+            let mut found = Problems::default();
+            op.check_catalog(ctx, &mut found);
+            Self::under(field, found, problems);
+        }
+    }
+
+    fn references(&self) -> Option<crate::ops::Reference> {
+        let r = self.references.as_ref()?;
+        Some(crate::ops::Reference {
+            field: FieldPath::of("references"),
+            table: crate::sql::QualifiedName::parse(&r.table)?,
+            columns: vec![r.column.clone()],
+            local_columns: vec![self.name.clone()],
+        })
+    }
+
+    fn indexes(&self, ctx: &Ctx<'_>) -> Vec<crate::ops::IndexBuild> {
+        self.constraint_ops(ctx)
+            .iter()
+            .flat_map(|(_, op)| op.indexes(ctx))
+            .collect()
     }
 
     fn effects(&self) -> Effects {
@@ -115,8 +297,20 @@ impl Operation for AddColumn {
         }
     }
 
-    fn expressions(&self, _ctx: &Ctx<'_>) -> Vec<ExprCheck> {
-        let mut out = Vec::new();
+    fn expressions(&self, ctx: &Ctx<'_>) -> Vec<ExprCheck> {
+        let mut out: Vec<ExprCheck> = self
+            .constraint_ops(ctx)
+            .iter()
+            .filter(|(field, _)| *field == "check")
+            .flat_map(|(_, op)| op.expressions(ctx))
+            .map(|e| match e {
+                ExprCheck::Condition { expr, .. } => ExprCheck::Condition {
+                    field: FieldPath::of("check"),
+                    expr,
+                },
+                other => other,
+            })
+            .collect();
         for (field, e) in [("up", &self.up), ("default", &self.default)] {
             if let Some(expr) = e {
                 out.push(ExprCheck::Value {
@@ -149,14 +343,22 @@ impl Operation for AddColumn {
             }
             None => out.push(add_column(ctx, &self.name, &self.type_name)),
         }
+        for (_, op) in self.constraint_ops(ctx) {
+            out.extend(op.expand(ctx));
+        }
         out
     }
 
     fn constraints(&self, ctx: &Ctx<'_>) -> Vec<Statement> {
-        if self.nullable {
-            return Vec::new();
+        let mut out: Vec<Statement> = self
+            .constraint_ops(ctx)
+            .iter()
+            .flat_map(|(_, op)| op.constraints(ctx))
+            .collect();
+        if !self.nullable {
+            out.push(NotNullViaCheck::new(ctx, &self.name).expand(ctx));
         }
-        vec![NotNullViaCheck::new(ctx, &self.name).expand(ctx)]
+        out
     }
 
     fn sync(&self, _ctx: &Ctx<'_>) -> Option<Sync> {
@@ -175,22 +377,32 @@ impl Operation for AddColumn {
     }
 
     fn contract(&self, ctx: &Ctx<'_>) -> Contract {
-        if self.nullable {
-            return Contract::default();
+        let mut contract = Contract::default();
+        if !self.nullable {
+            let nn = NotNullViaCheck::new(ctx, &self.name);
+            contract.validate.push(nn.validate(ctx));
+            contract.switch.extend(nn.switch(ctx));
         }
-        let nn = NotNullViaCheck::new(ctx, &self.name);
-        Contract {
-            validate: vec![nn.validate(ctx)],
-            switch: nn.switch(ctx),
-            ..Contract::default()
+        for (_, op) in self.constraint_ops(ctx) {
+            let c = op.contract(ctx);
+            contract.validate.extend(c.validate);
+            contract.switch.extend(c.switch);
+            contract.drop_indexes.extend(c.drop_indexes);
         }
+        contract
     }
 
     fn rollback(&self, ctx: &Ctx<'_>) -> Rollback {
-        Rollback {
+        // The column's constraints and indexes go with it; a concurrently built index is
+        // dropped concurrently first (it may be INVALID after an interrupted build).
+        let mut rollback = Rollback {
             indexes: Vec::new(),
             statements: vec![drop_column(ctx, &self.name)],
+        };
+        for (_, op) in self.constraint_ops(ctx) {
+            rollback.indexes.extend(op.rollback(ctx).indexes);
         }
+        rollback
     }
 }
 
