@@ -154,6 +154,7 @@ impl Operation for AddCheck {
         Rollback {
             indexes: Vec::new(),
             statements: vec![drop_constraint(ctx, &Ident::new(&self.name))],
+            ..Rollback::default()
         }
     }
 }

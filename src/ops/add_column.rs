@@ -189,6 +189,7 @@ impl Operation for AddColumn {
         Rollback {
             indexes: Vec::new(),
             statements: vec![drop_column(ctx, &self.name)],
+            ..Rollback::default()
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The table during the transition (the live columns plus those expand creates) and the checks
 //! of a plan against its table's catalog that need no database.
 
-use crate::db::catalog::{ColumnInfo, TableInfo};
+use crate::db::catalog::{ColumnInfo, KeySource, TableInfo};
 use crate::ops::Removal;
 use crate::ops::{Ctx, Problems};
 use crate::plan::{FieldPath, Plan};
@@ -96,6 +96,21 @@ pub fn check_catalog(plan: &Plan, catalog: &TableInfo, in_flight: bool) -> Probl
                 catalog.name
             ),
         );
+    }
+    if moves_data {
+        if let Some(KeySource::PrimaryKey(key) | KeySource::UniqueIndex(key)) = &catalog.key_source
+        {
+            for (i, spec) in plan.operations.iter().enumerate() {
+                for u in spec.op().constraint_uses() {
+                    if u.drops && &u.name == key {
+                        problems.add(
+                            FieldPath::of("operations").index(i).join(&u.field),
+                            format!("constraint \"{key}\" holds the key of {}, by which this plan's backfill walks the table: drop it in a plan of its own", catalog.name),
+                        );
+                    }
+                }
+            }
+        }
     }
     let mut created_so_far: Vec<String> = Vec::new();
     for (i, spec) in plan.operations.iter().enumerate() {
