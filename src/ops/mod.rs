@@ -22,8 +22,13 @@ pub mod carry;
 pub mod change_type;
 pub mod create_index;
 pub mod drop_column;
+pub mod drop_constraint;
+pub mod drop_not_null;
 pub mod merge_columns;
 pub mod rename_column;
+pub mod rename_constraint;
+pub mod set_comment;
+pub mod set_default;
 pub mod set_not_null;
 pub mod split_column;
 pub mod update_rows;
@@ -649,6 +654,11 @@ registry! {
     create_index => create_index::CreateIndex,
     drop_column => drop_column::DropColumn,
     update_rows => update_rows::UpdateRows,
+    drop_constraint => drop_constraint::DropConstraint,
+    rename_constraint => rename_constraint::RenameConstraint,
+    drop_not_null => drop_not_null::DropNotNull,
+    set_default => set_default::SetDefault,
+    set_comment => set_comment::SetComment,
 }
 
 /// The three statements that put NOT NULL on a column without a long `ACCESS EXCLUSIVE` lock:
