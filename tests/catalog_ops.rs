@@ -710,6 +710,22 @@ async fn bad_input_is_refused_with_its_place_and_nothing_changes() {
         "{stderr}"
     );
 
+    // A constraint that change_type would carry over, and so bring back at contract.
+    let carried = plans.write(
+        "carried.toml",
+        &plan(
+            "users",
+            "[[operations]]\nkind = \"change_type\"\ncolumn = \"age\"\ntype = \"bigint\"\n[[operations]]\nkind = \"drop_constraint\"\nname = \"users_age_check\"\n",
+        ),
+    );
+    let out = backfill_cmd(&["validate", &carried], Some(&db.url));
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&format!("{carried}:8:1: operations[1].name: conflicting operations: constraint \"users_age_check\" is on column \"age\", which operations[0] carries over")),
+        "{}",
+        show(&out)
+    );
+
     // Without a database: a constraint named twice, `default = true`, an empty name.
     let local = plans.write(
         "local.toml",
