@@ -510,6 +510,37 @@ async fn set_default_through_expand_contract_and_abort() {
     assert_eq!(catalog(&client2, "users").await, before);
 }
 
+/// A default and a comment on a column the same plan adds: abort before expand ran changes
+/// nothing (the column is not there yet), abort after it drops the column.
+#[tokio::test]
+async fn default_and_comment_of_a_column_the_plan_adds() {
+    let (db, client) = setup("catalog_new_column").await;
+    let before = catalog(&client, "users").await;
+    let plans = Plans::new("catalog_new_column");
+    let file = plans.write(
+        "new.toml",
+        &plan(
+            "users",
+            "[[operations]]\nkind = \"add_column\"\nname = \"plan\"\ntype = \"text\"\n[[operations]]\nkind = \"set_default\"\ncolumn = \"plan\"\ndefault = \"'free'\"\n[[operations]]\nkind = \"set_comment\"\ncolumn = \"plan\"\ncomment = \"what they pay for\"\n",
+        ),
+    );
+    backfill_ok(&["abort", &file], Some(&db.url));
+    assert_eq!(catalog(&client, "users").await, before);
+    run(&db, &file, "1.0.0");
+    exec(
+        &client,
+        "INSERT INTO users (id, email) VALUES (1000, 'n@example.org')",
+    )
+    .await;
+    assert_eq!(
+        rows(&client, "SELECT plan || '/' || col_description('users'::regclass, 7) FROM users WHERE id = 1000").await,
+        ["free/what they pay for"]
+    );
+    exec(&client, "DELETE FROM users WHERE id = 1000").await;
+    backfill_ok(&["abort", &file], Some(&db.url));
+    assert_eq!(catalog(&client, "users").await, before);
+}
+
 /// A comment with everything that could end a literal or start a statement.
 const HOSTILE_TEXT: &str = "it's a \\ back\\slash, $$ dollars $$, $x$ tags $x$, -- not a comment\nsecond line; DROP TABLE victim; '";
 

@@ -12,11 +12,11 @@
 use serde::Deserialize;
 
 use super::{
-    constraint_exists, guarded, use_of, Ctx, Effects, LockLevel, NotNullViaCheck, Operation,
-    Problems, Rollback, Statement,
+    column_exists, constraint_exists, guarded, use_of, Ctx, Effects, LockLevel, NotNullViaCheck,
+    Operation, Problems, Rollback, Statement,
 };
 use crate::diagnostics::FieldPath;
-use crate::sql::{literal, Ident};
+use crate::sql::Ident;
 
 /// `kind = "drop_not_null"`.
 #[derive(Debug, Clone, Deserialize)]
@@ -96,11 +96,7 @@ impl Operation for DropNotNull {
         let check = constraint_exists(ctx, nn.constraint.as_str());
         // Only while the column is nullable: when expand never ran, or the rollback finished
         // already, nothing is added.
-        let nullable = format!(
-            "EXISTS (SELECT FROM pg_catalog.pg_attribute WHERE attrelid = to_regclass({}) AND attname = {} AND NOT attnotnull AND NOT attisdropped)",
-            literal(&ctx.qualified().to_string()),
-            literal(&self.column)
-        );
+        let nullable = column_exists(ctx, &self.column, Some("NOT attnotnull"));
         Rollback {
             put_back: vec![guarded(
                 LockLevel::AccessExclusive,

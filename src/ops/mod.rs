@@ -270,6 +270,17 @@ pub fn constraint_exists(ctx: &Ctx<'_>, name: &str) -> String {
     )
 }
 
+/// An SQL condition: the context's table has column `column` (and, with `and`, one for which
+/// that condition over `pg_attribute` holds), for [`guarded`].
+pub fn column_exists(ctx: &Ctx<'_>, column: &str, and: Option<&str>) -> String {
+    format!(
+        "EXISTS (SELECT FROM pg_catalog.pg_attribute WHERE attrelid = to_regclass({}) AND attname = {} AND NOT attisdropped{})",
+        crate::sql::literal(&ctx.qualified().to_string()),
+        crate::sql::literal(column),
+        and.map(|a| format!(" AND {a}")).unwrap_or_default()
+    )
+}
+
 /// Constraint `name` of the context's table; when it has none, a problem in `field` that names
 /// the table and says where a foreign key of another table of that name would be.
 pub fn own_constraint<'a>(

@@ -6,7 +6,10 @@
 
 use serde::Deserialize;
 
-use super::{use_of, Ctx, Effects, LockLevel, Operation, Problems, Rollback, Statement};
+use super::{
+    column_exists, guarded, use_of, Ctx, Effects, LockLevel, Operation, Problems, Rollback,
+    Statement,
+};
 use crate::diagnostics::FieldPath;
 use crate::sql::{literal, Ident};
 
@@ -78,8 +81,15 @@ impl Operation for SetComment {
             Some(c) => ctx.column(c).and_then(|c| c.comment.as_deref()),
             None => ctx.table.comment.as_deref(),
         };
+        let put_back = self.comment_on(ctx, before);
+        let put_back = match &self.column {
+            // The column may be one an earlier operation of the plan adds, absent when expand
+            // never ran.
+            Some(c) => guarded(put_back.lock, &column_exists(ctx, c, None), &[put_back.sql]),
+            None => put_back,
+        };
         Rollback {
-            put_back: vec![self.comment_on(ctx, before)],
+            put_back: vec![put_back],
             ..Rollback::default()
         }
     }

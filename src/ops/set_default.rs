@@ -9,7 +9,10 @@ use std::fmt;
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 
-use super::{use_of, Ctx, Effects, ExprCheck, LockLevel, Operation, Problems, Rollback, Statement};
+use super::{
+    column_exists, guarded, use_of, Ctx, Effects, ExprCheck, LockLevel, Operation, Problems,
+    Rollback, Statement,
+};
 use crate::diagnostics::FieldPath;
 use crate::sql::Ident;
 
@@ -145,10 +148,16 @@ impl Operation for SetDefault {
     }
 
     fn rollback(&self, ctx: &Ctx<'_>) -> Rollback {
-        // The default as `pg_get_expr` printed it when the plan first ran.
+        // The default as `pg_get_expr` printed it when the plan first ran. Guarded: the column
+        // may be one an earlier operation of the plan adds, absent when expand never ran.
         let before = ctx.column(&self.column).and_then(|c| c.default.as_deref());
+        let put_back = alter_default(ctx, &self.column, before);
         Rollback {
-            put_back: vec![alter_default(ctx, &self.column, before)],
+            put_back: vec![guarded(
+                put_back.lock,
+                &column_exists(ctx, &self.column, None),
+                &[put_back.sql],
+            )],
             ..Rollback::default()
         }
     }

@@ -35,11 +35,11 @@ COMMENT ON COLUMN "public"."users"."email" IS 'lower-cased at write time';
 -- step 1: undo: set the comment of column "email"; set the default of "nickname" to 'anonymous'; drop NOT NULL on "score"; rename constraint "users_age_check" to "users_age_not_negative"; drop constraint "users_nickname_length", metadata only
 -- mode: in one transaction
 -- lock: SHARE UPDATE EXCLUSIVE
-COMMENT ON COLUMN "public"."users"."email" IS NULL;
+DO $bf_guard$ BEGIN IF EXISTS (SELECT FROM pg_catalog.pg_attribute WHERE attrelid = to_regclass('"public"."users"') AND attname = 'email' AND NOT attisdropped) THEN EXECUTE 'COMMENT ON COLUMN "public"."users"."email" IS NULL'; END IF; END $bf_guard$;
 -- lock: ACCESS EXCLUSIVE
-ALTER TABLE "public"."users" ALTER COLUMN "nickname" DROP DEFAULT;
+DO $bf_guard$ BEGIN IF EXISTS (SELECT FROM pg_catalog.pg_attribute WHERE attrelid = to_regclass('"public"."users"') AND attname = 'nickname' AND NOT attisdropped) THEN EXECUTE 'ALTER TABLE "public"."users" ALTER COLUMN "nickname" DROP DEFAULT'; END IF; END $bf_guard$;
 -- lock: ACCESS EXCLUSIVE
-DO $bf_guard$ BEGIN IF EXISTS (SELECT FROM pg_catalog.pg_attribute WHERE attrelid = to_regclass('"public"."users"') AND attname = 'score' AND NOT attnotnull AND NOT attisdropped) AND NOT EXISTS (SELECT FROM pg_catalog.pg_constraint WHERE conrelid = to_regclass('"public"."users"') AND conname = 'bf_users_score_not_null') THEN EXECUTE 'ALTER TABLE "public"."users" ADD CONSTRAINT "bf_users_score_not_null" CHECK ("score" IS NOT NULL) NOT VALID'; END IF; END $bf_guard$;
+DO $bf_guard$ BEGIN IF EXISTS (SELECT FROM pg_catalog.pg_attribute WHERE attrelid = to_regclass('"public"."users"') AND attname = 'score' AND NOT attisdropped AND NOT attnotnull) AND NOT EXISTS (SELECT FROM pg_catalog.pg_constraint WHERE conrelid = to_regclass('"public"."users"') AND conname = 'bf_users_score_not_null') THEN EXECUTE 'ALTER TABLE "public"."users" ADD CONSTRAINT "bf_users_score_not_null" CHECK ("score" IS NOT NULL) NOT VALID'; END IF; END $bf_guard$;
 -- lock: ACCESS EXCLUSIVE
 DO $bf_guard$ BEGIN IF EXISTS (SELECT FROM pg_catalog.pg_constraint WHERE conrelid = to_regclass('"public"."users"') AND conname = 'users_age_not_negative') AND NOT EXISTS (SELECT FROM pg_catalog.pg_constraint WHERE conrelid = to_regclass('"public"."users"') AND conname = 'users_age_check') THEN EXECUTE 'ALTER TABLE "public"."users" RENAME CONSTRAINT "users_age_not_negative" TO "users_age_check"'; END IF; END $bf_guard$;
 -- lock: ACCESS EXCLUSIVE
