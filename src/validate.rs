@@ -632,6 +632,9 @@ async fn compile_generated(
             state_schema: "pg_temp".to_string(),
         },
     );
+    // The copy has the table's columns but none of its constraints (`LIKE` copies NOT NULL
+    // only): a rename of one is checked against the catalog by `rename_constraint` instead.
+    let rename_constraint = format!("ALTER TABLE {scratch} RENAME CONSTRAINT ");
     let mut statements: Vec<String> = Vec::new();
     for phase in &schedule.phases {
         for step in &phase.steps {
@@ -643,7 +646,9 @@ async fn compile_generated(
                     step.statements
                         .iter()
                         .filter(|s| {
-                            !s.sql.starts_with("DO $bf_schema") && !s.sql.contains(" FOREIGN KEY (")
+                            !s.sql.starts_with("DO $bf_schema")
+                                && !s.sql.contains(" FOREIGN KEY (")
+                                && !s.sql.starts_with(&rename_constraint)
                         })
                         .map(|s| s.sql.clone()),
                 );

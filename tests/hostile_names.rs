@@ -46,7 +46,7 @@ const CASES_AT_ONCE: usize = 3;
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// The kinds, in README order.
-const KINDS: [&str; 12] = [
+const KINDS: [&str; 17] = [
     "add_column",
     "rename_column",
     "change_type",
@@ -59,6 +59,11 @@ const KINDS: [&str; 12] = [
     "create_index",
     "drop_column",
     "update_rows",
+    "drop_constraint",
+    "rename_constraint",
+    "drop_not_null",
+    "set_default",
+    "set_comment",
 ];
 
 /// Names the test itself uses (or PostgreSQL reserves) and the generator must avoid.
@@ -552,6 +557,8 @@ struct Spec {
     constraints: Vec<(String, String)>,
     /// Indexes after contract besides the primary key's: name, definition.
     indexes: Vec<(String, String)>,
+    /// Column comments after contract: column, text.
+    comments: Vec<(String, String)>,
 }
 
 enum Write {
@@ -1337,6 +1344,120 @@ fn build_spec(kind: &str, g: &mut Gen, schema: &str, table: &str, deparsed: &str
                 ],
             );
         }
+        "drop_constraint" => {
+            // A unique constraint: abort builds its index again and attaches it, so the table
+            // comes back exactly (a check would come back NOT VALID).
+            let c = g.name(Role::Column);
+            let k = g.name(Role::Object);
+            spec.cols = vec![col(&c, "text", ["'d1'", "'d2'", "'d3'"])];
+            let _ = writeln!(
+                spec.extra_setup,
+                "ALTER TABLE {}.{} ADD CONSTRAINT {} UNIQUE ({});",
+                qi(schema),
+                qi(table),
+                qi(&k),
+                qi(&c)
+            );
+            spec.op = format!("name = {}\n", toml_str(&k));
+            // Duplicates are allowed once it is gone.
+            spec.writes = vec![ins(4, &[(&c, "'d1'")]), upd(2, &[(&c, "'d3'")])];
+            spec.final_cols = vec![(c.clone(), "text", false)];
+            spec.final_rows = vals(
+                &[&c],
+                &[
+                    (1, vec![s("d1")]),
+                    (2, vec![s("d3")]),
+                    (3, vec![s("d3")]),
+                    (4, vec![s("d1")]),
+                ],
+            );
+        }
+        "rename_constraint" => {
+            let b = g.name(Role::Column);
+            let from = g.name(Role::Object);
+            let to = g.name(Role::Object);
+            spec.cols = vec![col(&b, "bigint", ["1", "2", "3"])];
+            let _ = writeln!(
+                spec.extra_setup,
+                "ALTER TABLE {}.{} ADD CONSTRAINT {} CHECK ({} > 0);",
+                qi(schema),
+                qi(table),
+                qi(&from),
+                qi(&b)
+            );
+            spec.op = format!("from = {}\nto = {}\n", toml_str(&from), toml_str(&to));
+            spec.writes = vec![ins(4, &[(&b, "4")]), upd(2, &[(&b, "5")])];
+            spec.final_cols = vec![(b.clone(), "bigint", false)];
+            spec.final_rows = vals(
+                &[&b],
+                &[
+                    (1, vec![n(1)]),
+                    (2, vec![n(5)]),
+                    (3, vec![n(3)]),
+                    (4, vec![n(4)]),
+                ],
+            );
+            spec.constraints = vec![(to, format!("CHECK (({} > 0))", pg_quote(&b)))];
+        }
+        "drop_not_null" => {
+            let c = g.name(Role::Column);
+            spec.cols = vec![col(&c, "text NOT NULL", ["'n1'", "'n2'", "'n3'"])];
+            spec.op = format!("column = {}\n", toml_str(&c));
+            spec.writes = vec![ins(4, &[(&c, "NULL")]), upd(2, &[(&c, "NULL")])];
+            spec.final_cols = vec![(c.clone(), "text", false)];
+            spec.final_rows = vals(
+                &[&c],
+                &[
+                    (1, vec![s("n1")]),
+                    (2, vec![Value::Null]),
+                    (3, vec![s("n3")]),
+                    (4, vec![Value::Null]),
+                ],
+            );
+        }
+        "set_default" => {
+            let c = g.name(Role::Column);
+            let a = g.name(Role::Column);
+            spec.cols = vec![
+                col(&c, "text DEFAULT 'old'", ["'c1'", "'c2'", "'c3'"]),
+                col(&a, "text", ["'a1'", "'a2'", "'a3'"]),
+            ];
+            spec.op = format!(
+                "column = {}\ndefault = {}\n",
+                toml_str(&c),
+                toml_str("'it''s \\ $$ -- new'")
+            );
+            spec.writes = vec![ins(4, &[(&a, "'a4'")])];
+            spec.final_cols = vec![(c.clone(), "text", false), (a.clone(), "text", false)];
+            spec.final_rows = vals(
+                &[&c, &a],
+                &[
+                    (1, vec![s("c1"), s("a1")]),
+                    (2, vec![s("c2"), s("a2")]),
+                    (3, vec![s("c3"), s("a3")]),
+                    (4, vec![s("it's \\ $$ -- new"), s("a4")]),
+                ],
+            );
+        }
+        "set_comment" => {
+            let c = g.name(Role::Column);
+            // Another hostile name, as the comment's text.
+            let text = g.name(Role::Column);
+            spec.cols = vec![col(&c, "text", ["'c1'", "'c2'", "'c3'"])];
+            spec.op = format!("column = {}\ncomment = {}\n", toml_str(&c), toml_str(&text));
+            spec.writes = vec![ins(4, &[(&c, "'c4'")])];
+            spec.final_cols = vec![(c.clone(), "text", false)];
+            spec.final_rows = vals(
+                &[&c],
+                &[
+                    (1, vec![s("c1")]),
+                    (2, vec![s("c2")]),
+                    (3, vec![s("c3")]),
+                    (4, vec![s("c4")]),
+                ],
+            );
+            spec.comments = vec![(c, text)];
+        }
         other => panic!("unknown kind {other}"),
     }
     spec
@@ -1730,6 +1851,20 @@ async fn contract_path(case: &Case, db: &Db) -> Outcome {
                     c.indexes
                 ));
             }
+            for (column, text) in &case.spec.comments {
+                let found = client
+                    .query_one(
+                        "SELECT col_description(attrelid, attnum) FROM pg_attribute WHERE attrelid = $1::text::regclass AND attname = $2",
+                        &[&table, column],
+                    )
+                    .await
+                    .map(|r| r.get::<_, Option<String>>(0));
+                if !matches!(&found, Ok(Some(t)) if t == text) {
+                    problems.push(format!(
+                        "comment of column {column:?}: expected {text:?}, found {found:?}"
+                    ));
+                }
+            }
             if !c.triggers.is_empty() {
                 problems.push(format!("triggers left on the table: {:?}", c.triggers));
             }
@@ -2083,6 +2218,31 @@ async fn drop_column() {
 #[tokio::test]
 async fn update_rows() {
     fuzz_kind("update_rows").await;
+}
+
+#[tokio::test]
+async fn drop_constraint() {
+    fuzz_kind("drop_constraint").await;
+}
+
+#[tokio::test]
+async fn rename_constraint() {
+    fuzz_kind("rename_constraint").await;
+}
+
+#[tokio::test]
+async fn drop_not_null() {
+    fuzz_kind("drop_not_null").await;
+}
+
+#[tokio::test]
+async fn set_default() {
+    fuzz_kind("set_default").await;
+}
+
+#[tokio::test]
+async fn set_comment() {
+    fuzz_kind("set_comment").await;
 }
 
 /// The generator's own rules: every name fits PostgreSQL (no NUL, at most 63 bytes), table and

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod catalog_ops;
 mod cli;
 mod connect;
 mod correctness;

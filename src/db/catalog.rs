@@ -78,6 +78,14 @@ pub struct ConstraintInfo {
     /// A foreign key of another table that references this one.
     #[serde(default)]
     pub foreign: bool,
+    /// The index of this table the constraint rests on (`conindid`): its own for a primary
+    /// key, unique or exclusion constraint; the referenced unique index for a foreign key that
+    /// references this table (from another table or from itself). `None` otherwise.
+    #[serde(default)]
+    pub index: Option<String>,
+    /// `COMMENT ON CONSTRAINT`.
+    #[serde(default)]
+    pub comment: Option<String>,
 }
 
 /// An object that depends on columns of the table and that PostgreSQL would refuse to keep (or
@@ -123,6 +131,9 @@ pub struct TableInfo {
     pub dependents: Vec<Dependent>,
     /// `reltuples`: the planner's row estimate (never a `count(*)`).
     pub row_estimate: i64,
+    /// `COMMENT ON TABLE`.
+    #[serde(default)]
+    pub comment: Option<String>,
 }
 
 impl TableInfo {
@@ -169,6 +180,18 @@ impl TableInfo {
             .filter(move |c| c.columns.iter().any(|x| x == column))
     }
 
+    /// A constraint of the table itself (not a foreign key of another table), by name.
+    pub fn constraint(&self, name: &str) -> Option<&ConstraintInfo> {
+        self.constraints
+            .iter()
+            .find(|c| !c.foreign && c.name == name)
+    }
+
+    /// An index of the table, by name.
+    pub fn index(&self, name: &str) -> Option<&IndexInfo> {
+        self.indexes.iter().find(|i| i.name == name)
+    }
+
     /// Whether index `name` implements an exclusion constraint.
     pub fn is_exclusion(&self, name: &str) -> bool {
         self.constraints
@@ -182,7 +205,7 @@ pub async fn table_info(client: &Client, table: &QualifiedName) -> Result<Option
     let ctx = || format!("reading the catalog of {table}");
     let row = client
         .query_opt(
-            "SELECT c.oid, greatest(c.reltuples, 0)::int8
+            "SELECT c.oid, greatest(c.reltuples, 0)::int8, obj_description(c.oid, 'pg_class')
                FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
               WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')",
             &[&table.schema.as_str(), &table.name.as_str()],
@@ -192,6 +215,7 @@ pub async fn table_info(client: &Client, table: &QualifiedName) -> Result<Option
     let Some(row) = row else { return Ok(None) };
     let oid: u32 = row.get(0);
     let row_estimate: i64 = row.get(1);
+    let comment: Option<String> = row.get(2);
 
     let columns = client
         .query(
@@ -273,7 +297,10 @@ pub async fn table_info(client: &Client, table: &QualifiedName) -> Result<Option
                     array(SELECT a.attname::text
                             FROM unnest(CASE WHEN con.conrelid = $1 THEN con.conkey ELSE con.confkey END) k(attnum)
                             JOIN pg_attribute a ON a.attrelid = $1 AND a.attnum = k.attnum),
-                    pg_get_constraintdef(con.oid), con.conrelid <> $1
+                    pg_get_constraintdef(con.oid), con.conrelid <> $1,
+                    (SELECT ic.relname::text FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+                      WHERE i.indexrelid = con.conindid AND i.indrelid = $1),
+                    obj_description(con.oid, 'pg_constraint')
                FROM pg_constraint con
               WHERE con.conrelid = $1 OR (con.confrelid = $1 AND con.contype = 'f')
               ORDER BY con.conname",
@@ -289,6 +316,8 @@ pub async fn table_info(client: &Client, table: &QualifiedName) -> Result<Option
             columns: r.get(3),
             definition: r.get(4),
             foreign: r.get(5),
+            index: r.get(6),
+            comment: r.get(7),
         })
         .collect::<Vec<_>>();
     let dependents = dependents(client, oid)
@@ -327,6 +356,7 @@ pub async fn table_info(client: &Client, table: &QualifiedName) -> Result<Option
         constraints,
         dependents,
         row_estimate,
+        comment,
     }))
 }
 

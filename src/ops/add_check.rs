@@ -156,6 +156,7 @@ impl Operation for AddCheck {
         Rollback {
             indexes: Vec::new(),
             statements: vec![drop_constraint(ctx, &Ident::new(&self.name))],
+            ..Rollback::default()
         }
     }
 }

@@ -398,6 +398,7 @@ impl Operation for AddColumn {
         let mut rollback = Rollback {
             indexes: Vec::new(),
             statements: vec![drop_column(ctx, &self.name)],
+            ..Rollback::default()
         };
         for (_, op) in self.constraint_ops(ctx) {
             rollback.indexes.extend(op.rollback(ctx).indexes);

@@ -195,6 +195,7 @@ impl Operation for AddForeignKey {
         Rollback {
             indexes: Vec::new(),
             statements: vec![drop_constraint(ctx, &self.constraint(ctx))],
+            ..Rollback::default()
         }
     }
 }

@@ -165,6 +165,7 @@ impl Operation for AddPrimaryKey {
                 .nullable(ctx)
                 .map(|c| NotNullViaCheck::new(ctx, c).drop(ctx))
                 .collect(),
+            ..Rollback::default()
         }
     }
 }

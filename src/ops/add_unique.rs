@@ -112,6 +112,7 @@ impl Operation for AddUnique {
         Rollback {
             indexes: vec![ctx.qualified().sibling(self.index_name(ctx))],
             statements: Vec::new(),
+            ..Rollback::default()
         }
     }
 }

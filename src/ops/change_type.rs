@@ -221,6 +221,7 @@ impl Operation for ChangeType {
         Rollback {
             indexes: carried.rollback_indexes,
             statements,
+            ..Rollback::default()
         }
     }
 }

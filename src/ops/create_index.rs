@@ -301,6 +301,7 @@ impl Operation for CreateIndex {
         Rollback {
             indexes: vec![ctx.qualified().sibling(self.index_name(ctx))],
             statements: Vec::new(),
+            ..Rollback::default()
         }
     }
 }

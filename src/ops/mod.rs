@@ -10,7 +10,7 @@ use std::fmt;
 
 use serde::Deserialize;
 
-use crate::db::catalog::{ColumnInfo, TableInfo};
+use crate::db::catalog::{ColumnInfo, ConstraintInfo, TableInfo};
 use crate::diagnostics::FieldPath;
 use crate::sql::{object_name, Ident, QualifiedName};
 
@@ -25,9 +25,14 @@ pub mod change_type;
 pub mod create_enum;
 pub mod create_index;
 pub mod drop_column;
+pub mod drop_constraint;
 pub mod drop_index;
+pub mod drop_not_null;
 pub mod merge_columns;
 pub mod rename_column;
+pub mod rename_constraint;
+pub mod set_comment;
+pub mod set_default;
 pub mod set_not_null;
 pub mod split_column;
 pub mod sql;
@@ -214,13 +219,120 @@ pub struct Contract {
     pub drop_indexes: Vec<QualifiedName>,
 }
 
-/// How to undo an operation's expand.
+/// How to undo an operation's expand. The planner runs, for all operations of a plan: the
+/// `indexes` dropped, the `rebuild` built, then `statements` and `put_back` in one transaction
+/// (with the trigger dropped), the values changed in place restored, each `validate` in its own
+/// transaction, and `after_validate` in a last one. Every statement must be harmless when run
+/// twice, or when expand never ran: `abort` may be run again after a failure.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Rollback {
     /// Indexes to drop with `DROP INDEX CONCURRENTLY IF EXISTS`.
     pub indexes: Vec<QualifiedName>,
-    /// Metadata-only statements run together in one transaction.
+    /// Metadata-only statements run together in one transaction: what expand added, dropped.
     pub statements: Vec<Statement>,
+    /// Indexes built again concurrently (a dropped primary key's or unique constraint's), before
+    /// `put_back` attaches them; an existing valid index of that name is kept.
+    pub rebuild: Vec<IndexBuild>,
+    /// What expand changed or removed, put back in the same transaction as `statements`
+    /// (metadata only): a default, a comment, a constraint's name, a dropped constraint
+    /// (`NOT VALID`, or `USING INDEX` a rebuilt index).
+    pub put_back: Vec<Statement>,
+    /// `VALIDATE CONSTRAINT` of what `put_back` added `NOT VALID` and must be valid again, each in
+    /// its own transaction (a scan under `SHARE UPDATE EXCLUSIVE`: reads and writes go on).
+    pub validate: Vec<Statement>,
+    /// Metadata-only statements that need `validate` done (`SET NOT NULL` proven by a validated
+    /// check), in one last transaction.
+    pub after_validate: Vec<Statement>,
+}
+
+/// `statements` run only while `condition` (an SQL boolean, read when the step runs) holds, in
+/// one `DO` block taking `lock`: for rollback statements without an `IF [NOT] EXISTS` form (a
+/// constraint added back, renamed back), so that a rollback run twice, or run when expand never
+/// did, changes nothing it should not. Each statement is passed to `EXECUTE` as a [`literal`];
+/// the block is in a dollar quote whose tag does not occur in it.
+///
+/// [`literal`]: crate::sql::literal
+pub fn guarded(lock: LockLevel, condition: &str, statements: &[String]) -> Statement {
+    let body: String = statements
+        .iter()
+        .map(|s| format!(" EXECUTE {};", crate::sql::literal(s)))
+        .collect();
+    Statement::new(
+        lock,
+        format!(
+            "DO {}",
+            crate::sql::dollar_quote(
+                "bf_guard",
+                &format!(" BEGIN IF {condition} THEN{body} END IF; END ")
+            )
+        ),
+    )
+}
+
+/// An SQL condition: the context's table has a constraint named `name` (for [`guarded`]).
+pub fn constraint_exists(ctx: &Ctx<'_>, name: &str) -> String {
+    format!(
+        "EXISTS (SELECT FROM pg_catalog.pg_constraint WHERE conrelid = to_regclass({}) AND conname = {})",
+        crate::sql::literal(&ctx.qualified().to_string()),
+        crate::sql::literal(name)
+    )
+}
+
+/// An SQL condition: the context's table has column `column` (and, with `and`, one for which
+/// that condition over `pg_attribute` holds), for [`guarded`].
+pub fn column_exists(ctx: &Ctx<'_>, column: &str, and: Option<&str>) -> String {
+    format!(
+        "EXISTS (SELECT FROM pg_catalog.pg_attribute WHERE attrelid = to_regclass({}) AND attname = {} AND NOT attisdropped{})",
+        crate::sql::literal(&ctx.qualified().to_string()),
+        crate::sql::literal(column),
+        and.map(|a| format!(" AND {a}")).unwrap_or_default()
+    )
+}
+
+/// Constraint `name` of the context's table; when it has none, a problem in `field` that names
+/// the table and says where a foreign key of another table of that name would be.
+pub fn own_constraint<'a>(
+    ctx: &Ctx<'a>,
+    field: &FieldPath,
+    name: &str,
+    problems: &mut Problems,
+) -> Option<&'a ConstraintInfo> {
+    let found = ctx.table.constraint(name);
+    if found.is_none() {
+        let elsewhere = ctx
+            .table
+            .constraints
+            .iter()
+            .find(|c| c.foreign && c.name == name)
+            .map(|c| {
+                format!(
+                    " (a foreign key of {} that references it has that name: write a plan for that table)",
+                    c.table
+                )
+            })
+            .unwrap_or_default();
+        problems.add(
+            field.clone(),
+            format!(
+                "{} has no constraint named {}{elsewhere}",
+                ctx.qualified(),
+                Ident::new(name)
+            ),
+        );
+    }
+    found
+}
+
+/// A constraint of the table an operation drops or renames, by name (see
+/// [`Operation::constraint_uses`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConstraintUse {
+    /// The constraint's name.
+    pub name: String,
+    /// Where the plan names it.
+    pub field: FieldPath,
+    /// Whether the operation drops it (a rename does not).
+    pub drops: bool,
 }
 
 /// A column an operation creates during expand.
@@ -470,6 +582,13 @@ pub trait Operation: fmt::Debug {
         Vec::new()
     }
 
+    /// Constraints of the table this operation drops or renames (both names of a rename): two
+    /// operations of a plan may not name the same one, and a plan that moves data may not drop
+    /// the constraint its backfill walks the table by.
+    fn constraint_uses(&self) -> Vec<ConstraintUse> {
+        Vec::new()
+    }
+
     /// A table this operation references (foreign keys), checked against the catalog.
     fn references(&self) -> Option<Reference> {
         None
@@ -591,6 +710,11 @@ registry! {
     add_enum_value => add_enum_value::AddEnumValue,
     sql => sql::Sql,
     add_primary_key => add_primary_key::AddPrimaryKey,
+    drop_constraint => drop_constraint::DropConstraint,
+    rename_constraint => rename_constraint::RenameConstraint,
+    drop_not_null => drop_not_null::DropNotNull,
+    set_default => set_default::SetDefault,
+    set_comment => set_comment::SetComment,
 }
 
 /// The three statements that put NOT NULL on a column without a long `ACCESS EXCLUSIVE` lock:
@@ -824,6 +948,21 @@ pub fn check_conflicts(operations: &[OperationSpec], problems: &mut Problems) {
                 );
             } else {
                 removed.insert(&r.name, i);
+            }
+        }
+    }
+    let mut named: BTreeMap<String, usize> = BTreeMap::new();
+    for (i, spec) in operations.iter().enumerate() {
+        for u in spec.op().constraint_uses() {
+            match named.get(&u.name) {
+                Some(&first) if first != i => problems.add(
+                    at(i, &u.field),
+                    format!("conflicting operations: constraint \"{}\" is already dropped or renamed by operations[{first}]; put one of them in a later plan", u.name),
+                ),
+                Some(_) => {}
+                None => {
+                    named.insert(u.name, i);
+                }
             }
         }
     }

@@ -119,6 +119,7 @@ impl Operation for RenameColumn {
         Rollback {
             indexes: Vec::new(),
             statements: vec![drop_column(ctx, &self.to)],
+            ..Rollback::default()
         }
     }
 }

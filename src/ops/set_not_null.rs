@@ -140,6 +140,7 @@ impl Operation for SetNotNull {
         Rollback {
             indexes: Vec::new(),
             statements: vec![NotNullViaCheck::new(ctx, &self.column).drop(ctx)],
+            ..Rollback::default()
         }
     }
 }

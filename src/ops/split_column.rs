@@ -104,6 +104,7 @@ pub fn new_columns_rollback(ctx: &Ctx<'_>, new: &[&NewColumnSpec]) -> Rollback {
     Rollback {
         indexes: Vec::new(),
         statements: new.iter().map(|c| drop_column(ctx, &c.name)).collect(),
+        ..Rollback::default()
     }
 }
 

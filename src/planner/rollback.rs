@@ -1,16 +1,25 @@
-//! The rollback, allowed until contract starts: drop the indexes concurrently, then the trigger,
-//! constraints and new columns in one transaction, then restore the values the backfill changed
-//! in place where the application has not changed them since.
+//! The rollback, allowed until contract starts: drop the indexes concurrently and build again
+//! those of dropped constraints, then the trigger, constraints and new columns in one
+//! transaction with what expand changed put back, then restore the values the backfill changed
+//! in place where the application has not changed them since, then validate what was put back
+//! `NOT VALID` and must be valid again.
 
 use super::{BackfillSpec, Parts, Step, StepMode, ROW};
-use crate::ops::{LockLevel, Statement};
+use crate::ops::{IndexBuild, LockLevel, Rollback, Statement};
 use crate::sql::{dollar_quote, literal, QualifiedName};
 
 /// The rollback steps.
 pub(super) fn steps(parts: &Parts<'_>, backfill: Option<&BackfillSpec>) -> Vec<Step> {
+    // In reverse plan order: each operation's undo sees the table as the later ones left it.
+    let undo: Vec<(String, Rollback)> = parts
+        .ops
+        .iter()
+        .rev()
+        .map(|(op, c)| (op.summary(), op.rollback(c)))
+        .collect();
     let mut rollback = Vec::new();
-    for (op, c) in parts.ops.iter().rev() {
-        for index in op.rollback(c).indexes {
+    for (_, r) in &undo {
+        for index in &r.indexes {
             rollback.push(Step {
                 description: format!("drop index {} concurrently", index.name),
                 mode: StepMode::NoTransaction,
@@ -21,27 +30,80 @@ pub(super) fn steps(parts: &Parts<'_>, backfill: Option<&BackfillSpec>) -> Vec<S
             });
         }
     }
+    for (_, r) in &undo {
+        for IndexBuild { name, create } in &r.rebuild {
+            rollback.push(Step {
+                description: format!("build index {} again concurrently", name.name),
+                mode: StepMode::ConcurrentIndex {
+                    index: name.clone(),
+                },
+                statements: vec![Statement::new(
+                    LockLevel::ShareUpdateExclusive,
+                    create.clone(),
+                )],
+            });
+        }
+    }
     // The trigger and the constraints go first: restored values may break a NOT VALID check,
     // and with the trigger gone the restore needs no bypass. The undo table goes last.
     let mut undo_ddl = Vec::new();
     if !parts.syncs.is_empty() {
         undo_ddl.push(parts.drop_trigger());
     }
-    for (op, c) in parts.ops.iter().rev() {
-        undo_ddl.extend(op.rollback(c).statements);
+    let mut drops = !parts.syncs.is_empty();
+    let mut put_back = Vec::new();
+    for (summary, r) in &undo {
+        drops |= !r.statements.is_empty();
+        undo_ddl.extend(r.statements.iter().cloned());
+        if !r.put_back.is_empty() {
+            put_back.push(summary.as_str());
+            undo_ddl.extend(r.put_back.iter().cloned());
+        }
     }
     if !parts.syncs.is_empty() {
         undo_ddl.push(parts.drop_function());
     }
     if !undo_ddl.is_empty() {
+        let what = match (drops, put_back.is_empty()) {
+            (false, false) => format!("undo: {}", put_back.join("; ")),
+            (true, false) => format!(
+                "drop the trigger, new columns and constraints; undo: {}",
+                put_back.join("; ")
+            ),
+            (_, true) => "drop the trigger, new columns and constraints".to_string(),
+        };
         rollback.push(Step {
-            description: "drop the trigger, new columns and constraints, metadata only".to_string(),
+            description: format!("{what}, metadata only"),
             mode: StepMode::Transaction,
             statements: undo_ddl,
         });
     }
     if let (Some(b), Some(u)) = (backfill, &parts.undo) {
         rollback.push(restore(b, u));
+    }
+    // Once the values are back: what was put back NOT VALID and must hold for every row.
+    for (_, r) in &undo {
+        for v in &r.validate {
+            rollback.push(Step {
+                description: "validate a constraint put back (scans without blocking writes)"
+                    .to_string(),
+                mode: StepMode::Transaction,
+                statements: vec![v.clone()],
+            });
+        }
+    }
+    let after: Vec<Statement> = undo
+        .iter()
+        .flat_map(|(_, r)| r.after_validate.iter().cloned())
+        .collect();
+    if !after.is_empty() {
+        rollback.push(Step {
+            description:
+                "SET NOT NULL again, proven by the validated checks (no scan), metadata only"
+                    .to_string(),
+            mode: StepMode::Transaction,
+            statements: after,
+        });
     }
     rollback
 }

@@ -1,7 +1,7 @@
 //! The table during the transition (the live columns plus those expand creates) and the checks
 //! of a plan against its table's catalog that need no database.
 
-use crate::db::catalog::{ColumnInfo, TableInfo};
+use crate::db::catalog::{ColumnInfo, KeySource, TableInfo};
 use crate::ops::Removal;
 use crate::ops::{Ctx, Problems};
 use crate::plan::{FieldPath, Plan};
@@ -104,6 +104,7 @@ pub fn check_catalog(plan: &Plan, catalog: &TableInfo, in_flight: bool) -> Probl
             ),
         );
     }
+    constraint_problems(plan, catalog, !forwards.is_empty(), &mut problems);
     let mut created_so_far: Vec<String> = Vec::new();
     for (i, spec) in plan.operations.iter().enumerate() {
         let op = spec.op();
@@ -179,6 +180,59 @@ pub fn check_catalog(plan: &Plan, catalog: &TableInfo, in_flight: bool) -> Probl
         created_so_far.extend(effects.creates.into_iter().map(|c| c.name));
     }
     problems
+}
+
+/// Constraints that operations drop or rename ([`crate::ops::Operation::constraint_uses`]),
+/// against the rest of the plan: the key a backfill of the plan walks by may not be dropped, and
+/// a constraint on a column that another operation carries over to a new column (`change_type`)
+/// may not be dropped or renamed in the same plan: the carried copy, taken from the catalog as
+/// it was before the plan, would bring it back under its old name at contract.
+fn constraint_problems(
+    plan: &Plan,
+    catalog: &TableInfo,
+    moves_data: bool,
+    problems: &mut Problems,
+) {
+    let key = match &catalog.key_source {
+        Some(KeySource::PrimaryKey(k) | KeySource::UniqueIndex(k)) if moves_data => Some(k),
+        _ => None,
+    };
+    let carried: Vec<(usize, String)> = plan
+        .operations
+        .iter()
+        .enumerate()
+        .filter(|(_, spec)| spec.op().removal() == Removal::Carried)
+        .flat_map(|(j, spec)| {
+            spec.op()
+                .effects()
+                .removes
+                .into_iter()
+                .map(move |r| (j, r.name))
+        })
+        .collect();
+    for (i, spec) in plan.operations.iter().enumerate() {
+        for u in spec.op().constraint_uses() {
+            let field = FieldPath::of("operations").index(i).join(&u.field);
+            if u.drops && Some(&u.name) == key {
+                problems.add(
+                    field.clone(),
+                    format!("constraint \"{}\" holds the key of {}, by which this plan's backfill walks the table: drop it in a plan of its own", u.name, catalog.name),
+                );
+            }
+            let Some(c) = catalog.constraint(&u.name) else {
+                continue;
+            };
+            if let Some((j, column)) = carried
+                .iter()
+                .find(|(j, col)| *j != i && c.columns.contains(col))
+            {
+                problems.add(
+                    field,
+                    format!("conflicting operations: constraint \"{}\" is on column \"{column}\", which operations[{j}] carries over to a new column with its constraints; put one of them in a later plan", u.name),
+                );
+            }
+        }
+    }
 }
 
 /// What contract would lose or fail on when it drops `column`, per [`Removal`]: dependent
