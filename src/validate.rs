@@ -635,6 +635,18 @@ async fn compile_generated(
     // The copy has the table's columns but none of its constraints (`LIKE` copies NOT NULL
     // only): a rename of one is checked against the catalog by `rename_constraint` instead.
     let rename_constraint = format!("ALTER TABLE {scratch} RENAME CONSTRAINT ");
+    // Nor its indexes: a replica identity index is checked against the catalog by its kind.
+    let replica_index = format!("ALTER TABLE {scratch} REPLICA IDENTITY USING INDEX ");
+    // A `sql` operation's statement names the real tables and is not backfill's to check: it
+    // is never run before its phase.
+    let unchecked: Vec<&str> = plan
+        .operations
+        .iter()
+        .filter_map(|o| match o {
+            crate::ops::OperationSpec::Sql(s) => Some(s.up.trim()),
+            _ => None,
+        })
+        .collect();
     let mut statements: Vec<String> = Vec::new();
     for phase in &schedule.phases {
         for step in &phase.steps {
@@ -649,6 +661,8 @@ async fn compile_generated(
                             !s.sql.starts_with("DO $bf_schema")
                                 && !s.sql.contains(" FOREIGN KEY (")
                                 && !s.sql.starts_with(&rename_constraint)
+                                && !s.sql.starts_with(&replica_index)
+                                && !unchecked.contains(&s.sql.as_str())
                         })
                         .map(|s| s.sql.clone()),
                 );

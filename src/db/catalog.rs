@@ -111,6 +111,21 @@ pub enum KeySource {
     UniqueIndex(String),
 }
 
+/// What logical replication sends of an updated or deleted row (`REPLICA IDENTITY`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplicaIdentity {
+    /// The primary key.
+    #[default]
+    Default,
+    /// The whole row.
+    Full,
+    /// Nothing.
+    Nothing,
+    /// The columns of this unique index.
+    Index(String),
+}
+
 /// What `backfill` knows of a table.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TableInfo {
@@ -134,6 +149,9 @@ pub struct TableInfo {
     /// `COMMENT ON TABLE`.
     #[serde(default)]
     pub comment: Option<String>,
+    /// `REPLICA IDENTITY`.
+    #[serde(default)]
+    pub replica_identity: ReplicaIdentity,
 }
 
 impl TableInfo {
@@ -205,7 +223,10 @@ pub async fn table_info(client: &Client, table: &QualifiedName) -> Result<Option
     let ctx = || format!("reading the catalog of {table}");
     let row = client
         .query_opt(
-            "SELECT c.oid, greatest(c.reltuples, 0)::int8, obj_description(c.oid, 'pg_class')
+            "SELECT c.oid, greatest(c.reltuples, 0)::int8, obj_description(c.oid, 'pg_class'),
+                    c.relreplident::text,
+                    (SELECT ic.relname::text FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+                      WHERE i.indrelid = c.oid AND i.indisreplident LIMIT 1)
                FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
               WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')",
             &[&table.schema.as_str(), &table.name.as_str()],
@@ -216,6 +237,15 @@ pub async fn table_info(client: &Client, table: &QualifiedName) -> Result<Option
     let oid: u32 = row.get(0);
     let row_estimate: i64 = row.get(1);
     let comment: Option<String> = row.get(2);
+    let replica_identity = match (
+        row.get::<_, String>(3).as_str(),
+        row.get::<_, Option<String>>(4),
+    ) {
+        ("f", _) => ReplicaIdentity::Full,
+        ("n", _) => ReplicaIdentity::Nothing,
+        ("i", Some(index)) => ReplicaIdentity::Index(index),
+        _ => ReplicaIdentity::Default,
+    };
 
     let columns = client
         .query(
@@ -357,6 +387,7 @@ pub async fn table_info(client: &Client, table: &QualifiedName) -> Result<Option
         dependents,
         row_estimate,
         comment,
+        replica_identity,
     }))
 }
 

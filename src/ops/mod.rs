@@ -34,6 +34,7 @@ pub mod rename_constraint;
 pub mod set_comment;
 pub mod set_default;
 pub mod set_not_null;
+pub mod set_replica_identity;
 pub mod split_column;
 pub mod sql;
 pub mod update_rows;
@@ -715,6 +716,7 @@ registry! {
     drop_not_null => drop_not_null::DropNotNull,
     set_default => set_default::SetDefault,
     set_comment => set_comment::SetComment,
+    set_replica_identity => set_replica_identity::SetReplicaIdentity,
 }
 
 /// The three statements that put NOT NULL on a column without a long `ACCESS EXCLUSIVE` lock:

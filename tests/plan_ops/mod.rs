@@ -304,6 +304,7 @@ mod drop_index;
 mod merge_columns;
 mod rename_column;
 mod set_not_null;
+mod set_replica_identity;
 mod split_column;
 mod sql;
 mod update_rows;
