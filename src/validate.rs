@@ -398,13 +398,22 @@ pub async fn validate_all(
 }
 
 async fn check_types(client: &Client, plan: &Plan, problems: &mut Problems) -> Result<()> {
-    // Types an earlier operation of the plan creates (`create_enum`) exist by then.
-    let mut created: Vec<String> = Vec::new();
+    // Types an earlier operation of the plan creates (`create_enum`) exist by then, written
+    // bare, quoted, or qualified by their schema (plain or quoted).
+    let mut created: Vec<crate::sql::QualifiedName> = Vec::new();
     for (i, spec) in plan.operations.iter().enumerate() {
         for c in spec.op().effects().creates {
             let Some(t) = &c.type_name else { continue };
-            let bare = t.trim_end_matches("[]").trim();
-            if created.iter().any(|n| n == bare) {
+            let bare = t.trim().trim_end_matches("[]").trim();
+            let names = |q: &crate::sql::QualifiedName| {
+                [
+                    q.name.as_str().to_string(),
+                    q.name.to_string(),
+                    q.plain(),
+                    q.to_string(),
+                ]
+            };
+            if created.iter().any(|q| names(q).iter().any(|n| n == bare)) {
                 continue;
             }
             if !catalog::type_exists(client, t).await? {
@@ -420,7 +429,7 @@ async fn check_types(client: &Client, plan: &Plan, problems: &mut Problems) -> R
                 );
             }
         }
-        created.extend(spec.op().creates_types());
+        created.extend(spec.op().creates_types(&plan.table));
     }
     Ok(())
 }

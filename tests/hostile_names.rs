@@ -46,7 +46,7 @@ const CASES_AT_ONCE: usize = 3;
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// The kinds, in README order.
-const KINDS: [&str; 17] = [
+const KINDS: [&str; 19] = [
     "add_column",
     "rename_column",
     "change_type",
@@ -64,6 +64,8 @@ const KINDS: [&str; 17] = [
     "drop_not_null",
     "set_default",
     "set_comment",
+    "drop_index",
+    "create_enum",
 ];
 
 /// Names the test itself uses (or PostgreSQL reserves) and the generator must avoid.
@@ -1344,6 +1346,57 @@ fn build_spec(kind: &str, g: &mut Gen, schema: &str, table: &str, deparsed: &str
                 ],
             );
         }
+        "drop_index" => {
+            let a = g.name(Role::Column);
+            let k = g.name(Role::Object);
+            spec.cols = vec![col(&a, "text", ["'i1'", "'i2'", "'i3'"])];
+            let _ = writeln!(
+                spec.extra_setup,
+                "CREATE INDEX {} ON {}.{} ({});",
+                qi(&k),
+                qi(schema),
+                qi(table),
+                qi(&a)
+            );
+            spec.op = format!("name = {}\n", toml_str(&k));
+            spec.writes = vec![ins(4, &[(&a, "'i4'")]), upd(2, &[(&a, "'u2'")])];
+            spec.final_cols = vec![(a.clone(), "text", false)];
+            spec.final_rows = vals(
+                &[&a],
+                &[
+                    (1, vec![s("i1")]),
+                    (2, vec![s("u2")]),
+                    (3, vec![s("i3")]),
+                    (4, vec![s("i4")]),
+                ],
+            );
+            // Gone after contract: `spec.indexes` lists none.
+        }
+        "create_enum" => {
+            // A type and labels with hostile names, used by a column of the same plan.
+            let ty = g.name(Role::Object);
+            let c = g.name(Role::Column);
+            let (l1, l2) = (g.name(Role::Object), g.name(Role::Object));
+            spec.op = format!(
+                "name = {}\nvalues = {}\n[[operations]]\nkind = \"add_column\"\nname = {}\ntype = {}\n",
+                toml_str(&ty),
+                toml_list(&[l1.clone(), l2.clone()]),
+                toml_str(&c),
+                toml_str(&format!("{}.{}", qi(schema), qi(&ty))),
+            );
+            let lit = |v: &str| format!("'{}'", v.replace('\'', "''"));
+            spec.writes = vec![upd(2, &[(&c, &lit(&l2))]), ins(4, &[(&c, &lit(&l1))])];
+            spec.final_cols = vec![(c.clone(), "enum", false)];
+            spec.final_rows = vals(
+                &[&c],
+                &[
+                    (1, vec![Value::Null]),
+                    (2, vec![s(&l2)]),
+                    (3, vec![Value::Null]),
+                    (4, vec![s(&l1)]),
+                ],
+            );
+        }
         "drop_constraint" => {
             // A unique constraint: abort builds its index again and attaches it, so the table
             // comes back exactly (a check would come back NOT VALID).
@@ -1919,7 +1972,7 @@ async fn catalog(
         |r: &tokio_postgres::Row| -> (String, String, bool) { (r.get(0), r.get(1), r.get(2)) };
     let mut columns: Vec<_> = client
         .query(
-            "SELECT attname::text, format_type(atttypid, atttypmod), attnotnull FROM pg_attribute WHERE attrelid = $1::text::regclass AND attnum > 0 AND NOT attisdropped",
+            "SELECT attname::text, CASE WHEN (SELECT typtype FROM pg_type WHERE oid = atttypid) = 'e' THEN 'enum' ELSE format_type(atttypid, atttypmod) END, attnotnull FROM pg_attribute WHERE attrelid = $1::text::regclass AND attnum > 0 AND NOT attisdropped",
             &[&table],
         )
         .await?
@@ -2261,4 +2314,14 @@ fn generator_rules() {
             toml::from_str(&doc).unwrap_or_else(|e| panic!("{doc}: {e}"));
         assert_eq!(parsed.get("k"), Some(n));
     }
+}
+
+#[tokio::test]
+async fn drop_index() {
+    fuzz_kind("drop_index").await;
+}
+
+#[tokio::test]
+async fn create_enum() {
+    fuzz_kind("create_enum").await;
 }

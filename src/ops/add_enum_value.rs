@@ -14,9 +14,11 @@ use crate::sql::literal;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AddEnumValue {
-    /// The enum type (`user_status` or `schema.user_status`).
+    /// The enum type.
     #[serde(rename = "type")]
     pub type_name: String,
+    /// Its schema; default: the table's.
+    pub schema: Option<String>,
     /// The new label.
     pub value: String,
     /// Put it after this label.
@@ -29,7 +31,7 @@ impl AddEnumValue {
     fn alter(&self, ctx: &Ctx<'_>) -> String {
         let mut sql = format!(
             "ALTER TYPE {} ADD VALUE IF NOT EXISTS {}",
-            type_name(ctx, &self.type_name),
+            type_name(ctx, self.schema.as_deref(), &self.type_name),
             literal(&self.value)
         );
         if let Some(a) = &self.after {
@@ -55,7 +57,12 @@ impl Operation for AddEnumValue {
     }
 
     fn check(&self, problems: &mut Problems) {
-        check_type_name(problems, FieldPath::of("type"), &self.type_name);
+        check_type_name(
+            problems,
+            FieldPath::of("type"),
+            &self.type_name,
+            self.schema.as_deref(),
+        );
         problems.require_text(FieldPath::of("value"), &self.value);
         if self.value.len() > 63 {
             problems.add(

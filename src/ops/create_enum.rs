@@ -1,5 +1,5 @@
 //! `create_enum`: `CREATE TYPE ... AS ENUM` at expand (no table is locked), in the table's
-//! schema unless the name gives one; later operations of the plan may use it. Rollback drops
+//! schema unless `schema` gives another; later operations of the plan may use it. Rollback drops
 //! it (refused by PostgreSQL while a column still has the type, so drop those first).
 
 use serde::Deserialize;
@@ -12,27 +12,32 @@ use crate::sql::{literal, Ident, QualifiedName};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateEnum {
-    /// The type's name (`user_status`, or `schema.user_status`).
+    /// The type's name (any characters: it is quoted).
     pub name: String,
+    /// Its schema; default: the table's.
+    pub schema: Option<String>,
     /// Its labels, in order.
     pub values: Vec<String>,
 }
 
-/// A type name of a plan: `name` or `schema.name` (one dot at most), in the table's schema by
-/// default.
-pub fn type_name(ctx: &Ctx<'_>, name: &str) -> QualifiedName {
-    match name.split_once('.') {
-        Some((schema, n)) => QualifiedName::new(schema, n),
+/// A type of a plan: `name` in `schema`, by default the table's.
+pub fn type_name(ctx: &Ctx<'_>, schema: Option<&str>, name: &str) -> QualifiedName {
+    match schema {
+        Some(s) => QualifiedName::new(s, name),
         None => ctx.qualified().sibling(name),
     }
 }
 
-/// Checks a type name as [`type_name`] reads it.
-pub fn check_type_name(problems: &mut Problems, field: FieldPath, name: &str) {
-    if name.trim().is_empty() {
-        problems.add(field, "must not be empty");
-    } else if name.split('.').count() > 2 || name.split('.').any(|p| p.is_empty()) {
-        problems.add(field, format!("`{name}` is not a name (or schema.name)"));
+/// Checks a type's name and schema fields.
+pub fn check_type_name(
+    problems: &mut Problems,
+    field: FieldPath,
+    name: &str,
+    schema: Option<&str>,
+) {
+    problems.require_text(field, name);
+    if let Some(s) = schema {
+        problems.require_text(FieldPath::of("schema"), s);
     }
 }
 
@@ -40,7 +45,7 @@ impl CreateEnum {
     fn create(&self, ctx: &Ctx<'_>) -> String {
         format!(
             "CREATE TYPE {} AS ENUM ({})",
-            type_name(ctx, &self.name),
+            type_name(ctx, self.schema.as_deref(), &self.name),
             self.values
                 .iter()
                 .map(|v| literal(v))
@@ -60,7 +65,12 @@ impl Operation for CreateEnum {
     }
 
     fn check(&self, problems: &mut Problems) {
-        check_type_name(problems, FieldPath::of("name"), &self.name);
+        check_type_name(
+            problems,
+            FieldPath::of("name"),
+            &self.name,
+            self.schema.as_deref(),
+        );
         if self.values.is_empty() {
             problems.add(FieldPath::of("values"), "must name at least one value");
         }
@@ -85,8 +95,11 @@ impl Operation for CreateEnum {
         Effects::default()
     }
 
-    fn creates_types(&self) -> Vec<String> {
-        vec![self.name.clone()]
+    fn creates_types(&self, table: &QualifiedName) -> Vec<QualifiedName> {
+        vec![match &self.schema {
+            Some(s) => QualifiedName::new(s, &self.name),
+            None => table.sibling(&self.name),
+        }]
     }
 
     fn trial(&self, ctx: &Ctx<'_>) -> Vec<(FieldPath, String)> {
@@ -101,7 +114,10 @@ impl Operation for CreateEnum {
         Rollback {
             statements: vec![Statement::new(
                 LockLevel::None,
-                format!("DROP TYPE IF EXISTS {}", type_name(ctx, &self.name)),
+                format!(
+                    "DROP TYPE IF EXISTS {}",
+                    type_name(ctx, self.schema.as_deref(), &self.name)
+                ),
             )],
             ..Rollback::default()
         }

@@ -625,9 +625,10 @@ pub trait Operation: fmt::Debug {
         Vec::new()
     }
 
-    /// Type names this operation creates, as written in the plan (a column of a later
-    /// operation may have one of them).
-    fn creates_types(&self) -> Vec<String> {
+    /// Types this operation creates, for the plan's table (a column of a later operation may
+    /// have one of them).
+    fn creates_types(&self, table: &QualifiedName) -> Vec<QualifiedName> {
+        let _ = table;
         Vec::new()
     }
 
