@@ -146,22 +146,25 @@ impl AddColumn {
                 }),
             ));
         }
-        if let Some(r) = &self.references {
-            out.push((
-                "references",
-                Box::new(AddForeignKey {
-                    columns: vec![self.name.clone()],
-                    references: References {
-                        table: r.table.clone(),
-                        columns: vec![r.column.clone()],
-                    },
-                    on_delete: r.on_delete.clone(),
-                    on_update: r.on_update.clone(),
-                    name: r.name.clone(),
-                }),
-            ));
+        if let Some(fk) = self.foreign_key() {
+            out.push(("references", Box::new(fk)));
         }
         out
+    }
+
+    /// `references` as the `add_foreign_key` that adds it.
+    fn foreign_key(&self) -> Option<AddForeignKey> {
+        let r = self.references.as_ref()?;
+        Some(AddForeignKey {
+            columns: vec![self.name.clone()],
+            references: References {
+                table: r.table.clone(),
+                columns: vec![r.column.clone()],
+            },
+            on_delete: r.on_delete.clone(),
+            on_update: r.on_update.clone(),
+            name: r.name.clone(),
+        })
     }
 
     /// Problems of a constraint operation, reported on the field it comes from.
@@ -236,18 +239,10 @@ impl Operation for AddColumn {
             problems.require_text(FieldPath::of("references").key("table"), &r.table);
             problems.require_text(FieldPath::of("references").key("column"), &r.column);
             // The actions and the name, as add_foreign_key checks them.
-            let fk = AddForeignKey {
-                columns: vec![self.name.clone()],
-                references: References {
-                    table: r.table.clone(),
-                    columns: vec![r.column.clone()],
-                },
-                on_delete: r.on_delete.clone(),
-                on_update: r.on_update.clone(),
-                name: r.name.clone(),
-            };
             let mut found = Problems::default();
-            fk.check(&mut found);
+            if let Some(fk) = self.foreign_key() {
+                fk.check(&mut found);
+            }
             for p in found.0 {
                 let field = match p.field.to_string().as_str() {
                     "on_delete" => FieldPath::of("references").key("on_delete"),
