@@ -3,11 +3,25 @@
 //! in place where the application has not changed them since.
 
 use super::{BackfillSpec, Parts, Step, StepMode, ROW};
-use crate::ops::{LockLevel, Statement};
+use crate::ops::{LockLevel, Statement, TableChange};
 use crate::sql::{dollar_quote, literal, QualifiedName};
 
 /// The rollback steps.
 pub(super) fn steps(parts: &Parts<'_>, backfill: Option<&BackfillSpec>) -> Vec<Step> {
+    // A plan that creates its table rolls back by dropping it: what the operations after
+    // `create_table` added to it (indexes, foreign keys) goes with it, and their own undo would
+    // fail once the table is gone (abort run twice).
+    if let Some((op, c)) = parts
+        .ops
+        .iter()
+        .find(|(op, _)| op.table_change() == Some(TableChange::Create))
+    {
+        return vec![Step {
+            description: "drop the new table, metadata only".to_string(),
+            mode: StepMode::Transaction,
+            statements: op.rollback(c).statements,
+        }];
+    }
     let mut rollback = Vec::new();
     for (op, c) in parts.ops.iter().rev() {
         for index in op.rollback(c).indexes {
@@ -34,8 +48,17 @@ pub(super) fn steps(parts: &Parts<'_>, backfill: Option<&BackfillSpec>) -> Vec<S
         undo_ddl.push(parts.drop_function());
     }
     if !undo_ddl.is_empty() {
+        let renames = parts
+            .ops
+            .iter()
+            .any(|(op, _)| matches!(op.table_change(), Some(TableChange::Rename { .. })));
         rollback.push(Step {
-            description: "drop the trigger, new columns and constraints, metadata only".to_string(),
+            description: if renames {
+                "drop the view under the old name and rename the table back, metadata only"
+            } else {
+                "drop the trigger, new columns and constraints, metadata only"
+            }
+            .to_string(),
             mode: StepMode::Transaction,
             statements: undo_ddl,
         });
