@@ -21,6 +21,7 @@ pub mod add_unique;
 pub mod carry;
 pub mod change_type;
 pub mod create_index;
+pub mod create_table;
 pub mod drop_column;
 pub mod drop_index;
 pub mod merge_columns;
@@ -601,6 +602,7 @@ registry! {
     drop_column => drop_column::DropColumn,
     drop_index => drop_index::DropIndex,
     update_rows => update_rows::UpdateRows,
+    create_table => create_table::CreateTable,
 }
 
 /// The three statements that put NOT NULL on a column without a long `ACCESS EXCLUSIVE` lock:

@@ -297,6 +297,7 @@ mod add_foreign_key;
 mod add_unique;
 mod change_type;
 mod create_index;
+mod create_table;
 mod drop_column;
 mod drop_index;
 mod merge_columns;
