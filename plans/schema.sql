@@ -19,3 +19,11 @@ CREATE TABLE orders (
   total     numeric(12, 2)
 );
 CREATE INDEX orders_total_idx ON orders (total);
+
+-- A table the application no longer uses (plans/0014_drop_legacy_events.toml drops it).
+CREATE TABLE legacy_events (
+  id         bigserial PRIMARY KEY,
+  kind       text NOT NULL,
+  payload    jsonb,
+  created_at timestamptz NOT NULL DEFAULT now()
+);

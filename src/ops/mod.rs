@@ -24,6 +24,7 @@ pub mod create_index;
 pub mod create_table;
 pub mod drop_column;
 pub mod drop_index;
+pub mod drop_table;
 pub mod merge_columns;
 pub mod rename_column;
 pub mod set_not_null;
@@ -603,6 +604,7 @@ registry! {
     drop_index => drop_index::DropIndex,
     update_rows => update_rows::UpdateRows,
     create_table => create_table::CreateTable,
+    drop_table => drop_table::DropTable,
 }
 
 /// The three statements that put NOT NULL on a column without a long `ACCESS EXCLUSIVE` lock:

@@ -300,6 +300,7 @@ mod create_index;
 mod create_table;
 mod drop_column;
 mod drop_index;
+mod drop_table;
 mod merge_columns;
 mod rename_column;
 mod set_not_null;
