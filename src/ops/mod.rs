@@ -27,6 +27,7 @@ pub mod drop_index;
 pub mod drop_table;
 pub mod merge_columns;
 pub mod rename_column;
+pub mod rename_table;
 pub mod set_not_null;
 pub mod split_column;
 pub mod update_rows;
@@ -604,6 +605,7 @@ registry! {
     drop_index => drop_index::DropIndex,
     update_rows => update_rows::UpdateRows,
     create_table => create_table::CreateTable,
+    rename_table => rename_table::RenameTable,
     drop_table => drop_table::DropTable,
 }
 

@@ -303,6 +303,7 @@ mod drop_index;
 mod drop_table;
 mod merge_columns;
 mod rename_column;
+mod rename_table;
 mod set_not_null;
 mod split_column;
 mod update_rows;
