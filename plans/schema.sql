@@ -26,3 +26,11 @@ CREATE TABLE events (
   id        bigint NOT NULL,
   payload   text
 );
+
+-- A table the application no longer uses (plans/0014_drop_legacy_events.toml drops it).
+CREATE TABLE legacy_events (
+  id         bigserial PRIMARY KEY,
+  kind       text NOT NULL,
+  payload    jsonb,
+  created_at timestamptz NOT NULL DEFAULT now()
+);

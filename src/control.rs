@@ -64,10 +64,12 @@ pub async fn verify(
     options: &PlannerOptions,
     rate: u64,
 ) -> Result<Verified> {
-    let live = crate::validate::table_of(client, plan).await?;
-    if let Some(missing) = planner::missing_after_expand(plan, &live)
-        .into_iter()
-        .next()
+    // The table may be missing (a plan that creates it has not run; one that renamed or
+    // dropped it is in flight or done): the schedule then comes from the plan's record.
+    let live = crate::db::catalog::table_info(client, &plan.table).await?;
+    if let Some(missing) = live
+        .as_ref()
+        .and_then(|live| planner::missing_after_expand(plan, live).into_iter().next())
     {
         return Ok(Verified::NotStarted(missing));
     }

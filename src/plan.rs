@@ -315,6 +315,17 @@ impl Plan {
         location_at(&self.file, &self.source, offset)
     }
 
+    /// What the plan does to its table as a whole, if anything (see
+    /// [`crate::ops::Operation::table_change`]).
+    pub fn table_change(&self) -> Option<crate::ops::TableChange> {
+        self.operations.iter().find_map(|o| o.op().table_change())
+    }
+
+    /// Whether the plan creates its table (its first operation is `create_table`).
+    pub fn creates_table(&self) -> bool {
+        self.table_change() == Some(crate::ops::TableChange::Create)
+    }
+
     /// A checksum of the file's text, to detect a plan edited after it started.
     pub fn checksum(&self) -> String {
         format!("{:016x}", fnv1a(self.source.as_bytes()))

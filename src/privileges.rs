@@ -38,18 +38,21 @@ pub async fn check(
         Error::db(format!("checking the rights of plan `{}`", plan.name), &e)
     };
     let table = schedule.table.to_string();
+    // The table may not exist: a plan that creates it has not run yet (or an earlier plan of
+    // the invocation creates it), or a plan that dropped or renamed it is done. Its owner is
+    // then whoever creates it, so only the right to create in its schema is needed.
     let row = client
         .query_one(
             "SELECT current_user::text,
                     pg_get_userbyid(c.relowner)::text,
-                    pg_has_role(current_user, c.relowner, 'USAGE'),
-                    has_table_privilege(c.oid, 'SELECT') AND has_table_privilege(c.oid, 'UPDATE')
-               FROM pg_class c WHERE c.oid = $1::text::regclass",
+                    coalesce(pg_has_role(current_user, c.relowner, 'USAGE'), true),
+                    coalesce(has_table_privilege(c.oid, 'SELECT') AND has_table_privilege(c.oid, 'UPDATE'), true)
+               FROM (SELECT 1) AS one LEFT JOIN pg_class c ON c.oid = to_regclass($1)",
             &[&table],
         )
         .await
         .map_err(fail)?;
-    let (user, owner): (String, String) = (row.get(0), row.get(1));
+    let (user, owner): (String, Option<String>) = (row.get(0), row.get(1));
     let (member, select_update): (bool, bool) = (row.get(2), row.get(3));
     let state = state_rights(client, state_schema).await.map_err(fail)?;
     let ddl = phases_left.iter().any(|p| {
@@ -57,8 +60,32 @@ pub async fn check(
             && !schedule.phase(*p).is_empty()
     });
     let mut missing = Vec::new();
-    if ddl && !member {
-        missing.push(not_owner(&schedule.table, &owner, &user));
+    if let (true, false, Some(owner)) = (ddl, member, &owner) {
+        missing.push(not_owner(&schedule.table, owner, &user));
+    }
+    // A new table, or the view that keeps a renamed table's old name, is made in the table's
+    // schema.
+    let creates = match plan.table_change() {
+        Some(crate::ops::TableChange::Create) => Some("creating table"),
+        Some(crate::ops::TableChange::Rename { .. }) => Some("the view that keeps the old name of"),
+        _ => None,
+    };
+    if let (Some(what), true) = (creates, phases_left.contains(&Phase::Expand)) {
+        let schema = &schedule.table.schema;
+        let may: bool = client
+            .query_one(
+                "SELECT has_schema_privilege($1, 'CREATE')",
+                &[&schema.as_str()],
+            )
+            .await
+            .map_err(fail)?
+            .get(0);
+        if !may {
+            missing.push(format!(
+                "{what} {} takes CREATE on schema {schema}: GRANT CREATE ON SCHEMA {schema} TO \"{user}\"",
+                schedule.table
+            ));
+        }
     }
     if schedule.backfill.is_some() && phases_left.contains(&Phase::Backfill) && !select_update {
         missing.push(format!(

@@ -27,7 +27,7 @@ use crate::planner::{self, Phase, PhasePlan, PlannerOptions, Schedule};
 use crate::progress::{self, Mode};
 use crate::sql::Ident;
 use crate::state;
-use crate::validate::Rows;
+use crate::validate::{Earlier, Rows};
 use crate::version::Release;
 
 /// How `run` runs.
@@ -257,10 +257,19 @@ pub async fn prepare(
     force: bool,
     options: &PlannerOptions,
 ) -> Result<Prepared> {
-    prepare_with(client, schema, plan, force, options, &[], Rows::Uncounted).await
+    prepare_with(
+        client,
+        schema,
+        plan,
+        force,
+        options,
+        &Earlier::default(),
+        Rows::Uncounted,
+    )
+    .await
 }
 
-/// As [`prepare`], with the columns earlier plans of the invocation add to the table (see
+/// As [`prepare`], with what earlier plans of the invocation do to the table (see
 /// [`crate::validate::validate_with`]), counting the rows a new constraint would refuse or
 /// not.
 async fn prepare_with(
@@ -269,7 +278,7 @@ async fn prepare_with(
     plan: &Plan,
     force: bool,
     options: &PlannerOptions,
-    earlier: &[crate::db::catalog::ColumnInfo],
+    earlier: &Earlier,
     rows: Rows,
 ) -> Result<Prepared> {
     let rec = recorded(client, schema, &plan.name)
@@ -323,8 +332,12 @@ pub async fn prepare_all(
     let mut ok = Vec::new();
     let mut errors = Vec::new();
     let mut denied: Option<Error> = None;
-    // Columns the plans before each one add, per table: a later plan may use them.
-    let mut added: BTreeMap<String, Vec<crate::db::catalog::ColumnInfo>> = BTreeMap::new();
+    // What the plans before each one do to its table: the columns they add, the table they
+    // create or rename to its name. A later plan may use them.
+    let mut added: BTreeMap<String, Earlier> = BTreeMap::new();
+    // Tables an earlier plan renames (to what, by which plan): a plan after it that has not
+    // started would find a view under the old name once the rename's expand ran.
+    let mut renamed: BTreeMap<String, (String, String)> = BTreeMap::new();
     for plan in plans {
         let table = plan.table.to_string();
         let earlier = added.get(&table).cloned().unwrap_or_default();
@@ -339,6 +352,18 @@ pub async fn prepare_all(
         )
         .await
         {
+            Ok(p) if p.recorded.is_none() && renamed.contains_key(&table) => {
+                let (to, by) = &renamed[&table];
+                let mut problems = crate::ops::Problems::default();
+                problems.add(
+                    crate::plan::FieldPath::of("table"),
+                    format!(
+                        "plan `{by}` before this one renames {} to {to}: write this plan for {to}",
+                        plan.table
+                    ),
+                );
+                errors.extend(plan.errors(problems).0);
+            }
             Ok(p) => {
                 if check_rights {
                     let checked = crate::privileges::check(
@@ -379,11 +404,35 @@ pub async fn prepare_all(
                         (d, Err(_)) => d,
                     };
                 }
-                let new_columns = planner::transition_table(plan, &p.catalog)
-                    .columns
-                    .into_iter()
-                    .skip(p.catalog.columns.len());
-                added.entry(table).or_default().extend(new_columns);
+                let after = planner::transition_table(plan, &p.catalog);
+                let new_columns = after.columns.iter().skip(p.catalog.columns.len()).cloned();
+                let entry = added.entry(table).or_default();
+                entry.columns.extend(new_columns);
+                match plan.table_change() {
+                    Some(crate::ops::TableChange::Create) => {
+                        entry.table = Some(TableInfo::absent(plan.table.clone()));
+                    }
+                    Some(crate::ops::TableChange::Rename { to }) => {
+                        // Plans after it may be written for the new name.
+                        let columns = entry.columns.clone();
+                        let name = plan.table.sibling(to);
+                        renamed.insert(
+                            plan.table.to_string(),
+                            (name.to_string(), plan.name.clone()),
+                        );
+                        added.insert(
+                            name.to_string(),
+                            Earlier {
+                                table: Some(TableInfo {
+                                    name,
+                                    ..p.catalog.clone()
+                                }),
+                                columns,
+                            },
+                        );
+                    }
+                    _ => {}
+                }
                 ok.push(p)
             }
             Err(Error::Plan(e)) => errors.extend(e.0),
@@ -525,6 +574,13 @@ pub async fn schedule_for(
         if let Ok(catalog) = serde_json::from_str::<TableInfo>(&r.catalog) {
             return rebuild(client, plan, catalog, options).await;
         }
+    }
+    if plan.creates_table() && catalog::table_info(client, &plan.table).await?.is_some() {
+        // Its rollback drops the table: never one this plan is not known to have created.
+        return Err(Error::Usage(format!(
+            "plan `{}` has no record on this database, so table {} is not known to be the one it creates; abort drops only a table the plan created through `backfill run` (drop it yourself if that is what you mean)",
+            plan.name, plan.table
+        )));
     }
     let live = crate::validate::table_of(client, plan).await?;
     let before = planner::catalog_before_expand(plan, &live);

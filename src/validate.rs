@@ -32,7 +32,19 @@ pub async fn validate(
     plan: &Plan,
     options: &PlannerOptions,
 ) -> Result<Validated> {
-    validate_with(client, plan, options, &[], Rows::Counted).await
+    validate_with(client, plan, options, &Earlier::default(), Rows::Counted).await
+}
+
+/// What the plans run before this one in the same invocation do to its table (a plan may use a
+/// column an earlier plan of the folder adds, or a table an earlier plan creates or renames to
+/// its name): they are checked and compiled as if those plans had run.
+#[derive(Debug, Clone, Default)]
+pub struct Earlier {
+    /// The table as an earlier plan leaves it when it does not exist yet: created by that plan
+    /// (no columns but those in `columns`), or another table renamed to this name.
+    pub table: Option<TableInfo>,
+    /// Columns earlier plans add.
+    pub columns: Vec<ColumnInfo>,
 }
 
 /// Whether validation counts the rows a new constraint would refuse (a read of the table per
@@ -45,22 +57,47 @@ pub enum Rows {
     Uncounted,
 }
 
-/// As [`validate`], with `earlier` columns that plans run before this one in the same
-/// invocation add to the table (a plan may use a column an earlier plan of the folder adds):
-/// they are checked and compiled as if they existed.
+/// As [`validate`], with what `earlier` plans of the same invocation do to the table: they are
+/// checked and compiled as if they had run.
 pub async fn validate_with(
     client: &mut Client,
     plan: &Plan,
     options: &PlannerOptions,
-    earlier: &[ColumnInfo],
+    earlier: &Earlier,
     rows: Rows,
 ) -> Result<Validated> {
-    let mut catalog = table_of(client, plan).await?;
-    let real_columns = catalog.columns.len();
-    for c in earlier {
+    let live = catalog::table_info(client, &plan.table).await?;
+    let exists = live.is_some();
+    let mut catalog = match (live, &earlier.table) {
+        (Some(t), _) => t,
+        (None, _) if plan.creates_table() => TableInfo::absent(plan.table.clone()),
+        (None, Some(t)) => TableInfo {
+            name: plan.table.clone(),
+            ..t.clone()
+        },
+        (None, None) => return Err(missing_table(client, plan).await?),
+    };
+    // Columns the live table has: the validation copy is made from them.
+    let real_columns = if exists { catalog.columns.len() } else { 0 };
+    for c in &earlier.columns {
         if catalog.column(&c.name).is_none() {
             catalog.columns.push(c.clone());
         }
+    }
+    let mut problems = Problems::default();
+    if plan.creates_table() && !exists && earlier.table.is_some() {
+        problems.add(
+            FieldPath::of("operations").index(0).key("kind"),
+            format!(
+                "an earlier plan of this invocation makes {} already (creates it, or renames a table to it)",
+                plan.table
+            ),
+        );
+    }
+    check_new_relations(client, plan, &catalog, &mut problems).await?;
+    check_in_flight(client, plan, options, &mut problems).await?;
+    if !problems.0.is_empty() {
+        return Err(plan.errors(problems).into());
     }
     let mut problems = planner::check_catalog(plan, &catalog, false);
     check_types(client, plan, &mut problems).await?;
@@ -68,7 +105,7 @@ pub async fn validate_with(
     if !problems.0.is_empty() {
         return Err(plan.errors(problems).into());
     }
-    compile(client, plan, &catalog, real_columns, &mut problems).await?;
+    compile(client, plan, &catalog, exists, real_columns, &mut problems).await?;
     if !problems.0.is_empty() {
         return Err(plan.errors(problems).into());
     }
@@ -359,20 +396,133 @@ impl RowsOf<'_> {
 /// How long a paged count may walk in all, as one statement may run.
 const DATA_CHECK_BUDGET: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// The live catalog of the plan's table; a plan error (located at `table`) when there is no
-/// such table.
+/// The live catalog of the plan's table (for a plan that creates its table and finds it
+/// missing, [`TableInfo::absent`]); a plan error (located at `table`) when there is no such
+/// table.
 pub async fn table_of(client: &Client, plan: &Plan) -> Result<TableInfo> {
     match catalog::table_info(client, &plan.table).await? {
         Some(t) => Ok(t),
-        None => {
-            let mut p = Problems::default();
-            p.add(
-                FieldPath::of("table"),
-                format!("table {} does not exist", plan.table),
-            );
-            Err(plan.errors(p).into())
+        None if plan.creates_table() => Ok(TableInfo::absent(plan.table.clone())),
+        None => Err(missing_table(client, plan).await?),
+    }
+}
+
+/// The plan error for a table that does not exist, saying what the name is when it is not a
+/// table (a view left by a `rename_table` in flight, most likely).
+async fn missing_table(client: &Client, plan: &Plan) -> Result<Error> {
+    let kind: Option<String> = client
+        .query_opt(
+            "SELECT relkind::text FROM pg_class WHERE oid = to_regclass($1)",
+            &[&plan.table.to_string()],
+        )
+        .await
+        .map_err(|e| Error::db(format!("looking for table {}", plan.table), &e))?
+        .map(|r| r.get(0));
+    let message = match kind.as_deref() {
+        None => format!("table {} does not exist", plan.table),
+        Some("v") => format!(
+            "{} is a view, not a table (a rename_table plan in flight leaves a view under the old name of the table it renames until its contract): write this plan for the table's new name",
+            plan.table
+        ),
+        Some(k) => format!("{} is not a table ({})", plan.table, relkind_name(k)),
+    };
+    let mut p = Problems::default();
+    p.add(FieldPath::of("table"), message);
+    Ok(plan.errors(p).into())
+}
+
+/// What a `pg_class.relkind` is, in words.
+fn relkind_name(kind: &str) -> &'static str {
+    match kind {
+        "r" => "a table",
+        "p" => "a partitioned table",
+        "v" => "a view",
+        "m" => "a materialized view",
+        "i" | "I" => "an index",
+        "S" => "a sequence",
+        "f" => "a foreign table",
+        "c" => "a composite type",
+        _ => "a relation",
+    }
+}
+
+/// Names the plan's operations give to relations they create (the table `create_table` makes,
+/// the new name of `rename_table`) must be free in their schema, as a relation and as a type
+/// (a table brings a row type of its name).
+async fn check_new_relations(
+    client: &Client,
+    plan: &Plan,
+    catalog: &TableInfo,
+    problems: &mut Problems,
+) -> Result<()> {
+    for (i, spec) in plan.operations.iter().enumerate() {
+        let base = FieldPath::of("operations").index(i);
+        let ctx = Ctx {
+            plan: &plan.name,
+            table: catalog,
+            position: i,
+            path: &base,
+        };
+        for (field, name) in spec.op().new_relations(&ctx) {
+            let row = client
+                .query_one(
+                    "SELECT (SELECT relkind::text FROM pg_class WHERE oid = to_regclass($1)),
+                            to_regtype($1) IS NOT NULL, to_regnamespace($2) IS NOT NULL",
+                    &[&name.to_string(), &name.schema.to_string()],
+                )
+                .await
+                .map_err(|e| Error::db(format!("looking for {name}"), &e))?;
+            let (relkind, is_type, schema): (Option<String>, bool, bool) =
+                (row.get(0), row.get(1), row.get(2));
+            let taken = match (relkind.as_deref(), is_type) {
+                (Some(k), _) => Some(relkind_name(k)),
+                (None, true) => Some("a type"),
+                (None, false) => None,
+            };
+            if !schema {
+                problems.add(
+                    FieldPath::of("table"),
+                    format!("schema {} does not exist", name.schema),
+                );
+            } else if let Some(what) = taken {
+                problems.add(
+                    base.join(&field),
+                    format!("{name} already exists ({what}); pick another name"),
+                );
+            }
         }
     }
+    Ok(())
+}
+
+/// A plan that renames or drops its table is refused while another plan on the table is in
+/// flight (started, contract not done): that plan's later phases name the table, and its
+/// trigger, constraints and columns would go with a dropped table.
+async fn check_in_flight(
+    client: &Client,
+    plan: &Plan,
+    options: &PlannerOptions,
+    problems: &mut Problems,
+) -> Result<()> {
+    use crate::ops::TableChange;
+    let verb = match plan.table_change() {
+        Some(TableChange::Rename { .. }) => "rename",
+        Some(TableChange::Drop) => "drop",
+        _ => return Ok(()),
+    };
+    let schema = Ident::new(&options.state_schema);
+    let others =
+        crate::state::plans::in_flight_on(client, &schema, &plan.table, &plan.name).await?;
+    for other in others {
+        problems.add(
+            FieldPath::of("operations").index(0).key("kind"),
+            format!(
+                "plan `{other}` on {} is in flight (started, its contract not done): it names the table in its later phases; {verb} the table once it is done (or aborted)",
+                plan.table,
+            ),
+        );
+    }
+    Ok(())
 }
 
 /// Validates every plan and gathers all plan problems into one error.
@@ -502,6 +652,7 @@ async fn compile(
     client: &mut Client,
     plan: &Plan,
     catalog: &TableInfo,
+    exists: bool,
     real_columns: usize,
     problems: &mut Problems,
 ) -> Result<()> {
@@ -522,7 +673,7 @@ async fn compile(
             path: &base,
         };
         for (field, sql) in spec.op().trial(&ctx) {
-            if let Err(message) = try_in_savepoint(&tx, &sql).await? {
+            if let Err(message) = try_in_savepoint(&tx, &sql, true).await? {
                 problems.add(base.join(&field), message);
             }
         }
@@ -533,11 +684,15 @@ async fn compile(
     // The copy has the table's own name (in pg_temp), so expressions that name columns by the
     // table (`users.full_name`) compile here exactly as they will on the table.
     let scratch = catalog.name.in_schema("pg_temp");
+    // A table that does not exist yet (the plan, or an earlier one, creates it) starts with
+    // no columns; its columns are added below like any new column.
+    let like = if exists {
+        format!("LIKE {}", catalog.name)
+    } else {
+        String::new()
+    };
     tx.execute(
-        &format!(
-            "CREATE TEMP TABLE {} (LIKE {}) ON COMMIT DROP",
-            scratch.name, catalog.name
-        ),
+        &format!("CREATE TEMP TABLE {} ({like}) ON COMMIT DROP", scratch.name),
         &[],
     )
     .await
@@ -555,7 +710,10 @@ async fn compile(
             // An earlier plan's column may have a type that plan creates, which does not exist
             // in this transaction: it stands in as `text` (this plan's expressions over it are
             // checked as text).
-            if try_in_savepoint(&tx, &add(&c.type_name)).await?.is_err() {
+            if try_in_savepoint(&tx, &add(&c.type_name), true)
+                .await?
+                .is_err()
+            {
                 tx.execute(&add("text"), &[]).await.map_err(ctx_err)?;
             }
         } else {
@@ -573,7 +731,13 @@ async fn compile(
             path: &base,
         };
         for check in spec.op().expressions(&ctx) {
+            let mut keep = true;
             let (field, sql) = match check {
+                ExprCheck::Alter { field, action } => {
+                    // Checked, then undone: the copy keeps the shape the generated SQL expects.
+                    keep = false;
+                    (field, format!("ALTER TABLE {scratch} {action}"))
+                }
                 ExprCheck::Value {
                     field,
                     expr,
@@ -609,10 +773,16 @@ async fn compile(
                     ),
                 ),
             };
-            if let Err(message) = try_in_savepoint(&tx, &sql).await? {
+            if let Err(message) = try_in_savepoint(&tx, &sql, keep).await? {
                 problems.add(base.join(&field), message);
             }
         }
+    }
+    if problems.0.is_empty() && plan.creates_table() {
+        // The generated CREATE TABLE makes the copy again, whole.
+        tx.execute(&format!("DROP TABLE {scratch}"), &[])
+            .await
+            .map_err(ctx_err)?;
     }
     if problems.0.is_empty() {
         compile_generated(&tx, plan, catalog, &scratch, problems).await?;
@@ -682,7 +852,7 @@ async fn compile_generated(
         statements.push(format!("EXPLAIN {}", b.update_sql(None)));
     }
     for sql in statements {
-        if let Err(message) = try_in_savepoint(tx, &sql).await? {
+        if let Err(message) = try_in_savepoint(tx, &sql, true).await? {
             problems.add(
                 FieldPath::of("operations"),
                 format!("the generated SQL does not compile: {message}"),
@@ -693,20 +863,25 @@ async fn compile_generated(
     Ok(())
 }
 
-/// Runs `sql` in a savepoint; a database error becomes `Ok(Err(message))` and the transaction
-/// goes on.
+/// Runs `sql` in a savepoint, kept on success when `keep` (else undone); a database error
+/// becomes `Ok(Err(message))` and the transaction goes on.
 async fn try_in_savepoint(
     tx: &tokio_postgres::Transaction<'_>,
     sql: &str,
+    keep: bool,
 ) -> Result<std::result::Result<(), String>> {
     let fail = |e: tokio_postgres::Error| Error::db("validating", &e);
     tx.batch_execute("SAVEPOINT bf_check").await.map_err(fail)?;
     // One statement through the extended protocol: text that holds more than one is refused.
     match tx.execute(sql, &[]).await {
         Ok(_) => {
-            tx.batch_execute("RELEASE SAVEPOINT bf_check")
-                .await
-                .map_err(fail)?;
+            tx.batch_execute(if keep {
+                "RELEASE SAVEPOINT bf_check"
+            } else {
+                "ROLLBACK TO SAVEPOINT bf_check; RELEASE SAVEPOINT bf_check"
+            })
+            .await
+            .map_err(fail)?;
             Ok(Ok(()))
         }
         Err(e) => {
@@ -727,6 +902,14 @@ async fn try_in_savepoint(
 
 fn warnings(plan: &Plan, catalog: &TableInfo) -> Vec<String> {
     let mut out = Vec::new();
+    if plan.table_change() == Some(crate::ops::TableChange::Drop) {
+        out.push(format!(
+            "{}: contract drops table {} (about {} rows) and everything in it",
+            plan.file.display(),
+            catalog.name,
+            catalog.row_estimate.max(0)
+        ));
+    }
     for (i, spec) in plan.operations.iter().enumerate() {
         let op = spec.op();
         if let Some(notice) = op.notice() {

@@ -91,15 +91,42 @@ pub struct ConstraintInfo {
 /// An object that depends on columns of the table and that PostgreSQL would refuse to keep (or
 /// drop silently with `CASCADE`) when one of them is dropped: a view, a rule, a policy, a
 /// trigger, a function with an SQL body, a generated column, a publication's column list,
-/// extended statistics.
+/// extended statistics. With an empty `column`: an object outside the table that depends on the
+/// table as a whole or on any of its columns (a view, even one that selects no column, a rule
+/// or policy of another table, a function with an SQL body or taking the table's row type, a
+/// column of that type, an inheritance child, a default using a sequence the table owns):
+/// `DROP TABLE` refuses to drop the table while it exists.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Dependent {
-    /// The column of the table it depends on.
+    /// The column of the table it depends on; empty for an object outside the table that
+    /// depends on the table itself (see above).
     pub column: String,
     /// What it is (`view`, `policy`, ...).
     pub kind: String,
     /// Its name, as `pg_describe_object` prints it.
     pub name: String,
+}
+
+impl Dependent {
+    /// `view public.v`, `function f(t)`: the kind, unless the name already says it.
+    pub fn describe(&self) -> String {
+        if self.name.starts_with(&format!("{} ", self.kind)) {
+            self.name.clone()
+        } else {
+            format!("{} {}", self.kind, self.name)
+        }
+    }
+}
+
+/// A privilege granted on the table as a whole (one row of `aclexplode(relacl)`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TableGrant {
+    /// The role it is granted to; empty for `PUBLIC`.
+    pub grantee: String,
+    /// `SELECT`, `INSERT`, `UPDATE`, `DELETE`, `TRUNCATE`, `REFERENCES`, `TRIGGER`, ...
+    pub privilege: String,
+    /// `WITH GRANT OPTION`.
+    pub grantable: bool,
 }
 
 /// Which columns identify a row for keyset pagination.
@@ -141,9 +168,17 @@ pub struct TableInfo {
     pub indexes: Vec<IndexInfo>,
     /// Constraints on the table and foreign keys that reference it.
     pub constraints: Vec<ConstraintInfo>,
-    /// Objects that depend on its columns (beyond its own indexes and constraints).
+    /// Objects that depend on its columns (beyond its own indexes and constraints), and
+    /// (with an empty column) objects outside it that depend on the table.
     #[serde(default)]
     pub dependents: Vec<Dependent>,
+    /// Privileges on the table as a whole, the owner's included (spelled out from the default
+    /// when none was ever granted).
+    #[serde(default)]
+    pub grants: Vec<TableGrant>,
+    /// Row security is enabled on the table (`relrowsecurity`).
+    #[serde(default)]
+    pub row_security: bool,
     /// `reltuples`: the planner's row estimate (never a `count(*)`).
     pub row_estimate: i64,
     /// `COMMENT ON TABLE`.
@@ -155,6 +190,32 @@ pub struct TableInfo {
 }
 
 impl TableInfo {
+    /// The catalog of a table that does not exist yet, as a plan that creates it starts from:
+    /// no columns, no key, nothing depending on it.
+    pub fn absent(name: QualifiedName) -> TableInfo {
+        TableInfo {
+            name,
+            columns: Vec::new(),
+            key: Vec::new(),
+            key_source: None,
+            indexes: Vec::new(),
+            constraints: Vec::new(),
+            dependents: Vec::new(),
+            grants: Vec::new(),
+            row_security: false,
+            row_estimate: 0,
+            comment: None,
+            replica_identity: ReplicaIdentity::Default,
+        }
+    }
+
+    /// Objects outside the table that depend on it, each once: `DROP TABLE` (without
+    /// `CASCADE`) refuses to drop it while they exist. Foreign keys of other tables are in
+    /// [`TableInfo::constraints`].
+    pub fn outside_dependents(&self) -> impl Iterator<Item = &Dependent> + '_ {
+        self.dependents.iter().filter(|d| d.column.is_empty())
+    }
+
     /// A column by name.
     pub fn column(&self, name: &str) -> Option<&ColumnInfo> {
         self.columns.iter().find(|c| c.name == name)
@@ -226,7 +287,8 @@ pub async fn table_info(client: &Client, table: &QualifiedName) -> Result<Option
             "SELECT c.oid, greatest(c.reltuples, 0)::int8, obj_description(c.oid, 'pg_class'),
                     c.relreplident::text,
                     (SELECT ic.relname::text FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
-                      WHERE i.indrelid = c.oid AND i.indisreplident LIMIT 1)
+                      WHERE i.indrelid = c.oid AND i.indisreplident LIMIT 1),
+                    c.relrowsecurity
                FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
               WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')",
             &[&table.schema.as_str(), &table.name.as_str()],
@@ -246,6 +308,7 @@ pub async fn table_info(client: &Client, table: &QualifiedName) -> Result<Option
         ("i", Some(index)) => ReplicaIdentity::Index(index),
         _ => ReplicaIdentity::Default,
     };
+    let row_security: bool = row.get(5);
 
     let columns = client
         .query(
@@ -350,9 +413,32 @@ pub async fn table_info(client: &Client, table: &QualifiedName) -> Result<Option
             comment: r.get(7),
         })
         .collect::<Vec<_>>();
-    let dependents = dependents(client, oid)
+    let mut dependents = dependents(client, oid)
         .await
         .map_err(|e| Error::db(ctx(), &e))?;
+    dependents.extend(
+        outside_dependents(client, oid)
+            .await
+            .map_err(|e| Error::db(ctx(), &e))?,
+    );
+    let grants = client
+        .query(
+            "SELECT coalesce(r.rolname::text, ''), a.privilege_type, a.is_grantable
+               FROM pg_class c, aclexplode(coalesce(c.relacl, acldefault('r', c.relowner))) a
+               LEFT JOIN pg_roles r ON r.oid = a.grantee
+              WHERE c.oid = $1
+              ORDER BY 1, 2",
+            &[&oid],
+        )
+        .await
+        .map_err(|e| Error::db(ctx(), &e))?
+        .into_iter()
+        .map(|r| TableGrant {
+            grantee: r.get(0),
+            privilege: r.get(1),
+            grantable: r.get(2),
+        })
+        .collect();
 
     let not_null = |name: &String| columns.iter().any(|c| &c.name == name && c.not_null);
     let (key, key_source) = if let Some(pk) = indexes.iter().find(|i| i.primary) {
@@ -385,6 +471,8 @@ pub async fn table_info(client: &Client, table: &QualifiedName) -> Result<Option
         indexes,
         constraints,
         dependents,
+        grants,
+        row_security,
         row_estimate,
         comment,
         replica_identity,
@@ -445,6 +533,81 @@ async fn dependents(
                 .get::<_, Option<String>>(1)
                 .unwrap_or_else(|| "object".to_string()),
             name: r.get::<_, Option<String>>(2).unwrap_or_default(),
+        })
+        .collect())
+}
+
+/// Objects outside table `oid` that depend on it (with `deptype` normal, so that `DROP TABLE`
+/// without `CASCADE` refuses to drop it): anything depending on the table or one of its columns,
+/// on its row type or the array of it, or on a sequence the table owns; less what belongs to the
+/// table itself (its constraints, triggers, policies, rules, defaults, statistics), which goes
+/// with it, and foreign keys of other tables, read with the constraints. One row per object,
+/// with an empty column.
+async fn outside_dependents(
+    client: &Client,
+    oid: u32,
+) -> std::result::Result<Vec<Dependent>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "WITH targets AS (
+               SELECT 'pg_class'::regclass::oid AS classid, $1::oid AS objid
+               UNION ALL
+               SELECT 'pg_type'::regclass, c.reltype FROM pg_class c WHERE c.oid = $1 AND c.reltype <> 0
+               UNION ALL
+               SELECT 'pg_type'::regclass, ty.typarray FROM pg_class c JOIN pg_type ty ON ty.oid = c.reltype
+                WHERE c.oid = $1 AND ty.typarray <> 0
+               UNION ALL
+               SELECT 'pg_class'::regclass, s.oid FROM pg_depend dep JOIN pg_class s ON s.oid = dep.objid
+                WHERE dep.classid = 'pg_class'::regclass AND dep.refclassid = 'pg_class'::regclass
+                  AND dep.refobjid = $1 AND dep.deptype = 'a' AND s.relkind = 'S'
+             )
+             SELECT DISTINCT
+                    CASE d.classid
+                      WHEN 'pg_rewrite'::regclass THEN
+                        (SELECT CASE c.relkind WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view' ELSE 'rule' END
+                           FROM pg_rewrite r JOIN pg_class c ON c.oid = r.ev_class WHERE r.oid = d.objid)
+                      WHEN 'pg_class'::regclass THEN CASE WHEN d.objsubid > 0 THEN 'column' ELSE 'table' END
+                      WHEN 'pg_policy'::regclass THEN 'policy'
+                      WHEN 'pg_trigger'::regclass THEN 'trigger'
+                      WHEN 'pg_proc'::regclass THEN 'function'
+                      WHEN 'pg_attrdef'::regclass THEN 'default'
+                      WHEN 'pg_constraint'::regclass THEN 'constraint'
+                      ELSE 'object'
+                    END,
+                    CASE d.classid
+                      WHEN 'pg_rewrite'::regclass THEN
+                        (SELECT CASE WHEN c.relkind IN ('v', 'm') THEN c.oid::regclass::text ELSE pg_describe_object(d.classid, d.objid, 0) END
+                           FROM pg_rewrite r JOIN pg_class c ON c.oid = r.ev_class WHERE r.oid = d.objid)
+                      ELSE pg_describe_object(d.classid, d.objid, d.objsubid)
+                    END
+               FROM pg_depend d
+               JOIN targets x ON d.refclassid = x.classid AND d.refobjid = x.objid
+              WHERE d.deptype = 'n'
+                AND NOT (d.classid = 'pg_class'::regclass AND d.objid = $1)
+                AND NOT (d.classid = 'pg_constraint'::regclass
+                         AND EXISTS (SELECT FROM pg_constraint c WHERE c.oid = d.objid AND (c.conrelid = $1 OR c.contype = 'f')))
+                AND NOT (d.classid = 'pg_trigger'::regclass
+                         AND EXISTS (SELECT FROM pg_trigger g WHERE g.oid = d.objid AND g.tgrelid = $1))
+                AND NOT (d.classid = 'pg_policy'::regclass
+                         AND EXISTS (SELECT FROM pg_policy p WHERE p.oid = d.objid AND p.polrelid = $1))
+                AND NOT (d.classid = 'pg_rewrite'::regclass
+                         AND EXISTS (SELECT FROM pg_rewrite w WHERE w.oid = d.objid AND w.ev_class = $1))
+                AND NOT (d.classid = 'pg_attrdef'::regclass
+                         AND EXISTS (SELECT FROM pg_attrdef a WHERE a.oid = d.objid AND a.adrelid = $1))
+                AND NOT (d.classid = 'pg_statistic_ext'::regclass
+                         AND EXISTS (SELECT FROM pg_statistic_ext s WHERE s.oid = d.objid AND s.stxrelid = $1))
+              ORDER BY 1, 2",
+            &[&oid],
+        )
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| Dependent {
+            column: String::new(),
+            kind: r
+                .get::<_, Option<String>>(0)
+                .unwrap_or_else(|| "object".to_string()),
+            name: r.get::<_, Option<String>>(1).unwrap_or_default(),
         })
         .collect())
 }

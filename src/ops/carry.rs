@@ -121,7 +121,7 @@ pub fn carry(ctx: &Ctx<'_>, old: &str, new: &str) -> Carry {
         ));
     }
     for acl in &col.grants {
-        out.after_rename.extend(grants(acl, table, &column));
+        out.after_rename.extend(column_grants(acl, table, &column));
     }
     out
 }
@@ -213,7 +213,7 @@ fn constraint(ctx: &Ctx<'_>, c: &ConstraintInfo, old: &str, new: &str, out: &mut
 
 /// `GRANT priv (column) ON table TO grantee` for one column `aclitem` (`alice=rw/owner`;
 /// an empty grantee is `PUBLIC`, `*` after a letter the grant option).
-fn grants(acl: &str, table: &QualifiedName, column: &Ident) -> Vec<Statement> {
+pub fn column_grants(acl: &str, table: &QualifiedName, column: &Ident) -> Vec<Statement> {
     let Some((grantee, rest)) = acl.split_once('=') else {
         return Vec::new();
     };
@@ -259,9 +259,9 @@ mod tests {
     fn column_grants_are_read_from_aclitems() {
         let table = QualifiedName::new("public", "t");
         let col = Ident::new("c");
-        let sql: Vec<String> = grants("alice=r*w/owner", &table, &col)
+        let sql: Vec<String> = column_grants("alice=r*w/owner", &table, &col)
             .into_iter()
-            .chain(grants("=r/owner", &table, &col))
+            .chain(column_grants("=r/owner", &table, &col))
             .map(|s| s.sql)
             .collect();
         assert_eq!(

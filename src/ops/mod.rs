@@ -24,13 +24,16 @@ pub mod carry;
 pub mod change_type;
 pub mod create_enum;
 pub mod create_index;
+pub mod create_table;
 pub mod drop_column;
 pub mod drop_constraint;
 pub mod drop_index;
 pub mod drop_not_null;
+pub mod drop_table;
 pub mod merge_columns;
 pub mod rename_column;
 pub mod rename_constraint;
+pub mod rename_table;
 pub mod set_comment;
 pub mod set_default;
 pub mod set_not_null;
@@ -394,6 +397,15 @@ pub enum ExprCheck {
         /// The condition.
         expr: String,
     },
+    /// `ALTER TABLE <the validation copy> <action>`, run and undone at once: what the action
+    /// adds (a default, an identity, a key, a check) is checked by PostgreSQL itself on the
+    /// copy's columns.
+    Alter {
+        /// Where the plan has what the action is made of.
+        field: FieldPath,
+        /// The action, as it follows `ALTER TABLE <table>`.
+        action: String,
+    },
     /// An index, built (not concurrently, without a name) on the validation copy of the table
     /// by [`index_sql`]: method, expression and predicate are checked together.
     Index {
@@ -543,6 +555,27 @@ pub enum Removal {
     Kept,
 }
 
+/// What an operation does to its table as a whole (see [`Operation::table_change`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TableChange {
+    /// The plan's table does not exist yet: expand creates it (`create_table`).
+    Create,
+    /// Expand renames the table (in its schema) and leaves a view under the old name
+    /// (`rename_table`).
+    Rename {
+        /// The new name.
+        to: String,
+    },
+    /// Contract drops the table (`drop_table`).
+    Drop,
+}
+
+impl TableChange {
+    /// Kinds that may follow `create_table` in its plan: they add to the new, empty table what
+    /// `create_table` itself does not describe.
+    pub const AFTER_CREATE: &'static [&'static str] = &["create_index", "add_foreign_key"];
+}
+
 /// The trait every operation kind implements. All methods but `kind`, `summary` and `effects`
 /// have defaults for kinds that have nothing to say in a phase.
 pub trait Operation: fmt::Debug {
@@ -559,6 +592,20 @@ pub trait Operation: fmt::Debug {
 
     /// The columns this operation creates, drops, rewrites and reads.
     fn effects(&self) -> Effects;
+
+    /// What it does to the table as a whole: create, rename or drop it. Such an operation
+    /// takes a plan of its own (`create_table` may be followed by indexes and foreign keys of
+    /// the new table).
+    fn table_change(&self) -> Option<TableChange> {
+        None
+    }
+
+    /// Relations this operation creates under names of its choosing (a table, a view), with
+    /// the field that names each: validation refuses a name that is taken.
+    fn new_relations(&self, ctx: &Ctx<'_>) -> Vec<(FieldPath, QualifiedName)> {
+        let _ = ctx;
+        Vec::new()
+    }
 
     /// What becomes of what the columns it removes carry.
     fn removal(&self) -> Removal {
@@ -718,6 +765,9 @@ registry! {
     set_default => set_default::SetDefault,
     set_comment => set_comment::SetComment,
     set_replica_identity => set_replica_identity::SetReplicaIdentity,
+    create_table => create_table::CreateTable,
+    rename_table => rename_table::RenameTable,
+    drop_table => drop_table::DropTable,
 }
 
 /// The three statements that put NOT NULL on a column without a long `ACCESS EXCLUSIVE` lock:
@@ -924,11 +974,45 @@ pub fn index_sql(
     sql
 }
 
+/// Where operations on the table as a whole may stand: `create_table` first, followed only by
+/// [`TableChange::AFTER_CREATE`] kinds; `rename_table` and `drop_table` alone.
+fn check_table_changes(operations: &[OperationSpec], problems: &mut Problems) {
+    let kind_at = |i: usize| FieldPath::of("operations").index(i).key("kind");
+    let creates = operations
+        .first()
+        .is_some_and(|o| o.op().table_change() == Some(TableChange::Create));
+    for (i, spec) in operations.iter().enumerate() {
+        let op = spec.op();
+        match op.table_change() {
+            Some(TableChange::Create) if i > 0 => problems.add(
+                kind_at(i),
+                "create_table must be the first operation of its plan: the table does not exist before it",
+            ),
+            Some(TableChange::Rename { .. } | TableChange::Drop) if operations.len() > 1 => problems.add(
+                kind_at(i),
+                format!(
+                    "{} changes the table as a whole: give it a plan of its own",
+                    op.kind()
+                ),
+            ),
+            None if creates && !TableChange::AFTER_CREATE.contains(&op.kind()) => problems.add(
+                kind_at(i),
+                format!(
+                    "after create_table, a plan takes only {} on the new table: it is empty and only the new release writes it, so give columns, keys and checks to create_table itself, or change the table in a later plan",
+                    TableChange::AFTER_CREATE.join(" and ")
+                ),
+            ),
+            _ => {}
+        }
+    }
+}
+
 /// Checks across operations that need no database: a column created twice, dropped twice, or
 /// changed by one operation while another drops or replaces it.
 pub fn check_conflicts(operations: &[OperationSpec], problems: &mut Problems) {
     let effects: Vec<Effects> = operations.iter().map(|o| o.op().effects()).collect();
     let at = |i: usize, f: &FieldPath| FieldPath::of("operations").index(i).join(f);
+    check_table_changes(operations, problems);
     let mut created: BTreeMap<&str, usize> = BTreeMap::new();
     let mut removed: BTreeMap<&str, usize> = BTreeMap::new();
     for (i, e) in effects.iter().enumerate() {

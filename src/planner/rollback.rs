@@ -5,11 +5,25 @@
 //! `NOT VALID` and must be valid again.
 
 use super::{BackfillSpec, Parts, Step, StepMode, ROW};
-use crate::ops::{IndexBuild, LockLevel, Rollback, Statement};
+use crate::ops::{IndexBuild, LockLevel, Rollback, Statement, TableChange};
 use crate::sql::{dollar_quote, literal, QualifiedName};
 
 /// The rollback steps.
 pub(super) fn steps(parts: &Parts<'_>, backfill: Option<&BackfillSpec>) -> Vec<Step> {
+    // A plan that creates its table rolls back by dropping it: what the operations after
+    // `create_table` added to it (indexes, foreign keys) goes with it, and their own undo would
+    // fail once the table is gone (abort run twice).
+    if let Some((op, c)) = parts
+        .ops
+        .iter()
+        .find(|(op, _)| op.table_change() == Some(TableChange::Create))
+    {
+        return vec![Step {
+            description: "drop the new table, metadata only".to_string(),
+            mode: StepMode::Transaction,
+            statements: op.rollback(c).statements,
+        }];
+    }
     // In reverse plan order: each operation's undo sees the table as the later ones left it.
     let undo: Vec<(String, Rollback)> = parts
         .ops
@@ -64,13 +78,20 @@ pub(super) fn steps(parts: &Parts<'_>, backfill: Option<&BackfillSpec>) -> Vec<S
         undo_ddl.push(parts.drop_function());
     }
     if !undo_ddl.is_empty() {
-        let what = match (drops, put_back.is_empty()) {
-            (false, false) => format!("undo: {}", put_back.join("; ")),
-            (true, false) => format!(
+        let renames = parts
+            .ops
+            .iter()
+            .any(|(op, _)| matches!(op.table_change(), Some(TableChange::Rename { .. })));
+        let what = match (renames, drops, put_back.is_empty()) {
+            (true, _, _) => {
+                "drop the view under the old name and rename the table back".to_string()
+            }
+            (false, false, false) => format!("undo: {}", put_back.join("; ")),
+            (false, true, false) => format!(
                 "drop the trigger, new columns and constraints; undo: {}",
                 put_back.join("; ")
             ),
-            (_, true) => "drop the trigger, new columns and constraints".to_string(),
+            (false, _, true) => "drop the trigger, new columns and constraints".to_string(),
         };
         rollback.push(Step {
             description: format!("{what}, metadata only"),

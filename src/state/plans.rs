@@ -91,6 +91,34 @@ pub async fn recorded(client: &Client, schema: &Ident, plan: &str) -> Result<Opt
     Ok(Some(rec))
 }
 
+/// Plans on `table` (as written in SQL) other than `except` that are in flight: a phase started,
+/// the contract not finished. Empty when the state schema does not exist.
+pub async fn in_flight_on(
+    client: &Client,
+    schema: &Ident,
+    table: &crate::sql::QualifiedName,
+    except: &str,
+) -> Result<Vec<String>> {
+    if !super::exists(client, schema).await? {
+        return Ok(Vec::new());
+    }
+    let rows = client
+        .query(
+            &format!(
+                "SELECT p.plan FROM {schema}.plans p
+                  WHERE p.table_name = $1 AND p.plan <> $2
+                    AND EXISTS (SELECT FROM {schema}.phases ph WHERE ph.plan = p.plan)
+                    AND NOT EXISTS (SELECT FROM {schema}.phases ph
+                                     WHERE ph.plan = p.plan AND ph.phase = 'contract' AND ph.finished_at IS NOT NULL)
+                  ORDER BY p.plan"
+            ),
+            &[&table.to_string(), &except],
+        )
+        .await
+        .map_err(|e| Error::db(format!("reading the plans in flight on {table}"), &e))?;
+    Ok(rows.into_iter().map(|r| r.get(0)).collect())
+}
+
 /// A plan as `run` records it.
 #[derive(Debug)]
 pub struct PlanRecord<'a> {
