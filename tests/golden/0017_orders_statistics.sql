@@ -1,14 +1,14 @@
--- Golden file: the schedule of plans/0017_users_statistics.toml against tests/golden/catalog/public.users.json.
+-- Golden file: the schedule of plans/0017_orders_statistics.toml against tests/golden/catalog/public.orders.json.
 -- Bless a reviewed change with BACKFILL_BLESS=1 cargo test --test tests golden
 
--- plan 0017_users_statistics on "public"."users" (row estimate 0)
+-- plan 0017_orders_statistics on "public"."orders" (row estimate 0)
 
 -- ==== phase expand (due from release 3.2.0)
 
--- step 1: unchecked SQL: CREATE STATISTICS users_city_street (dependencies) ON city, ..., metadata only
+-- step 1: unchecked SQL: CREATE STATISTICS orders_user_total (dependencies) ON user_i..., metadata only
 -- mode: in one transaction
 -- lock: ACCESS EXCLUSIVE
-CREATE STATISTICS users_city_street (dependencies) ON city, street FROM users;
+CREATE STATISTICS orders_user_total (dependencies) ON user_id, total FROM orders;
 
 -- ==== phase dual-write (due from release 3.2.0)
 
@@ -27,6 +27,6 @@ CREATE STATISTICS users_city_street (dependencies) ON city, street FROM users;
 -- step 1: drop the trigger, new columns and constraints, metadata only
 -- mode: in one transaction
 -- lock: ACCESS EXCLUSIVE
-DROP STATISTICS IF EXISTS users_city_street;
+DROP STATISTICS IF EXISTS orders_user_total;
 
 -- ==== backfill spec: none (the plan moves no data)
