@@ -137,15 +137,9 @@ pub async fn check(
             }
         }
         for (table, constraint) in carried_foreign_keys(catalog, plan) {
-            let row = client
-                .query_one(
-                    "SELECT pg_get_userbyid(c.relowner)::text, pg_has_role(current_user, c.relowner, 'USAGE')
-                       FROM pg_class c WHERE c.oid = $1::text::regclass",
-                    &[&table],
-                )
-                .await
-                .map_err(fail)?;
-            let (owner, member): (String, bool) = (row.get(0), row.get(1));
+            let Some((owner, member)) = ownership(client, &table).await.map_err(fail)? else {
+                continue;
+            };
             if !member {
                 missing.push(format!(
                     "the contract moves foreign key \"{constraint}\" of {table} onto the new column, which alters {table}: run as its owner \"{owner}\" or a member of it (GRANT {} TO {})",
@@ -163,6 +157,22 @@ pub async fn check(
         role: user,
         missing,
     })
+}
+
+/// The owner of `table` and whether the current role is it or a member of it (what `ALTER
+/// TABLE` takes); `None` when there is no such table.
+async fn ownership(
+    client: &Client,
+    table: &str,
+) -> std::result::Result<Option<(String, bool)>, tokio_postgres::Error> {
+    Ok(client
+        .query_opt(
+            "SELECT pg_get_userbyid(c.relowner)::text, pg_has_role(current_user, c.relowner, 'USAGE')
+               FROM pg_class c WHERE c.oid = to_regclass($1)",
+            &[&table],
+        )
+        .await?
+        .map(|row| (row.get(0), row.get(1))))
 }
 
 /// The foreign keys of other tables (table, constraint) that the plan's operations carry onto a
@@ -273,16 +283,10 @@ pub async fn check_state_access(
     }
     let mut missing = Vec::new();
     for plan in plans {
-        let row = client
-            .query_opt(
-                "SELECT pg_get_userbyid(c.relowner)::text, pg_has_role(current_user, c.relowner, 'USAGE')
-                   FROM pg_class c WHERE c.oid = to_regclass($1)",
-                &[&plan.table.to_string()],
-            )
+        if let Some((owner, member)) = ownership(client, &plan.table.to_string())
             .await
-            .map_err(fail)?;
-        if let Some(row) = row {
-            let (owner, member): (String, bool) = (row.get(0), row.get(1));
+            .map_err(fail)?
+        {
             if !member {
                 missing.push(not_owner(&plan.table, &owner, &state.user));
             }

@@ -135,7 +135,7 @@ pub async fn validate_with(
 
 /// How long one data check may read before it is given up (with a warning: the contract's
 /// `VALIDATE` still checks every row).
-pub const DATA_CHECK_TIMEOUT: &str = "60s";
+pub const DATA_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Rows that break a constraint the plan adds without a `fill` (orphans of a foreign key,
 /// duplicates under a unique constraint or index, rows failing a check, NULLs under NOT
@@ -221,9 +221,10 @@ async fn check_data(
                 ),
                 Some(_) => {}
                 None => warnings.push(format!(
-                    "{}: the rows of {} were not checked within {DATA_CHECK_TIMEOUT}; the contract's VALIDATE checks them",
+                    "{}: the rows of {} were not checked within {}s; the contract's VALIDATE checks them",
                     base.join(&check.field),
-                    catalog.name
+                    catalog.name,
+                    DATA_CHECK_TIMEOUT.as_secs()
                 )),
             }
         }
@@ -246,9 +247,6 @@ struct RowsOf<'a> {
     condition: &'a str,
 }
 
-/// Rows read per page of a paged count.
-const DATA_CHECK_PAGE: i64 = 10_000;
-
 /// How many rows, and the first [`crate::verify::SAMPLE`] named; `None` when the check ran out
 /// of time.
 type Found = Option<(i64, Vec<String>)>;
@@ -269,7 +267,7 @@ impl RowsOf<'_> {
             .map_err(self.fail())?;
         tx.execute(
             "SELECT set_config('statement_timeout', $1, true)",
-            &[&DATA_CHECK_TIMEOUT],
+            &[&format!("{}ms", DATA_CHECK_TIMEOUT.as_millis())],
         )
         .await
         .map_err(self.fail())?;
@@ -319,7 +317,8 @@ impl RowsOf<'_> {
 
     /// Page by page of the key, each page its own short read-only transaction (no long
     /// snapshot holding back vacuum on a large table), paced by the plan's
-    /// `max_rows_per_second` when it has one; [`DATA_CHECK_TIMEOUT`] bounds the whole walk.
+    /// `max_rows_per_second` when it has one ([`crate::verify::Pacer`]); [`DATA_CHECK_TIMEOUT`]
+    /// bounds the whole walk, as it bounds one statement.
     async fn count_paged(&self, client: &mut Client, max_rows_per_second: u64) -> Result<Found> {
         let keyset = crate::engine::Keyset::of(self.catalog)?;
         let alias = self.alias;
@@ -340,29 +339,13 @@ impl RowsOf<'_> {
             )
         };
         let (first, next) = (page(false), page(true));
-        let deadline = std::time::Instant::now() + DATA_CHECK_BUDGET;
-        let limiter = std::num::NonZeroU32::new(
-            u32::try_from(max_rows_per_second).unwrap_or(u32::MAX),
-        )
-        .map(|rate| {
-            let burst =
-                std::num::NonZeroU32::new(u32::try_from(DATA_CHECK_PAGE).unwrap_or(u32::MAX))
-                    .unwrap_or(std::num::NonZeroU32::MIN)
-                    .min(rate);
-            (
-                governor::RateLimiter::direct(governor::Quota::per_second(rate).allow_burst(burst)),
-                burst,
-            )
-        });
-        let batch = limiter
-            .as_ref()
-            .map_or(DATA_CHECK_PAGE, |(_, burst)| i64::from(burst.get()));
+        let deadline = std::time::Instant::now() + DATA_CHECK_TIMEOUT;
+        let pacer = crate::verify::Pacer::new(max_rows_per_second);
+        let batch = pacer.page;
         let (mut n, mut keys): (i64, Vec<String>) = (0, Vec::new());
         let mut cursor: Option<Vec<String>> = None;
         loop {
-            if let Some((l, burst)) = &limiter {
-                let _ = l.until_n_ready(*burst).await;
-            }
+            pacer.wait().await;
             if std::time::Instant::now() > deadline {
                 return Ok(None);
             }
@@ -392,9 +375,6 @@ impl RowsOf<'_> {
         }
     }
 }
-
-/// How long a paged count may walk in all, as one statement may run.
-const DATA_CHECK_BUDGET: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The live catalog of the plan's table (for a plan that creates its table and finds it
 /// missing, [`TableInfo::absent`]); a plan error (located at `table`) when there is no such

@@ -52,16 +52,46 @@ pub async fn recheck(
     walk(client, spec, keyset, max_rows_per_second, true).await
 }
 
-/// Rows per page at a rate (0: none).
-fn page_size(max_rows_per_second: u64) -> i64 {
-    if max_rows_per_second > 0 {
-        PAGE.min(
-            i64::try_from(max_rows_per_second / 10)
-                .unwrap_or(PAGE)
-                .max(1),
-        )
-    } else {
-        PAGE
+/// Pages of a read-only walk paced at a rate: a page holds a tenth of a second's rows (at most
+/// [`PAGE`]), and each waits for its rows' worth of the rate. `verify`, the recheck and the
+/// data checks of `validate` walk this way.
+pub(crate) struct Pacer {
+    /// Rows per page.
+    pub page: i64,
+    limiter: Option<governor::DefaultDirectRateLimiter>,
+    burst: NonZeroU32,
+}
+
+impl Pacer {
+    /// At `max_rows_per_second` (0: unpaced, pages of [`PAGE`]).
+    pub fn new(max_rows_per_second: u64) -> Pacer {
+        let page = if max_rows_per_second > 0 {
+            PAGE.min(
+                i64::try_from(max_rows_per_second / 10)
+                    .unwrap_or(PAGE)
+                    .max(1),
+            )
+        } else {
+            PAGE
+        };
+        let burst =
+            NonZeroU32::new(u32::try_from(page).unwrap_or(u32::MAX)).unwrap_or(NonZeroU32::MIN);
+        let limiter =
+            NonZeroU32::new(u32::try_from(max_rows_per_second).unwrap_or(u32::MAX)).map(|rate| {
+                governor::RateLimiter::direct(governor::Quota::per_second(rate).allow_burst(burst))
+            });
+        Pacer {
+            page,
+            limiter,
+            burst,
+        }
+    }
+
+    /// Waits until the next page may be read.
+    pub async fn wait(&self) {
+        if let Some(l) = &self.limiter {
+            let _ = l.until_n_ready(self.burst).await;
+        }
     }
 }
 
@@ -90,18 +120,12 @@ async fn walk(
     } else {
         None
     };
-    let page = page_size(max_rows_per_second);
-    let burst = NonZeroU32::new(u32::try_from(page).unwrap_or(u32::MAX)).unwrap_or(NonZeroU32::MIN);
-    let limiter =
-        NonZeroU32::new(u32::try_from(max_rows_per_second).unwrap_or(u32::MAX)).map(|rate| {
-            governor::RateLimiter::direct(governor::Quota::per_second(rate).allow_burst(burst))
-        });
+    let pacer = Pacer::new(max_rows_per_second);
+    let page = pacer.page;
     let mut report = Report::default();
     let mut cursor: Option<Vec<String>> = None;
     loop {
-        if let Some(l) = &limiter {
-            let _ = l.until_n_ready(burst).await;
-        }
+        pacer.wait().await;
         let stmt = if cursor.is_some() { &next } else { &first };
         let row = client
             .query_one(stmt, &[&cursor, &page])

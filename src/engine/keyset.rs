@@ -354,8 +354,8 @@ pub fn verify_sql(spec: &BackfillSpec, keyset: &Keyset) -> VerifySql {
             result = verify_result(
                 "SELECT ARRAY[hi::text] FROM _bf_w",
                 &format!(
-                    "(SELECT hi FROM _bf_w) >= format('(%s,0)', pg_catalog.pg_relation_size({}::regclass) / current_setting('block_size')::int8)::tid",
-                    literal(&spec.table.to_string())
+                    "(SELECT hi FROM _bf_w) >= format('(%s,0)', {})::tid",
+                    heap_pages(&spec.table)
                 ),
             ),
         );
@@ -416,8 +416,13 @@ pub fn recheck_sql(spec: &BackfillSpec, keyset: &Keyset) -> VerifySql {
 /// The number of heap pages of a table now: a physical walk's segments cover them (rows
 /// inserted later are kept in sync by the trigger).
 pub fn heap_pages_sql(table: &QualifiedName) -> String {
+    format!("SELECT {}", heap_pages(table))
+}
+
+/// The expression of a table's heap pages now.
+fn heap_pages(table: &QualifiedName) -> String {
     format!(
-        "SELECT pg_catalog.pg_relation_size({}::regclass) / current_setting('block_size')::int8",
+        "pg_catalog.pg_relation_size({}::regclass) / current_setting('block_size')::int8",
         literal(&table.to_string())
     )
 }

@@ -235,21 +235,24 @@ impl Operation for AddColumn {
             }
             None => {}
         }
-        if let Some(r) = &self.references {
-            problems.require_text(FieldPath::of("references").key("table"), &r.table);
-            problems.require_text(FieldPath::of("references").key("column"), &r.column);
-            // The actions and the name, as add_foreign_key checks them.
+        // `references` as add_foreign_key checks it, each problem on this operation's field
+        // (the referencing column is this one, whose name is checked above).
+        if let Some(fk) = self.foreign_key() {
             let mut found = Problems::default();
-            if let Some(fk) = self.foreign_key() {
-                fk.check(&mut found);
-            }
+            fk.check(&mut found);
+            let r = FieldPath::of("references");
             for p in found.0 {
-                let field = match p.field.to_string().as_str() {
-                    "on_delete" => FieldPath::of("references").key("on_delete"),
-                    "on_update" => FieldPath::of("references").key("on_update"),
-                    _ => FieldPath::of("references"),
+                let field = p.field.to_string();
+                let at = if field.starts_with("references.columns") {
+                    r.key("column")
+                } else if field.starts_with("columns") {
+                    continue;
+                } else if field.starts_with("references.") {
+                    p.field
+                } else {
+                    r.join(&p.field)
                 };
-                problems.add(field, p.message);
+                problems.add(at, p.message);
             }
         }
     }
@@ -263,13 +266,7 @@ impl Operation for AddColumn {
     }
 
     fn references(&self) -> Option<crate::ops::Reference> {
-        let r = self.references.as_ref()?;
-        Some(crate::ops::Reference {
-            field: FieldPath::of("references"),
-            table: crate::sql::QualifiedName::parse(&r.table)?,
-            columns: vec![r.column.clone()],
-            local_columns: vec![self.name.clone()],
-        })
+        self.foreign_key()?.references()
     }
 
     fn indexes(&self, ctx: &Ctx<'_>) -> Vec<crate::ops::IndexBuild> {

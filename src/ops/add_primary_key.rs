@@ -108,13 +108,11 @@ impl Operation for AddPrimaryKey {
         )];
         for (i, c) in self.columns.iter().enumerate() {
             if ctx.column(c).is_some_and(|c| !c.not_null) {
-                out.push(DataCheck {
-                    field: FieldPath::of("columns").index(i),
-                    what: format!("have {} NULL, which a primary key refuses", Ident::new(c)),
-                    condition: format!("{} IS NULL", Ident::new(c)),
-                    columns: vec![c.clone()],
-                    per_row: true,
-                });
+                out.push(DataCheck::nulls(
+                    FieldPath::of("columns").index(i),
+                    c,
+                    ", which a primary key refuses",
+                ));
             }
         }
         out

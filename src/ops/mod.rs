@@ -442,6 +442,19 @@ pub struct DataCheck {
 }
 
 impl DataCheck {
+    /// Rows where `column` is NULL, which NOT NULL would refuse; `why` ends the message's
+    /// description of them.
+    pub fn nulls(field: FieldPath, column: &str, why: &str) -> DataCheck {
+        let col = Ident::new(column);
+        DataCheck {
+            field,
+            what: format!("have {col} NULL{why}"),
+            condition: format!("{col} IS NULL"),
+            columns: vec![column.to_string()],
+            per_row: true,
+        }
+    }
+
     /// Rows whose `columns` (all non-NULL) are shared with another row: what a unique
     /// constraint or index over them would refuse.
     pub fn duplicates(

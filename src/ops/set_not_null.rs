@@ -44,16 +44,11 @@ impl Operation for SetNotNull {
         if self.fill.is_some() {
             return Vec::new();
         }
-        vec![DataCheck {
-            field: FieldPath::of("column"),
-            what: format!(
-                "have {} NULL (give `fill` to write a value into them)",
-                Ident::new(&self.column)
-            ),
-            condition: format!("{} IS NULL", Ident::new(&self.column)),
-            columns: vec![self.column.clone()],
-            per_row: true,
-        }]
+        vec![DataCheck::nulls(
+            FieldPath::of("column"),
+            &self.column,
+            " (give `fill` to write a value into them)",
+        )]
     }
 
     fn summary(&self) -> String {
