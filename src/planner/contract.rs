@@ -33,16 +33,7 @@ pub(super) fn steps(parts: &Parts<'_>) -> Vec<Step> {
             statements: switch,
         });
     }
-    for index in drops {
-        contract_steps.push(Step {
-            description: format!("drop index {index} concurrently"),
-            mode: StepMode::NoTransaction,
-            statements: vec![Statement::new(
-                LockLevel::ShareUpdateExclusive,
-                format!("DROP INDEX CONCURRENTLY IF EXISTS {index}"),
-            )],
-        });
-    }
+    contract_steps.extend(drops.iter().map(super::drop_index_step));
     let cleanup = cleanup_statements(parts);
     if !cleanup.is_empty() {
         contract_steps.push(Step {

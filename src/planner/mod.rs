@@ -171,6 +171,19 @@ fn trigger_names(plan: &Plan, options: &PlannerOptions) -> (QualifiedName, Ident
 /// `CREATE SCHEMA` of the state schema, run only when it does not exist: `CREATE SCHEMA IF NOT
 /// EXISTS` checks the right to create schemas before it looks, and a role that uses a schema
 /// an administrator created for it has no such right.
+/// `DROP INDEX CONCURRENTLY IF EXISTS`, a step of its own outside a transaction (contract's
+/// `drop_index`, rollback of an index expand built).
+fn drop_index_step(index: &QualifiedName) -> Step {
+    Step {
+        description: format!("drop index {} concurrently", index.name),
+        mode: StepMode::NoTransaction,
+        statements: vec![Statement::new(
+            LockLevel::ShareUpdateExclusive,
+            format!("DROP INDEX CONCURRENTLY IF EXISTS {index}"),
+        )],
+    }
+}
+
 fn ensure_schema(schema: &Ident) -> Statement {
     Statement::new(
         LockLevel::None,

@@ -33,16 +33,7 @@ pub(super) fn steps(parts: &Parts<'_>, backfill: Option<&BackfillSpec>) -> Vec<S
         .collect();
     let mut rollback = Vec::new();
     for (_, r) in &undo {
-        for index in &r.indexes {
-            rollback.push(Step {
-                description: format!("drop index {} concurrently", index.name),
-                mode: StepMode::NoTransaction,
-                statements: vec![Statement::new(
-                    LockLevel::ShareUpdateExclusive,
-                    format!("DROP INDEX CONCURRENTLY IF EXISTS {index}"),
-                )],
-            });
-        }
+        rollback.extend(r.indexes.iter().map(super::drop_index_step));
     }
     for (_, r) in &undo {
         for IndexBuild { name, create } in &r.rebuild {

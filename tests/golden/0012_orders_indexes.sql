@@ -20,7 +20,7 @@ CREATE INDEX CONCURRENTLY "orders_user_id_total_idx" ON "public"."orders" ("user
 
 -- ==== phase contract (due from release 2.4.0)
 
--- step 1: drop index "public"."orders_total_idx" concurrently
+-- step 1: drop index "orders_total_idx" concurrently
 -- mode: outside a transaction
 -- lock: SHARE UPDATE EXCLUSIVE
 DROP INDEX CONCURRENTLY IF EXISTS "public"."orders_total_idx";
