@@ -47,6 +47,7 @@ pub mod plan;
 pub mod planner;
 pub mod privileges;
 pub mod progress;
+pub mod rewrite;
 pub mod runner;
 pub mod shutdown;
 pub mod sql;

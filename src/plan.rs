@@ -286,6 +286,12 @@ impl Plan {
             }
         }
         problems.0.extend(op_problems.0);
+        let mut plan = plan;
+        if problems.0.is_empty() {
+            let operations = std::mem::take(&mut plan.operations);
+            plan.operations =
+                crate::ops::compose::compose(operations, plan.table.name.as_str(), &mut problems);
+        }
         crate::ops::check_conflicts(&plan.operations, &mut problems);
         if problems.0.is_empty() {
             Ok(plan)

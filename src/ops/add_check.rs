@@ -50,6 +50,10 @@ impl Operation for AddCheck {
         "add_check"
     }
 
+    fn attaches(&self) -> bool {
+        true
+    }
+
     fn summary(&self) -> String {
         format!("add check {} ({})", Ident::new(&self.name), self.check)
     }

@@ -65,6 +65,10 @@ impl Operation for AddForeignKey {
         "add_foreign_key"
     }
 
+    fn attaches(&self) -> bool {
+        true
+    }
+
     fn summary(&self) -> String {
         format!(
             "add foreign key ({}) references {} ({})",

@@ -44,6 +44,10 @@ impl Operation for AddPrimaryKey {
         "add_primary_key"
     }
 
+    fn attaches(&self) -> bool {
+        true
+    }
+
     fn summary(&self) -> String {
         format!(
             "add primary key ({})",

@@ -44,6 +44,10 @@ impl Operation for AddUnique {
         "add_unique"
     }
 
+    fn attaches(&self) -> bool {
+        true
+    }
+
     fn summary(&self) -> String {
         format!(
             "add unique ({})",

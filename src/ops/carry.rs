@@ -87,9 +87,10 @@ pub fn refusals(ctx: &Ctx<'_>, old: &str, field: &FieldPath, problems: &mut Prob
     }
 }
 
-/// The statements that carry `old`'s objects over to `new` (see the module's text). Objects
-/// [`refusals`] reports are left out.
-pub fn carry(ctx: &Ctx<'_>, old: &str, new: &str) -> Carry {
+/// The statements that carry `old`'s objects over to `new` (see the module's text), which is
+/// named `after` once the switch is done (`old`'s name, or the new name of a renaming
+/// `change_type`). Objects [`refusals`] reports are left out.
+pub fn carry(ctx: &Ctx<'_>, old: &str, new: &str, after: &str) -> Carry {
     let mut out = Carry::default();
     for i in ctx.table.indexes_involving(old) {
         index(ctx, i, old, new, &mut out);
@@ -101,7 +102,7 @@ pub fn carry(ctx: &Ctx<'_>, old: &str, new: &str) -> Carry {
         return out;
     };
     let table = ctx.qualified();
-    let column = Ident::new(old);
+    let column = Ident::new(after);
     if let Some(seq) = &col.owned_sequence {
         out.before_drop.push(Statement::new(
             LockLevel::AccessExclusive,

@@ -6,13 +6,22 @@
 //! its indexes are built on the hidden column during expand, its checks and foreign keys
 //! added `NOT VALID` with the trigger and validated at contract, and the switch renames them,
 //! along with the comment, privileges, statistics target and owned sequence.
+//!
+//! With `rename_to` the new column is visible under its new name from expand on (the old
+//! release writes the old column, the new release the new one, the trigger keeps them in
+//! sync) and contract only drops the old column. `not_null`, `fill` and `default` give the
+//! column in its new type its NOT NULL and default. A plan's `rename_column`, `set_not_null`,
+//! `drop_not_null` and `set_default` of the same column are composed into these fields
+//! ([`super::compose`]).
 
 use serde::Deserialize;
 
+use super::drop_not_null::DropNotNull;
+use super::set_default::NewDefault;
 use super::{
-    add_column, carry, drop_column, use_of, Assign, Contract, Ctx, Effects, ExprCheck, Forward,
-    IndexBuild, LockLevel, NewColumn, NotNullViaCheck, Operation, Problems, Removal, Rollback,
-    Statement, Sync,
+    add_column, carry, drop_column, use_of, Assign, Contract, Ctx, DataCheck, Effects, ExprCheck,
+    Forward, IndexBuild, LockLevel, NewColumn, NotNullViaCheck, Operation, Problems, Removal,
+    Rollback, Statement, Sync,
 };
 use crate::diagnostics::FieldPath;
 use crate::sql::{fit_identifier, Ident};
@@ -31,35 +40,61 @@ pub struct ChangeType {
     /// New value to old, over the row (the hidden column stands for the new value); default: a
     /// cast back.
     pub down: Option<String>,
-    /// The default of the column in its new type; default: the old default, cast.
-    pub default: Option<String>,
+    /// The default of the column in its new type (`false`: none); default: the old default,
+    /// cast.
+    pub default: Option<NewDefault>,
     /// The name of the hidden column during the transition.
     pub temp_column: Option<String>,
+    /// A new name for the column: the column in its new type has it from expand on.
+    pub rename_to: Option<String>,
+    /// `true`: NOT NULL in the new type; `false`: nullable; default: as the old column.
+    pub not_null: Option<bool>,
+    /// The new value, over the row, where `up` gives NULL.
+    pub fill: Option<String>,
 }
 
 impl ChangeType {
     /// The hidden column that holds the new type until contract.
     pub fn temp(&self) -> String {
-        self.temp_column
+        self.rename_to
             .clone()
+            .or_else(|| self.temp_column.clone())
             .unwrap_or_else(|| fit_identifier(&format!("{}_bf_new", self.column)))
     }
 
+    /// The column's name after contract.
+    fn final_name(&self) -> &str {
+        self.rename_to.as_deref().unwrap_or(&self.column)
+    }
+
+    /// `up` as written (a cast of the column without it).
+    fn up_expr(&self) -> String {
+        self.up
+            .clone()
+            .unwrap_or_else(|| Ident::new(&self.column).to_string())
+    }
+
     fn up(&self) -> Assign {
+        let expr = match &self.fill {
+            Some(fill) => format!(
+                "COALESCE(CAST(({}) AS {t}), CAST(({fill}) AS {t}))",
+                self.up_expr(),
+                t = self.type_name
+            ),
+            None => self.up_expr(),
+        };
         Assign {
             column: Ident::new(self.temp()),
-            expr: self
-                .up
-                .clone()
-                .unwrap_or_else(|| Ident::new(&self.column).to_string()),
+            expr,
             type_name: self.type_name.clone(),
         }
     }
 
     fn not_null(&self, ctx: &Ctx<'_>) -> Option<NotNullViaCheck> {
-        ctx.column(&self.column)
-            .filter(|c| c.not_null)
-            .map(|_| NotNullViaCheck::new(ctx, &self.temp()))
+        let old = ctx.column(&self.column).is_some_and(|c| c.not_null);
+        self.not_null
+            .unwrap_or(old)
+            .then(|| NotNullViaCheck::new(ctx, &self.temp()))
     }
 }
 
@@ -69,11 +104,20 @@ impl Operation for ChangeType {
     }
 
     fn summary(&self) -> String {
-        format!(
+        let mut s = format!(
             "change the type of {} to {}",
             Ident::new(&self.column),
             self.type_name
-        )
+        );
+        if let Some(to) = &self.rename_to {
+            s.push_str(&format!(", renamed to {}", Ident::new(to)));
+        }
+        match self.not_null {
+            Some(true) => s.push_str(", NOT NULL"),
+            Some(false) => s.push_str(", nullable"),
+            None => {}
+        }
+        s
     }
 
     fn check(&self, problems: &mut Problems) {
@@ -82,12 +126,47 @@ impl Operation for ChangeType {
         for (field, v) in [
             ("up", &self.up),
             ("down", &self.down),
-            ("default", &self.default),
             ("temp_column", &self.temp_column),
+            ("rename_to", &self.rename_to),
+            ("fill", &self.fill),
         ] {
             if let Some(v) = v {
                 problems.require_text(FieldPath::of(field), v);
             }
+        }
+        if let Some(NewDefault::Expr(d)) = &self.default {
+            problems.require_text(FieldPath::of("default"), d);
+        }
+        if self.rename_to.is_some() && self.temp_column.is_some() {
+            problems.add(
+                FieldPath::of("temp_column"),
+                "with `rename_to` the column in its new type has its new name from expand on: leave out `temp_column`",
+            );
+        }
+        if self.rename_to.as_deref() == Some(self.column.as_str()) {
+            problems.add(
+                FieldPath::of("rename_to"),
+                "the new name is the same as the old one",
+            );
+        }
+        if self.fill.is_some() && self.not_null != Some(true) {
+            problems.add(
+                FieldPath::of("fill"),
+                "`fill` replaces NULLs for a NOT NULL column: add `not_null = true`",
+            );
+        }
+    }
+
+    fn data_checks(&self, ctx: &Ctx<'_>) -> Vec<DataCheck> {
+        let nullable = ctx.column(&self.column).is_some_and(|c| !c.not_null);
+        if self.not_null == Some(true) && self.fill.is_none() && nullable {
+            vec![DataCheck::nulls(
+                FieldPath::of("not_null"),
+                &self.column,
+                " (give `fill` to write a value into them)",
+            )]
+        } else {
+            Vec::new()
         }
     }
 
@@ -97,8 +176,10 @@ impl Operation for ChangeType {
                 name: self.temp(),
                 type_name: Some(self.type_name.clone()),
                 type_of: None,
-                visible: false,
-                field: FieldPath::of(if self.temp_column.is_some() {
+                visible: self.rename_to.is_some(),
+                field: FieldPath::of(if self.rename_to.is_some() {
+                    "rename_to"
+                } else if self.temp_column.is_some() {
                     "temp_column"
                 } else {
                     "column"
@@ -111,6 +192,13 @@ impl Operation for ChangeType {
 
     fn check_catalog(&self, ctx: &Ctx<'_>, problems: &mut Problems) {
         carry::refusals(ctx, &self.column, &FieldPath::of("column"), problems);
+        if let Some(relax) = self.relax(ctx) {
+            let mut own = Problems::default();
+            relax.check_catalog(ctx, &mut own);
+            for p in own.0 {
+                problems.add(FieldPath::of("not_null"), p.message);
+            }
+        }
     }
 
     fn removal(&self) -> Removal {
@@ -118,16 +206,22 @@ impl Operation for ChangeType {
     }
 
     fn indexes(&self, ctx: &Ctx<'_>) -> Vec<IndexBuild> {
-        carry::carry(ctx, &self.column, &self.temp()).indexes
+        carry::carry(ctx, &self.column, &self.temp(), self.final_name()).indexes
     }
 
     fn expressions(&self, ctx: &Ctx<'_>) -> Vec<ExprCheck> {
-        let up = self.up();
         let mut out = vec![ExprCheck::Value {
             field: FieldPath::of(if self.up.is_some() { "up" } else { "type" }),
-            expr: up.expr,
+            expr: self.up_expr(),
             type_name: self.type_name.clone(),
         }];
+        if let Some(fill) = &self.fill {
+            out.push(ExprCheck::Value {
+                field: FieldPath::of("fill"),
+                expr: fill.clone(),
+                type_name: self.type_name.clone(),
+            });
+        }
         out.push(ExprCheck::Value {
             field: FieldPath::of(if self.down.is_some() { "down" } else { "type" }),
             expr: self.down_expr(),
@@ -148,14 +242,17 @@ impl Operation for ChangeType {
     }
 
     fn expand(&self, ctx: &Ctx<'_>) -> Vec<Statement> {
-        vec![add_column(ctx, &self.temp(), &self.type_name)]
+        let mut out = vec![add_column(ctx, &self.temp(), &self.type_name)];
+        // The new release may write NULL, which the trigger copies to the old column.
+        out.extend(self.relax(ctx).map(|r| r.expand(ctx)).unwrap_or_default());
+        out
     }
 
     fn constraints(&self, ctx: &Ctx<'_>) -> Vec<Statement> {
         self.not_null(ctx)
             .map(|nn| nn.expand(ctx))
             .into_iter()
-            .chain(carry::carry(ctx, &self.column, &self.temp()).constraints)
+            .chain(carry::carry(ctx, &self.column, &self.temp(), self.final_name()).constraints)
             .collect()
     }
 
@@ -169,6 +266,7 @@ impl Operation for ChangeType {
                 expr: self.down_expr(),
                 type_name: ctx.type_of(&self.column),
             }],
+            required: self.not_null(ctx).is_some(),
         })
     }
 
@@ -177,17 +275,19 @@ impl Operation for ChangeType {
     }
 
     fn contract(&self, ctx: &Ctx<'_>) -> Contract {
-        let column = Ident::new(&self.column);
-        let carried = carry::carry(ctx, &self.column, &self.temp());
+        let column = Ident::new(self.final_name());
+        let carried = carry::carry(ctx, &self.column, &self.temp(), self.final_name());
         let mut switch = carried.before_drop;
         switch.push(drop_column(ctx, &self.column));
-        switch.push(Statement::new(
-            LockLevel::AccessExclusive,
-            ctx.alter(format_args!(
-                "RENAME COLUMN {} TO {column}",
-                Ident::new(self.temp())
-            )),
-        ));
+        if self.rename_to.is_none() {
+            switch.push(Statement::new(
+                LockLevel::AccessExclusive,
+                ctx.alter(format_args!(
+                    "RENAME COLUMN {} TO {column}",
+                    Ident::new(self.temp())
+                )),
+            ));
+        }
         if let Some(d) = self.new_default(ctx) {
             switch.push(Statement::new(
                 LockLevel::AccessExclusive,
@@ -215,18 +315,28 @@ impl Operation for ChangeType {
     }
 
     fn rollback(&self, ctx: &Ctx<'_>) -> Rollback {
-        let carried = carry::carry(ctx, &self.column, &self.temp());
+        let carried = carry::carry(ctx, &self.column, &self.temp(), self.final_name());
         let mut statements = carried.rollback;
         statements.push(drop_column(ctx, &self.temp()));
+        let relaxed = self.relax(ctx).map(|r| r.rollback(ctx)).unwrap_or_default();
         Rollback {
             indexes: carried.rollback_indexes,
             statements,
-            ..Rollback::default()
+            ..relaxed
         }
     }
 }
 
 impl ChangeType {
+    /// `not_null = false` on a NOT NULL column: the old column is made nullable at expand,
+    /// as `drop_not_null` does.
+    fn relax(&self, ctx: &Ctx<'_>) -> Option<DropNotNull> {
+        let old = ctx.column(&self.column).is_some_and(|c| c.not_null);
+        (self.not_null == Some(false) && old).then(|| DropNotNull {
+            column: self.column.clone(),
+        })
+    }
+
     fn down_expr(&self) -> String {
         self.down
             .clone()
@@ -235,7 +345,8 @@ impl ChangeType {
 
     fn new_default(&self, ctx: &Ctx<'_>) -> Option<String> {
         match &self.default {
-            Some(d) => Some(d.clone()),
+            Some(NewDefault::Expr(d)) => Some(d.clone()),
+            Some(NewDefault::Drop) => None,
             None => ctx
                 .column(&self.column)
                 .and_then(|c| c.default.clone())

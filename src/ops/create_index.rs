@@ -190,6 +190,10 @@ impl Operation for CreateIndex {
         "create_index"
     }
 
+    fn attaches(&self) -> bool {
+        true
+    }
+
     fn data_checks(&self, ctx: &Ctx<'_>) -> Vec<DataCheck> {
         match (&self.columns, self.unique) {
             (Some(_), true) => vec![DataCheck::duplicates(

@@ -31,6 +31,10 @@ impl Operation for DropNotNull {
         "drop_not_null"
     }
 
+    fn attaches(&self) -> bool {
+        true
+    }
+
     fn summary(&self) -> String {
         format!("drop NOT NULL on {}", Ident::new(&self.column))
     }

@@ -123,6 +123,7 @@ impl Operation for MergeColumns {
                     })
                 })
                 .collect(),
+            required: false,
         })
     }
 

@@ -22,6 +22,7 @@ pub mod add_primary_key;
 pub mod add_unique;
 pub mod carry;
 pub mod change_type;
+pub mod compose;
 pub mod create_enum;
 pub mod create_index;
 pub mod create_table;
@@ -153,6 +154,9 @@ pub enum Sync {
         up: Vec<Assign>,
         /// Old columns from new ones.
         down: Vec<Assign>,
+        /// The new columns are NOT NULL from expand on: NULL there is never a value the new
+        /// release wrote, the row is not filled.
+        required: bool,
     },
     /// Columns derived from others by `up` (an added column with `up`): filled on `INSERT`
     /// when the writer gives no value, and on `UPDATE`, unless the writer set the column itself,
@@ -179,11 +183,17 @@ impl Sync {
     /// (a new-release write of NULLs is a value, the row is in sync). The trigger fills such a
     /// row on any write of it; the backfill and `verify` use the same test.
     pub fn unfilled(&self) -> Option<String> {
-        let Sync::TwoWay { new, down, .. } = self else {
+        let Sync::TwoWay {
+            new,
+            down,
+            required,
+            ..
+        } = self
+        else {
             return None;
         };
         let empty = format!("ROW({}) IS NULL", crate::sql::ident_list(new));
-        if down.is_empty() {
+        if down.is_empty() || *required {
             return Some(empty);
         }
         let olds: Vec<&Ident> = down.iter().map(|a| &a.column).collect();
@@ -620,6 +630,17 @@ pub trait Operation: fmt::Debug {
         Vec::new()
     }
 
+    /// `(from, to)` for an operation that renames a column at contract.
+    fn renames_column(&self) -> Option<(&str, &str)> {
+        None
+    }
+
+    /// Whether what it does stays on the columns it reads (an index, a constraint, NOT NULL, a
+    /// default, a comment), rather than only reading their values.
+    fn attaches(&self) -> bool {
+        false
+    }
+
     /// What becomes of what the columns it removes carry.
     fn removal(&self) -> Removal {
         Removal::Replaced
@@ -738,6 +759,9 @@ macro_rules! registry {
                 #[doc = concat!("`kind = \"", stringify!($kind), "\"`")]
                 $ty($module::$ty),
             )+
+            /// An operation taken into another one of the plan ([`compose`]); never written.
+            #[serde(skip)]
+            Composed(compose::Composed),
         }
 
         impl OperationSpec {
@@ -745,6 +769,7 @@ macro_rules! registry {
             pub fn op(&self) -> &dyn Operation {
                 match self {
                     $(OperationSpec::$ty(op) => op,)+
+                    OperationSpec::Composed(op) => op,
                 }
             }
         }
@@ -1075,8 +1100,12 @@ pub fn check_conflicts(operations: &[OperationSpec], problems: &mut Problems) {
             .chain(e.removes.iter().map(|u| (u, "drops")));
         for (u, verb) in used {
             if let Some(&j) = removed.get(u.name.as_str()) {
-                // Two operations dropping one column are reported once, above.
-                if j != i && verb != "drops" {
+                // Two operations dropping one column are reported once, above. A column that
+                // is renamed at contract keeps what is on it.
+                let kept = operations[j].op().removal() == Removal::Kept
+                    && (verb == "uses"
+                        || matches!(&operations[i], OperationSpec::SetNotNull(n) if n.copy.is_some()));
+                if j != i && verb != "drops" && !kept {
                     problems.add(
                         at(i, &u.field),
                         format!("conflicting operations: this operation {verb} column \"{}\", which operations[{j}] drops or replaces; put one of them in a later plan", u.name),
@@ -1094,7 +1123,14 @@ pub fn check_conflicts(operations: &[OperationSpec], problems: &mut Problems) {
                         at(i, &u.field),
                         format!("column \"{}\" is created by a later operation (operations[{j}]); order the operations so it exists first", u.name),
                     );
-                } else if derived && verb != "uses" {
+                } else if derived && (verb != "uses" || operations[i].op().attaches()) {
+                    if let Some((from, to)) = operations[j].op().renames_column() {
+                        problems.add(
+                            at(i, &u.field),
+                            format!("column \"{to}\" is a copy of \"{from}\" until contract (operations[{j}], rename_column), when the copy is dropped and \"{from}\" is renamed with what is on it: name \"{from}\" here"),
+                        );
+                        continue;
+                    }
                     problems.add(
                         at(i, &u.field),
                         format!("conflicting operations: column \"{}\" is the new side of operations[{j}] ({}) until contract; change it in a later plan", u.name, operations[j].op().kind()),

@@ -62,6 +62,10 @@ impl Operation for RenameColumn {
         Removal::Kept
     }
 
+    fn renames_column(&self) -> Option<(&str, &str)> {
+        Some((&self.from, &self.to))
+    }
+
     fn effects(&self) -> Effects {
         Effects {
             creates: vec![NewColumn {
@@ -90,6 +94,7 @@ impl Operation for RenameColumn {
                 expr: Ident::new(&self.to).to_string(),
                 type_name: ctx.type_of(&self.from),
             }],
+            required: false,
         })
     }
 

@@ -46,6 +46,10 @@ impl Operation for SetComment {
         "set_comment"
     }
 
+    fn attaches(&self) -> bool {
+        true
+    }
+
     fn summary(&self) -> String {
         // The text stays out: summaries describe steps on one line.
         match &self.column {

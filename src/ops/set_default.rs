@@ -80,6 +80,10 @@ impl Operation for SetDefault {
         "set_default"
     }
 
+    fn attaches(&self) -> bool {
+        true
+    }
+
     fn summary(&self) -> String {
         match &self.default {
             NewDefault::Expr(e) => {

@@ -19,18 +19,26 @@ pub struct SetNotNull {
     pub column: String,
     /// The value for NULLs, over the row; without it, NULLs make contract fail at validation.
     pub fill: Option<String>,
+    /// The column's copy under its new name, when a `rename_column` before this operation
+    /// renames it ([`super::compose`]): filled with the column.
+    #[serde(skip)]
+    pub copy: Option<String>,
 }
 
 impl SetNotNull {
-    fn fill_rule(&self, ctx: &Ctx<'_>) -> Option<(String, Assign)> {
+    fn fill_rule(&self, ctx: &Ctx<'_>) -> Option<(String, Vec<Assign>)> {
         let fill = self.fill.as_ref()?;
+        let assign = |column: &str| Assign {
+            column: Ident::new(column),
+            expr: fill.clone(),
+            type_name: ctx.type_of(&self.column),
+        };
         Some((
             format!("{} IS NULL", Ident::new(&self.column)),
-            Assign {
-                column: Ident::new(&self.column),
-                expr: fill.clone(),
-                type_name: ctx.type_of(&self.column),
-            },
+            std::iter::once(&self.column)
+                .chain(&self.copy)
+                .map(|c| assign(c))
+                .collect(),
         ))
     }
 }
@@ -38,6 +46,10 @@ impl SetNotNull {
 impl Operation for SetNotNull {
     fn kind(&self) -> &'static str {
         "set_not_null"
+    }
+
+    fn attaches(&self) -> bool {
+        true
     }
 
     fn data_checks(&self, _ctx: &Ctx<'_>) -> Vec<DataCheck> {
@@ -109,7 +121,7 @@ impl Operation for SetNotNull {
         let (when, assign) = self.fill_rule(ctx)?;
         Some(Sync::OnWrite {
             when: Some(when),
-            assign: vec![assign],
+            assign,
             inserts_only: false,
         })
     }
@@ -118,7 +130,7 @@ impl Operation for SetNotNull {
         let (when, assign) = self.fill_rule(ctx)?;
         Some(Forward {
             when: Some(when),
-            assign: vec![assign],
+            assign,
         })
     }
 

@@ -201,6 +201,7 @@ impl Operation for SplitColumn {
                 expr: self.down.clone(),
                 type_name: ctx.type_of(&self.column),
             }],
+            required: false,
         })
     }
 

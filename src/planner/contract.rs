@@ -1,6 +1,6 @@
 //! The contract phase: validations (each its own transaction, weak locks), then one switch
 //! transaction (drop the trigger, drop or rename columns, SET NOT NULL through the validated
-//! check, attach unique indexes), indexes dropped concurrently, then the cleanup of the plan's
+//! check, attach unique indexes; `rename_column` last), indexes dropped concurrently, then the cleanup of the plan's
 //! own objects.
 
 use super::{Parts, Step, StepMode};
@@ -11,6 +11,7 @@ pub(super) fn steps(parts: &Parts<'_>) -> Vec<Step> {
     let mut contract_steps = Vec::new();
     let mut switch = Vec::new();
     let mut drops = Vec::new();
+    let mut renames = Vec::new();
     if !parts.syncs.is_empty() {
         switch.push(parts.drop_trigger());
     }
@@ -23,9 +24,16 @@ pub(super) fn steps(parts: &Parts<'_>) -> Vec<Step> {
                 statements: vec![v],
             });
         }
-        switch.extend(contract.switch);
+        // A column renamed at contract is renamed last: the other operations' statements
+        // name it as it is during the transition.
+        if op.renames_column().is_some() {
+            renames.extend(contract.switch);
+        } else {
+            switch.extend(contract.switch);
+        }
         drops.extend(contract.drop_indexes);
     }
+    switch.extend(renames);
     if !switch.is_empty() {
         contract_steps.push(Step {
             description: "switch to the new schema, metadata only".to_string(),

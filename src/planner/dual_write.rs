@@ -79,7 +79,9 @@ fn trigger_function(name: &QualifiedName, alias: &Ident, syncs: &[(String, Sync)
     for (what, sync) in syncs {
         body.push_str(&format!("  {}\n", comment(what)));
         match sync {
-            Sync::TwoWay { old, new, up, down } => {
+            Sync::TwoWay {
+                old, new, up, down, ..
+            } => {
                 let unfilled = sync.unfilled().unwrap_or_else(|| "false".to_string());
                 let up = select_into(up, None, alias);
                 let down = if down.is_empty() {

@@ -297,6 +297,7 @@ mod add_foreign_key;
 mod add_primary_key;
 mod add_unique;
 mod change_type;
+mod compose;
 mod create_enum;
 mod create_index;
 mod create_table;

@@ -1,0 +1,275 @@
+//! Renaming column references in expressions written in plans (`up`, `down`, `fill`), for
+//! operations on one column that the plan composes into one ([`crate::ops::compose`]): the
+//! expression was written with the names the column has at its place in the plan, and runs
+//! over the columns as they physically are during the transition.
+//!
+//! The text is split into tokens as PostgreSQL's lexer would (strings, `E''` strings, dollar
+//! quotes, quoted identifiers, comments, words, punctuation). A word (folded to lower case, as
+//! PostgreSQL folds unquoted names) or a quoted identifier equal to a name in the map is
+//! replaced, unless it is not a column reference there: a function name (followed by `(`), a
+//! qualifier (followed by `.`), a type (after `::` or the `AS` of a `CAST`, or followed by a
+//! string as in `date '2024-01-01'`), or a field of something other than the table (after `x.`
+//! where `x` is not the table's name).
+
+use crate::sql::Ident;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Token {
+    /// A bare word: keyword, identifier, number.
+    Word(String),
+    /// A double-quoted identifier, unescaped.
+    Quoted(String),
+    /// A string, dollar quote or comment, as written.
+    Literal(String),
+    /// Anything else, as written (operators, punctuation, spaces).
+    Other(String),
+}
+
+fn tokens(text: &str) -> Option<Vec<Token>> {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    let word_char = |c: char| c.is_alphanumeric() || c == '_' || c == '$';
+    while i < chars.len() {
+        let c = chars[i];
+        let start = i;
+        if c == '"' {
+            let mut name = String::new();
+            i += 1;
+            loop {
+                match chars.get(i)? {
+                    '"' if chars.get(i + 1) == Some(&'"') => {
+                        name.push('"');
+                        i += 2;
+                    }
+                    '"' => {
+                        i += 1;
+                        break;
+                    }
+                    &ch => {
+                        name.push(ch);
+                        i += 1;
+                    }
+                }
+            }
+            out.push(Token::Quoted(name));
+        } else if c == '\'' {
+            let escapes = matches!(out.last(), Some(Token::Word(w)) if w.eq_ignore_ascii_case("e"));
+            i += 1;
+            loop {
+                match chars.get(i)? {
+                    '\\' if escapes => i += 2,
+                    '\'' if chars.get(i + 1) == Some(&'\'') => i += 2,
+                    '\'' => {
+                        i += 1;
+                        break;
+                    }
+                    _ => i += 1,
+                }
+            }
+            // `E'...'`: the `E` and the string are one literal.
+            let mut text: String = chars[start..i].iter().collect();
+            if escapes {
+                if let Some(Token::Word(e)) = out.pop() {
+                    text = format!("{e}{text}");
+                }
+            }
+            out.push(Token::Literal(text));
+        } else if c == '-' && chars.get(i + 1) == Some(&'-') {
+            while i < chars.len() && chars[i] != '\n' {
+                i += 1;
+            }
+            out.push(Token::Literal(chars[start..i].iter().collect()));
+        } else if c == '/' && chars.get(i + 1) == Some(&'*') {
+            let mut depth = 1;
+            i += 2;
+            while depth > 0 {
+                match (chars.get(i)?, chars.get(i + 1)) {
+                    ('/', Some('*')) => {
+                        depth += 1;
+                        i += 2;
+                    }
+                    ('*', Some('/')) => {
+                        depth -= 1;
+                        i += 2;
+                    }
+                    _ => i += 1,
+                }
+            }
+            out.push(Token::Literal(chars[start..i].iter().collect()));
+        } else if c == '$' && chars.get(i + 1).is_some_and(|d| d.is_ascii_digit()) {
+            // `$1`: a parameter.
+            i += 1;
+            while i < chars.len() && chars[i].is_ascii_digit() {
+                i += 1;
+            }
+            out.push(Token::Other(chars[start..i].iter().collect()));
+        } else if c == '$' {
+            // `$tag$ ... $tag$` or `$$ ... $$`.
+            let mut end = i + 1;
+            while end < chars.len() && (chars[end].is_alphanumeric() || chars[end] == '_') {
+                end += 1;
+            }
+            if chars.get(end) != Some(&'$') {
+                return None;
+            }
+            let tag: String = chars[i..=end].iter().collect();
+            let rest: String = chars[end + 1..].iter().collect();
+            let close = rest.find(&tag)?;
+            i = end + 1 + rest[..close].chars().count() + tag.chars().count();
+            out.push(Token::Literal(chars[start..i].iter().collect()));
+        } else if word_char(c) {
+            while i < chars.len() && word_char(chars[i]) {
+                i += 1;
+            }
+            out.push(Token::Word(chars[start..i].iter().collect()));
+        } else if c.is_whitespace() {
+            while i < chars.len() && chars[i].is_whitespace() {
+                i += 1;
+            }
+            out.push(Token::Other(chars[start..i].iter().collect()));
+        } else {
+            out.push(Token::Other(c.to_string()));
+            i += 1;
+        }
+    }
+    Some(out)
+}
+
+fn solid(t: &Token) -> bool {
+    match t {
+        Token::Other(s) => !s.trim().is_empty(),
+        // A comment is as good as a space; a string is not.
+        Token::Literal(s) => !(s.starts_with("--") || s.starts_with("/*")),
+        _ => true,
+    }
+}
+
+fn is(t: Option<&Token>, text: &str) -> bool {
+    matches!(t, Some(Token::Other(s)) if s == text)
+}
+
+fn is_word(t: Option<&Token>, word: &str) -> bool {
+    matches!(t, Some(Token::Word(w)) if w.eq_ignore_ascii_case(word))
+}
+
+/// The name a token stands for as an identifier, if it is one.
+fn name_of(t: &Token) -> Option<String> {
+    match t {
+        Token::Word(w) if !w.starts_with(|c: char| c.is_ascii_digit()) => Some(w.to_lowercase()),
+        Token::Quoted(q) => Some(q.clone()),
+        _ => None,
+    }
+}
+
+/// What to put where a column is referenced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Replacement {
+    /// Another column.
+    Column(String),
+    /// An expression (put in parentheses).
+    Expr(String),
+}
+
+/// `expr` with references to the columns of `map` replaced (all at once: `a → b, b → a`
+/// swaps). `table` is the table's name, as a qualifier (`users.email`). `None` when the text
+/// cannot be read (an unterminated quote or comment).
+pub fn rename_columns(expr: &str, table: &str, map: &[(String, Replacement)]) -> Option<String> {
+    let toks = tokens(expr)?;
+    let solid_before = |i: usize| toks[..i].iter().rev().find(|t| solid(t));
+    let solid_after = |i: usize| toks[i + 1..].iter().find(|t| solid(t));
+    let mut out = String::new();
+    for (i, t) in toks.iter().enumerate() {
+        let found = name_of(t).and_then(|name| map.iter().find(|(from, _)| *from == name));
+        let Some((_, to)) = found else {
+            out.push_str(&written(t));
+            continue;
+        };
+        let before = solid_before(i);
+        let after = solid_after(i);
+        // `x.col`: a column only when `x` is the table.
+        let qualifier = if is(before, ".") {
+            let at = toks[..i].iter().rposition(|t| solid(t)).unwrap_or(0);
+            Some(toks[..at].iter().rev().find(|t| solid(t)).and_then(name_of))
+        } else {
+            None
+        };
+        let not_a_column = matches!(&qualifier, Some(q) if q.as_deref() != Some(table))
+            || is(before, ":")
+            || is_word(before, "AS")
+            || is(after, "(")
+            || is(after, ".")
+            || matches!(after, Some(Token::Literal(s)) if s.starts_with('\'') || s.starts_with('$'));
+        if not_a_column {
+            out.push_str(&written(t));
+            continue;
+        }
+        match to {
+            Replacement::Column(c) => out.push_str(&Ident::new(c).to_string()),
+            Replacement::Expr(e) if qualifier.is_none() => out.push_str(&format!("({e})")),
+            // `users.col` replaced by an expression: the qualifier stays before it; refused.
+            Replacement::Expr(_) => return None,
+        }
+    }
+    Some(out)
+}
+
+fn written(t: &Token) -> String {
+    match t {
+        Token::Word(w) => w.clone(),
+        Token::Quoted(q) => Ident::new(q.clone()).to_string(),
+        Token::Literal(s) | Token::Other(s) => s.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn col(from: &str, to: &str) -> (String, Replacement) {
+        (from.to_string(), Replacement::Column(to.to_string()))
+    }
+
+    fn run(expr: &str, map: &[(String, Replacement)]) -> String {
+        rename_columns(expr, "users", map).unwrap()
+    }
+
+    #[test]
+    fn renames_references_and_nothing_else() {
+        let m = [col("b", "a")];
+        assert_eq!(run("b * 2", &m), "\"a\" * 2");
+        assert_eq!(run("B + \"b\"", &m), "\"a\" + \"a\"");
+        assert_eq!(run("users.b", &m), "users.\"a\"");
+        assert_eq!(run("other.b", &m), "other.b");
+        assert_eq!(run("b(1)", &m), "b(1)");
+        assert_eq!(run("x::b", &m), "x::b");
+        assert_eq!(run("CAST(x AS b)", &m), "CAST(x AS b)");
+        assert_eq!(run("b '1'", &m), "b '1'");
+        assert_eq!(run("'b' || b", &m), "'b' || \"a\"");
+        assert_eq!(run("E'\\'b' || b", &m), "E'\\'b' || \"a\"");
+        assert_eq!(run("$$b$$ || b -- b\n", &m), "$$b$$ || \"a\" -- b\n");
+        assert_eq!(run("/* b /* b */ */ b", &m), "/* b /* b */ */ \"a\"");
+        assert_eq!(run("bb + b_c + $1", &m), "bb + b_c + $1");
+        assert_eq!(run("\"B\"", &m), "\"B\"");
+    }
+
+    #[test]
+    fn swaps_and_expressions() {
+        let m = [col("b", "a"), col("b_bf_new", "b")];
+        assert_eq!(run("b_bf_new::text || b", &m), "\"b\"::text || \"a\"");
+        let e = [(
+            "b".to_string(),
+            Replacement::Expr("COALESCE(\"b\", 0)".into()),
+        )];
+        assert_eq!(run("b + 1", &e), "(COALESCE(\"b\", 0)) + 1");
+        assert_eq!(rename_columns("users.b", "users", &e), None);
+    }
+
+    #[test]
+    fn unreadable_text_is_refused() {
+        let m = [col("b", "a")];
+        assert_eq!(rename_columns("'b", "users", &m), None);
+        assert_eq!(rename_columns("/* b", "users", &m), None);
+        assert_eq!(rename_columns("$x$ b", "users", &m), None);
+    }
+}
