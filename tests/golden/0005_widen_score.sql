@@ -25,7 +25,7 @@ BEGIN
     -- The old release inserts without the new columns; the new release fills them.
     IF NOT ROW(NEW."score_bf_new") IS NULL THEN
       SELECT CAST(("score_bf_new") AS integer) INTO NEW."score" FROM (SELECT NEW.*) AS "users";
-    ELSIF EXISTS (SELECT FROM (SELECT NEW.*) AS "users" WHERE ROW("score_bf_new") IS NULL AND ROW("score") IS DISTINCT FROM ROW(CAST(("score_bf_new") AS integer))) THEN
+    ELSIF EXISTS (SELECT FROM (SELECT NEW.*) AS "users" WHERE ROW("score_bf_new") IS NULL) THEN
       SELECT CAST(("score") AS bigint) INTO NEW."score_bf_new" FROM (SELECT NEW.*) AS "users";
     END IF;
   ELSIF ROW(NEW."score") IS DISTINCT FROM ROW(OLD."score") THEN
@@ -39,7 +39,7 @@ BEGIN
   ELSIF ROW(NEW."score_bf_new") IS NULL THEN
     -- A write of other columns of a row the backfill has not filled yet: fill it now, so
     -- that no constraint on the new columns rejects a write the old schema accepts.
-    IF EXISTS (SELECT FROM (SELECT NEW.*) AS "users" WHERE ROW("score_bf_new") IS NULL AND ROW("score") IS DISTINCT FROM ROW(CAST(("score_bf_new") AS integer))) THEN
+    IF EXISTS (SELECT FROM (SELECT NEW.*) AS "users" WHERE ROW("score_bf_new") IS NULL) THEN
       SELECT CAST(("score") AS bigint) INTO NEW."score_bf_new" FROM (SELECT NEW.*) AS "users";
     END IF;
   END IF;
@@ -58,9 +58,9 @@ ALTER TABLE "public"."users" ADD CONSTRAINT "bf_users_score_bf_new_not_null" CHE
 -- lock: ROW EXCLUSIVE
 WITH _bf_changed AS (
   UPDATE "public"."users" AS _bf_t
-     SET ("score_bf_new") = (SELECT _bf_n."score_bf_new" FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("score_bf_new") IS NULL AND ROW("score") IS DISTINCT FROM ROW(CAST(("score_bf_new") AS integer))) THEN CAST(("score") AS bigint) ELSE "score_bf_new" END AS "score_bf_new" FROM (SELECT _bf_t.*) AS "users") AS _bf_n)
+     SET ("score_bf_new") = (SELECT _bf_n."score_bf_new" FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("score_bf_new") IS NULL) THEN CAST(("score") AS bigint) ELSE "score_bf_new" END AS "score_bf_new" FROM (SELECT _bf_t.*) AS "users") AS _bf_n)
    WHERE (true)
-     AND EXISTS (SELECT FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("score_bf_new") IS NULL AND ROW("score") IS DISTINCT FROM ROW(CAST(("score_bf_new") AS integer))) THEN CAST(("score") AS bigint) ELSE "score_bf_new" END AS "score_bf_new" FROM (SELECT _bf_t.*) AS "users") AS _bf_n WHERE ROW(_bf_t."score_bf_new") IS DISTINCT FROM ROW(_bf_n."score_bf_new"))
+     AND EXISTS (SELECT FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("score_bf_new") IS NULL) THEN CAST(("score") AS bigint) ELSE "score_bf_new" END AS "score_bf_new" FROM (SELECT _bf_t.*) AS "users") AS _bf_n WHERE ROW(_bf_t."score_bf_new") IS DISTINCT FROM ROW(_bf_n."score_bf_new"))
   RETURNING 1
 )
 SELECT count(*) FROM _bf_changed;
@@ -113,15 +113,15 @@ DROP FUNCTION IF EXISTS "backfill"."bf_0005_widen_score_sync"();
 -- whole-table update
 WITH _bf_changed AS (
   UPDATE "public"."users" AS _bf_t
-     SET ("score_bf_new") = (SELECT _bf_n."score_bf_new" FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("score_bf_new") IS NULL AND ROW("score") IS DISTINCT FROM ROW(CAST(("score_bf_new") AS integer))) THEN CAST(("score") AS bigint) ELSE "score_bf_new" END AS "score_bf_new" FROM (SELECT _bf_t.*) AS "users") AS _bf_n)
+     SET ("score_bf_new") = (SELECT _bf_n."score_bf_new" FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("score_bf_new") IS NULL) THEN CAST(("score") AS bigint) ELSE "score_bf_new" END AS "score_bf_new" FROM (SELECT _bf_t.*) AS "users") AS _bf_n)
    WHERE (true)
-     AND EXISTS (SELECT FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("score_bf_new") IS NULL AND ROW("score") IS DISTINCT FROM ROW(CAST(("score_bf_new") AS integer))) THEN CAST(("score") AS bigint) ELSE "score_bf_new" END AS "score_bf_new" FROM (SELECT _bf_t.*) AS "users") AS _bf_n WHERE ROW(_bf_t."score_bf_new") IS DISTINCT FROM ROW(_bf_n."score_bf_new"))
+     AND EXISTS (SELECT FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("score_bf_new") IS NULL) THEN CAST(("score") AS bigint) ELSE "score_bf_new" END AS "score_bf_new" FROM (SELECT _bf_t.*) AS "users") AS _bf_n WHERE ROW(_bf_t."score_bf_new") IS DISTINCT FROM ROW(_bf_n."score_bf_new"))
   RETURNING 1
 )
 SELECT count(*) FROM _bf_changed;
 
 -- rows out of sync (read-only)
-SELECT count(*) FROM "public"."users" AS _bf_t CROSS JOIN LATERAL (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("score_bf_new") IS NULL AND ROW("score") IS DISTINCT FROM ROW(CAST(("score_bf_new") AS integer))) THEN CAST(("score") AS bigint) ELSE "score_bf_new" END AS "score_bf_new" FROM (SELECT _bf_t.*) AS "users") AS _bf_n WHERE ROW(_bf_t."score_bf_new") IS DISTINCT FROM ROW(_bf_n."score_bf_new");
+SELECT count(*) FROM "public"."users" AS _bf_t CROSS JOIN LATERAL (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("score_bf_new") IS NULL) THEN CAST(("score") AS bigint) ELSE "score_bf_new" END AS "score_bf_new" FROM (SELECT _bf_t.*) AS "users") AS _bf_n WHERE ROW(_bf_t."score_bf_new") IS DISTINCT FROM ROW(_bf_n."score_bf_new");
 
 -- the trigger's bypass, per transaction
 SELECT set_config('backfill.bypass', '0005_widen_score', true);
@@ -138,9 +138,9 @@ _bf_last AS MATERIALIZED (
 ),
 _bf_changed AS (
   UPDATE "public"."users" AS _bf_t
-     SET ("score_bf_new") = (SELECT _bf_n."score_bf_new" FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("score_bf_new") IS NULL AND ROW("score") IS DISTINCT FROM ROW(CAST(("score_bf_new") AS integer))) THEN CAST(("score") AS bigint) ELSE "score_bf_new" END AS "score_bf_new" FROM (SELECT _bf_t.*) AS "users") AS _bf_n)
+     SET ("score_bf_new") = (SELECT _bf_n."score_bf_new" FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("score_bf_new") IS NULL) THEN CAST(("score") AS bigint) ELSE "score_bf_new" END AS "score_bf_new" FROM (SELECT _bf_t.*) AS "users") AS _bf_n)
    WHERE (true AND _bf_t."id" <= (SELECT "id" FROM _bf_last))
-     AND EXISTS (SELECT FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("score_bf_new") IS NULL AND ROW("score") IS DISTINCT FROM ROW(CAST(("score_bf_new") AS integer))) THEN CAST(("score") AS bigint) ELSE "score_bf_new" END AS "score_bf_new" FROM (SELECT _bf_t.*) AS "users") AS _bf_n WHERE ROW(_bf_t."score_bf_new") IS DISTINCT FROM ROW(_bf_n."score_bf_new"))
+     AND EXISTS (SELECT FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("score_bf_new") IS NULL) THEN CAST(("score") AS bigint) ELSE "score_bf_new" END AS "score_bf_new" FROM (SELECT _bf_t.*) AS "users") AS _bf_n WHERE ROW(_bf_t."score_bf_new") IS DISTINCT FROM ROW(_bf_n."score_bf_new"))
   RETURNING 1
 ),
 _bf_ckpt AS (
@@ -169,9 +169,9 @@ _bf_last AS MATERIALIZED (
 ),
 _bf_changed AS (
   UPDATE "public"."users" AS _bf_t
-     SET ("score_bf_new") = (SELECT _bf_n."score_bf_new" FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("score_bf_new") IS NULL AND ROW("score") IS DISTINCT FROM ROW(CAST(("score_bf_new") AS integer))) THEN CAST(("score") AS bigint) ELSE "score_bf_new" END AS "score_bf_new" FROM (SELECT _bf_t.*) AS "users") AS _bf_n)
+     SET ("score_bf_new") = (SELECT _bf_n."score_bf_new" FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("score_bf_new") IS NULL) THEN CAST(("score") AS bigint) ELSE "score_bf_new" END AS "score_bf_new" FROM (SELECT _bf_t.*) AS "users") AS _bf_n)
    WHERE (_bf_t."id" > ($4::text[])[1]::bigint AND _bf_t."id" <= (SELECT "id" FROM _bf_last))
-     AND EXISTS (SELECT FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("score_bf_new") IS NULL AND ROW("score") IS DISTINCT FROM ROW(CAST(("score_bf_new") AS integer))) THEN CAST(("score") AS bigint) ELSE "score_bf_new" END AS "score_bf_new" FROM (SELECT _bf_t.*) AS "users") AS _bf_n WHERE ROW(_bf_t."score_bf_new") IS DISTINCT FROM ROW(_bf_n."score_bf_new"))
+     AND EXISTS (SELECT FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("score_bf_new") IS NULL) THEN CAST(("score") AS bigint) ELSE "score_bf_new" END AS "score_bf_new" FROM (SELECT _bf_t.*) AS "users") AS _bf_n WHERE ROW(_bf_t."score_bf_new") IS DISTINCT FROM ROW(_bf_n."score_bf_new"))
   RETURNING 1
 ),
 _bf_ckpt AS (
