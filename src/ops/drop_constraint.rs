@@ -212,12 +212,31 @@ impl Operation for DropConstraint {
         let Some(c) = ctx.table.constraint(&self.name) else {
             return Rollback::default();
         };
+        // A check or foreign key that was valid is validated again, in a transaction of its
+        // own (a scan under SHARE UPDATE EXCLUSIVE: reads and writes go on).
+        let was_valid = matches!(c.kind, 'c' | 'f') && !c.definition.ends_with(" NOT VALID");
+        let not_valid = format!(
+            "{} AND NOT (SELECT convalidated FROM pg_catalog.pg_constraint WHERE conrelid = to_regclass({}) AND conname = {})",
+            constraint_exists(ctx, &c.name),
+            literal(&ctx.qualified().to_string()),
+            literal(&c.name)
+        );
         Rollback {
             rebuild: match c.kind {
                 'p' | 'u' => rebuild(ctx, c).into_iter().collect(),
                 _ => Vec::new(),
             },
             put_back: vec![self.add_back(ctx, c)],
+            validate: was_valid
+                .then(|| {
+                    guarded(
+                        LockLevel::ShareUpdateExclusive,
+                        &not_valid,
+                        &[ctx.alter(format_args!("VALIDATE CONSTRAINT {}", Ident::new(&c.name)))],
+                    )
+                })
+                .into_iter()
+                .collect(),
             ..Rollback::default()
         }
     }
