@@ -223,16 +223,10 @@ fn run_alembic(bin: &Path, dir: &Path, args: &[&str]) {
     );
 }
 
-#[tokio::test]
-async fn alembic_revisions_upgrade_downgrade_and_upgrade_with_alembic() {
-    let bin = alembic();
-    let db = TestDb::new("export_alembic").await;
-    let client = db.connect().await;
-    users(&client).await;
-    let before = snapshot_filter(user_snapshot(&client, "users", "id").await);
-    let dir = Folder::new("alembic");
-    run_alembic(&bin, &dir.0, &["init", "migrations"]);
-    let ini = dir.0.join("alembic.ini");
+/// `alembic init migrations` in `dir`, with `sqlalchemy.url` set to `db`.
+fn alembic_project(bin: &Path, dir: &Path, db: &TestDb) {
+    run_alembic(bin, dir, &["init", "migrations"]);
+    let ini = dir.join("alembic.ini");
     let cfg: tokio_postgres::Config = db.url.parse().unwrap_or_else(|e| panic!("{e}"));
     let port = cfg.get_ports().first().copied().unwrap_or(5432);
     let text = std::fs::read_to_string(&ini).unwrap_or_default();
@@ -251,6 +245,17 @@ async fn alembic_revisions_upgrade_downgrade_and_upgrade_with_alembic() {
         .collect::<Vec<_>>()
         .join("\n");
     std::fs::write(&ini, text).unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[tokio::test]
+async fn alembic_revisions_upgrade_downgrade_and_upgrade_with_alembic() {
+    let bin = alembic();
+    let db = TestDb::new("export_alembic").await;
+    let client = db.connect().await;
+    users(&client).await;
+    let before = snapshot_filter(user_snapshot(&client, "users", "id").await);
+    let dir = Folder::new("alembic");
+    alembic_project(&bin, &dir.0, &db);
     let plan = dir.0.join("split.toml");
     std::fs::write(&plan, PLAN).unwrap_or_else(|e| panic!("{e}"));
     let plan_arg = plan.display().to_string();
@@ -362,13 +367,22 @@ INSERT INTO events (tenant_id, id, payload) SELECT g % 4, g, 'p' || g FROM gener
 INSERT INTO legacy_events (kind, payload, created_at) SELECT 'k' || g, '{}', '2026-01-01' FROM generate_series(1, 20) g;
 ";
 
+/// How a plan's schedule is applied by another tool: psql scripts, or Alembic revisions.
+#[derive(Clone, Copy, PartialEq)]
+enum Format {
+    Sql,
+    Alembic,
+}
+
 /// Every example plan (together they use every kind), each on a fresh database with the
-/// example schema and rows, exported to psql scripts: its expand and dual-write scripts run
-/// with psql, then its rollback script, which must leave the database as it was; then expand
-/// and dual-write again, the backfill out of band with `backfill run --phase backfill`, and the
-/// contract script. The database then equals one where `backfill run` did both releases.
-#[tokio::test]
-async fn every_example_plan_exports_to_psql_scripts_that_match_backfill_run() {
+/// example schema and rows, exported as `format`: its expand and dual-write applied by the
+/// other tool (psql scripts, or `alembic upgrade` to the expand revision), then rolled back by
+/// it (the rollback script, or `alembic downgrade base`), which must leave the database as it
+/// was; then expand and dual-write again, the backfill out of band with `backfill run --phase
+/// backfill`, and the contract (its script, or `alembic upgrade head`). The database then
+/// equals one where `backfill run` did both releases.
+async fn every_example_plan_through(format: Format) {
+    let bin = (format == Format::Alembic).then(alembic);
     let plans_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("plans");
     let mut plans: Vec<PathBuf> = std::fs::read_dir(&plans_dir)
         .expect("plans")
@@ -376,15 +390,16 @@ async fn every_example_plan_exports_to_psql_scripts_that_match_backfill_run() {
         .filter(|p| p.extension().is_some_and(|x| x == "toml"))
         .collect();
     plans.sort();
-    let dir = Folder::new("examples");
+    let tag = if bin.is_some() { "alembic" } else { "sql" };
+    let dir = Folder::new(&format!("examples_{tag}"));
     for plan in &plans {
         let plan_arg = plan.display().to_string();
         let stem = plan
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let exported = TestDb::new(&format!("export_{}", &stem[..4])).await;
-        let ran = TestDb::new(&format!("export_{}_run", &stem[..4])).await;
+        let exported = TestDb::new(&format!("export_{tag}_{}", &stem[..4])).await;
+        let ran = TestDb::new(&format!("export_{tag}_{}_run", &stem[..4])).await;
         let (a, b) = (exported.connect().await, ran.connect().await);
         for c in [&a, &b] {
             c.batch_execute(crate::plan_examples::EXAMPLE_SCHEMA)
@@ -392,38 +407,82 @@ async fn every_example_plan_exports_to_psql_scripts_that_match_backfill_run() {
                 .expect("schema");
             c.batch_execute(EXAMPLE_ROWS).await.expect("rows");
         }
-        let out = dir.0.join(&stem);
-        let out_arg = out.display().to_string();
-        backfill_ok(
-            &["export", &plan_arg, "--format", "sql", "--out", &out_arg],
-            Some(&exported.url),
-        );
         let loaded = backfill::plan::Plan::load(plan).unwrap_or_else(|e| panic!("{e}"));
-        let script = |phase: &str| {
-            let f = out.join(format!("{}.{phase}.sql", loaded.name));
-            f.is_file().then_some(f)
-        };
-        assert!(
-            script("expand").is_some() && script("rollback").is_some(),
-            "{stem}: no expand or rollback script in {}",
-            out.display()
-        );
         let shown = backfill_ok(&["plan", &plan_arg, "--sql"], Some(&exported.url));
         let backfills = shown
             .split("===== backfill")
             .nth(1)
             .and_then(|rest| rest.split("===== contract").next())
             .is_some_and(|phase| phase.contains("-- step:"));
-        let before = public_snapshot(&a).await;
-        for phase in ["expand", "dual-write", "rollback"] {
-            if let Some(f) = script(phase) {
-                psql(&exported.url, &f);
+        let project = dir.0.join(&stem);
+        std::fs::create_dir_all(&project).expect("folder");
+        let out = match &bin {
+            Some(bin) => {
+                alembic_project(bin, &project, &exported);
+                project.join("migrations").join("versions")
             }
+            None => project.join("out"),
+        };
+        let out_arg = out.display().to_string();
+        let written = backfill_ok(
+            &["export", &plan_arg, "--format", tag, "--out", &out_arg],
+            Some(&exported.url),
+        );
+        let expand_rev = written
+            .lines()
+            .filter_map(|l| l.strip_prefix("wrote "))
+            .filter_map(|p| {
+                Path::new(p)
+                    .file_name()
+                    .map(|f| f.to_string_lossy().into_owned())
+            })
+            .find(|f| f.ends_with("_expand.py"))
+            .map(|f| f[..12].to_string());
+        let script = |phase: &str| {
+            let f = out.join(format!("{}.{phase}.sql", loaded.name));
+            f.is_file().then_some(f)
+        };
+        let apply = |phases: &[&str]| match &bin {
+            Some(bin) => {
+                let target = match phases {
+                    ["rollback"] => "base",
+                    ["contract"] => "head",
+                    _ => expand_rev.as_deref().unwrap_or("base"),
+                };
+                let verb = if target == "base" {
+                    "downgrade"
+                } else {
+                    "upgrade"
+                };
+                run_alembic(bin, &project, &[verb, target]);
+            }
+            None => {
+                for phase in phases {
+                    if let Some(f) = script(phase) {
+                        psql(&exported.url, &f);
+                    }
+                }
+            }
+        };
+        if bin.is_some() {
+            assert!(
+                expand_rev.is_some(),
+                "{stem}: no expand revision: {written}"
+            );
+        } else {
+            assert!(
+                script("expand").is_some() && script("rollback").is_some(),
+                "{stem}: no expand or rollback script in {}",
+                out.display()
+            );
         }
-        let after = public_snapshot(&a).await;
+        let before = snapshot_filter(public_snapshot(&a).await);
+        apply(&["expand", "dual-write"]);
+        apply(&["rollback"]);
+        let after = snapshot_filter(public_snapshot(&a).await);
         assert!(
             after == before,
-            "{stem}: the exported rollback script after expand and dual-write left {:?}, lost {:?}",
+            "{stem} ({tag}): the rollback after expand and dual-write left {:?}, lost {:?}",
             after
                 .iter()
                 .filter(|l| !before.contains(l))
@@ -435,11 +494,7 @@ async fn every_example_plan_exports_to_psql_scripts_that_match_backfill_run() {
                 .take(10)
                 .collect::<Vec<_>>()
         );
-        for phase in ["expand", "dual-write"] {
-            if let Some(f) = script(phase) {
-                psql(&exported.url, &f);
-            }
-        }
+        apply(&["expand", "dual-write"]);
         if backfills {
             backfill_ok(
                 &[
@@ -453,9 +508,7 @@ async fn every_example_plan_exports_to_psql_scripts_that_match_backfill_run() {
                 Some(&exported.url),
             );
         }
-        if let Some(f) = script("contract") {
-            psql(&exported.url, &f);
-        }
+        apply(&["contract"]);
         // The same plan through `backfill run`, release by release.
         let expand = loaded.release.expand.as_ref().map(|r| r.to_string());
         let contract = loaded.release.contract.as_ref().map(|r| r.to_string());
@@ -470,7 +523,8 @@ async fn every_example_plan_exports_to_psql_scripts_that_match_backfill_run() {
             None => run.extend(["--phase", "contract"]),
         }
         backfill_ok(&run, Some(&ran.url));
-        let (left, right) = (public_snapshot(&a).await, public_snapshot(&b).await);
+        let left = snapshot_filter(public_snapshot(&a).await);
+        let right = snapshot_filter(public_snapshot(&b).await);
         let only = |x: &[String], y: &[String]| -> Vec<String> {
             x.iter()
                 .filter(|l| !y.contains(l))
@@ -480,9 +534,19 @@ async fn every_example_plan_exports_to_psql_scripts_that_match_backfill_run() {
         };
         assert!(
             left == right,
-            "{stem}: only after the exported scripts: {:?}\nonly after `backfill run`: {:?}",
+            "{stem} ({tag}): only after the export: {:?}\nonly after `backfill run`: {:?}",
             only(&left, &right),
             only(&right, &left)
         );
     }
+}
+
+#[tokio::test]
+async fn every_example_plan_exports_to_psql_scripts_that_match_backfill_run() {
+    every_example_plan_through(Format::Sql).await;
+}
+
+#[tokio::test]
+async fn every_example_plan_exports_to_alembic_revisions_that_match_backfill_run() {
+    every_example_plan_through(Format::Alembic).await;
 }
