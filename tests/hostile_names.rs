@@ -1,5 +1,6 @@
 //! A seeded fuzz test of hostile SQL identifiers, run through the real binary: for every
-//! operation kind, plans whose table, schema, column, constraint and index names (and plan
+//! operation kind (and `compose`: a rename, then a change of type and NOT NULL of the renamed
+//! column, whose expressions are rewritten for the columns' names), plans whose table, schema, column, constraint and index names (and plan
 //! names) are built from quotes, newlines, dollar-quote tags, comment markers, backslashes,
 //! semicolons, unicode, reserved words, PL/pgSQL variables, 63-byte names and so on, with the
 //! plan's expressions naming columns bare or by the table's name, and backfill's state in a
@@ -46,7 +47,7 @@ const CASES_AT_ONCE: usize = 3;
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// The kinds, in README order.
-const KINDS: [&str; 19] = [
+const KINDS: [&str; 20] = [
     "add_column",
     "rename_column",
     "change_type",
@@ -66,6 +67,7 @@ const KINDS: [&str; 19] = [
     "set_comment",
     "drop_index",
     "create_enum",
+    "compose",
 ];
 
 /// Names the test itself uses (or PostgreSQL reserves) and the generator must avoid.
@@ -644,7 +646,12 @@ impl Case {
             "name = {}\ntable = {}\n\n[[operations]]\nkind = {}\n{}\n[backfill]\nworkers = {}\n\n[release]\nexpand = \"1.0.0\"\ncontract = \"2.0.0\"\n",
             toml_str(name),
             toml_str(&self.plan_table),
-            toml_str(self.kind),
+            // `compose`: a rename, then more changes of the renamed column (`spec.op`).
+            toml_str(if self.kind == "compose" {
+                "rename_column"
+            } else {
+                self.kind
+            }),
             self.spec.op,
             self.workers
         )
@@ -1371,6 +1378,41 @@ fn build_spec(kind: &str, g: &mut Gen, schema: &str, table: &str, deparsed: &str
                 ],
             );
             // Gone after contract: `spec.indexes` lists none.
+        }
+        "compose" => {
+            // A rename, then a change of type and NOT NULL of the renamed column, written with
+            // its new name: composed into one new column, expressions rewritten.
+            let from = g.name(Role::Column);
+            let to = g.name(Role::Column);
+            spec.cols = vec![col(&from, "text", ["'10'", "'20'", "'30'"])];
+            spec.op = format!(
+                "from = {}\nto = {}\n[[operations]]\nkind = \"change_type\"\ncolumn = {}\ntype = \"bigint\"\nup = {}\n[[operations]]\nkind = \"set_not_null\"\ncolumn = {}\nfill = {}\n",
+                toml_str(&from),
+                toml_str(&to),
+                toml_str(&to),
+                toml_str(&format!("CAST({} AS bigint) -- {}\n", x(&to), qi(&to))),
+                toml_str(&to),
+                toml_str(&format!("length({})", lit(&to))),
+            );
+            spec.writes = vec![
+                ins(4, &[(&from, "'40'")]),
+                upd(2, &[(&from, "'25'")]),
+                upd(3, &[(&to, "35")]),
+                ins(5, &[(&to, "50")]),
+                ins(6, &[(&from, "NULL")]),
+            ];
+            spec.final_cols = vec![(to.clone(), "bigint", true)];
+            spec.final_rows = vals(
+                &[&to],
+                &[
+                    (1, vec![n(10)]),
+                    (2, vec![n(25)]),
+                    (3, vec![n(35)]),
+                    (4, vec![n(40)]),
+                    (5, vec![n(50)]),
+                    (6, vec![n(to.chars().count() as i64)]),
+                ],
+            );
         }
         "create_enum" => {
             // A type and labels with hostile names, used by a column of the same plan.
@@ -2324,4 +2366,9 @@ async fn drop_index() {
 #[tokio::test]
 async fn create_enum() {
     fuzz_kind("create_enum").await;
+}
+
+#[tokio::test]
+async fn compose() {
+    fuzz_kind("compose").await;
 }
