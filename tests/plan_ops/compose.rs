@@ -108,7 +108,34 @@ default = "'anonymous'"
     result: ("SELECT id || ':' || name || ':' || (SELECT attnotnull::text FROM pg_attribute WHERE attrelid = 't'::regclass AND attname = 'name') || ':' || (SELECT column_default FROM information_schema.columns WHERE table_name = 't' AND column_name = 'name') FROM t ORDER BY id", &["1:Ada King:true:'anonymous'::text", "2:Alan M. Turing:true:'anonymous'::text", "3:anonymous:true:'anonymous'::text", "4:Grace Hopper:true:'anonymous'::text", "10:anonymous:true:'anonymous'::text", "11:anonymous:true:'anonymous'::text"]),
 };
 
+/// `change_type` of a NOT NULL column with a default, then `drop_not_null` and `set_default =
+/// false` of it: the old column is made nullable at expand (the new release may write NULL,
+/// which the trigger copies there), and the column ends nullable without a default.
+pub(super) const CHANGE_TYPE_THEN_NULLABLE: Scenario = Scenario {
+    name: "change_type_then_nullable",
+    setup: PEOPLE,
+    plan: r#"
+table = "t"
+[[operations]]
+kind = "change_type"
+column = "score"
+type = "bigint"
+[[operations]]
+kind = "drop_not_null"
+column = "score"
+[[operations]]
+kind = "set_default"
+column = "score"
+default = false
+"#,
+    old_writes: "INSERT INTO t (id, score) VALUES (10, 7) ON CONFLICT (id) DO UPDATE SET score = 8; UPDATE t SET score = 5 WHERE id = 2;",
+    new_writes: "UPDATE t SET score_bf_new = NULL WHERE id = 1; INSERT INTO t (id, score_bf_new) VALUES (11, 120);",
+    transition: ("SELECT id || ':' || coalesce(score::text, 'NULL') || ':' || coalesce(score_bf_new::text, 'NULL') FROM t ORDER BY id", &["1:NULL:NULL", "2:5:5", "3:0:0", "4:0:0", "10:8:8", "11:120:120"]),
+    result: ("SELECT id || ':' || coalesce(score::text, 'NULL') || ':' || pg_typeof(score) || ':' || (SELECT attnotnull::text FROM pg_attribute WHERE attrelid = 't'::regclass AND attname = 'score') || ':' || coalesce((SELECT column_default FROM information_schema.columns WHERE table_name = 't' AND column_name = 'score'), '-') FROM t ORDER BY id", &["1:NULL:bigint:false:-", "2:5:bigint:false:-", "3:0:bigint:false:-", "4:0:bigint:false:-", "10:8:bigint:false:-", "11:120:bigint:false:-"]),
+};
+
 scenario_tests! {
+    change_type_then_nullable_contract, change_type_then_nullable_rollback, change_type_then_nullable_runner, change_type_then_nullable_abort => CHANGE_TYPE_THEN_NULLABLE;
     rename_then_change_type_contract, rename_then_change_type_rollback, rename_then_change_type_runner, rename_then_change_type_abort => RENAME_THEN_CHANGE_TYPE;
     change_type_then_not_null_contract, change_type_then_not_null_rollback, change_type_then_not_null_runner, change_type_then_not_null_abort => CHANGE_TYPE_THEN_NOT_NULL;
     not_null_change_type_rename_contract, not_null_change_type_rename_rollback, not_null_change_type_rename_runner, not_null_change_type_rename_abort => NOT_NULL_CHANGE_TYPE_RENAME;
@@ -184,5 +211,20 @@ fn composed_operations_keep_their_place_in_the_plan() {
             "change the type of \"score\" to bigint, renamed to \"points\", NOT NULL",
             "set \"points\" NOT NULL (done by operations[1])",
         ]
+    );
+}
+
+/// An expression the rename cannot be carried into (an unclosed quote) is refused with its
+/// file, line and field, before anything runs.
+#[test]
+fn an_expression_that_cannot_be_rewritten_is_refused_with_its_field() {
+    let err = parse_err(
+        "table = \"t\"\n[[operations]]\nkind = \"rename_column\"\nfrom = \"score\"\nto = \"points\"\n[[operations]]\nkind = \"change_type\"\ncolumn = \"points\"\ntype = \"bigint\"\nup = \"points || 'x\"\n",
+    );
+    assert!(
+        err.contains("plans/compose.toml:10:")
+            && err.contains("operations[1].up")
+            && err.contains("cannot be read"),
+        "{err}"
     );
 }
