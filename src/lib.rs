@@ -5,10 +5,11 @@
 //! upward, and nothing here imports the command layer (`src/cli/`, owned by the binary: clap,
 //! the commands, what they print), so the compiler keeps the rule.
 //!
-//! - [`error`], [`diagnostics`], [`sql`], [`deparse`], [`version`], [`shutdown`]: error
-//!   types; field paths and problems; identifier quoting, literals, comments, dollar quotes and
-//!   object names; PostgreSQL's printed definitions moved to another column; release order;
-//!   the stop and pause signals, passed down as values;
+//! - [`error`], [`diagnostics`], [`sql`], [`deparse`], [`rewrite`], [`version`],
+//!   [`shutdown`]: error types; field paths and problems; identifier quoting, literals,
+//!   comments, dollar quotes and object names; PostgreSQL's printed definitions moved to
+//!   another column; columns renamed in plan expressions; release order; the stop and pause
+//!   signals, passed down as values;
 //! - [`plan`]: the TOML plan format, parsed and checked without a database, errors located at
 //!   file, line and field;
 //! - [`ops`]: the operation catalog, one file per kind behind one trait; each kind *describes*
