@@ -189,7 +189,7 @@ pub fn rename_columns(expr: &str, table: &str, map: &[(String, Replacement)]) ->
         let after = solid_after(i);
         // `x.col`: a column only when `x` is the table.
         let qualifier = if is(before, ".") {
-            let at = toks[..i].iter().rposition(|t| solid(t)).unwrap_or(0);
+            let at = toks[..i].iter().rposition(solid).unwrap_or(0);
             Some(toks[..at].iter().rev().find(|t| solid(t)).and_then(name_of))
         } else {
             None
@@ -231,7 +231,7 @@ mod tests {
     }
 
     fn run(expr: &str, map: &[(String, Replacement)]) -> String {
-        rename_columns(expr, "users", map).unwrap()
+        rename_columns(expr, "users", map).expect("readable")
     }
 
     #[test]

@@ -156,14 +156,14 @@ fn compose_change_type(
     };
     let mut fill_before: Option<String> = None;
     let mut taken: Vec<usize> = before.into_iter().chain(after).collect();
-    for p in 0..ops.len() {
+    for (p, op) in ops.iter().enumerate() {
         if p == k || taken.contains(&p) {
             continue;
         }
         let name = name_at(p);
         // Written after the change, the column's name stands for its value in the new type.
         let here = if p > k { new.as_str() } else { old.as_str() };
-        match &ops[p] {
+        match op {
             OperationSpec::SetNotNull(n) if n.column == name && c.not_null.is_none() => {
                 c.not_null = Some(true);
                 if let Some(f) = &n.fill {
@@ -248,8 +248,8 @@ fn retarget_after_renames(ops: &mut [OperationSpec], table: &str, problems: &mut
         else {
             continue;
         };
-        for p in r + 1..ops.len() {
-            match &mut ops[p] {
+        for (p, op) in ops.iter_mut().enumerate().skip(r + 1) {
+            match op {
                 OperationSpec::SetNotNull(n) if n.column == to => {
                     n.column = from.clone();
                     if let Some(f) = &n.fill {
