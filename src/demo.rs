@@ -188,12 +188,12 @@ async fn seed(cluster: &Cluster, rows: u64) -> Result<ConnectionSpec> {
 /// The plan, as a file the runner reads (its path shows in messages and in the state).
 fn write_plan(cluster: &Cluster) -> Result<Plan> {
     let plans_dir = cluster.dir().join("plans");
-    std::fs::create_dir_all(&plans_dir).map_err(|source| Error::Io {
+    std::fs::create_dir_all(&plans_dir).map_err(|source| Error::Write {
         path: plans_dir.clone(),
         source,
     })?;
     let plan_path = plans_dir.join("0001_split_full_name.toml");
-    std::fs::write(&plan_path, PLAN).map_err(|source| Error::Io {
+    std::fs::write(&plan_path, PLAN).map_err(|source| Error::Write {
         path: plan_path.clone(),
         source,
     })?;

@@ -87,6 +87,16 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// A file or folder asked for (`--out`) could not be written.
+    #[error("cannot write {path}: {source}")]
+    Write {
+        /// The file or folder.
+        path: PathBuf,
+        /// What the operating system said.
+        #[source]
+        source: std::io::Error,
+    },
+
     /// The command line or configuration is wrong in a way clap cannot see.
     #[error("{0}")]
     Usage(String),
@@ -214,6 +224,7 @@ impl Error {
             Error::Plan(_)
             | Error::Usage(_)
             | Error::Io { .. }
+            | Error::Write { .. }
             | Error::PlanChanged { .. }
             | Error::Privileges { .. }
             | Error::PlanEdited { .. } => EXIT_BAD_INPUT,

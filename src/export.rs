@@ -25,7 +25,7 @@ pub enum Format {
 
 fn write(dir: &Path, name: &str, text: &str) -> Result<PathBuf> {
     let path = dir.join(name);
-    std::fs::write(&path, text).map_err(|source| Error::Io {
+    std::fs::write(&path, text).map_err(|source| Error::Write {
         path: path.clone(),
         source,
     })?;
@@ -40,7 +40,7 @@ pub fn export(
     dir: &Path,
     down_revision: Option<&str>,
 ) -> Result<Vec<PathBuf>> {
-    std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+    std::fs::create_dir_all(dir).map_err(|source| Error::Write {
         path: dir.to_path_buf(),
         source,
     })?;

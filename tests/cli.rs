@@ -146,6 +146,7 @@ fn every_command_has_an_example_in_its_help() {
         "export",
         "abort",
         "completions",
+        "man",
         "demo",
     ] {
         let out = backfill_cmd(&[cmd, "--help"], None);
@@ -174,6 +175,44 @@ fn completions_for_bash_zsh_and_fish() {
             "{shell}"
         );
     }
+}
+
+/// `--version` names the state schema version the binary keeps; `man` writes a page per
+/// command, generated from the same definitions as `--help`, and a folder it cannot write is
+/// a clear error (exit 2).
+#[test]
+fn version_names_the_state_schema_and_man_pages_are_written() {
+    let out = backfill_cmd(&["--version"], None);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        text.trim(),
+        format!(
+            "backfill {} (state schema version {})",
+            env!("CARGO_PKG_VERSION"),
+            backfill::state::latest_version()
+        )
+    );
+    let dir = std::env::temp_dir().join(format!("backfill-man-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let dir_arg = dir.display().to_string();
+    backfill_ok(&["man", "--out", &dir_arg], None);
+    let page = std::fs::read_to_string(dir.join("backfill-run.1")).unwrap_or_default();
+    assert!(
+        page.contains(".TH backfill-run 1") && page.contains("release"),
+        "{page}"
+    );
+    for cmd in ["backfill.1", "backfill-status.1", "backfill-export.1"] {
+        assert!(dir.join(cmd).is_file(), "{cmd} missing");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = backfill_cmd(&["man", "--out", "/proc/no-such-place"], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot write /proc/no-such-place"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[tokio::test]

@@ -21,7 +21,7 @@ use backfill::version::Release;
 
 /// Zero-downtime schema changes and throttled, resumable backfills for live PostgreSQL.
 #[derive(Debug, Parser)]
-#[command(name = "backfill", version, about, propagate_version = true)]
+#[command(name = "backfill", version = version_text(), about, propagate_version = true)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -30,6 +30,19 @@ pub struct Cli {
     /// `RUST_LOG=backfill=info`; warnings and errors by default).
     #[arg(long, global = true, value_enum, default_value = "text")]
     pub log_format: LogFormat,
+}
+
+/// `backfill --version`: the release and the state schema version it keeps (processes of
+/// releases that keep another one must not share a state schema; a newer one migrates it).
+fn version_text() -> &'static str {
+    static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TEXT.get_or_init(|| {
+        format!(
+            "{} (state schema version {})",
+            env!("CARGO_PKG_VERSION"),
+            backfill::state::latest_version()
+        )
+    })
 }
 
 /// How log lines look.
@@ -108,6 +121,16 @@ pub enum Command {
         /// The shell.
         #[arg(value_enum)]
         shell: clap_complete::Shell,
+    },
+    /// Write man pages generated from these command-line definitions: `backfill.1` and one page
+    /// per subcommand (`backfill-run.1`, ...) into `--out`, or `backfill.1` to standard output.
+    #[command(
+        after_help = "Examples:\n  backfill man --out /usr/local/share/man/man1\n  backfill man | man -l -"
+    )]
+    Man {
+        /// The folder to write the pages into (created if missing).
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
     },
     /// Run the example plan on a throwaway PostgreSQL with a seeded table, through every phase,
     /// and check every row. Needs the PostgreSQL server binaries (package `postgresql`).
@@ -405,6 +428,31 @@ pub struct PlanArgs {
     pub db: DbArgs,
 }
 
+/// `backfill man`.
+fn man_cmd(out: Option<&std::path::Path>) -> Result<()> {
+    use clap::CommandFactory;
+    let cmd = Cli::command();
+    let Some(dir) = out else {
+        let stdout = std::path::PathBuf::from("standard output");
+        return match clap_mangen::Man::new(cmd).render(&mut std::io::stdout()) {
+            // `backfill man | head`: the reader had enough.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            other => other.map_err(|source| Error::Write {
+                path: stdout,
+                source,
+            }),
+        };
+    };
+    let written = |source| Error::Write {
+        path: dir.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(written)?;
+    clap_mangen::generate_to(cmd, dir).map_err(written)?;
+    println!("wrote the man pages into {}", dir.display());
+    Ok(())
+}
+
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> Result<()> {
     match cli.command {
@@ -424,6 +472,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             clap_complete::generate(shell, &mut cmd, "backfill", &mut std::io::stdout());
             Ok(())
         }
+        Command::Man { out } => man_cmd(out.as_deref()),
         Command::Demo(args) => {
             backfill::demo::run(&backfill::demo::DemoOptions {
                 rows: args.rows,
