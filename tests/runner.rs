@@ -327,6 +327,66 @@ async fn status_json_follows_a_run_in_another_process() {
     drop(client);
 }
 
+/// `status --watch` from another terminal: it refreshes while a run works on the plan (on a
+/// pipe, each refresh after a `--` line), and ends by itself, exit 0, once nothing is in
+/// progress; `--json` prints one line per refresh.
+#[tokio::test]
+async fn status_watch_follows_a_run_and_ends_with_it() {
+    let db = TestDb::new("runner_status_watch").await;
+    let client = db.connect().await;
+    seed_users(&client, 20_000).await;
+    let plans = Plans::new("status_watch");
+    let plan = plans.write(
+        "watch.toml",
+        &format!("{SPLIT_USERS}\n[backfill]\nmax_rows_per_second = 8000\n[release]\nexpand = \"1.4.0\"\ncontract = \"1.5.0\"\n"),
+    );
+    let run = backfill_spawn(
+        &["run", &plan, "--release", "1.4.0", "--progress", "quiet"],
+        &db.url,
+    );
+    // Watch once the run is under way (a plan not started yet is waited for, not "done").
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !backfill_ok(&["status", &plan], Some(&db.url)).contains("process") {
+        assert!(Instant::now() < deadline, "the run never showed up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let watch = backfill_spawn(
+        &["status", &plan, "--watch", "--interval", "300ms"],
+        &db.url,
+    );
+    let json = backfill_spawn(
+        &["status", &plan, "--watch", "--interval", "300ms", "--json"],
+        &db.url,
+    );
+    let out = finish(run).await;
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let watched = finish(watch).await;
+    assert_eq!(watched.status.code(), Some(0), "{}", show(&watched));
+    let text = String::from_utf8_lossy(&watched.stdout);
+    let refreshes = text.lines().filter(|l| *l == "--").count();
+    assert!(refreshes >= 2, "{text}");
+    let last = text.rsplit("--\n").next().unwrap_or_default();
+    assert!(
+        last.contains("20000 of ~") && last.contains("finished") && !last.contains("process "),
+        "{last}"
+    );
+    let json = finish(json).await;
+    assert_eq!(json.status.code(), Some(0), "{}", show(&json));
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&json.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(lines.len() >= 2, "{lines:?}");
+    assert_eq!(
+        lines.last().map(|v| v[0]["backfill"]["rows_done"].clone()),
+        Some(20_000.into())
+    );
+    // A bad interval is refused before anything is read.
+    let out = backfill_cmd(&["status", "--watch", "--interval", "soon"], Some(&db.url));
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    drop(client);
+}
+
 #[tokio::test]
 async fn pause_and_resume_from_another_terminal() {
     let db = TestDb::new("runner_pause").await;

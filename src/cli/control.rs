@@ -26,6 +26,11 @@ fn need_db(db: &DbArgs, what: &str) -> Result<ConnectionSpec> {
 /// `backfill status`.
 pub async fn status_cmd(args: StatusArgs) -> Result<()> {
     let conn = need_db(&args.db, "status")?;
+    let interval = backfill::plan::parse_duration(&args.interval)
+        .map_err(|e| Error::Usage(format!("--interval {:?}: {e}", args.interval)))?;
+    if interval.is_zero() {
+        return Err(Error::Usage("--interval must be longer than 0".to_string()));
+    }
     let client = conn.connect().await?;
     let schema = Ident::new(&args.db.state_schema);
     let names: Vec<String> = if args.plans.is_empty() {
@@ -33,32 +38,57 @@ pub async fn status_cmd(args: StatusArgs) -> Result<()> {
     } else {
         load_all(&args.plans)?.into_iter().map(|p| p.name).collect()
     };
-    let plans = if state::exists(&client, &schema).await? {
-        control::status(&client, &schema, &names).await?
-    } else {
-        names
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let mut drawn_lines = 0;
+    loop {
+        let plans = if state::exists(&client, &schema).await? {
+            control::status(&client, &schema, &names).await?
+        } else {
+            names
+                .iter()
+                .map(|n| PlanStatus {
+                    plan: n.clone(),
+                    started: false,
+                    detail: None,
+                })
+                .collect()
+        };
+        let text = if args.json {
+            let json = if args.watch {
+                serde_json::to_string(&plans)
+            } else {
+                serde_json::to_string_pretty(&plans)
+            };
+            format!("{}\n", json.unwrap_or_default())
+        } else if plans.is_empty() {
+            "no plan has run on this database yet\n".to_string()
+        } else {
+            plans.iter().map(render_status).collect()
+        };
+        if args.watch && terminal && !args.json && drawn_lines > 0 {
+            // Back to the top of what was drawn last time, and clear it.
+            print!("\x1b[{drawn_lines}A\x1b[J");
+        } else if args.watch && !terminal && !args.json && drawn_lines > 0 {
+            println!("--");
+        }
+        print!("{text}");
+        std::io::Write::flush(&mut std::io::stdout()).ok();
+        drawn_lines = text.lines().count();
+        if !args.watch || settled(&plans) {
+            return Ok(());
+        }
+        tokio::time::sleep(interval).await;
+    }
+}
+
+/// Nothing in progress: every plan shown started, and no process works on any of them (a
+/// phase left running by a process that died is not in progress; what waits for a later
+/// release waits for another `run`).
+fn settled(plans: &[PlanStatus]) -> bool {
+    !plans.is_empty()
+        && plans
             .iter()
-            .map(|n| PlanStatus {
-                plan: n.clone(),
-                started: false,
-                detail: None,
-            })
-            .collect()
-    };
-    if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&plans).unwrap_or_default()
-        );
-        return Ok(());
-    }
-    if plans.is_empty() {
-        println!("no plan has run on this database yet");
-    }
-    for p in &plans {
-        print!("{}", render_status(p));
-    }
-    Ok(())
+            .all(|p| p.detail.as_ref().is_some_and(|d| d.processes.is_empty()))
 }
 
 fn render_status(p: &PlanStatus) -> String {

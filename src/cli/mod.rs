@@ -157,6 +157,14 @@ pub struct StatusArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+    /// Refresh every `--interval` (in place on a terminal; with `--json`, one line each time)
+    /// until nothing is in progress: every plan shown started, no process working on it.
+    /// Ctrl-C stops watching, never the run.
+    #[arg(long)]
+    pub watch: bool,
+    /// How often `--watch` refreshes (e.g. 2s, 500ms).
+    #[arg(long, default_value = "2s", requires = "watch")]
+    pub interval: String,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub db: DbArgs,
