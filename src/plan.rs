@@ -47,7 +47,7 @@ pub mod defaults {
 pub use crate::diagnostics::{FieldPath, Seg};
 
 /// `[backfill]`: how the backfill phase runs.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct BackfillSettings {
     /// Rows in the first chunk.
@@ -58,6 +58,7 @@ pub struct BackfillSettings {
     pub max_batch_size: u32,
     /// The chunk duration the batch size adapts toward.
     #[serde(with = "duration")]
+    #[schemars(with = "String")]
     pub target_chunk_time: Duration,
     /// Concurrent workers.
     pub workers: u32,
@@ -65,36 +66,42 @@ pub struct BackfillSettings {
     pub max_rows_per_second: u64,
     /// `lock_timeout` of every DDL statement and chunk.
     #[serde(with = "duration")]
+    #[schemars(with = "String")]
     pub lock_timeout: Duration,
     /// `statement_timeout` of every chunk.
     #[serde(with = "duration")]
+    #[schemars(with = "String")]
     pub statement_timeout: Duration,
     /// How often a DDL step that cannot get its lock is retried.
     pub ddl_retries: u32,
     /// How long a process's claim on a segment lasts without its heartbeat; after that,
     /// other processes take the segment over.
     #[serde(with = "duration")]
+    #[schemars(with = "String")]
     pub lease: Duration,
 }
 
 /// `[throttle]`: the database-health probes that hold the workers between chunks while any is
 /// over its threshold. Unset thresholds are not probed.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ThrottleSettings {
     /// How often the probes run.
     #[serde(with = "duration")]
+    #[schemars(with = "String")]
     pub check_interval: Duration,
     /// The largest replication lag allowed (on the primary: `replay_lag` of
     /// `pg_stat_replication`; on each `--replica-url`: the age of the heartbeat the monitor
     /// writes on the primary every tick, as replayed there).
     #[serde(with = "opt_duration", skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
     pub max_replication_lag: Option<Duration>,
     /// The most sessions allowed to wait on locks of the table.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_lock_waiters: Option<u64>,
     /// The oldest open transaction allowed (it holds back vacuum).
     #[serde(with = "opt_duration", skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
     pub max_transaction_age: Option<Duration>,
     /// Hold while autovacuum works on the table.
     pub pause_during_autovacuum: bool,
@@ -134,19 +141,24 @@ impl Default for BackfillSettings {
 }
 
 /// `[release]`: from which application release each phase is due.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReleaseGates {
     /// Expand, dual-write and backfill are due from this release on.
     #[serde(default, deserialize_with = "release")]
+    #[schemars(with = "Option<String>")]
     pub expand: Option<Release>,
     /// Contract is due from this release on.
     #[serde(default, deserialize_with = "release")]
+    #[schemars(with = "Option<String>")]
     pub contract: Option<Release>,
 }
 
-#[derive(Debug, Deserialize)]
+/// A plan file: the table, its operations in order, and the settings of its backfill,
+/// throttle and releases.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(title = "backfill plan")]
 struct RawPlan {
     name: Option<String>,
     table: String,
@@ -158,6 +170,12 @@ struct RawPlan {
     throttle: ThrottleSettings,
     #[serde(default)]
     release: ReleaseGates,
+}
+
+/// The JSON Schema of the plan format (draft 2020-12), generated from the types plans are
+/// read into, so it cannot drift from them: `backfill schema` prints it.
+pub fn json_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(RawPlan)).unwrap_or_default()
 }
 
 /// A parsed plan that passed every check that needs no database.

@@ -122,6 +122,12 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Print the JSON Schema of the plan format, generated from the types plans are read into:
+    /// editors that read `#:schema` (Taplo, Even Better TOML) complete and check plans with it.
+    #[command(
+        after_help = "Examples:\n  backfill schema > plans/plan.schema.json\n  # then, first line of a plan: #:schema ./plan.schema.json"
+    )]
+    Schema,
     /// Write man pages generated from these command-line definitions: `backfill.1` and one page
     /// per subcommand (`backfill-run.1`, ...) into `--out`, or `backfill.1` to standard output.
     #[command(
@@ -481,6 +487,14 @@ pub async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Man { out } => man_cmd(out.as_deref()),
+        Command::Schema => {
+            let schema = backfill::plan::json_schema();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&schema).unwrap_or_default()
+            );
+            Ok(())
+        }
         Command::Demo(args) => {
             backfill::demo::run(&backfill::demo::DemoOptions {
                 rows: args.rows,

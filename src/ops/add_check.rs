@@ -14,7 +14,7 @@ use crate::ops::ExprMap;
 use crate::sql::Ident;
 
 /// `kind = "add_check"`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddCheck {
     /// The constraint's name.

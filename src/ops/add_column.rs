@@ -18,7 +18,7 @@ use crate::diagnostics::FieldPath;
 use crate::sql::Ident;
 
 /// `kind = "add_column"`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddColumn {
     /// The new column.
@@ -43,7 +43,7 @@ pub struct AddColumn {
 }
 
 /// `check = "length(bio) < 100"` or `check = { name = "bio_short", check = "..." }`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum ColumnCheck {
     /// The condition; the constraint is named `<table>_<column>_check`.
@@ -58,7 +58,7 @@ pub enum ColumnCheck {
 }
 
 /// `references = { table = "users", column = "id", on_delete = "cascade" }`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ColumnReference {
     /// The referenced table (`table` or `schema.table`).

@@ -11,7 +11,7 @@ use crate::diagnostics::FieldPath;
 use crate::sql::literal;
 
 /// `kind = "add_enum_value"`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddEnumValue {
     /// The enum type.

@@ -12,7 +12,7 @@ use crate::diagnostics::FieldPath;
 use crate::sql::{Ident, QualifiedName};
 
 /// The referenced side of a foreign key.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct References {
     /// The referenced table (`table` or `schema.table`).
@@ -22,7 +22,7 @@ pub struct References {
 }
 
 /// `kind = "add_foreign_key"`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddForeignKey {
     /// The referencing columns.

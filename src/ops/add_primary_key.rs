@@ -15,7 +15,7 @@ use crate::diagnostics::FieldPath;
 use crate::sql::{fit_identifier, ident_list, Ident};
 
 /// `kind = "add_primary_key"`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddPrimaryKey {
     /// The key's columns, in order.

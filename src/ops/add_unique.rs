@@ -13,7 +13,7 @@ use crate::diagnostics::FieldPath;
 use crate::sql::{ident_list, Ident};
 
 /// `kind = "add_unique"`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddUnique {
     /// The columns that must be unique together.

@@ -27,7 +27,7 @@ use crate::diagnostics::FieldPath;
 use crate::sql::{fit_identifier, Ident};
 
 /// `kind = "change_type"`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangeType {
     /// The column.

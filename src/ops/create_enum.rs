@@ -9,7 +9,7 @@ use crate::diagnostics::FieldPath;
 use crate::sql::{literal, Ident, QualifiedName};
 
 /// `kind = "create_enum"`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateEnum {
     /// The type's name (any characters: it is quoted).

@@ -15,7 +15,7 @@ use crate::sql::{fit_identifier, fnv1a, Ident};
 pub const METHODS: &[&str] = &["btree", "hash", "gist", "spgist", "gin", "brin"];
 
 /// One indexed column: its name, or a table with the name and how it is indexed.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum IndexColumn {
     /// `"email"`.
@@ -25,7 +25,7 @@ pub enum IndexColumn {
 }
 
 /// How a column is indexed.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ColumnSpec {
     /// The column.
@@ -81,7 +81,7 @@ fn qualified_ident(name: &str) -> String {
 }
 
 /// `kind = "create_index"`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateIndex {
     /// Indexed columns, names or `{ name, order, nulls, opclass, collation }` (or give

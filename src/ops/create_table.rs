@@ -19,7 +19,7 @@ use crate::diagnostics::FieldPath;
 use crate::sql::{Ident, QualifiedName, MAX_IDENTIFIER_BYTES};
 
 /// `kind = "create_table"`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTable {
     /// The columns, in order.
@@ -36,7 +36,7 @@ pub struct CreateTable {
 }
 
 /// `{ name = "bio", type = "text", nullable = true, default = "''", identity = false }`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TableColumn {
     /// The column's name.
@@ -55,7 +55,7 @@ pub struct TableColumn {
 }
 
 /// `{ name = "bio_short", check = "length(bio) < 10000" }`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TableCheck {
     /// The constraint's name.

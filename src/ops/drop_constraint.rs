@@ -32,7 +32,7 @@ use crate::diagnostics::FieldPath;
 use crate::sql::{literal, Ident};
 
 /// `kind = "drop_constraint"`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DropConstraint {
     /// The constraint's name.

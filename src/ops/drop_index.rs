@@ -10,7 +10,7 @@ use crate::db::catalog::KeySource;
 use crate::diagnostics::FieldPath;
 
 /// `kind = "drop_index"`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DropIndex {
     /// The index, in the table's schema.

@@ -19,7 +19,7 @@ use crate::diagnostics::FieldPath;
 use crate::sql::Ident;
 
 /// `kind = "drop_not_null"`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DropNotNull {
     /// The column.

@@ -14,7 +14,7 @@ use super::{Contract, Ctx, Effects, LockLevel, Operation, Problems, Statement, T
 use crate::diagnostics::FieldPath;
 
 /// `kind = "drop_table"`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DropTable {}
 

@@ -17,7 +17,7 @@ use crate::ops::ExprMap;
 use crate::sql::Ident;
 
 /// `kind = "merge_columns"`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MergeColumns {
     /// The columns to merge.

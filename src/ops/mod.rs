@@ -752,7 +752,7 @@ pub trait Operation: fmt::Debug {
 macro_rules! registry {
     ($($kind:ident => $module:ident :: $ty:ident),+ $(,)?) => {
         /// One operation of a plan, as written in `[[operations]]` with its `kind`.
-        #[derive(Debug, Clone, Deserialize)]
+        #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
         #[serde(tag = "kind", rename_all = "snake_case")]
         pub enum OperationSpec {
             $(

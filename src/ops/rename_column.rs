@@ -15,7 +15,7 @@ use crate::diagnostics::FieldPath;
 use crate::sql::Ident;
 
 /// `kind = "rename_column"`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RenameColumn {
     /// The current name.

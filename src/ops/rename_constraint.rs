@@ -15,7 +15,7 @@ use crate::diagnostics::FieldPath;
 use crate::sql::{Ident, MAX_IDENTIFIER_BYTES};
 
 /// `kind = "rename_constraint"`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RenameConstraint {
     /// The current name.

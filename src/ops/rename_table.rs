@@ -40,7 +40,7 @@ const VIEW_PRIVILEGES: &[&str] = &[
 ];
 
 /// `kind = "rename_table"`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RenameTable {
     /// The new name, in the table's schema.

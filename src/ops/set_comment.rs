@@ -14,7 +14,7 @@ use crate::diagnostics::FieldPath;
 use crate::sql::{literal, Ident};
 
 /// `kind = "set_comment"`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetComment {
     /// The column; the table itself when absent.

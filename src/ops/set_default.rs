@@ -53,8 +53,21 @@ impl<'de> Deserialize<'de> for NewDefault {
     }
 }
 
+impl schemars::JsonSchema for NewDefault {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "NewDefault".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "An SQL expression in a string (`default = \"0\"`), or `false` to drop the default.",
+            "anyOf": [{ "type": "string" }, { "const": false }]
+        })
+    }
+}
+
 /// `kind = "set_default"`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetDefault {
     /// The column.

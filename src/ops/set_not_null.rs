@@ -12,7 +12,7 @@ use crate::diagnostics::FieldPath;
 use crate::sql::Ident;
 
 /// `kind = "set_not_null"`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetNotNull {
     /// The column.

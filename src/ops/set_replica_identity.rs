@@ -10,7 +10,7 @@ use crate::diagnostics::FieldPath;
 use crate::sql::Ident;
 
 /// `kind = "set_replica_identity"`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetReplicaIdentity {
     /// `default` (the primary key), `full`, `nothing` or `index`.

@@ -12,7 +12,7 @@ use crate::diagnostics::FieldPath;
 use crate::sql::Ident;
 
 /// A new column of a split or merge.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewColumnSpec {
     /// Its name.
@@ -109,7 +109,7 @@ pub fn new_columns_rollback(ctx: &Ctx<'_>, new: &[&NewColumnSpec]) -> Rollback {
 }
 
 /// `kind = "split_column"`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SplitColumn {
     /// The column to split.

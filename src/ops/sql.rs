@@ -10,7 +10,7 @@ use crate::diagnostics::FieldPath;
 use crate::sql::{one_line, statement_count};
 
 /// When a `sql` operation runs.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SqlPhase {
     /// In the expand transaction (needs `down`).
@@ -21,7 +21,7 @@ pub enum SqlPhase {
 }
 
 /// `kind = "sql"`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Sql {
     /// `expand` (default) or `contract`.

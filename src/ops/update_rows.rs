@@ -12,7 +12,7 @@ use crate::ops::ExprMap;
 use crate::sql::Ident;
 
 /// `kind = "update_rows"`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateRows {
     /// New values per column, over the row.
