@@ -96,12 +96,25 @@ impl Kind {
         (names, defaults)
     }
 
-    /// The catalog expected after contract, sorted.
+    /// The table's name after contract.
+    pub fn final_table(&self) -> &'static str {
+        self.plans
+            .iter()
+            .rev()
+            .find_map(|p| p.model.rename_table)
+            .unwrap_or("t")
+    }
+
+    /// The catalog expected after contract, sorted: the bystanders' on the table under its
+    /// final name (the only relation of the schema besides the kind's own), and the kind's.
     pub fn final_catalog(&self) -> Vec<String> {
+        let table = self.final_table();
+        let on = format!(" ON public.{table} USING ");
         let mut out: Vec<String> = BYSTANDERS_CATALOG
             .iter()
-            .chain(self.final_catalog.iter())
-            .map(|s| s.to_string())
+            .map(|s| s.replace(" ON public.t USING ", &on))
+            .chain(std::iter::once(format!("relation {table} r")))
+            .chain(self.final_catalog.iter().map(|s| s.to_string()))
             .collect();
         out.sort();
         out
@@ -120,6 +133,7 @@ impl Kind {
             "set_not_null" => set_not_null(),
             "add_check" => add_check(),
             "two_plans" => two_plans(),
+            "metadata" => metadata(),
             other => panic!("no transition case {other}"),
         }
     }
@@ -131,7 +145,11 @@ fn writer(label: &'static str, cols: Vec<super::gen::WCol>) -> Writer {
     all.push(col_not_null("n", Vals::Int(0, 50)));
     all.push(col("u", Vals::Unique));
     all.push(col("c", Vals::Text));
-    Writer { label, cols: all }
+    Writer {
+        label,
+        table: "t",
+        cols: all,
+    }
 }
 
 /// A seeded value: NULL one time in `null_in`.
@@ -164,10 +182,13 @@ fn rename_plan(file: &'static str, expand: &'static str) -> PlanDef {
                 new: &["a_new"],
                 up: |r| vec![get(r, "a").clone()],
                 down: |r| vec![get(r, "a_new").clone()],
+                required: false,
             },
             adds: &["a_new"],
             drops: &["a"],
             renames: &[],
+            defaults: Vec::new(),
+            rename_table: None,
         },
     }
 }
@@ -212,10 +233,13 @@ fn change_type() -> Kind {
                     new: &["b_bf_new"],
                     up: |r| vec![int(r, "b").map_or(Val::Null, |b| Val::Int(b * 10))],
                     down: |r| vec![int(r, "b_bf_new").map_or(Val::Null, |v| Val::Int(v / 10))],
+                    required: false,
                 },
                 adds: &["b_bf_new"],
                 drops: &["b"],
                 renames: &[("b_bf_new", "b")],
+                defaults: Vec::new(),
+                rename_table: None,
             },
         }],
         writers: vec![
@@ -250,10 +274,13 @@ fn split_column() -> Kind {
                         vec![split_part(f, 1), split_part(f, 2)]
                     },
                     down: |r| vec![concat_ws(&[get(r, "first_name"), get(r, "last_name")])],
+                    required: false,
                 },
                 adds: &["first_name", "last_name"],
                 drops: &["full_name"],
                 renames: &[],
+                defaults: Vec::new(),
+                rename_table: None,
             },
         }],
         writers: vec![
@@ -299,10 +326,13 @@ fn merge_columns() -> Kind {
                         let f = get(r, "full_name");
                         vec![split_part(f, 1), split_part(f, 2)]
                     },
+                    required: false,
                 },
                 adds: &["full_name"],
                 drops: &["first_name", "last_name"],
                 renames: &[],
+                defaults: Vec::new(),
+                rename_table: None,
             },
         }],
         writers: vec![
@@ -336,6 +366,8 @@ fn tag_plan(file: &'static str, expand: &'static str, from: &'static str) -> Pla
             adds: &["tag"],
             drops: &[],
             renames: &[],
+            defaults: Vec::new(),
+            rename_table: None,
         },
     }
 }
@@ -390,6 +422,8 @@ fn drop_column() -> Kind {
                 adds: &[],
                 drops: &["legacy"],
                 renames: &[],
+                defaults: Vec::new(),
+                rename_table: None,
             },
         }],
         writers: vec![
@@ -413,6 +447,8 @@ fn fill_plan(file: &'static str, ops: &str, agree: &'static str, sync: Sync) -> 
             adds: &[],
             drops: &[],
             renames: &[],
+            defaults: Vec::new(),
+            rename_table: None,
         },
     }
 }
@@ -530,6 +566,74 @@ fn two_plans() -> Kind {
             "column a_new text notnull=false default=-",
             "column tag text notnull=false default=-",
             "index CREATE INDEX t_a_idx ON public.t USING btree (a_new)",
+        ],
+    }
+}
+
+/// Catalog-only changes in one plan, as the tool plans them: at expand `drop_not_null` (the
+/// new release may write NULL into `m`, the old one never does), `set_default` (every INSERT
+/// that leaves `d` out gets the new default from then on), `set_comment`, `create_index` with
+/// column options, `include` and `where` (concurrently), `drop_constraint` of a check (the new
+/// release writes values it refused, the old one never does), `rename_constraint`,
+/// `set_replica_identity` and a `sql` operation (`CREATE STATISTICS`); at contract
+/// `drop_index`. No trigger, no backfill.
+fn metadata() -> Kind {
+    let ops = "[[operations]]\nkind = \"drop_not_null\"\ncolumn = \"m\"\n\n[[operations]]\nkind = \"set_default\"\ncolumn = \"d\"\ndefault = \"'fresh'\"\n\n[[operations]]\nkind = \"set_comment\"\ncolumn = \"d\"\ncomment = \"it's set by the metadata plan\"\n\n[[operations]]\nkind = \"create_index\"\ncolumns = [{ name = \"x\", order = \"desc\", nulls = \"last\" }, \"m\"]\ninclude = [\"d\"]\nwhere = \"x > 0\"\nname = \"t_x_desc_idx\"\n\n[[operations]]\nkind = \"drop_index\"\nname = \"t_x_idx\"\n\n[[operations]]\nkind = \"drop_constraint\"\nname = \"t_x_small\"\n\n[[operations]]\nkind = \"rename_constraint\"\nfrom = \"t_m_positive\"\nto = \"t_m_pos\"\n\n[[operations]]\nkind = \"set_replica_identity\"\nidentity = \"full\"\n\n[[operations]]\nkind = \"sql\"\nphase = \"expand\"\nup = \"CREATE STATISTICS t_x_m (dependencies) ON x, m FROM t\"\ndown = \"DROP STATISTICS IF EXISTS t_x_m\"\n";
+    Kind {
+        name: "metadata",
+        columns_ddl: "m int NOT NULL DEFAULT 1 CONSTRAINT t_m_positive CHECK (m > 0),\n  d text DEFAULT 'stale',\n  x int CONSTRAINT t_x_small CHECK (x < 1000)",
+        extra_ddl: "CREATE INDEX t_x_idx ON t (x);",
+        columns: vec![
+            ("m", Some(Val::Int(1))),
+            ("d", Some(Val::text("stale"))),
+            ("x", None),
+        ],
+        seed: |g| {
+            vec![
+                ("m", g.value(Vals::Int(1, 50))),
+                ("d", maybe(g, Vals::Text, 5)),
+                ("x", maybe(g, Vals::Int(-50, 999), 5)),
+            ]
+        },
+        plans: vec![PlanDef {
+            file: "0001_metadata.toml",
+            toml: plan_toml(ops, "1.4.0"),
+            expand: "1.4.0",
+            backfills: false,
+            // What the table itself enforces: the renamed check.
+            agree: "m IS NULL OR m > 0",
+            model: PlanModel {
+                defaults: vec![("d", Val::text("fresh"))],
+                ..PlanModel::new("0001_metadata", Sync::NoTrigger)
+            },
+        }],
+        writers: vec![
+            writer(
+                "old",
+                vec![
+                    col_not_null("m", Vals::Int(1, 50)),
+                    col("d", Vals::Text),
+                    col("x", Vals::Int(-50, 999)),
+                ],
+            ),
+            writer(
+                "new",
+                vec![
+                    col("m", Vals::Int(1, 50)),
+                    col("d", Vals::Text),
+                    col("x", Vals::Int(-50, 3000)),
+                ],
+            ),
+        ],
+        final_catalog: vec![
+            "column d text notnull=false default='fresh'",
+            "column m integer notnull=false default='1'",
+            "column x integer notnull=false default=-",
+            "comment column d: it's set by the metadata plan",
+            "constraint t_m_pos CHECK ((m > 0)) validated=true",
+            "index CREATE INDEX t_x_desc_idx ON public.t USING btree (x DESC NULLS LAST, m) INCLUDE (d) WHERE (x > 0)",
+            "replica identity f",
+            "statistics CREATE STATISTICS public.t_x_m (dependencies) ON m, x FROM t",
         ],
     }
 }
