@@ -1,6 +1,8 @@
 //! A seeded, randomized transition tester: for each operation kind (rename_column,
 //! change_type, split_column, merge_columns, add_column with `up`, drop_column with `down`,
-//! update_rows, set_not_null with `fill`, add_check with `fill`), for a plan of catalog-only kinds
+//! update_rows, set_not_null with `fill`, add_check with `fill`), for a plan whose changes of
+//! one column the tool composes into one change_type (`compose`: rename_column, change_type,
+//! set_not_null with `fill` and set_default of one column), for a plan of catalog-only kinds
 //! (`metadata`: drop_not_null, set_default, set_comment, create_index with column options,
 //! `include` and `where`, drop_index, drop_constraint, rename_constraint, set_replica_identity,
 //! sql), and for two plans in flight on one table (a rename, then a
@@ -67,7 +69,7 @@ const DEFAULT_CASES: usize = 2;
 const DEFAULT_SHRINK_SECS: u64 = 45;
 
 /// The cases, in the order their seeds are derived.
-const KINDS: [&str; 11] = [
+const KINDS: [&str; 12] = [
     "rename_column",
     "change_type",
     "split_column",
@@ -78,6 +80,7 @@ const KINDS: [&str; 11] = [
     "set_not_null",
     "add_check",
     "two_plans",
+    "compose",
     "metadata",
 ];
 
@@ -228,6 +231,12 @@ async fn add_check() {
 #[tokio::test]
 async fn two_plans() {
     check_kind("two_plans").await;
+}
+
+/// A rename, a type change, NOT NULL and a default of one column, composed into one change.
+#[tokio::test]
+async fn compose() {
+    check_kind("compose").await;
 }
 
 /// Catalog-only kinds, create_index, drop_index, set_replica_identity and sql in one plan.

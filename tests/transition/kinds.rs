@@ -133,6 +133,7 @@ impl Kind {
             "set_not_null" => set_not_null(),
             "add_check" => add_check(),
             "two_plans" => two_plans(),
+            "compose" => compose(),
             "metadata" => metadata(),
             other => panic!("no transition case {other}"),
         }
@@ -566,6 +567,56 @@ fn two_plans() -> Kind {
             "column a_new text notnull=false default=-",
             "column tag text notnull=false default=-",
             "index CREATE INDEX t_a_idx ON public.t USING btree (a_new)",
+        ],
+    }
+}
+
+/// A `rename_column`, a `change_type`, a `set_not_null` and a `set_default` of one column,
+/// which the tool composes into one `change_type` with `rename_to = "points"`,
+/// `not_null = true`, `fill` and `default`: `points bigint` is visible from expand on, NOT NULL
+/// for new writes (a check NOT VALID), in sync both ways with `b` (up: `COALESCE(b * 10,
+/// -id)`, down: `points / 10`); a NULL `points` is always unfilled. The default is set at
+/// contract, with NOT NULL: during the transition an INSERT that leaves `points` out gets it
+/// from `b` (or `-id`). The index on `b` is carried onto `points`.
+fn compose() -> Kind {
+    let ops = "[[operations]]\nkind = \"rename_column\"\nfrom = \"b\"\nto = \"points\"\n\n[[operations]]\nkind = \"change_type\"\ncolumn = \"points\"\ntype = \"bigint\"\nup = \"points::bigint * 10\"\ndown = \"(points_bf_new / 10)::int\"\n\n[[operations]]\nkind = \"set_not_null\"\ncolumn = \"points\"\nfill = \"-id\"\n\n[[operations]]\nkind = \"set_default\"\ncolumn = \"points\"\ndefault = \"5\"\n";
+    Kind {
+        name: "compose",
+        columns_ddl: "b int",
+        extra_ddl: "CREATE INDEX t_b_idx ON t (b);",
+        columns: vec![("b", None)],
+        seed: |g| vec![("b", maybe(g, Vals::Int(-1000, 1000), 4))],
+        plans: vec![PlanDef {
+            file: "0001_compose.toml",
+            toml: plan_toml(ops, "1.4.0"),
+            expand: "1.4.0",
+            backfills: true,
+            agree: "points IS NOT NULL AND (points = COALESCE(b::bigint * 10, -id) OR b IS NOT DISTINCT FROM (points / 10)::int)",
+            model: PlanModel {
+                adds: &["points"],
+                drops: &["b"],
+                ..PlanModel::new(
+                    "0001_compose",
+                    Sync::TwoWay {
+                        old: &["b"],
+                        new: &["points"],
+                        up: |r| {
+                            let id = int(r, "id").unwrap_or(0);
+                            vec![Val::Int(int(r, "b").map_or(-id, |b| b * 10))]
+                        },
+                        down: |r| vec![int(r, "points").map_or(Val::Null, |v| Val::Int(v / 10))],
+                        required: true,
+                    },
+                )
+            },
+        }],
+        writers: vec![
+            writer("old", vec![col("b", Vals::Int(-1000, 1000))]),
+            writer("new", vec![col_not_null("points", Vals::Int(-20000, 20000))]),
+        ],
+        final_catalog: vec![
+            "column points bigint notnull=true default='5'",
+            "index CREATE INDEX t_b_idx ON public.t USING btree (points)",
         ],
     }
 }
