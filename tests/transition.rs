@@ -5,7 +5,8 @@
 //! set_not_null with `fill` and set_default of one column), for a plan of catalog-only kinds
 //! (`metadata`: drop_not_null, set_default, set_comment, create_index with column options,
 //! `include` and `where`, drop_index, drop_constraint, rename_constraint, set_replica_identity,
-//! sql), and for two plans in flight on one table (a rename, then a
+//! sql), for rename_table (the old release writes through the old name, a view, the new one
+//! through the new name), and for two plans in flight on one table (a rename, then a
 //! column derived from the renamed one, both expanded before either contracts), it takes a
 //! table `t` with bystanders (a NOT NULL column with a default and a check, a column under a
 //! unique index, one with a default, an index and a comment), seeds 50–150 rows full of NULLs,
@@ -69,7 +70,7 @@ const DEFAULT_CASES: usize = 2;
 const DEFAULT_SHRINK_SECS: u64 = 45;
 
 /// The cases, in the order their seeds are derived.
-const KINDS: [&str; 12] = [
+const KINDS: [&str; 13] = [
     "rename_column",
     "change_type",
     "split_column",
@@ -82,6 +83,7 @@ const KINDS: [&str; 12] = [
     "two_plans",
     "compose",
     "metadata",
+    "rename_table",
 ];
 
 fn env_number(name: &str, default: u64) -> u64 {
@@ -243,6 +245,12 @@ async fn compose() {
 #[tokio::test]
 async fn metadata() {
     check_kind("metadata").await;
+}
+
+/// Both names of the table work from expand to contract.
+#[tokio::test]
+async fn rename_table() {
+    check_kind("rename_table").await;
 }
 
 /// The model's SQL functions agree with PostgreSQL's on the values the generator draws.

@@ -135,6 +135,7 @@ impl Kind {
             "two_plans" => two_plans(),
             "compose" => compose(),
             "metadata" => metadata(),
+            "rename_table" => rename_table(),
             other => panic!("no transition case {other}"),
         }
     }
@@ -685,6 +686,55 @@ fn metadata() -> Kind {
             "index CREATE INDEX t_x_desc_idx ON public.t USING btree (x DESC NULLS LAST, m) INCLUDE (d) WHERE (x > 0)",
             "replica identity f",
             "statistics CREATE STATISTICS public.t_x_m (dependencies) ON m, x FROM t",
+        ],
+    }
+}
+
+/// `rename_table` to `t_new`: from expand to contract the old release reads and writes
+/// through `t` (a view over the table: INSERTs that leave columns out get the table's defaults
+/// and identity), the new release through `t_new`; every row reads the same through both
+/// names. After contract only `t_new` is left.
+fn rename_table() -> Kind {
+    let ops = "[[operations]]\nkind = \"rename_table\"\nto = \"t_new\"\n";
+    Kind {
+        name: "rename_table",
+        columns_ddl: "r text DEFAULT 'r-dflt',\n  q int",
+        extra_ddl: "CREATE INDEX t_q_idx ON t (q);",
+        columns: vec![("r", Some(Val::text("r-dflt"))), ("q", None)],
+        seed: |g| {
+            vec![
+                ("r", maybe(g, Vals::Text, 5)),
+                ("q", maybe(g, Vals::Int(-100, 100), 5)),
+            ]
+        },
+        plans: vec![PlanDef {
+            file: "0001_rename_table.toml",
+            toml: plan_toml(ops, "1.4.0"),
+            expand: "1.4.0",
+            backfills: false,
+            agree: "true",
+            model: PlanModel {
+                rename_table: Some("t_new"),
+                ..PlanModel::new("0001_rename_table", Sync::NoTrigger)
+            },
+        }],
+        writers: vec![
+            writer(
+                "old",
+                vec![col("r", Vals::Text), col("q", Vals::Int(-100, 100))],
+            ),
+            Writer {
+                table: "t_new",
+                ..writer(
+                    "new",
+                    vec![col("r", Vals::Text), col("q", Vals::Int(-100, 100))],
+                )
+            },
+        ],
+        final_catalog: vec![
+            "column q integer notnull=false default=-",
+            "column r text notnull=false default='r-dflt'",
+            "index CREATE INDEX t_q_idx ON public.t_new USING btree (q)",
         ],
     }
 }
