@@ -6,7 +6,8 @@
 //! (`metadata`: drop_not_null, set_default, set_comment, create_index with column options,
 //! `include` and `where`, drop_index, drop_constraint, rename_constraint, set_replica_identity,
 //! sql), for rename_table (the old release writes through the old name, a view, the new one
-//! through the new name), and for two plans in flight on one table (a rename, then a
+//! through the new name), for add_column with `unique`, `check` and `references`
+//! (`add_column_constraints`), and for two plans in flight on one table (a rename, then a
 //! column derived from the renamed one, both expanded before either contracts), it takes a
 //! table `t` with bystanders (a NOT NULL column with a default and a check, a column under a
 //! unique index, one with a default, an index and a comment), seeds 50–150 rows full of NULLs,
@@ -70,7 +71,7 @@ const DEFAULT_CASES: usize = 2;
 const DEFAULT_SHRINK_SECS: u64 = 45;
 
 /// The cases, in the order their seeds are derived.
-const KINDS: [&str; 13] = [
+const KINDS: [&str; 14] = [
     "rename_column",
     "change_type",
     "split_column",
@@ -84,6 +85,7 @@ const KINDS: [&str; 13] = [
     "compose",
     "metadata",
     "rename_table",
+    "add_column_constraints",
 ];
 
 fn env_number(name: &str, default: u64) -> u64 {
@@ -251,6 +253,12 @@ async fn metadata() {
 #[tokio::test]
 async fn rename_table() {
     check_kind("rename_table").await;
+}
+
+/// add_column with unique, check and references.
+#[tokio::test]
+async fn add_column_constraints() {
+    check_kind("add_column_constraints").await;
 }
 
 /// The model's SQL functions agree with PostgreSQL's on the values the generator draws.

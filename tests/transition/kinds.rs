@@ -136,6 +136,7 @@ impl Kind {
             "compose" => compose(),
             "metadata" => metadata(),
             "rename_table" => rename_table(),
+            "add_column_constraints" => add_column_constraints(),
             other => panic!("no transition case {other}"),
         }
     }
@@ -735,6 +736,48 @@ fn rename_table() -> Kind {
             "column q integer notnull=false default=-",
             "column r text notnull=false default='r-dflt'",
             "index CREATE INDEX t_q_idx ON public.t_new USING btree (q)",
+        ],
+    }
+}
+
+/// `add_column` with `unique`, a `check` and `references` in one operation: the unique index
+/// built concurrently at expand and attached at contract, the check and the foreign key NOT
+/// VALID at expand and validated at contract. The new release writes the column (fresh values,
+/// all of them in `teams`, all positive), the old one never does. No trigger, no backfill.
+fn add_column_constraints() -> Kind {
+    let ops = "[[operations]]\nkind = \"add_column\"\nname = \"team_id\"\ntype = \"bigint\"\nunique = true\ncheck = \"team_id > 0\"\nreferences = { table = \"teams\" }\n";
+    Kind {
+        name: "add_column_constraints",
+        columns_ddl: "a text",
+        extra_ddl: "CREATE TABLE teams (id bigint PRIMARY KEY);\nINSERT INTO teams SELECT generate_series(1, 100000);",
+        columns: vec![("a", None)],
+        seed: |g| vec![("a", maybe(g, Vals::Text, 6))],
+        plans: vec![PlanDef {
+            file: "0001_add_column_constraints.toml",
+            toml: plan_toml(ops, "1.4.0"),
+            expand: "1.4.0",
+            backfills: false,
+            agree: "team_id IS NULL OR team_id > 0",
+            model: PlanModel {
+                adds: &["team_id"],
+                ..PlanModel::new("0001_add_column_constraints", Sync::NoTrigger)
+            },
+        }],
+        writers: vec![
+            writer("old", vec![col("a", Vals::Text)]),
+            writer(
+                "new",
+                vec![col("a", Vals::Text), col("team_id", Vals::Unique)],
+            ),
+        ],
+        final_catalog: vec![
+            "column a text notnull=false default=-",
+            "column team_id bigint notnull=false default=-",
+            "constraint t_team_id_check CHECK ((team_id > 0)) validated=true",
+            "constraint t_team_id_fkey FOREIGN KEY (team_id) REFERENCES teams(id) validated=true",
+            "constraint t_team_id_key UNIQUE (team_id) validated=true",
+            "index CREATE UNIQUE INDEX t_team_id_key ON public.t USING btree (team_id)",
+            "relation teams r",
         ],
     }
 }
