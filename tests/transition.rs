@@ -1,36 +1,44 @@
 //! A seeded, randomized transition tester: for each operation kind (rename_column,
 //! change_type, split_column, merge_columns, add_column with `up`, drop_column with `down`,
-//! update_rows, set_not_null with `fill`, add_check with `fill`) and for two plans in flight on
-//! one table (a rename, then a column derived from the renamed one, both expanded before
-//! either contracts), it takes a table `t` with bystanders (a NOT NULL column with a default
-//! and a check, a column under a unique index, one with a default, an index and a comment),
-//! seeds 50–150 rows full of NULLs, empty strings, spaces and quotes, writes the plan, and runs
-//! the releases through the real binary (`backfill run DIR --release 1.4.0`, then `1.5.0`)
-//! while an application writes through three connections, its statements interleaved: the old
-//! release (against the old schema: INSERTs with and without each column, UPDATEs of any subset
-//! of columns to values, NULLs or themselves, of one row or of `id % k = r`, DELETEs) from the
-//! start, the new release (writing the new columns instead of the old ones) once expand is
-//! done. Statements go one at a time, round the connections, so the model knows their order.
-//! Each `run` that backfills is held at the start of its backfill (by the advisory lock
-//! `backfill plan <name>` the backfill takes before it splits the table; a note says so when it
-//! was never held) while both releases write rows that are not backfilled yet; then the
-//! backfill goes on, in small rate-limited chunks, while they keep writing. There, writes whose
-//! outcome depends on whether the backfill has reached the row yet (a new-release write of some
-//! new columns only, or of values all NULL or equal to what the backfill writes) are not
-//! generated; every other write ends the same either way.
+//! update_rows, set_not_null with `fill`, add_check with `fill`), for a plan whose changes of
+//! one column the tool composes into one change_type (`compose`: rename_column, change_type,
+//! set_not_null with `fill` and set_default of one column), for a plan of catalog-only kinds
+//! (`metadata`: drop_not_null, set_default, set_comment, create_index with column options,
+//! `include` and `where`, drop_index, drop_constraint, rename_constraint, set_replica_identity,
+//! sql), for rename_table (the old release writes through the old name, a view, the new one
+//! through the new name), for add_column with `unique`, `check` and `references`
+//! (`add_column_constraints`), and for two plans in flight on one table (a rename, then a
+//! column derived from the renamed one, both expanded before either contracts), it takes a
+//! table `t` with bystanders (a NOT NULL column with a default and a check, a column under a
+//! unique index, one with a default, an index and a comment), seeds 50–150 rows full of NULLs,
+//! empty strings, spaces and quotes, writes the plan, and runs the releases through the real
+//! binary (`backfill run DIR --release 1.4.0`, then `1.5.0`) while an application writes
+//! through three connections, its statements interleaved: the old release (against the old
+//! schema: INSERTs with and without each column, UPDATEs of any subset of columns to values,
+//! NULLs or themselves, of one row or of `id % k = r`, DELETEs) from the start, the new
+//! release (writing the new columns instead of the old ones, values the new schema accepts and
+//! the old one may not) once expand is done. Statements go one at a time, round the
+//! connections, so the model knows their order. Each `run` that backfills is held at the start
+//! of its backfill (by the advisory lock `backfill plan <name>` the backfill takes before it
+//! splits the table; a note says so when it was never held) while both releases write rows
+//! that are not backfilled yet; then the backfill goes on, in small rate-limited chunks, while
+//! they keep writing. There, writes whose outcome depends on whether the backfill has reached
+//! the row yet (a new-release write of some new columns only, or of values all NULL or equal
+//! to what the backfill writes) are not generated; every other write ends the same either way.
 //!
 //! It checks, with the seed, the kind and the statements in every message:
 //! - no statement fails that its own release's schema accepts (each failure is listed), and
 //!   every UPDATE and DELETE reaches the rows the model expects;
-//! - during the transition, after each `run` and each group of statements, every row equals a
+//! - during the transition, after each `run` and each group of statements, every row, read
+//!   through each name of the table (its old name too, while that is a view), equals a
 //!   model computed in Rust (`transition/model.rs`, which spells out the semantics: the
 //!   dual-write trigger's applied to each statement, the backfill's to each row), every row
 //!   satisfies the plan's per-row predicate (old and new representations agree), and
 //!   `backfill verify` passes;
 //! - after contract, the table equals the model row by row, and the catalog is the expected
-//!   one: the columns with their types, NOT NULL and defaults, the constraints, indexes and
-//!   comments that were there before, and nothing left behind (trigger, `bf_` function, table
-//!   or constraint).
+//!   one: the columns with their types, NOT NULL and defaults, the constraints, indexes,
+//!   comments, replica identity and extended statistics, the tables and views of the schema,
+//!   and nothing left behind (trigger, `bf_` function, table or constraint).
 //!
 //! A failing case is shrunk: replayed on fresh databases with seeded rows and statements
 //! removed, keeping every removal after which the same failure still shows, for a bounded time;
@@ -63,7 +71,7 @@ const DEFAULT_CASES: usize = 2;
 const DEFAULT_SHRINK_SECS: u64 = 45;
 
 /// The cases, in the order their seeds are derived.
-const KINDS: [&str; 10] = [
+const KINDS: [&str; 14] = [
     "rename_column",
     "change_type",
     "split_column",
@@ -74,6 +82,10 @@ const KINDS: [&str; 10] = [
     "set_not_null",
     "add_check",
     "two_plans",
+    "compose",
+    "metadata",
+    "rename_table",
+    "add_column_constraints",
 ];
 
 fn env_number(name: &str, default: u64) -> u64 {
@@ -223,6 +235,30 @@ async fn add_check() {
 #[tokio::test]
 async fn two_plans() {
     check_kind("two_plans").await;
+}
+
+/// A rename, a type change, NOT NULL and a default of one column, composed into one change.
+#[tokio::test]
+async fn compose() {
+    check_kind("compose").await;
+}
+
+/// Catalog-only kinds, create_index, drop_index, set_replica_identity and sql in one plan.
+#[tokio::test]
+async fn metadata() {
+    check_kind("metadata").await;
+}
+
+/// Both names of the table work from expand to contract.
+#[tokio::test]
+async fn rename_table() {
+    check_kind("rename_table").await;
+}
+
+/// add_column with unique, check and references.
+#[tokio::test]
+async fn add_column_constraints() {
+    check_kind("add_column_constraints").await;
 }
 
 /// The model's SQL functions agree with PostgreSQL's on the values the generator draws.

@@ -42,10 +42,11 @@ fn expected(model: &Model) -> Table {
 /// A failed check: what is wrong, and the key of the first row concerned.
 pub type Mismatch = (Option<i64>, String);
 
-/// Every row of `t` equals the model's; otherwise how many differ and the first.
-pub async fn rows(client: &Client, model: &Model) -> Result<(), Mismatch> {
+/// Every row of the table, read through `name` (its name, or an old name that is a view over
+/// it), equals the model's; otherwise how many differ and the first.
+pub async fn rows(client: &Client, model: &Model, name: &str) -> Result<(), Mismatch> {
     let cols: Vec<String> = model.columns.iter().map(|c| format!("{c}::text")).collect();
-    let sql = format!("SELECT id, {} FROM t ORDER BY id", cols.join(", "));
+    let sql = format!("SELECT id, {} FROM {name} ORDER BY id", cols.join(", "));
     let got: Table = client
         .query(&sql, &[])
         .await
@@ -94,16 +95,17 @@ pub async fn rows(client: &Client, model: &Model) -> Result<(), Mismatch> {
     };
     let total = want.len().max(got.len());
     let text = format!(
-        "{} of {total} rows differ from the model; first: {first}",
+        "{} of {total} rows read through {name} differ from the model; first: {first}",
         diffs.len()
     );
     Err((Some(*id), text))
 }
 
-/// Every row satisfies `predicate` (an SQL boolean over the transition schema).
-pub async fn agree(client: &Client, predicate: &str) -> Result<(), Mismatch> {
-    let sql =
-        format!("SELECT id, t::text FROM t WHERE NOT coalesce(({predicate}), false) ORDER BY id");
+/// Every row of `table` satisfies `predicate` (an SQL boolean over the transition schema).
+pub async fn agree(client: &Client, table: &str, predicate: &str) -> Result<(), Mismatch> {
+    let sql = format!(
+        "SELECT id, t::text FROM {table} AS t WHERE NOT coalesce(({predicate}), false) ORDER BY id"
+    );
     let bad = client
         .query(&sql, &[])
         .await
@@ -120,13 +122,13 @@ pub async fn agree(client: &Client, predicate: &str) -> Result<(), Mismatch> {
     Err((Some(id), text))
 }
 
-/// The columns of `t`: type, NOT NULL, and the value of the default (evaluated, so that
+/// The columns of `table`: type, NOT NULL, and the value of the default (evaluated, so that
 /// `7`, `'7'::bigint` and `(7)::bigint` are the same default).
-async fn columns(client: &Client) -> Result<Vec<String>, String> {
-    let sql = "SELECT attname::text, format_type(atttypid, atttypmod), attnotnull, pg_get_expr(d.adbin, d.adrelid) FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum WHERE attrelid = 't'::regclass AND attnum > 0 AND NOT attisdropped";
+async fn columns(client: &Client, table: &str) -> Result<Vec<String>, String> {
+    let sql = format!("SELECT attname::text, format_type(atttypid, atttypmod), attnotnull, pg_get_expr(d.adbin, d.adrelid) FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum WHERE attrelid = '{table}'::regclass AND attnum > 0 AND NOT attisdropped");
     let mut out = Vec::new();
     for r in client
-        .query(sql, &[])
+        .query(&sql, &[])
         .await
         .map_err(|e| format!("{sql}: {e}"))?
     {
@@ -149,21 +151,26 @@ async fn columns(client: &Client) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
-/// The catalog of `t` after contract, one line per fact, sorted: columns (type, NOT NULL,
-/// default), constraints, indexes, comments, and what backfill may have left (triggers,
-/// `bf_` functions, tables and constraints).
-pub async fn catalog(client: &Client) -> Result<Vec<String>, String> {
+/// The catalog of `table` after contract, one line per fact, sorted: columns (type, NOT NULL,
+/// default), constraints, indexes, comments, a replica identity other than the default,
+/// extended statistics, the tables and views of the schema `public`, and what backfill may
+/// have left (triggers, `bf_` functions, tables and constraints).
+pub async fn catalog(client: &Client, table: &str) -> Result<Vec<String>, String> {
+    let t = format!("'{table}'::regclass");
     let queries = [
-        "SELECT 'constraint ' || conname || ' ' || pg_get_constraintdef(oid) || ' validated=' || convalidated FROM pg_constraint WHERE conrelid = 't'::regclass AND contype IN ('c', 'p', 'u', 'f', 'x')",
-        "SELECT 'index ' || indexdef FROM pg_indexes WHERE schemaname = 'public' AND tablename = 't'",
-        "SELECT 'comment table: ' || obj_description('t'::regclass, 'pg_class')",
-        "SELECT 'comment column ' || attname || ': ' || col_description(attrelid, attnum) FROM pg_attribute WHERE attrelid = 't'::regclass AND attnum > 0 AND NOT attisdropped AND col_description(attrelid, attnum) IS NOT NULL",
-        "SELECT 'trigger ' || tgname FROM pg_trigger WHERE tgrelid = 't'::regclass AND NOT tgisinternal",
-        "SELECT 'left behind: function ' || n.nspname || '.' || p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE p.proname LIKE 'bf\\_%'",
-        "SELECT 'left behind: relation ' || n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relname LIKE 'bf\\_%'",
+        format!("SELECT 'constraint ' || conname || ' ' || pg_get_constraintdef(oid) || ' validated=' || convalidated FROM pg_constraint WHERE conrelid = {t} AND contype IN ('c', 'p', 'u', 'f', 'x')"),
+        format!("SELECT 'index ' || indexdef FROM pg_indexes WHERE schemaname = 'public' AND tablename = '{table}'"),
+        format!("SELECT 'comment table: ' || obj_description({t}, 'pg_class')"),
+        format!("SELECT 'comment column ' || attname || ': ' || col_description(attrelid, attnum) FROM pg_attribute WHERE attrelid = {t} AND attnum > 0 AND NOT attisdropped AND col_description(attrelid, attnum) IS NOT NULL"),
+        format!("SELECT 'replica identity ' || relreplident::text FROM pg_class WHERE oid = {t} AND relreplident <> 'd'"),
+        format!("SELECT 'statistics ' || pg_get_statisticsobjdef(oid) FROM pg_statistic_ext WHERE stxrelid = {t}"),
+        "SELECT 'relation ' || relname || ' ' || relkind::text FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind IN ('r', 'v', 'm', 'p', 'f')".to_string(),
+        format!("SELECT 'trigger ' || tgname FROM pg_trigger WHERE tgrelid = {t} AND NOT tgisinternal"),
+        "SELECT 'left behind: function ' || n.nspname || '.' || p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE p.proname LIKE 'bf\\_%'".to_string(),
+        "SELECT 'left behind: relation ' || n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relname LIKE 'bf\\_%'".to_string(),
     ];
-    let mut out = columns(client).await?;
-    for q in queries {
+    let mut out = columns(client, table).await?;
+    for q in &queries {
         for r in client
             .query(q, &[])
             .await

@@ -373,7 +373,7 @@ impl<'k> Case<'k> {
             self.stop = true;
             return;
         }
-        let sql = stmt.op.sql();
+        let sql = stmt.sql();
         let client = &self.clients[stmt.client % CLIENTS];
         self.ran += 1;
         let result = match &stmt.op {
@@ -504,15 +504,20 @@ impl<'k> Case<'k> {
     /// The table equals the model, every plan in flight's predicate holds, and `verify`
     /// finds no row out of sync.
     async fn check_transition(&mut self, at: &str) {
-        if let Err(e) = check::rows(&self.clients[0], &self.model).await {
-            return self.mismatch("rows", at, e);
+        let names: Vec<&str> = std::iter::once(self.model.table)
+            .chain(self.model.views.iter().copied())
+            .collect();
+        for name in names {
+            if let Err(e) = check::rows(&self.clients[0], &self.model, name).await {
+                return self.mismatch("rows", at, e);
+            }
         }
         let active: Vec<usize> = (0..self.kind.plans.len())
             .filter(|p| self.model.is_active(*p))
             .collect();
         for p in &active {
             let pred = self.kind.plans[*p].agree;
-            if let Err(e) = check::agree(&self.clients[0], pred).await {
+            if let Err(e) = check::agree(&self.clients[0], self.model.table, pred).await {
                 return self.mismatch("agree", at, e);
             }
         }
@@ -553,10 +558,11 @@ impl<'k> Case<'k> {
         for p in 0..self.kind.plans.len() {
             self.model.contract(p);
         }
-        if let Err(e) = check::rows(&self.clients[0], &self.model).await {
+        let table = self.model.table;
+        if let Err(e) = check::rows(&self.clients[0], &self.model, table).await {
             return self.mismatch("rows", &at, e);
         }
-        match check::catalog(&self.clients[0]).await {
+        match check::catalog(&self.clients[0], table).await {
             Err(e) => self.fail("catalog", &at, String::new(), e),
             Ok(got) => {
                 if let Some(d) = check::catalog_diff(&got, &self.kind.final_catalog()) {
@@ -564,7 +570,7 @@ impl<'k> Case<'k> {
                         "catalog",
                         &at,
                         String::new(),
-                        format!("the catalog of t:{d}"),
+                        format!("the catalog of {table}:{d}"),
                     );
                 }
             }

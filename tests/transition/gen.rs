@@ -101,10 +101,11 @@ pub struct WCol {
     pub required: bool,
 }
 
-/// One release of the application: what it writes.
+/// One release of the application: what it writes, and through which name of the table.
 #[derive(Clone, Debug)]
 pub struct Writer {
     pub label: &'static str,
+    pub table: &'static str,
     pub cols: Vec<WCol>,
 }
 
@@ -135,12 +136,21 @@ pub fn col_required(name: &'static str, vals: Vals) -> WCol {
     }
 }
 
-/// A statement, the connection that sends it and the release it belongs to.
+/// A statement, the connection that sends it, the release it belongs to and the name of the
+/// table that release writes through.
 #[derive(Clone, Debug)]
 pub struct Stmt {
     pub client: usize,
     pub writer: &'static str,
+    pub table: &'static str,
     pub op: Op,
+}
+
+impl Stmt {
+    /// The statement's SQL.
+    pub fn sql(&self) -> String {
+        self.op.sql(self.table)
+    }
 }
 
 /// The generator of one case.
@@ -213,6 +223,7 @@ impl Gen {
         Stmt {
             client,
             writer: w.label,
+            table: w.table,
             op,
         }
     }

@@ -96,12 +96,25 @@ impl Kind {
         (names, defaults)
     }
 
-    /// The catalog expected after contract, sorted.
+    /// The table's name after contract.
+    pub fn final_table(&self) -> &'static str {
+        self.plans
+            .iter()
+            .rev()
+            .find_map(|p| p.model.rename_table)
+            .unwrap_or("t")
+    }
+
+    /// The catalog expected after contract, sorted: the bystanders' on the table under its
+    /// final name (the only relation of the schema besides the kind's own), and the kind's.
     pub fn final_catalog(&self) -> Vec<String> {
+        let table = self.final_table();
+        let on = format!(" ON public.{table} USING ");
         let mut out: Vec<String> = BYSTANDERS_CATALOG
             .iter()
-            .chain(self.final_catalog.iter())
-            .map(|s| s.to_string())
+            .map(|s| s.replace(" ON public.t USING ", &on))
+            .chain(std::iter::once(format!("relation {table} r")))
+            .chain(self.final_catalog.iter().map(|s| s.to_string()))
             .collect();
         out.sort();
         out
@@ -120,6 +133,10 @@ impl Kind {
             "set_not_null" => set_not_null(),
             "add_check" => add_check(),
             "two_plans" => two_plans(),
+            "compose" => compose(),
+            "metadata" => metadata(),
+            "rename_table" => rename_table(),
+            "add_column_constraints" => add_column_constraints(),
             other => panic!("no transition case {other}"),
         }
     }
@@ -131,7 +148,11 @@ fn writer(label: &'static str, cols: Vec<super::gen::WCol>) -> Writer {
     all.push(col_not_null("n", Vals::Int(0, 50)));
     all.push(col("u", Vals::Unique));
     all.push(col("c", Vals::Text));
-    Writer { label, cols: all }
+    Writer {
+        label,
+        table: "t",
+        cols: all,
+    }
 }
 
 /// A seeded value: NULL one time in `null_in`.
@@ -164,10 +185,13 @@ fn rename_plan(file: &'static str, expand: &'static str) -> PlanDef {
                 new: &["a_new"],
                 up: |r| vec![get(r, "a").clone()],
                 down: |r| vec![get(r, "a_new").clone()],
+                required: false,
             },
             adds: &["a_new"],
             drops: &["a"],
             renames: &[],
+            defaults: Vec::new(),
+            rename_table: None,
         },
     }
 }
@@ -212,10 +236,13 @@ fn change_type() -> Kind {
                     new: &["b_bf_new"],
                     up: |r| vec![int(r, "b").map_or(Val::Null, |b| Val::Int(b * 10))],
                     down: |r| vec![int(r, "b_bf_new").map_or(Val::Null, |v| Val::Int(v / 10))],
+                    required: false,
                 },
                 adds: &["b_bf_new"],
                 drops: &["b"],
                 renames: &[("b_bf_new", "b")],
+                defaults: Vec::new(),
+                rename_table: None,
             },
         }],
         writers: vec![
@@ -250,10 +277,13 @@ fn split_column() -> Kind {
                         vec![split_part(f, 1), split_part(f, 2)]
                     },
                     down: |r| vec![concat_ws(&[get(r, "first_name"), get(r, "last_name")])],
+                    required: false,
                 },
                 adds: &["first_name", "last_name"],
                 drops: &["full_name"],
                 renames: &[],
+                defaults: Vec::new(),
+                rename_table: None,
             },
         }],
         writers: vec![
@@ -299,10 +329,13 @@ fn merge_columns() -> Kind {
                         let f = get(r, "full_name");
                         vec![split_part(f, 1), split_part(f, 2)]
                     },
+                    required: false,
                 },
                 adds: &["full_name"],
                 drops: &["first_name", "last_name"],
                 renames: &[],
+                defaults: Vec::new(),
+                rename_table: None,
             },
         }],
         writers: vec![
@@ -336,6 +369,8 @@ fn tag_plan(file: &'static str, expand: &'static str, from: &'static str) -> Pla
             adds: &["tag"],
             drops: &[],
             renames: &[],
+            defaults: Vec::new(),
+            rename_table: None,
         },
     }
 }
@@ -390,6 +425,8 @@ fn drop_column() -> Kind {
                 adds: &[],
                 drops: &["legacy"],
                 renames: &[],
+                defaults: Vec::new(),
+                rename_table: None,
             },
         }],
         writers: vec![
@@ -413,6 +450,8 @@ fn fill_plan(file: &'static str, ops: &str, agree: &'static str, sync: Sync) -> 
             adds: &[],
             drops: &[],
             renames: &[],
+            defaults: Vec::new(),
+            rename_table: None,
         },
     }
 }
@@ -530,6 +569,215 @@ fn two_plans() -> Kind {
             "column a_new text notnull=false default=-",
             "column tag text notnull=false default=-",
             "index CREATE INDEX t_a_idx ON public.t USING btree (a_new)",
+        ],
+    }
+}
+
+/// A `rename_column`, a `change_type`, a `set_not_null` and a `set_default` of one column,
+/// which the tool composes into one `change_type` with `rename_to = "points"`,
+/// `not_null = true`, `fill` and `default`: `points bigint` is visible from expand on, NOT NULL
+/// for new writes (a check NOT VALID), in sync both ways with `b` (up: `COALESCE(b * 10,
+/// -id)`, down: `points / 10`); a NULL `points` is always unfilled. The default is set at
+/// contract, with NOT NULL: during the transition an INSERT that leaves `points` out gets it
+/// from `b` (or `-id`). The index on `b` is carried onto `points`.
+fn compose() -> Kind {
+    let ops = "[[operations]]\nkind = \"rename_column\"\nfrom = \"b\"\nto = \"points\"\n\n[[operations]]\nkind = \"change_type\"\ncolumn = \"points\"\ntype = \"bigint\"\nup = \"points::bigint * 10\"\ndown = \"(points_bf_new / 10)::int\"\n\n[[operations]]\nkind = \"set_not_null\"\ncolumn = \"points\"\nfill = \"-id\"\n\n[[operations]]\nkind = \"set_default\"\ncolumn = \"points\"\ndefault = \"5\"\n";
+    Kind {
+        name: "compose",
+        columns_ddl: "b int",
+        extra_ddl: "CREATE INDEX t_b_idx ON t (b);",
+        columns: vec![("b", None)],
+        seed: |g| vec![("b", maybe(g, Vals::Int(-1000, 1000), 4))],
+        plans: vec![PlanDef {
+            file: "0001_compose.toml",
+            toml: plan_toml(ops, "1.4.0"),
+            expand: "1.4.0",
+            backfills: true,
+            agree: "points IS NOT NULL AND (points = COALESCE(b::bigint * 10, -id) OR b IS NOT DISTINCT FROM (points / 10)::int)",
+            model: PlanModel {
+                adds: &["points"],
+                drops: &["b"],
+                ..PlanModel::new(
+                    "0001_compose",
+                    Sync::TwoWay {
+                        old: &["b"],
+                        new: &["points"],
+                        up: |r| {
+                            let id = int(r, "id").unwrap_or(0);
+                            vec![Val::Int(int(r, "b").map_or(-id, |b| b * 10))]
+                        },
+                        down: |r| vec![int(r, "points").map_or(Val::Null, |v| Val::Int(v / 10))],
+                        required: true,
+                    },
+                )
+            },
+        }],
+        writers: vec![
+            writer("old", vec![col("b", Vals::Int(-1000, 1000))]),
+            writer("new", vec![col_not_null("points", Vals::Int(-20000, 20000))]),
+        ],
+        final_catalog: vec![
+            "column points bigint notnull=true default='5'",
+            "index CREATE INDEX t_b_idx ON public.t USING btree (points)",
+        ],
+    }
+}
+
+/// Catalog-only changes in one plan, as the tool plans them: at expand `drop_not_null` (the
+/// new release may write NULL into `m`, the old one never does), `set_default` (every INSERT
+/// that leaves `d` out gets the new default from then on), `set_comment`, `create_index` with
+/// column options, `include` and `where` (concurrently), `drop_constraint` of a check (the new
+/// release writes values it refused, the old one never does), `rename_constraint`,
+/// `set_replica_identity` and a `sql` operation (`CREATE STATISTICS`); at contract
+/// `drop_index`. No trigger, no backfill.
+fn metadata() -> Kind {
+    let ops = "[[operations]]\nkind = \"drop_not_null\"\ncolumn = \"m\"\n\n[[operations]]\nkind = \"set_default\"\ncolumn = \"d\"\ndefault = \"'fresh'\"\n\n[[operations]]\nkind = \"set_comment\"\ncolumn = \"d\"\ncomment = \"it's set by the metadata plan\"\n\n[[operations]]\nkind = \"create_index\"\ncolumns = [{ name = \"x\", order = \"desc\", nulls = \"last\" }, \"m\"]\ninclude = [\"d\"]\nwhere = \"x > 0\"\nname = \"t_x_desc_idx\"\n\n[[operations]]\nkind = \"drop_index\"\nname = \"t_x_idx\"\n\n[[operations]]\nkind = \"drop_constraint\"\nname = \"t_x_small\"\n\n[[operations]]\nkind = \"rename_constraint\"\nfrom = \"t_m_positive\"\nto = \"t_m_pos\"\n\n[[operations]]\nkind = \"set_replica_identity\"\nidentity = \"full\"\n\n[[operations]]\nkind = \"sql\"\nphase = \"expand\"\nup = \"CREATE STATISTICS t_x_m (dependencies) ON x, m FROM t\"\ndown = \"DROP STATISTICS IF EXISTS t_x_m\"\n";
+    Kind {
+        name: "metadata",
+        columns_ddl: "m int NOT NULL DEFAULT 1 CONSTRAINT t_m_positive CHECK (m > 0),\n  d text DEFAULT 'stale',\n  x int CONSTRAINT t_x_small CHECK (x < 1000)",
+        extra_ddl: "CREATE INDEX t_x_idx ON t (x);",
+        columns: vec![
+            ("m", Some(Val::Int(1))),
+            ("d", Some(Val::text("stale"))),
+            ("x", None),
+        ],
+        seed: |g| {
+            vec![
+                ("m", g.value(Vals::Int(1, 50))),
+                ("d", maybe(g, Vals::Text, 5)),
+                ("x", maybe(g, Vals::Int(-50, 999), 5)),
+            ]
+        },
+        plans: vec![PlanDef {
+            file: "0001_metadata.toml",
+            toml: plan_toml(ops, "1.4.0"),
+            expand: "1.4.0",
+            backfills: false,
+            // What the table itself enforces: the renamed check.
+            agree: "m IS NULL OR m > 0",
+            model: PlanModel {
+                defaults: vec![("d", Val::text("fresh"))],
+                ..PlanModel::new("0001_metadata", Sync::NoTrigger)
+            },
+        }],
+        writers: vec![
+            writer(
+                "old",
+                vec![
+                    col_not_null("m", Vals::Int(1, 50)),
+                    col("d", Vals::Text),
+                    col("x", Vals::Int(-50, 999)),
+                ],
+            ),
+            writer(
+                "new",
+                vec![
+                    col("m", Vals::Int(1, 50)),
+                    col("d", Vals::Text),
+                    col("x", Vals::Int(-50, 3000)),
+                ],
+            ),
+        ],
+        final_catalog: vec![
+            "column d text notnull=false default='fresh'",
+            "column m integer notnull=false default='1'",
+            "column x integer notnull=false default=-",
+            "comment column d: it's set by the metadata plan",
+            "constraint t_m_pos CHECK ((m > 0)) validated=true",
+            "index CREATE INDEX t_x_desc_idx ON public.t USING btree (x DESC NULLS LAST, m) INCLUDE (d) WHERE (x > 0)",
+            "replica identity f",
+            "statistics CREATE STATISTICS public.t_x_m (dependencies) ON m, x FROM t",
+        ],
+    }
+}
+
+/// `rename_table` to `t_new`: from expand to contract the old release reads and writes
+/// through `t` (a view over the table: INSERTs that leave columns out get the table's defaults
+/// and identity), the new release through `t_new`; every row reads the same through both
+/// names. After contract only `t_new` is left.
+fn rename_table() -> Kind {
+    let ops = "[[operations]]\nkind = \"rename_table\"\nto = \"t_new\"\n";
+    Kind {
+        name: "rename_table",
+        columns_ddl: "r text DEFAULT 'r-dflt',\n  q int",
+        extra_ddl: "CREATE INDEX t_q_idx ON t (q);",
+        columns: vec![("r", Some(Val::text("r-dflt"))), ("q", None)],
+        seed: |g| {
+            vec![
+                ("r", maybe(g, Vals::Text, 5)),
+                ("q", maybe(g, Vals::Int(-100, 100), 5)),
+            ]
+        },
+        plans: vec![PlanDef {
+            file: "0001_rename_table.toml",
+            toml: plan_toml(ops, "1.4.0"),
+            expand: "1.4.0",
+            backfills: false,
+            agree: "true",
+            model: PlanModel {
+                rename_table: Some("t_new"),
+                ..PlanModel::new("0001_rename_table", Sync::NoTrigger)
+            },
+        }],
+        writers: vec![
+            writer(
+                "old",
+                vec![col("r", Vals::Text), col("q", Vals::Int(-100, 100))],
+            ),
+            Writer {
+                table: "t_new",
+                ..writer(
+                    "new",
+                    vec![col("r", Vals::Text), col("q", Vals::Int(-100, 100))],
+                )
+            },
+        ],
+        final_catalog: vec![
+            "column q integer notnull=false default=-",
+            "column r text notnull=false default='r-dflt'",
+            "index CREATE INDEX t_q_idx ON public.t_new USING btree (q)",
+        ],
+    }
+}
+
+/// `add_column` with `unique`, a `check` and `references` in one operation: the unique index
+/// built concurrently at expand and attached at contract, the check and the foreign key NOT
+/// VALID at expand and validated at contract. The new release writes the column (fresh values,
+/// all of them in `teams`, all positive), the old one never does. No trigger, no backfill.
+fn add_column_constraints() -> Kind {
+    let ops = "[[operations]]\nkind = \"add_column\"\nname = \"team_id\"\ntype = \"bigint\"\nunique = true\ncheck = \"team_id > 0\"\nreferences = { table = \"teams\" }\n";
+    Kind {
+        name: "add_column_constraints",
+        columns_ddl: "a text",
+        extra_ddl: "CREATE TABLE teams (id bigint PRIMARY KEY);\nINSERT INTO teams SELECT generate_series(1, 100000);",
+        columns: vec![("a", None)],
+        seed: |g| vec![("a", maybe(g, Vals::Text, 6))],
+        plans: vec![PlanDef {
+            file: "0001_add_column_constraints.toml",
+            toml: plan_toml(ops, "1.4.0"),
+            expand: "1.4.0",
+            backfills: false,
+            agree: "team_id IS NULL OR team_id > 0",
+            model: PlanModel {
+                adds: &["team_id"],
+                ..PlanModel::new("0001_add_column_constraints", Sync::NoTrigger)
+            },
+        }],
+        writers: vec![
+            writer("old", vec![col("a", Vals::Text)]),
+            writer(
+                "new",
+                vec![col("a", Vals::Text), col("team_id", Vals::Unique)],
+            ),
+        ],
+        final_catalog: vec![
+            "column a text notnull=false default=-",
+            "column team_id bigint notnull=false default=-",
+            "constraint t_team_id_check CHECK ((team_id > 0)) validated=true",
+            "constraint t_team_id_fkey FOREIGN KEY (team_id) REFERENCES teams(id) validated=true",
+            "constraint t_team_id_key UNIQUE (team_id) validated=true",
+            "index CREATE UNIQUE INDEX t_team_id_key ON public.t USING btree (team_id)",
+            "relation teams r",
         ],
     }
 }

@@ -20,6 +20,13 @@
 //! - InsertDefault (drop_column with `down`): an INSERT without the column gets `down`.
 //! - Fill (update_rows, set_not_null, add_check): every row written, and every row the backfill
 //!   walks, that matches `when` gets `set`.
+//! - TwoWay `required` (a change_type made NOT NULL, as `compose` builds it): the new columns
+//!   are NOT NULL from expand on, so a row is unfilled whenever they are all NULL, whatever
+//!   the old ones hold.
+//! - NoTrigger (catalog-only kinds, rename_table, add_column without `up`): rows stay as
+//!   written. What such a plan changes that the model sees is at expand: the defaults INSERTs
+//!   get (`set_default`), and the table's name (`rename_table`: the old name a view over it
+//!   until contract).
 //!
 //! Triggers of several plans fire in name order, each on the row the previous ones left; a
 //! backfill's updates fire the other plans' triggers, not its own.
@@ -133,11 +140,15 @@ pub fn trim(v: &Val) -> Val {
 #[derive(Clone, Copy)]
 pub enum Sync {
     /// rename, change_type, split, merge: old columns and new ones, kept in sync both ways.
+    /// `required`: the new columns are NOT NULL from expand on (a `change_type` with
+    /// `not_null`), so NULL there never is a value the new release wrote: a row whose new
+    /// columns are all NULL is unfilled whatever its old columns hold.
     TwoWay {
         old: &'static [&'static str],
         new: &'static [&'static str],
         up: fn(&Row) -> Vec<Val>,
         down: fn(&Row) -> Vec<Val>,
+        required: bool,
     },
     /// add_column with `up`: the column follows what it is derived from.
     Derived {
@@ -156,18 +167,22 @@ pub enum Sync {
         when: fn(&Row) -> bool,
         set: fn(&Row) -> Val,
     },
+    /// No trigger (catalog-only kinds, rename_table, add_column without `up`): writes and
+    /// the backfill leave rows as written.
+    NoTrigger,
 }
 
 impl Sync {
     /// A TwoWay row whose new columns were never written: all NULL while the old ones differ
-    /// from what `down` makes of them.
+    /// from what `down` makes of them (or, `required`, all NULL).
     fn unfilled(
         row: &Row,
         old: &[&'static str],
         new: &[&'static str],
         down: fn(&Row) -> Vec<Val>,
+        required: bool,
     ) -> bool {
-        all_null(&vals(row, new)) && vals(row, old) != down(row)
+        all_null(&vals(row, new)) && (required || vals(row, old) != down(row))
     }
 
     /// The trigger on INSERT. TwoWay: a row with some new column given gets its old columns
@@ -178,11 +193,17 @@ impl Sync {
     /// "unfilled" for the trigger, the backfill and `verify`.
     pub fn on_insert(&self, row: &mut Row) {
         match self {
-            Sync::TwoWay { old, new, up, down } => {
+            Sync::TwoWay {
+                old,
+                new,
+                up,
+                down,
+                required,
+            } => {
                 if !all_null(&vals(row, new)) {
                     let v = down(row);
                     assign(row, old, v);
-                } else if Self::unfilled(row, old, new, *down) {
+                } else if Self::unfilled(row, old, new, *down, *required) {
                     let v = up(row);
                     assign(row, new, v);
                 }
@@ -199,6 +220,7 @@ impl Sync {
                     row.insert(col, v);
                 }
             }
+            Sync::NoTrigger => {}
         }
     }
 
@@ -206,10 +228,17 @@ impl Sync {
     /// that fired before) left it.
     pub fn on_update(&self, old_row: &Row, row: &mut Row) {
         match self {
-            Sync::TwoWay { old, new, up, down } => {
+            Sync::TwoWay {
+                old,
+                new,
+                up,
+                down,
+                required,
+            } => {
                 let old_changed = vals(row, old) != vals(old_row, old);
                 let new_changed = vals(row, new) != vals(old_row, new);
-                if !new_changed && (old_changed || Self::unfilled(row, old, new, *down)) {
+                if !new_changed && (old_changed || Self::unfilled(row, old, new, *down, *required))
+                {
                     let v = up(row);
                     assign(row, new, v);
                 } else if new_changed {
@@ -224,7 +253,7 @@ impl Sync {
                     row.insert(col, v);
                 }
             }
-            Sync::InsertDefault { .. } => {}
+            Sync::InsertDefault { .. } | Sync::NoTrigger => {}
             Sync::Fill { .. } => self.on_insert(row),
         }
     }
@@ -233,8 +262,14 @@ impl Sync {
     pub fn backfill(&self, row: &Row) -> Row {
         let mut out = row.clone();
         match self {
-            Sync::TwoWay { old, new, up, down } => {
-                if Self::unfilled(row, old, new, *down) {
+            Sync::TwoWay {
+                old,
+                new,
+                up,
+                down,
+                required,
+            } => {
+                if Self::unfilled(row, old, new, *down, *required) {
                     assign(&mut out, new, up(row));
                 }
             }
@@ -243,7 +278,7 @@ impl Sync {
                     out.insert(col, up(row));
                 }
             }
-            Sync::InsertDefault { .. } => {}
+            Sync::InsertDefault { .. } | Sync::NoTrigger => {}
             Sync::Fill { .. } => self.on_insert(&mut out),
         }
         out
@@ -269,6 +304,27 @@ pub struct PlanModel {
     /// Columns contract drops, then renames (from, to).
     pub drops: &'static [&'static str],
     pub renames: &'static [(&'static str, &'static str)],
+    /// Defaults expand sets (`set_default`): INSERTs of every release that leave the column
+    /// out get them from then on.
+    pub defaults: Vec<(&'static str, Val)>,
+    /// The table's new name (`rename_table`): from expand on the table has it and the old
+    /// name is a view over it; contract drops the view.
+    pub rename_table: Option<&'static str>,
+}
+
+impl PlanModel {
+    /// A plan named `name` that adds, drops and renames nothing.
+    pub fn new(name: &str, sync: Sync) -> PlanModel {
+        PlanModel {
+            name: name.to_string(),
+            sync,
+            adds: &[],
+            drops: &[],
+            renames: &[],
+            defaults: Vec::new(),
+            rename_table: None,
+        }
+    }
 }
 
 /// Which rows a statement reaches.
@@ -305,17 +361,17 @@ impl Filter {
 }
 
 impl Op {
-    /// The statement's SQL.
-    pub fn sql(&self) -> String {
+    /// The statement's SQL, against `table` (a name the generator wrote, no quoting needed).
+    pub fn sql(&self, table: &str) -> String {
         match self {
             Op::Insert(cols) if cols.is_empty() => {
-                "INSERT INTO t DEFAULT VALUES RETURNING id".to_string()
+                format!("INSERT INTO {table} DEFAULT VALUES RETURNING id")
             }
             Op::Insert(cols) => {
                 let names: Vec<&str> = cols.iter().map(|(c, _)| *c).collect();
                 let values: Vec<String> = cols.iter().map(|(_, v)| v.literal()).collect();
                 format!(
-                    "INSERT INTO t ({}) VALUES ({}) RETURNING id",
+                    "INSERT INTO {table} ({}) VALUES ({}) RETURNING id",
                     names.join(", "),
                     values.join(", ")
                 )
@@ -328,15 +384,23 @@ impl Op {
                         SetVal::Same => format!("{c} = {c}"),
                     })
                     .collect();
-                format!("UPDATE t SET {} WHERE {}", sets.join(", "), filter.sql())
+                format!(
+                    "UPDATE {table} SET {} WHERE {}",
+                    sets.join(", "),
+                    filter.sql()
+                )
             }
-            Op::Delete(filter) => format!("DELETE FROM t WHERE {}", filter.sql()),
+            Op::Delete(filter) => format!("DELETE FROM {table} WHERE {}", filter.sql()),
         }
     }
 }
 
 /// The table as expected.
 pub struct Model {
+    /// The table's name (`t`, until a `rename_table` expands).
+    pub table: &'static str,
+    /// Old names of the table that are views over it until contract.
+    pub views: Vec<&'static str>,
     pub rows: BTreeMap<i64, Row>,
     /// The table's columns but `id`, in the order the checks read them.
     pub columns: Vec<&'static str>,
@@ -358,6 +422,8 @@ impl Model {
         plans: Vec<PlanModel>,
     ) -> Model {
         Model {
+            table: "t",
+            views: Vec::new(),
             rows: BTreeMap::new(),
             columns,
             defaults,
@@ -438,13 +504,21 @@ impl Model {
         self.pending.remove(&id);
     }
 
-    /// Expand and dual-write of plan `p`: its columns (NULL in every row), its trigger.
+    /// Expand and dual-write of plan `p`: its columns (NULL in every row), its defaults, the
+    /// table's new name, its trigger.
     pub fn expand(&mut self, p: usize) {
         for c in self.plans[p].adds {
             self.columns.push(c);
             for row in self.rows.values_mut() {
                 row.insert(c, Val::Null);
             }
+        }
+        for (c, v) in &self.plans[p].defaults {
+            self.defaults.insert(c, v.clone());
+        }
+        if let Some(to) = self.plans[p].rename_table {
+            self.views.push(self.table);
+            self.table = to;
         }
         self.active.push(p);
         let plans = &self.plans;
@@ -513,9 +587,12 @@ impl Model {
     }
 
     /// Contract of plan `p`: its trigger goes, its old columns are dropped, the new ones
-    /// renamed in.
+    /// renamed in, the view under the table's old name dropped.
     pub fn contract(&mut self, p: usize) {
         self.active.retain(|q| *q != p);
+        if self.plans[p].rename_table.is_some() {
+            self.views.clear();
+        }
         let (drops, renames) = (self.plans[p].drops, self.plans[p].renames);
         let gone: BTreeSet<&str> = drops.iter().copied().collect();
         self.columns.retain(|c| !gone.contains(c));

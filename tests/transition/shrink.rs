@@ -155,7 +155,7 @@ pub fn render(kind: &Kind, script: &Script) -> String {
                     "/* connection {}, release {} */ {};\n",
                     s.client + 1,
                     s.writer,
-                    s.op.sql()
+                    s.sql()
                 ));
             }
         }
