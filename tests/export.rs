@@ -169,8 +169,8 @@ async fn sql_files_run_with_psql() {
     drop(before);
 }
 
-/// A virtualenv with Alembic and psycopg2, made once per target folder.
-fn alembic() -> PathBuf {
+/// A virtualenv with Alembic, psycopg2 and jsonschema, made once per target folder; its `bin`.
+pub(crate) fn alembic() -> PathBuf {
     static VENV: OnceLock<Mutex<Option<PathBuf>>> = OnceLock::new();
     let lock = VENV.get_or_init(|| Mutex::new(None));
     let mut guard = lock.lock().unwrap_or_else(|e| e.into_inner());
@@ -179,7 +179,7 @@ fn alembic() -> PathBuf {
     }
     let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("alembic-venv");
     let bin = venv.join("bin");
-    if !bin.join("alembic").is_file() {
+    if !bin.join("alembic").is_file() || !bin.join("jsonschema").is_file() {
         let ok = Command::new("python3")
             .args(["-m", "venv"])
             .arg(&venv)
@@ -196,12 +196,13 @@ fn alembic() -> PathBuf {
                 "--quiet",
                 "alembic>=1.12",
                 "psycopg2-binary>=2.9",
+                "jsonschema>=4.18",
             ])
             .output()
             .expect("run pip");
         assert!(
             out.status.success(),
-            "pip install alembic psycopg2-binary: {}",
+            "pip install alembic psycopg2-binary jsonschema: {}",
             String::from_utf8_lossy(&out.stderr)
         );
     }
