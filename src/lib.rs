@@ -29,7 +29,8 @@
 //! - [`runner`]: `run` across releases: every plan prepared and checked first, then each due
 //!   phase under the plan's lock, recorded in [`state`];
 //! - [`control`]: what `status`, `verify`, `pause`, `set`, `export` and `abort` do;
-//! - [`export`]: the schedule as psql scripts or Alembic revisions;
+//! - [`export`]: the schedule as psql scripts or Alembic revisions; [`scaffold`]: `new`, the
+//!   next numbered plan with every field of its kind written out from the plan schema;
 //! - [`demo`], [`ephemeral`], [`workload`]: the demo on a throwaway cluster with a simulated
 //!   application (also used by the tests and the benchmark).
 
@@ -50,6 +51,7 @@ pub mod privileges;
 pub mod progress;
 pub mod rewrite;
 pub mod runner;
+pub mod scaffold;
 pub mod shutdown;
 pub mod sql;
 pub mod state;

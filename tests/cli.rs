@@ -147,6 +147,8 @@ fn every_command_has_an_example_in_its_help() {
         "abort",
         "completions",
         "man",
+        "new",
+        "schema",
         "demo",
     ] {
         let out = backfill_cmd(&[cmd, "--help"], None);
@@ -274,4 +276,114 @@ async fn logs_follow_rust_log_as_text_or_json() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(!String::from_utf8_lossy(&out.stderr).contains("INFO"));
+}
+
+/// `backfill new` writes the next numbered plan with every field of the kind: given fields set,
+/// the others commented; `validate` accepts it once the required ones are filled in, and a
+/// wrong kind or field is a clear error (exit 2) that writes nothing.
+#[tokio::test]
+async fn new_writes_the_next_numbered_plan_that_validates_once_filled() {
+    let db = TestDb::new("cli_new").await;
+    let client = db.connect().await;
+    client
+        .batch_execute("CREATE TABLE users (id bigserial PRIMARY KEY, email text, score int)")
+        .await
+        .expect("table");
+    let dir = std::env::temp_dir().join(format!("backfill-new-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("folder");
+    std::fs::write(
+        dir.join("0007_earlier.toml"),
+        "table = \"users\"\n[[operations]]\nkind = \"drop_column\"\ncolumn = \"score\"\n",
+    )
+    .expect("earlier plan");
+    let d = dir.display().to_string();
+    let out = backfill_ok(
+        &[
+            "new",
+            "rename_column",
+            "--table",
+            "users",
+            "--dir",
+            &d,
+            "from=email",
+            "to=email_address",
+        ],
+        None,
+    );
+    let first = dir.join("0008_rename_column_users.toml");
+    assert!(out.contains(&first.display().to_string()), "{out}");
+    let text = std::fs::read_to_string(&first).unwrap_or_default();
+    assert!(
+        text.contains("from = \"email\"")
+            && text.contains("to = \"email_address\"")
+            && text.contains("(required) The current name."),
+        "{text}"
+    );
+    let f = first.display().to_string();
+    backfill_ok(&["validate", &f], Some(&db.url));
+
+    // Required fields left out: the file says so, validate refuses it until they are filled.
+    backfill_ok(
+        &[
+            "new",
+            "change_type",
+            "--table",
+            "users",
+            "--dir",
+            &d,
+            "--name",
+            "Widen score!",
+        ],
+        None,
+    );
+    let second = dir.join("0009_widen_score.toml");
+    let text = std::fs::read_to_string(&second).unwrap_or_default();
+    assert!(
+        text.contains("# column =\n")
+            && text.contains("# type =\n")
+            && text.contains("# rename_to =\n"),
+        "{text}"
+    );
+    let s = second.display().to_string();
+    let out = backfill_cmd(&["validate", &s], None);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let filled = text
+        .replace("# column =\n", "column = \"score\"\n")
+        .replace("# type =\n", "type = \"bigint\"\n");
+    std::fs::write(&second, filled).expect("fill in");
+    backfill_ok(&["validate", &s], Some(&db.url));
+
+    for (args, says) in [
+        (
+            vec!["new", "chnage_type", "--table", "users"],
+            "no operation kind `chnage_type`",
+        ),
+        (
+            vec!["new", "rename_column", "--table", "users", "form=email"],
+            "rename_column has no field `form`",
+        ),
+        (
+            vec!["new", "rename_column", "--table", "users", "from"],
+            "write fields as field=value",
+        ),
+    ] {
+        let mut args = args;
+        args.extend(["--dir", &d]);
+        let out = backfill_cmd(&args, None);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(says),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let files = std::fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(files, 3, "a refused `new` wrote a file");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -122,6 +122,12 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Write the next numbered plan of a folder for one operation kind, every field of the kind
+    /// written out: those given as `field=value` set, the others commented with what they mean.
+    #[command(
+        after_help = "Examples:\n  backfill new rename_column --table users from=email to=email_address\n  backfill new change_type --table orders --name widen_total column=total type='numeric(14, 2)'\n  backfill new create_index --table users --dir db/plans 'columns=[\"email\"]'"
+    )]
+    New(NewArgs),
     /// Print the JSON Schema of the plan format, generated from the types plans are read into:
     /// editors that read `#:schema` (Taplo, Even Better TOML) complete and check plans with it.
     #[command(
@@ -174,6 +180,27 @@ pub struct StatusArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub db: DbArgs,
+}
+
+/// `backfill new`.
+#[derive(Debug, Args)]
+pub struct NewArgs {
+    /// The operation kind (`add_column`, `rename_column`, `change_type`, ...).
+    pub kind: String,
+    /// The table (`table` or `schema.table`).
+    #[arg(long)]
+    pub table: String,
+    /// The folder of plans.
+    #[arg(long, default_value = "plans")]
+    pub dir: PathBuf,
+    /// The file name after its number (default: `<kind>_<table>`); the plan's name is the
+    /// file's.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Fields of the operation: `field=value`, the value as TOML (`true`, `42`,
+    /// `["a", "b"]`) or else a string.
+    #[arg(value_name = "FIELD=VALUE")]
+    pub fields: Vec<String>,
 }
 
 /// `backfill verify`.
@@ -487,6 +514,26 @@ pub async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Man { out } => man_cmd(out.as_deref()),
+        Command::New(args) => {
+            let fields = args
+                .fields
+                .iter()
+                .map(|f| {
+                    f.split_once('=')
+                        .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+                        .ok_or_else(|| Error::Usage(format!("`{f}`: write fields as field=value")))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let path = backfill::scaffold::write(&backfill::scaffold::NewPlan {
+                kind: args.kind,
+                table: args.table,
+                dir: args.dir,
+                name: args.name,
+                fields,
+            })?;
+            println!("wrote {}", path.display());
+            Ok(())
+        }
         Command::Schema => {
             let schema = backfill::plan::json_schema();
             println!(
@@ -523,11 +570,11 @@ async fn validate_cmd(args: ValidateArgs) -> Result<()> {
             for p in &plans {
                 let _ = writeln!(
                     out,
-                    "ok  {}: plan `{}` on {}, {} operation(s); format checked (give --database-url to check it against the database)",
+                    "ok  {}: plan `{}` on {}, {}; format checked (give --database-url to check it against the database)",
                     p.file.display(),
                     p.name,
                     p.table,
-                    p.operations.len()
+                    backfill::progress::counted(p.operations.len(), "operation", "operations")
                 );
             }
         }
