@@ -3,12 +3,13 @@
 //!
 //! The text is PostgreSQL's own deparse, which is regular: keywords in upper case, identifiers
 //! that need no quotes in lower case, every other identifier double-quoted, strings in single
-//! quotes. It is split into tokens (strings, quoted identifiers, words, punctuation), and a
+//! quotes. It is split into tokens by [`crate::lexer`], and a
 //! word or quoted identifier equal to the column's name is replaced, unless it is a function
 //! name (followed by `(`), a type or a field (after `::` or `.`), or a qualifier (followed by
 //! `.`). Only the part of the text that names the table's columns is rewritten: see
 //! [`Scope`].
 
+use crate::lexer::{solid, tokens, written, Token};
 use crate::sql::Ident;
 
 /// Which part of a definition names columns of the table.
@@ -24,80 +25,6 @@ pub enum Scope {
     ForeignKeyReferenced,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Token {
-    /// A bare word: keyword, identifier, number.
-    Word(String),
-    /// A double-quoted identifier, unescaped.
-    Quoted(String),
-    /// Anything else, as written (strings, operators, punctuation, spaces).
-    Other(String),
-}
-
-fn tokens(text: &str) -> Option<Vec<Token>> {
-    let chars: Vec<char> = text.chars().collect();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        if c == '"' {
-            let mut name = String::new();
-            i += 1;
-            loop {
-                match chars.get(i) {
-                    None => return None,
-                    Some('"') if chars.get(i + 1) == Some(&'"') => {
-                        name.push('"');
-                        i += 2;
-                    }
-                    Some('"') => {
-                        i += 1;
-                        break;
-                    }
-                    Some(&ch) => {
-                        name.push(ch);
-                        i += 1;
-                    }
-                }
-            }
-            out.push(Token::Quoted(name));
-        } else if c == '\'' {
-            // A string (with `E` before it, backslash escapes count).
-            let escapes = matches!(out.last(), Some(Token::Word(w)) if w.eq_ignore_ascii_case("e"));
-            let start = i;
-            i += 1;
-            loop {
-                match chars.get(i) {
-                    None => return None,
-                    Some('\\') if escapes => i += 2,
-                    Some('\'') if chars.get(i + 1) == Some(&'\'') => i += 2,
-                    Some('\'') => {
-                        i += 1;
-                        break;
-                    }
-                    Some(_) => i += 1,
-                }
-            }
-            out.push(Token::Other(chars[start..i].iter().collect()));
-        } else if c.is_alphanumeric() || c == '_' {
-            let start = i;
-            while i < chars.len()
-                && (chars[i].is_alphanumeric() || chars[i] == '_' || chars[i] == '$')
-            {
-                i += 1;
-            }
-            out.push(Token::Word(chars[start..i].iter().collect()));
-        } else if c == '$' {
-            // Dollar quotes do not appear in deparsed expressions.
-            return None;
-        } else {
-            out.push(Token::Other(c.to_string()));
-            i += 1;
-        }
-    }
-    Some(out)
-}
-
 /// Whether `name` is written without quotes by PostgreSQL (lower case letters, digits and
 /// underscores, not starting with a digit). Keywords that need quotes are quoted in the
 /// deparse, so a bare word equal to such a name is that name or an upper-case keyword.
@@ -111,9 +38,7 @@ fn bare(name: &str) -> bool {
 
 /// The next token that is not a space.
 fn next_solid(tokens: &[Token], from: usize) -> Option<&Token> {
-    tokens[from..]
-        .iter()
-        .find(|t| !matches!(t, Token::Other(s) if s.trim().is_empty()))
+    tokens[from..].iter().find(|t| solid(t))
 }
 
 fn prev_solid(tokens: &[Token], before: usize) -> Option<(usize, &Token)> {
@@ -121,7 +46,7 @@ fn prev_solid(tokens: &[Token], before: usize) -> Option<(usize, &Token)> {
         .iter()
         .enumerate()
         .rev()
-        .find(|(_, t)| !matches!(t, Token::Other(s) if s.trim().is_empty()))
+        .find(|(_, t)| solid(t))
 }
 
 fn is(t: Option<&Token>, text: &str) -> bool {
@@ -159,7 +84,7 @@ pub fn move_column(definition: &str, scope: Scope, from: &str, to: &str) -> Opti
         let matches = match &toks[i] {
             Token::Word(w) => bare(from) && w == from,
             Token::Quoted(q) => q == from,
-            Token::Other(_) => false,
+            Token::Literal(_) | Token::Other(_) => false,
         };
         if !matches {
             continue;
@@ -176,15 +101,7 @@ pub fn move_column(definition: &str, scope: Scope, from: &str, to: &str) -> Opti
     if !replaced {
         return None;
     }
-    Some(
-        toks.iter()
-            .map(|t| match t {
-                Token::Word(w) => w.clone(),
-                Token::Quoted(q) => Ident::new(q.clone()).to_string(),
-                Token::Other(o) => o.clone(),
-            })
-            .collect(),
-    )
+    Some(toks.iter().map(written).collect())
 }
 
 /// The part of an index definition after `USING`: `btree (score DESC) WHERE (...)`.
@@ -194,11 +111,7 @@ pub fn index_tail(definition: &str) -> Option<String> {
     Some(
         toks[at + 1..]
             .iter()
-            .map(|t| match t {
-                Token::Word(w) => w.clone(),
-                Token::Quoted(q) => Ident::new(q.clone()).to_string(),
-                Token::Other(o) => o.clone(),
-            })
+            .map(written)
             .collect::<String>()
             .trim()
             .to_string(),

@@ -5,11 +5,11 @@
 //! upward, and nothing here imports the command layer (`src/cli/`, owned by the binary: clap,
 //! the commands, what they print), so the compiler keeps the rule.
 //!
-//! - [`error`], [`diagnostics`], [`sql`], [`deparse`], [`rewrite`], [`version`],
+//! - [`error`], [`diagnostics`], [`sql`], [`lexer`], [`deparse`], [`rewrite`], [`version`],
 //!   [`shutdown`]: error types; field paths and problems; identifier quoting, literals,
-//!   comments, dollar quotes and object names; PostgreSQL's printed definitions moved to
-//!   another column; columns renamed in plan expressions; release order; the stop and pause
-//!   signals, passed down as values;
+//!   comments, dollar quotes and object names; SQL text in tokens; PostgreSQL's printed
+//!   definitions moved to another column; columns renamed in plan expressions; release order;
+//!   the stop and pause signals, passed down as values;
 //! - [`plan`]: the TOML plan format, parsed and checked without a database, errors located at
 //!   file, line and field;
 //! - [`ops`]: the operation catalog, one file per kind behind one trait; each kind *describes*
@@ -44,6 +44,7 @@ pub mod ephemeral;
 pub mod error;
 pub mod executor;
 pub mod export;
+pub mod lexer;
 pub mod ops;
 pub mod plan;
 pub mod planner;
