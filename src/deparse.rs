@@ -9,7 +9,7 @@
 //! `.`). Only the part of the text that names the table's columns is rewritten: see
 //! [`Scope`].
 
-use crate::lexer::{solid, tokens, written, Token};
+use crate::lexer::{is, is_word, next_solid, prev_solid, tokens, written, Token};
 use crate::sql::Ident;
 
 /// Which part of a definition names columns of the table.
@@ -36,30 +36,9 @@ fn bare(name: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
-/// The next token that is not a space.
-fn next_solid(tokens: &[Token], from: usize) -> Option<&Token> {
-    tokens[from..].iter().find(|t| solid(t))
-}
-
-fn prev_solid(tokens: &[Token], before: usize) -> Option<(usize, &Token)> {
-    tokens[..before]
-        .iter()
-        .enumerate()
-        .rev()
-        .find(|(_, t)| solid(t))
-}
-
-fn is(t: Option<&Token>, text: &str) -> bool {
-    matches!(t, Some(Token::Other(s)) if s == text)
-}
-
-fn is_word(t: &Token, word: &str) -> bool {
-    matches!(t, Token::Word(w) if w == word)
-}
-
 /// The range of tokens to rewrite for `scope`.
 fn range(tokens: &[Token], scope: Scope) -> Option<(usize, usize)> {
-    let position = |word: &str| tokens.iter().position(|t| is_word(t, word));
+    let position = |word: &str| tokens.iter().position(|t| is_word(Some(t), word));
     match scope {
         Scope::Check => Some((0, tokens.len())),
         Scope::Index => Some((position("USING")? + 1, tokens.len())),
@@ -107,7 +86,7 @@ pub fn move_column(definition: &str, scope: Scope, from: &str, to: &str) -> Opti
 /// The part of an index definition after `USING`: `btree (score DESC) WHERE (...)`.
 pub fn index_tail(definition: &str) -> Option<String> {
     let toks = tokens(definition)?;
-    let at = toks.iter().position(|t| is_word(t, "USING"))?;
+    let at = toks.iter().position(|t| is_word(Some(t), "USING"))?;
     Some(
         toks[at + 1..]
             .iter()

@@ -140,6 +140,30 @@ pub fn solid(t: &Token) -> bool {
     }
 }
 
+/// The first token from `from` on that counts ([`solid`]).
+pub fn next_solid(tokens: &[Token], from: usize) -> Option<&Token> {
+    tokens.get(from..)?.iter().find(|t| solid(t))
+}
+
+/// The last token before `before` that counts, and where it is.
+pub fn prev_solid(tokens: &[Token], before: usize) -> Option<(usize, &Token)> {
+    tokens[..before]
+        .iter()
+        .enumerate()
+        .rev()
+        .find(|(_, t)| solid(t))
+}
+
+/// Whether `t` is the punctuation `text`.
+pub fn is(t: Option<&Token>, text: &str) -> bool {
+    matches!(t, Some(Token::Other(s)) if s == text)
+}
+
+/// Whether `t` is the word `word`, in any case (a keyword).
+pub fn is_word(t: Option<&Token>, word: &str) -> bool {
+    matches!(t, Some(Token::Word(w)) if w.eq_ignore_ascii_case(word))
+}
+
 /// The token as it is written (a quoted identifier quoted again).
 pub fn written(t: &Token) -> String {
     match t {

@@ -10,16 +10,8 @@
 //! string as in `date '2024-01-01'`), or a field of something other than the table (after `x.`
 //! where `x` is not the table's name).
 
-use crate::lexer::{solid, tokens, written, Token};
+use crate::lexer::{is, is_word, next_solid, prev_solid, tokens, written, Token};
 use crate::sql::Ident;
-
-fn is(t: Option<&Token>, text: &str) -> bool {
-    matches!(t, Some(Token::Other(s)) if s == text)
-}
-
-fn is_word(t: Option<&Token>, word: &str) -> bool {
-    matches!(t, Some(Token::Word(w)) if w.eq_ignore_ascii_case(word))
-}
 
 /// The name a token stands for as an identifier, if it is one.
 fn name_of(t: &Token) -> Option<String> {
@@ -44,8 +36,6 @@ pub enum Replacement {
 /// cannot be read (an unterminated quote or comment).
 pub fn rename_columns(expr: &str, table: &str, map: &[(String, Replacement)]) -> Option<String> {
     let toks = tokens(expr)?;
-    let solid_before = |i: usize| toks[..i].iter().rev().find(|t| solid(t));
-    let solid_after = |i: usize| toks[i + 1..].iter().find(|t| solid(t));
     let mut out = String::new();
     for (i, t) in toks.iter().enumerate() {
         let found = name_of(t).and_then(|name| map.iter().find(|(from, _)| *from == name));
@@ -53,14 +43,14 @@ pub fn rename_columns(expr: &str, table: &str, map: &[(String, Replacement)]) ->
             out.push_str(&written(t));
             continue;
         };
-        let before = solid_before(i);
-        let after = solid_after(i);
+        let (dot, before) = prev_solid(&toks, i).unzip();
+        let after = next_solid(&toks, i + 1);
         // `x.col`: a column only when `x` is the table.
-        let qualifier = if is(before, ".") {
-            let at = toks[..i].iter().rposition(solid).unwrap_or(0);
-            Some(toks[..at].iter().rev().find(|t| solid(t)).and_then(name_of))
-        } else {
-            None
+        let qualifier = match dot {
+            Some(at) if is(before, ".") => {
+                Some(prev_solid(&toks, at).and_then(|(_, q)| name_of(q)))
+            }
+            _ => None,
         };
         let not_a_column = matches!(&qualifier, Some(q) if q.as_deref() != Some(table))
             || is(before, ":")
