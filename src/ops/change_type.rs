@@ -26,6 +26,15 @@ use super::{
 use crate::diagnostics::FieldPath;
 use crate::sql::{fit_identifier, Ident};
 
+/// The column that holds `column` in its new type during the transition: `rename_to`, else
+/// `temp_column`, else `<column>_bf_new`.
+pub fn temp_name(column: &str, rename_to: Option<&str>, temp_column: Option<&str>) -> String {
+    rename_to
+        .or(temp_column)
+        .map(str::to_string)
+        .unwrap_or_else(|| fit_identifier(&format!("{column}_bf_new")))
+}
+
 /// `kind = "change_type"`.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -56,10 +65,21 @@ pub struct ChangeType {
 impl ChangeType {
     /// The hidden column that holds the new type until contract.
     pub fn temp(&self) -> String {
-        self.rename_to
-            .clone()
-            .or_else(|| self.temp_column.clone())
-            .unwrap_or_else(|| fit_identifier(&format!("{}_bf_new", self.column)))
+        temp_name(
+            &self.column,
+            self.rename_to.as_deref(),
+            self.temp_column.as_deref(),
+        )
+    }
+
+    /// What `column` carries, moved onto the new column.
+    fn carried(&self, ctx: &Ctx<'_>) -> carry::Carry {
+        carry::carry(ctx, &self.column, &self.temp(), self.final_name())
+    }
+
+    /// Whether the old column is NOT NULL.
+    fn old_not_null(&self, ctx: &Ctx<'_>) -> bool {
+        ctx.column(&self.column).is_some_and(|c| c.not_null)
     }
 
     /// The column's name after contract.
@@ -91,9 +111,8 @@ impl ChangeType {
     }
 
     fn not_null(&self, ctx: &Ctx<'_>) -> Option<NotNullViaCheck> {
-        let old = ctx.column(&self.column).is_some_and(|c| c.not_null);
         self.not_null
-            .unwrap_or(old)
+            .unwrap_or(self.old_not_null(ctx))
             .then(|| NotNullViaCheck::new(ctx, &self.temp()))
     }
 }
@@ -206,7 +225,7 @@ impl Operation for ChangeType {
     }
 
     fn indexes(&self, ctx: &Ctx<'_>) -> Vec<IndexBuild> {
-        carry::carry(ctx, &self.column, &self.temp(), self.final_name()).indexes
+        self.carried(ctx).indexes
     }
 
     fn expressions(&self, ctx: &Ctx<'_>) -> Vec<ExprCheck> {
@@ -252,7 +271,7 @@ impl Operation for ChangeType {
         self.not_null(ctx)
             .map(|nn| nn.expand(ctx))
             .into_iter()
-            .chain(carry::carry(ctx, &self.column, &self.temp(), self.final_name()).constraints)
+            .chain(self.carried(ctx).constraints)
             .collect()
     }
 
@@ -276,7 +295,7 @@ impl Operation for ChangeType {
 
     fn contract(&self, ctx: &Ctx<'_>) -> Contract {
         let column = Ident::new(self.final_name());
-        let carried = carry::carry(ctx, &self.column, &self.temp(), self.final_name());
+        let carried = self.carried(ctx);
         let mut switch = carried.before_drop;
         switch.push(drop_column(ctx, &self.column));
         if self.rename_to.is_none() {
@@ -315,7 +334,7 @@ impl Operation for ChangeType {
     }
 
     fn rollback(&self, ctx: &Ctx<'_>) -> Rollback {
-        let carried = carry::carry(ctx, &self.column, &self.temp(), self.final_name());
+        let carried = self.carried(ctx);
         let mut statements = carried.rollback;
         statements.push(drop_column(ctx, &self.temp()));
         let relaxed = self.relax(ctx).map(|r| r.rollback(ctx)).unwrap_or_default();
@@ -331,8 +350,7 @@ impl ChangeType {
     /// `not_null = false` on a NOT NULL column: the old column is made nullable at expand,
     /// as `drop_not_null` does.
     fn relax(&self, ctx: &Ctx<'_>) -> Option<DropNotNull> {
-        let old = ctx.column(&self.column).is_some_and(|c| c.not_null);
-        (self.not_null == Some(false) && old).then(|| DropNotNull {
+        (self.not_null == Some(false) && self.old_not_null(ctx)).then(|| DropNotNull {
             column: self.column.clone(),
         })
     }

@@ -16,11 +16,10 @@
 //! operation taken into another keeps its place in the plan as [`Composed`], which does
 //! nothing, so that errors and `plan` still name each operation where it is written.
 
-use super::change_type::ChangeType;
+use super::change_type::{temp_name, ChangeType};
 use super::{Effects, Operation, OperationSpec, Problems};
 use crate::diagnostics::FieldPath;
 use crate::rewrite::{rename_columns, Replacement};
-use crate::sql::fit_identifier;
 
 /// An operation of the plan composed into another one (`into`, its position).
 #[derive(Debug, Clone)]
@@ -111,10 +110,8 @@ fn compose_change_type(
     problems: &mut Problems,
 ) {
     let written = c.column.clone();
-    let user_temp = c
-        .temp_column
-        .clone()
-        .unwrap_or_else(|| fit_identifier(&format!("{written}_bf_new")));
+    // The name `down` gives the new value, as written.
+    let user_temp = c.temp();
     // A rename of the name this operation changes, before it; one of its column, after it.
     let before = if c.rename_to.is_none() {
         (0..k)
@@ -141,10 +138,13 @@ fn compose_change_type(
         // Renamed back to where it started: nothing to compose.
         return;
     }
-    let new = renamed
-        .clone()
-        .or_else(|| c.temp_column.clone())
-        .unwrap_or_else(|| fit_identifier(&format!("{old}_bf_new")));
+    // A rename names the new column; without one, the hidden column keeps its `temp_column`.
+    let temp_column = if renamed.is_some() {
+        None
+    } else {
+        c.temp_column.clone()
+    };
+    let new = temp_name(&old, renamed.as_deref(), temp_column.as_deref());
     // The name the column has at position `p` of the plan.
     let name_at = |p: usize| -> &str {
         match (before, after) {
@@ -223,11 +223,7 @@ fn compose_change_type(
         up,
         down,
         rename_to: renamed,
-        temp_column: if c.rename_to.is_some() || before.is_some() || after.is_some() {
-            None
-        } else {
-            c.temp_column.clone()
-        },
+        temp_column,
         ..c
     };
     for p in taken {
