@@ -120,7 +120,7 @@ impl DropConstraint {
         }
         guarded(
             lock,
-            &format!("NOT {}", constraint_exists(ctx, &c.name)),
+            &format!("NOT {}", constraint_exists(ctx, &c.name, None)),
             &statements,
         )
     }
@@ -215,12 +215,7 @@ impl Operation for DropConstraint {
         // A check or foreign key that was valid is validated again, in a transaction of its
         // own (a scan under SHARE UPDATE EXCLUSIVE: reads and writes go on).
         let was_valid = matches!(c.kind, 'c' | 'f') && !c.definition.ends_with(" NOT VALID");
-        let not_valid = format!(
-            "{} AND NOT (SELECT convalidated FROM pg_catalog.pg_constraint WHERE conrelid = to_regclass({}) AND conname = {})",
-            constraint_exists(ctx, &c.name),
-            literal(&ctx.qualified().to_string()),
-            literal(&c.name)
-        );
+        let not_valid = constraint_exists(ctx, &c.name, Some("NOT convalidated"));
         Rollback {
             rebuild: match c.kind {
                 'p' | 'u' => rebuild(ctx, c).into_iter().collect(),

@@ -97,7 +97,7 @@ impl Operation for DropNotNull {
 
     fn rollback(&self, ctx: &Ctx<'_>) -> Rollback {
         let nn = NotNullViaCheck::new(ctx, &self.column);
-        let check = constraint_exists(ctx, nn.constraint.as_str());
+        let check = constraint_exists(ctx, nn.constraint.as_str(), None);
         // Only while the column is nullable: when expand never ran, or the rollback finished
         // already, nothing is added.
         let nullable = column_exists(ctx, &self.column, Some("NOT attnotnull"));

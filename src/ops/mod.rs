@@ -283,12 +283,14 @@ pub fn guarded(lock: LockLevel, condition: &str, statements: &[String]) -> State
     )
 }
 
-/// An SQL condition: the context's table has a constraint named `name` (for [`guarded`]).
-pub fn constraint_exists(ctx: &Ctx<'_>, name: &str) -> String {
+/// An SQL condition: the context's table has a constraint named `name` (and, with `and`, one
+/// for which that condition over `pg_constraint` holds), for [`guarded`].
+pub fn constraint_exists(ctx: &Ctx<'_>, name: &str, and: Option<&str>) -> String {
     format!(
-        "EXISTS (SELECT FROM pg_catalog.pg_constraint WHERE conrelid = to_regclass({}) AND conname = {})",
+        "EXISTS (SELECT FROM pg_catalog.pg_constraint WHERE conrelid = to_regclass({}) AND conname = {}{})",
         crate::sql::literal(&ctx.qualified().to_string()),
-        crate::sql::literal(name)
+        crate::sql::literal(name),
+        and.map(|a| format!(" AND {a}")).unwrap_or_default()
     )
 }
 

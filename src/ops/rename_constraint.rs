@@ -114,8 +114,8 @@ impl Operation for RenameConstraint {
                 LockLevel::AccessExclusive,
                 &format!(
                     "{} AND NOT {}",
-                    constraint_exists(ctx, &self.to),
-                    constraint_exists(ctx, &self.from)
+                    constraint_exists(ctx, &self.to, None),
+                    constraint_exists(ctx, &self.from, None)
                 ),
                 &[Self::rename(ctx, &self.to, &self.from)],
             )],

@@ -53,7 +53,7 @@ DO $bf_guard$ BEGIN IF EXISTS (SELECT FROM pg_catalog.pg_constraint WHERE conrel
 -- step 3: validate a constraint put back (scans without blocking writes)
 -- mode: in one transaction
 -- lock: SHARE UPDATE EXCLUSIVE
-DO $bf_guard$ BEGIN IF EXISTS (SELECT FROM pg_catalog.pg_constraint WHERE conrelid = to_regclass('"public"."users"') AND conname = 'users_nickname_length') AND NOT (SELECT convalidated FROM pg_catalog.pg_constraint WHERE conrelid = to_regclass('"public"."users"') AND conname = 'users_nickname_length') THEN EXECUTE 'ALTER TABLE "public"."users" VALIDATE CONSTRAINT "users_nickname_length"'; END IF; END $bf_guard$;
+DO $bf_guard$ BEGIN IF EXISTS (SELECT FROM pg_catalog.pg_constraint WHERE conrelid = to_regclass('"public"."users"') AND conname = 'users_nickname_length' AND NOT convalidated) THEN EXECUTE 'ALTER TABLE "public"."users" VALIDATE CONSTRAINT "users_nickname_length"'; END IF; END $bf_guard$;
 
 -- step 4: SET NOT NULL again, proven by the validated checks (no scan), metadata only
 -- mode: in one transaction
