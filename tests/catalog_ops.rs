@@ -100,6 +100,29 @@ async fn exec(client: &Client, sql: &str) {
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
 
+/// `run` again, then a write that breaks what `abort` puts back (`breaking`): `abort` fails
+/// naming `names`; after `fix`, `abort` again finishes and the catalog is `expected`.
+async fn abort_fails_until_fixed(
+    db: &TestDb,
+    client: &Client,
+    file: &str,
+    (breaking, names, fix): (&str, &str, &str),
+    expected: &[String],
+) {
+    run(db, file, "1.0.0");
+    exec(client, breaking).await;
+    let out = backfill_cmd(&["abort", file], Some(&db.url));
+    assert_ne!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(names),
+        "{}",
+        show(&out)
+    );
+    exec(client, fix).await;
+    backfill_ok(&["abort", file], Some(&db.url));
+    assert_eq!(catalog(client, "users").await, expected);
+}
+
 /// The original rows of `users`, as they were seeded.
 async fn seeded_users(client: &Client) -> Vec<String> {
     rows(
@@ -188,37 +211,33 @@ async fn abort_puts_dropped_constraints_back() {
 
     // A row the check refuses, written while it was gone: the validation, and so `abort`,
     // fails naming it; once the row is fixed, abort again finishes the job.
-    run(&db, &file, "1.0.0");
-    exec(&client, "UPDATE users SET age = -1 WHERE id = 1").await;
-    let out = backfill_cmd(&["abort", &file], Some(&db.url));
-    assert_ne!(out.status.code(), Some(0), "{}", show(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("users_age_check"),
-        "{}",
-        show(&out)
-    );
-    exec(&client, "UPDATE users SET age = 1 WHERE id = 1").await;
-    backfill_ok(&["abort", &file], Some(&db.url));
-    assert_eq!(catalog(&client, "users").await, expected);
+    abort_fails_until_fixed(
+        &db,
+        &client,
+        &file,
+        (
+            "UPDATE users SET age = -1 WHERE id = 1",
+            "users_age_check",
+            "UPDATE users SET age = 1 WHERE id = 1",
+        ),
+        &expected,
+    )
+    .await;
 
     // Duplicates written while the key was gone: the index cannot be built again, and abort
     // says so; once they are fixed, abort again finishes the job.
-    run(&db, &file, "1.0.0");
-    exec(
+    abort_fails_until_fixed(
+        &db,
         &client,
-        "INSERT INTO users (id, email, age) VALUES (1000, 'u1@example.org', 1)",
+        &file,
+        (
+            "INSERT INTO users (id, email, age) VALUES (1000, 'u1@example.org', 1)",
+            "users_email_key",
+            "DELETE FROM users WHERE id = 1000",
+        ),
+        &expected,
     )
     .await;
-    let out = backfill_cmd(&["abort", &file], Some(&db.url));
-    assert_ne!(out.status.code(), Some(0), "{}", show(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("users_email_key"),
-        "{}",
-        show(&out)
-    );
-    exec(&client, "DELETE FROM users WHERE id = 1000").await;
-    backfill_ok(&["abort", &file], Some(&db.url));
-    assert_eq!(catalog(&client, "users").await, expected);
     assert_eq!(count(&client, "SELECT count(*) FROM users").await, 40);
 }
 
@@ -405,22 +424,18 @@ async fn drop_not_null_abort_sets_it_back_through_a_validated_check() {
     assert_eq!(catalog(&client, "users").await, before);
 
     // A NULL written meanwhile: the validation fails, abort says which check; fixed, it goes on.
-    run(&db, &file, "1.0.0");
-    exec(
+    abort_fails_until_fixed(
+        &db,
         &client,
-        "INSERT INTO users (id, email, age) VALUES (1000, NULL, 5)",
+        &file,
+        (
+            "INSERT INTO users (id, email, age) VALUES (1000, NULL, 5)",
+            "bf_users_email_not_null",
+            "DELETE FROM users WHERE id = 1000",
+        ),
+        &before,
     )
     .await;
-    let out = backfill_cmd(&["abort", &file], Some(&db.url));
-    assert_ne!(out.status.code(), Some(0), "{}", show(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("bf_users_email_not_null"),
-        "{}",
-        show(&out)
-    );
-    exec(&client, "DELETE FROM users WHERE id = 1000").await;
-    backfill_ok(&["abort", &file], Some(&db.url));
-    assert_eq!(catalog(&client, "users").await, before);
 
     // A column of the primary key keeps NOT NULL: refused.
     let pk = plans.write(
