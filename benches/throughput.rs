@@ -118,6 +118,7 @@ fn run() -> BenchResult<()> {
                 let exec = ExecOptions {
                     lock_timeout: Duration::from_secs(2),
                     retries: 5,
+                    meter: backfill::metrics::Meter::none(),
                 };
                 for phase in [Phase::Expand, Phase::DualWrite] {
                     run_steps(&mut client, schedule, schedule.phase(phase), "bench", &exec)

@@ -216,6 +216,7 @@ pub async fn abort(client: &mut Client, schema: &Ident, plan: &Plan) -> Result<(
     let exec = ExecOptions {
         lock_timeout: plan.backfill.lock_timeout,
         retries: plan.backfill.ddl_retries,
+        meter: crate::metrics::Meter::none(),
     };
     runner::lock(
         &*client,

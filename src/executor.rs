@@ -36,6 +36,8 @@ pub struct ExecOptions {
     pub lock_timeout: Duration,
     /// Retries after the first attempt for lock timeouts and other retryable failures.
     pub retries: u32,
+    /// Counts the lock waits (`Meter::none()` counts nothing).
+    pub meter: crate::metrics::Meter,
 }
 
 /// The delay before retry `attempt` (1-based): capped exponential, with up to half of it as
@@ -117,6 +119,7 @@ pub async fn run_step_recorded(
                 attempt += 1;
                 let wait = backoff(attempt);
                 let blocker = if e.sqlstate() == Some("55P03") {
+                    options.meter.ddl_lock_wait(options.lock_timeout + wait);
                     blockers(client, table).await
                 } else {
                     String::new()

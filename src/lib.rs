@@ -6,10 +6,11 @@
 //! the commands, what they print), so the compiler keeps the rule.
 //!
 //! - [`error`], [`diagnostics`], [`sql`], [`lexer`], [`deparse`], [`rewrite`], [`version`],
-//!   [`shutdown`]: error types; field paths and problems; identifier quoting, literals,
+//!   [`shutdown`], [`metrics`]: error types; field paths and problems; identifier quoting, literals,
 //!   comments, dollar quotes and object names; SQL text in tokens; PostgreSQL's printed
 //!   definitions moved to another column; columns renamed in plan expressions; release order;
-//!   the stop and pause signals, passed down as values;
+//!   the stop and pause signals, passed down as values; a run's live figures and their
+//!   Prometheus endpoint;
 //! - [`plan`]: the TOML plan format, parsed and checked without a database, errors located at
 //!   file, line and field;
 //! - [`ops`]: the operation catalog, one file per kind behind one trait; each kind *describes*
@@ -45,6 +46,7 @@ pub mod error;
 pub mod executor;
 pub mod export;
 pub mod lexer;
+pub mod metrics;
 pub mod ops;
 pub mod plan;
 pub mod planner;

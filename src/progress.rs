@@ -95,6 +95,7 @@ fn line_for(event: &Event) -> Option<String> {
             wait_ms,
             batch,
             reason,
+            ..
         } => Some(format!(
             "retry: worker {worker}, segment {segment}, attempt {attempt}: {reason}; again in {:.1}s with batch {batch}",
             *wait_ms as f64 / 1000.0
@@ -106,7 +107,7 @@ fn line_for(event: &Event) -> Option<String> {
         Event::Resumed { .. } => Some("resumed".to_string()),
         Event::Throttled { reason } => Some(format!("throttled: {reason}")),
         Event::Unthrottled {} => Some("no longer throttled".to_string()),
-        Event::SettingsChanged { changes } => Some(format!("settings changed: {changes}")),
+        Event::SettingsChanged { changes, .. } => Some(format!("settings changed: {changes}")),
         _ => None,
     }
 }
@@ -202,7 +203,7 @@ async fn bars(mut rx: UnboundedReceiver<Event>) {
                 ));
             }
             Event::Unthrottled {} => tally.health = None,
-            Event::SettingsChanged { changes } => {
+            Event::SettingsChanged { changes, .. } => {
                 if let Some(r) = changes
                     .split(", ")
                     .find_map(|c| c.strip_prefix("max_rows_per_second="))

@@ -22,6 +22,7 @@ use crate::db::ConnectionSpec;
 use crate::engine::{self, EngineOptions, Event, Events, Job, Keyset, Outcome, Stop};
 use crate::error::{Error, Result};
 use crate::executor::{run_step_recorded, ExecOptions};
+use crate::metrics::Meter;
 use crate::plan::Plan;
 use crate::planner::{self, Phase, PhasePlan, PlannerOptions, Schedule};
 use crate::progress::{self, Mode};
@@ -686,6 +687,8 @@ struct PlanRun<'a> {
     schema: &'a Ident,
     schedule: Schedule,
     live: TableInfo,
+    /// This process's figures for the plan (metrics endpoint, `status --json`).
+    meter: Meter,
 }
 
 /// What to do with a phase.
@@ -720,6 +723,7 @@ async fn run_locked(
         schema,
         schedule,
         live,
+        meter: Meter::new(&plan.name),
     };
     let mut ran = Vec::new();
     for pp in &run.schedule.phases {
@@ -881,6 +885,7 @@ impl PlanRun<'_> {
         .await?;
         tracing::info!(plan = %plan.name, phase = name, release = ?release_text, "phase started");
         state::runners::announce(client, schema, &plan.name, name, 0).await?;
+        self.meter.phase(name);
         let t = Instant::now();
         let detail = if phase == Phase::Backfill {
             unlock(client, plan).await?;
@@ -893,6 +898,7 @@ impl PlanRun<'_> {
                 self.options,
                 self.stop.clone(),
                 schema,
+                self.meter.clone(),
             )
             .await;
             lock(client, schema, plan, self.say, &Stop::new()).await?;
@@ -938,6 +944,7 @@ impl PlanRun<'_> {
         let exec = ExecOptions {
             lock_timeout: self.plan.backfill.lock_timeout,
             retries: self.plan.backfill.ddl_retries,
+            meter: self.meter.clone(),
         };
         let (done_tx, done_rx) = tokio::sync::watch::channel(false);
         let beat = tokio::spawn(heartbeat(
@@ -946,7 +953,7 @@ impl PlanRun<'_> {
             self.plan.name.clone(),
             engine::Pause::default(),
             Stop::new(),
-            Events::none(),
+            Events::none().metered(self.meter.clone()),
             done_rx,
         ));
         let result = run_phase_steps(
@@ -1112,6 +1119,7 @@ async fn backfill(
     options: &RunnerOptions,
     stop: Stop,
     schema: &Ident,
+    meter: Meter,
 ) -> Result<String> {
     let Some(spec) = schedule.backfill.clone() else {
         return Ok("no data to move".to_string());
@@ -1121,7 +1129,7 @@ async fn backfill(
     state::runners::announce(client, schema, &plan.name, "backfill", eo.workers as i32).await?;
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let sink = tokio::spawn(progress::render(options.mode, rx));
-    let events = Events::new(tx);
+    let events = Events::new(tx).metered(meter);
     let (done_tx, done_rx) = tokio::sync::watch::channel(false);
     let heartbeat = tokio::spawn(heartbeat(
         conn.clone(),
@@ -1178,7 +1186,11 @@ async fn heartbeat(
             client = conn.connect().await.ok();
         }
         if let Some(c) = &client {
-            let beat = state::runners::heartbeat(c, &schema, &plan, rate).await;
+            let figures = events
+                .meter()
+                .figures()
+                .and_then(|f| serde_json::to_string(&f).ok());
+            let beat = state::runners::heartbeat(c, &schema, &plan, rate, figures.as_deref()).await;
             if let Ok(Some(b)) = beat {
                 let (paused, aborting, n) = (b.paused, b.aborting, b.rows_done);
                 let now = Instant::now();
@@ -1192,6 +1204,7 @@ async fn heartbeat(
                     };
                 }
                 last = Some((now, n));
+                events.meter().shared(n, b.segments_left, rate);
                 if paused != pause.is_set() {
                     pause.set(paused);
                     events.send(if paused {

@@ -13,6 +13,7 @@ mod ephemeral_cleanup;
 mod export;
 mod golden;
 mod hostile_names;
+mod metrics;
 mod plan_errors;
 mod plan_examples;
 mod plan_ops;

@@ -33,11 +33,18 @@ pub async fn status_cmd(args: StatusArgs) -> Result<()> {
     }
     let client = conn.connect().await?;
     let schema = Ident::new(&args.db.state_schema);
-    let names: Vec<String> = if args.plans.is_empty() {
+    // Plan files and folders, or the names of plans that ran (from a host without the files).
+    let (files, named): (Vec<_>, Vec<_>) = args
+        .plans
+        .iter()
+        .cloned()
+        .partition(|p| p.exists() || p.extension().is_some() || p.components().count() > 1);
+    let mut names: Vec<String> = if files.is_empty() {
         Vec::new()
     } else {
-        load_all(&args.plans)?.into_iter().map(|p| p.name).collect()
+        load_all(&files)?.into_iter().map(|p| p.name).collect()
     };
+    names.extend(named.iter().map(|p| p.display().to_string()));
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let mut drawn_lines = 0;
     loop {
@@ -144,20 +151,57 @@ fn render_status(p: &PlanStatus) -> String {
         ));
     }
     for pr in &d.processes {
-        out.push_str(&format!(
-            "  process     {} pid {}: {}, {} workers, {:.0} rows/s, heartbeat {:.1}s ago\n",
-            pr.host,
-            pr.pid,
-            pr.phase.as_deref().unwrap_or("-"),
-            pr.workers.unwrap_or(0),
-            pr.rows_per_second.unwrap_or(0.0),
-            pr.heartbeat_seconds_ago.unwrap_or(0.0)
-        ));
+        out.push_str(&format!("  process     {}\n", process_line(pr)));
     }
     if let Some(e) = &d.last_error {
         out.push_str(&format!("  last error  {e}\n"));
     }
     out
+}
+
+/// One process of `status`: what it does, and its live figures while it backfills.
+fn process_line(pr: &backfill::state::status::ProcessStatus) -> String {
+    let f = pr.figures.as_ref();
+    let workers = f.map_or(pr.workers.unwrap_or(0), |f| f.workers as i32);
+    let mut line = format!(
+        "{} pid {}: {}",
+        pr.host,
+        pr.pid,
+        pr.phase.as_deref().unwrap_or("-")
+    );
+    if pr.phase.as_deref() == Some("backfill") {
+        line.push_str(&format!(
+            ", {}, {:.0} rows/s",
+            counted(workers.max(0), "worker", "workers"),
+            pr.rows_per_second.unwrap_or(0.0)
+        ));
+        if let Some(f) = f {
+            if f.batch_size > 0 {
+                line.push_str(&format!(", batch {}", f.batch_size));
+            }
+            if let (Some(p50), Some(p99)) = (f.chunk_p50_ms, f.chunk_p99_ms) {
+                line.push_str(&format!(", chunks p50 {p50:.0} ms, p99 {p99:.0} ms"));
+            }
+            let retries: u64 = f.retries.values().sum();
+            if retries > 0 {
+                line.push_str(&format!(", {}", counted(retries, "retry", "retries")));
+            }
+            if let Some(why) = &f.throttle_detail {
+                line.push_str(&format!(", throttled: {why}"));
+            }
+        }
+    } else if let Some(f) = f.filter(|f| f.ddl_lock_waits > 0) {
+        line.push_str(&format!(
+            ", {} ({:.0}s)",
+            counted(f.ddl_lock_waits, "lock wait", "lock waits"),
+            f.ddl_lock_wait_seconds
+        ));
+    }
+    line.push_str(&format!(
+        ", heartbeat {:.1}s ago",
+        pr.heartbeat_seconds_ago.unwrap_or(0.0)
+    ));
+    line
 }
 
 /// `backfill verify`.

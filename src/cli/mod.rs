@@ -164,7 +164,8 @@ pub struct DemoArgs {
 /// `backfill status`.
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// Plan files or folders (default: every plan in the state schema).
+    /// Plan files or folders, or names of plans that ran (default: every plan in the state
+    /// schema).
     pub plans: Vec<PathBuf>,
     /// Print JSON.
     #[arg(long)]
@@ -419,6 +420,11 @@ pub struct RunArgs {
     /// Same as `--progress json`.
     #[arg(long)]
     pub json: bool,
+    /// Serve Prometheus metrics on this address while the run lasts (`127.0.0.1:9187`):
+    /// rows, rate, estimate, segments, chunk latency, batch size, retries by SQLSTATE,
+    /// throttle, workers, DDL lock waits, phase.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub throttle: ThrottleArgs,

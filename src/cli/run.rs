@@ -42,6 +42,9 @@ fn interrupts() -> Stop {
 /// Runs `backfill run`.
 pub async fn run_cmd(args: RunArgs) -> Result<()> {
     let plans = load_all(&args.plans)?;
+    if let Some(addr) = args.metrics_addr {
+        backfill::metrics::serve(addr)?;
+    }
     let conn = connection(&args.db)?.ok_or_else(|| {
         Error::Usage(
             "backfill run needs the database: give --database-url or set DATABASE_URL".to_string(),
@@ -107,8 +110,10 @@ pub async fn run_cmd(args: RunArgs) -> Result<()> {
         let rate = engine_options.max_rows_per_second;
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let sink = tokio::spawn(progress::render(mode, rx));
-        let result =
-            engine::backfill(&conn, job, engine_options, Events::new(tx), stop.clone()).await;
+        let meter = backfill::metrics::Meter::new(&plan.name);
+        meter.phase("backfill");
+        let events = Events::new(tx).metered(meter);
+        let result = engine::backfill(&conn, job, engine_options, events, stop.clone()).await;
         let _ = sink.await;
         match result? {
             Outcome::Finished(_) if args.recheck => {

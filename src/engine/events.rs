@@ -1,8 +1,12 @@
 //! What the engine reports. The engine never writes to the terminal: it sends these on a
 //! channel and a sink ([`crate::progress`]) draws bars, writes log lines or JSON.
 
+use std::time::Duration;
+
 use serde::Serialize;
 use tokio::sync::mpsc::UnboundedSender;
+
+use crate::metrics::Meter;
 
 /// One thing that happened during a backfill.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -63,6 +67,8 @@ pub enum Event {
         batch: u32,
         /// What went wrong, with the SQLSTATE.
         reason: String,
+        /// The SQLSTATE (none when the connection broke).
+        sqlstate: Option<String>,
     },
     /// A segment is finished.
     SegmentDone {
@@ -82,6 +88,8 @@ pub enum Event {
     SettingsChanged {
         /// What changed: `max_rows_per_second=500, workers=2`.
         changes: String,
+        /// Workers wanted in this process now.
+        workers: u32,
     },
     /// `backfill pause` from some terminal: workers hold at their next chunk boundary.
     Paused {
@@ -120,25 +128,96 @@ pub enum Event {
     },
 }
 
-/// Where events go; sending never blocks and a closed sink is not an error.
+/// Where events go, and the meter they update; sending never blocks and a closed sink is not
+/// an error.
 #[derive(Debug, Clone)]
-pub struct Events(Option<UnboundedSender<Event>>);
+pub struct Events {
+    tx: Option<UnboundedSender<Event>>,
+    meter: Meter,
+}
 
 impl Events {
     /// Sends to `tx`.
     pub fn new(tx: UnboundedSender<Event>) -> Events {
-        Events(Some(tx))
+        Events {
+            tx: Some(tx),
+            meter: Meter::none(),
+        }
     }
 
     /// Discards every event.
     pub fn none() -> Events {
-        Events(None)
+        Events {
+            tx: None,
+            meter: Meter::none(),
+        }
+    }
+
+    /// The same, also counted on `meter`.
+    pub fn metered(self, meter: Meter) -> Events {
+        Events { meter, ..self }
+    }
+
+    /// The meter the events update.
+    pub fn meter(&self) -> &Meter {
+        &self.meter
     }
 
     /// Reports one event.
     pub fn send(&self, event: Event) {
-        if let Some(tx) = &self.0 {
+        record(&self.meter, &event);
+        if let Some(tx) = &self.tx {
             let _ = tx.send(event);
         }
+    }
+}
+
+/// What an event changes in the figures.
+fn record(meter: &Meter, event: &Event) {
+    match event {
+        Event::Started {
+            workers,
+            segments,
+            segments_left,
+            rows_estimate,
+            rows_done,
+            ..
+        } => meter.started(
+            *workers,
+            i64::from(*segments),
+            i64::from(*segments_left),
+            *rows_estimate,
+            *rows_done,
+        ),
+        Event::Chunk {
+            rows,
+            changed,
+            batch,
+            ms,
+            throttled_ms,
+            rows_done,
+            ..
+        } => meter.chunk(
+            *rows,
+            *changed,
+            *batch,
+            Duration::from_millis(*ms),
+            Duration::from_millis(*throttled_ms),
+            *rows_done,
+        ),
+        Event::Retry {
+            sqlstate, batch, ..
+        } => meter.retry(sqlstate.as_deref(), *batch),
+        Event::SegmentDone { .. } => meter.segment_done(),
+        Event::Throttled { reason } => meter.throttled(Some(reason)),
+        Event::Unthrottled {} => meter.throttled(None),
+        Event::SettingsChanged { workers, .. } => meter.workers(*workers),
+        Event::Paused { .. } => meter.paused(true),
+        Event::Resumed { .. } => meter.paused(false),
+        Event::Finished { rows_done, .. } | Event::Interrupted { rows_done, .. } => {
+            meter.shared(*rows_done, None, 0.0);
+            meter.tick();
+        }
+        Event::Failed { .. } => {}
     }
 }

@@ -27,6 +27,7 @@ pub(super) async fn watch(
         .collect();
     let mut last_probe: Option<Instant> = None;
     loop {
+        shared.events.meter().tick();
         let t = shared.live.throttle();
         if client.as_ref().map_or(true, |c| c.is_closed()) {
             client = conn.connect().await.ok();
@@ -140,7 +141,10 @@ async fn settings(shared: &Shared, client: &Client) {
     };
     if let Some(changes) = shared.live.apply(&map) {
         tracing::info!(%changes, "settings changed");
-        shared.events.send(Event::SettingsChanged { changes });
+        shared.events.send(Event::SettingsChanged {
+            changes,
+            workers: shared.live.workers(),
+        });
     }
 }
 

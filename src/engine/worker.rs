@@ -24,7 +24,7 @@ enum Walk {
     /// Another process took the segment over (this process's lease ran out).
     Lost,
     /// A chunk failed for a reason that passes: retry later, smaller.
-    Transient(String),
+    Transient(String, Option<String>),
     /// The run must stop.
     Fatal(Error),
 }
@@ -62,6 +62,10 @@ fn classify(e: &tokio_postgres::Error) -> Class {
     }
 }
 
+fn sqlstate(e: &tokio_postgres::Error) -> Option<String> {
+    e.as_db_error().map(|d| d.code().code().to_string())
+}
+
 fn describe(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{} ({})", db.message(), db.code().code()),
@@ -85,7 +89,7 @@ pub(super) async fn run(id: u32, shared: Arc<Shared>, pool: Pool) {
             }
             Walk::Stopped => shared.requeue(task),
             Walk::Lost => shared.finish(task.segment),
-            Walk::Transient(reason) => {
+            Walk::Transient(reason, sqlstate) => {
                 task.attempts += 1;
                 shared.retries.fetch_add(1, Ordering::SeqCst);
                 if task.attempts > shared.options.retries {
@@ -110,6 +114,7 @@ pub(super) async fn run(id: u32, shared: Arc<Shared>, pool: Pool) {
                     wait_ms: wait.as_millis() as u64,
                     batch: sizing.batch(),
                     reason,
+                    sqlstate,
                 });
                 task.not_before = Instant::now() + wait;
                 shared.requeue(task);
@@ -161,7 +166,7 @@ async fn walk(id: u32, shared: &Shared, pool: &Pool, task: &mut Task, sizing: &m
         let throttled = waited.elapsed();
         let mut client = match pool.get().await {
             Ok(c) => c,
-            Err(e) => return Walk::Transient(format!("cannot get a connection: {e}")),
+            Err(e) => return Walk::Transient(format!("cannot get a connection: {e}"), None),
         };
         let sql = if task.cursor.is_some() {
             &shared.sql.next
@@ -190,12 +195,12 @@ async fn walk(id: u32, shared: &Shared, pool: &Pool, task: &mut Task, sizing: &m
         let row = match result {
             Ok(row) => row,
             Err(e) => match classify(&e) {
-                Class::Transient => return Walk::Transient(describe(&e)),
+                Class::Transient => return Walk::Transient(describe(&e), sqlstate(&e)),
                 Class::Moved => match reload(shared, &client, task).await {
                     Ok(Reloaded::Done) => return Walk::Done,
                     Ok(Reloaded::Ours) => continue,
                     Ok(Reloaded::Taken) => return Walk::Lost,
-                    Err(e) => return Walk::Transient(describe(&e)),
+                    Err(e) => return Walk::Transient(describe(&e), sqlstate(&e)),
                 },
                 Class::Data => {
                     return Walk::Fatal(locate_bad_row(shared, &mut client, task, batch, &e).await)

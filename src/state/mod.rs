@@ -136,6 +136,10 @@ ALTER TABLE {s}.segments ADD COLUMN owner text, ADD COLUMN lease_until timestamp
 ALTER TABLE {s}.backfills ADD COLUMN settings text NOT NULL DEFAULT '{}';
 CREATE TABLE {s}.heartbeat (id int PRIMARY KEY, at timestamptz NOT NULL);
 "#,
+    // 4: each process's live figures (`status --json`, the same as its metrics endpoint).
+    r#"
+ALTER TABLE {s}.runners ADD COLUMN figures jsonb;
+"#,
 ];
 
 /// How long a process's heartbeat counts as alive.

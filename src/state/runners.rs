@@ -56,7 +56,8 @@ pub async fn other(client: &Client, schema: &Ident, plan: &str) -> Option<String
         .map(|r| r.get::<_, String>(0))
 }
 
-/// What a heartbeat reads back: the plan's flags and the rows walked by every process.
+/// What a heartbeat reads back: the plan's flags and the backfill's progress, every process
+/// together.
 #[derive(Debug, Clone, Copy)]
 pub struct Beat {
     /// `backfill pause` is in force.
@@ -65,25 +66,33 @@ pub struct Beat {
     pub aborting: bool,
     /// Rows walked so far, all processes together.
     pub rows_done: i64,
+    /// Segments not finished (none before the backfill starts).
+    pub segments_left: Option<i64>,
 }
 
-/// Records this process's heartbeat, its rows and rate, and reads the plan's flags back.
+/// Records this process's heartbeat, its rows, rate and figures (JSON, see
+/// [`crate::metrics::Figures`]), and reads the plan's flags back.
 pub async fn heartbeat(
     client: &Client,
     schema: &Ident,
     plan: &str,
     rate: f64,
+    figures: Option<&str>,
 ) -> Result<Option<Beat>> {
     let row = client
         .query_opt(
             &format!(
-                "WITH _bf_done AS (SELECT coalesce(sum(rows_seen), 0)::int8 AS n FROM {schema}.segments WHERE plan = $1),
+                "WITH _bf_done AS (
+                   SELECT coalesce(sum(rows_seen), 0)::int8 AS n, count(*) FILTER (WHERE NOT done) AS left_, count(*) AS segments
+                     FROM {schema}.segments WHERE plan = $1),
                  _bf_me AS (
-                   UPDATE {schema}.runners SET heartbeat_at = now(), rows_done = (SELECT n FROM _bf_done), rate = $4
+                   UPDATE {schema}.runners SET heartbeat_at = now(), rows_done = (SELECT n FROM _bf_done), rate = $4,
+                          figures = coalesce($5::text::jsonb, figures)
                     WHERE plan = $1 AND host = $2 AND pid = $3)
-                 SELECT p.paused, p.aborting, (SELECT n FROM _bf_done) FROM {schema}.plans p WHERE p.plan = $1"
+                 SELECT p.paused, p.aborting, d.n, CASE WHEN d.segments > 0 THEN d.left_ END
+                   FROM {schema}.plans p, _bf_done d WHERE p.plan = $1"
             ),
-            &[&plan, &host(), &pid(), &rate],
+            &[&plan, &host(), &pid(), &rate, &figures],
         )
         .await
         .map_err(|e| Error::db("recording the heartbeat", &e))?;
@@ -91,6 +100,7 @@ pub async fn heartbeat(
         paused: r.get(0),
         aborting: r.get(1),
         rows_done: r.get(2),
+        segments_left: r.get(3),
     }))
 }
 

@@ -102,6 +102,9 @@ pub struct ProcessStatus {
     pub rows_per_second: Option<f64>,
     /// Seconds since its last heartbeat.
     pub heartbeat_seconds_ago: Option<f64>,
+    /// Its live figures as of that heartbeat: the same numbers its `--metrics-addr`
+    /// endpoint serves.
+    pub figures: Option<crate::metrics::Figures>,
 }
 
 /// The status of `names` (every recorded plan when empty).
@@ -247,7 +250,7 @@ async fn processes(client: &Client, schema: &Ident, plan: &str) -> Result<Vec<Pr
     Ok(client
         .query(
             &format!(
-                "SELECT host, pid, phase, workers, rows_done, rate, extract(epoch FROM now() - heartbeat_at)::float8
+                "SELECT host, pid, phase, workers, rows_done, rate, extract(epoch FROM now() - heartbeat_at)::float8, figures::text
                    FROM {schema}.runners WHERE plan = $1 AND heartbeat_at > now() - make_interval(secs => $2)
                   ORDER BY host, pid"
             ),
@@ -264,6 +267,9 @@ async fn processes(client: &Client, schema: &Ident, plan: &str) -> Result<Vec<Pr
             rows_done: p.get(4),
             rows_per_second: p.get(5),
             heartbeat_seconds_ago: p.get(6),
+            figures: p
+                .get::<_, Option<String>>(7)
+                .and_then(|f| serde_json::from_str(&f).ok()),
         })
         .collect())
 }

@@ -35,6 +35,7 @@ fn exec() -> ExecOptions {
     ExecOptions {
         lock_timeout: std::time::Duration::from_secs(2),
         retries: 3,
+        meter: backfill::metrics::Meter::none(),
     }
 }
 

@@ -238,6 +238,7 @@ pub async fn stage(db: &TestDb, name: &str, plan: &str) -> Staged {
     let exec = ExecOptions {
         lock_timeout: std::time::Duration::from_secs(5),
         retries: 3,
+        meter: backfill::metrics::Meter::none(),
     };
     for phase in [Phase::Expand, Phase::DualWrite] {
         run_steps(
