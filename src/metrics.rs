@@ -76,6 +76,11 @@ pub struct Figures {
     pub ddl_lock_waits: u64,
     /// Time spent in those attempts and their back-off.
     pub ddl_lock_wait_seconds: f64,
+    /// The last commit latency of the engine's probe (a tiny durable write; before the
+    /// workers start, the median of five), while the engine chooses its number of workers.
+    pub commit_latency_ms: Option<f64>,
+    /// `max_commit_latency`, the latency the engine keeps that under, when set.
+    pub commit_latency_target_ms: Option<f64>,
 }
 
 /// The live figures of one plan in this process. Cheap to clone; [`Meter::none`] records
@@ -238,6 +243,16 @@ impl Meter {
         });
     }
 
+    /// The engine's commit-latency probe: its last sample and its target.
+    pub fn commit_latency(&self, sample: Option<Duration>, target: Option<Duration>) {
+        self.with(|i| {
+            if let Some(s) = sample {
+                i.figures.commit_latency_ms = Some(s.as_secs_f64() * 1000.0);
+            }
+            i.figures.commit_latency_target_ms = target.map(|t| t.as_secs_f64() * 1000.0);
+        });
+    }
+
     /// What the heartbeat read of every process: rows walked, segments left, their rate.
     pub fn shared(&self, rows_done: i64, segments_left: Option<i64>, rate: f64) {
         self.with(|i| {
@@ -365,6 +380,12 @@ fn publish(i: &mut Inner) {
     gauge("backfill_rate_limited_seconds", f.rate_limited_seconds);
     gauge("backfill_paused", if f.paused { 1.0 } else { 0.0 });
     counter("backfill_ddl_lock_waits_total", f.ddl_lock_waits);
+    if let Some(ms) = f.commit_latency_ms {
+        gauge("backfill_commit_latency_seconds", ms / 1000.0);
+    }
+    if let Some(ms) = f.commit_latency_target_ms {
+        gauge("backfill_commit_latency_target_seconds", ms / 1000.0);
+    }
     gauge("backfill_ddl_lock_wait_seconds", f.ddl_lock_wait_seconds);
 }
 
@@ -447,6 +468,16 @@ fn describe() {
     describe_counter!(
         "backfill_ddl_lock_waits_total",
         "DDL statements that hit lock_timeout and were retried"
+    );
+    describe_gauge!(
+        "backfill_commit_latency_seconds",
+        Unit::Seconds,
+        "the engine's last commit-latency probe (a tiny durable write)"
+    );
+    describe_gauge!(
+        "backfill_commit_latency_target_seconds",
+        Unit::Seconds,
+        "max_commit_latency: the commit latency the engine keeps under by taking workers away"
     );
     describe_gauge!(
         "backfill_ddl_lock_wait_seconds",

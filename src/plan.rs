@@ -105,6 +105,12 @@ pub struct ThrottleSettings {
     pub max_transaction_age: Option<Duration>,
     /// Hold while autovacuum works on the table.
     pub pause_during_autovacuum: bool,
+    /// The longest commit the engine lets a tiny durable write take (its probe of the
+    /// application's commit latency, every tick): over it, it takes workers away down to one,
+    /// then spaces the chunks out. Without it, the number of workers follows the rate only.
+    #[serde(with = "opt_duration", skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
+    pub max_commit_latency: Option<Duration>,
     /// A query returning one boolean: true holds the workers.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub query: Option<String>,
@@ -118,6 +124,7 @@ impl Default for ThrottleSettings {
             max_lock_waiters: None,
             max_transaction_age: None,
             pause_during_autovacuum: false,
+            max_commit_latency: None,
             query: None,
         }
     }

@@ -97,7 +97,7 @@ pub enum Command {
     /// Change settings of a running backfill from any terminal: the processes working on it
     /// pick the change up within 2 seconds.
     #[command(
-        after_help = "Keys: max_rows_per_second, workers, min_batch_size, max_batch_size, max_replication_lag, max_lock_waiters, max_transaction_age, pause_during_autovacuum (\"off\" clears a threshold).\n\nExamples:\n  backfill set split_full_name max_rows_per_second=5000\n  backfill set plans/0001_split_full_name.toml workers=2 max_replication_lag=10s"
+        after_help = "Keys: max_rows_per_second, workers, min_batch_size, max_batch_size, max_replication_lag, max_lock_waiters, max_transaction_age, pause_during_autovacuum, max_commit_latency (\"off\" clears a threshold).\n\nExamples:\n  backfill set split_full_name max_rows_per_second=5000\n  backfill set plans/0001_split_full_name.toml workers=2 max_replication_lag=10s"
     )]
     Set(SetArgs),
     /// Write a plan's schedule as files for another migration tool: `sql` (one psql script per

@@ -19,6 +19,7 @@
 pub mod events;
 pub mod keyset;
 mod monitor;
+pub mod pace;
 pub mod segments;
 pub mod sizing;
 pub mod throttle;
@@ -211,6 +212,8 @@ struct Shared {
     retries: AtomicU64,
     /// No segment is left anywhere: workers that end now are not replaced.
     finished: AtomicBool,
+    /// Chooses the number of workers, unless it was given.
+    pace: Mutex<Option<pace::Pace>>,
 }
 
 impl Shared {
@@ -343,20 +346,10 @@ pub async fn backfill(
     state::ensure(&mut control, &options.state_schema).await?;
     let prepared = segments::prepare(&mut control, &job, &options).await?;
     let stored = segments::share_settings(&control, &job, &options).await?;
+    let baseline = commit_latency(&control, &options.state_schema).await;
     drop(control);
     let total_segments = prepared.total;
     let workers = options.workers.max(1);
-    events.send(Event::Started {
-        plan: job.plan.clone(),
-        table: job.spec.table.to_string(),
-        workers,
-        segments: total_segments,
-        segments_left: prepared.pending.len() as u32,
-        rows_estimate: prepared.rows_estimate,
-        rows_done: prepared.rows_done,
-        resumed: prepared.resumed,
-        max_rows_per_second: options.max_rows_per_second,
-    });
     let nonce = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
@@ -382,12 +375,37 @@ pub async fn backfill(
         rows_changed: AtomicI64::new(0),
         retries: AtomicU64::new(0),
         finished: AtomicBool::new(false),
+        pace: Mutex::new(None),
         options,
     });
 
     // What this process or another one recorded (command-line settings, `backfill set`)
     // applies from the first chunk on.
     shared.live.apply(&stored);
+    // Unless the number of workers was given, it is found by measurement, up to `workers`.
+    if !shared.live.workers_pinned() {
+        let target = shared.live.throttle().max_commit_latency;
+        let pace = pace::Pace::new(workers, target, Instant::now(), 0);
+        shared.live.set_workers(pace.workers());
+        shared
+            .events
+            .meter()
+            .commit_latency(baseline, pace.target());
+        if let Ok(mut p) = shared.pace.lock() {
+            *p = Some(pace);
+        }
+    }
+    events.send(Event::Started {
+        plan: shared.job.plan.clone(),
+        table: shared.job.spec.table.to_string(),
+        workers: shared.live.workers(),
+        segments: total_segments,
+        segments_left: prepared.pending.len() as u32,
+        rows_estimate: prepared.rows_estimate,
+        rows_done: prepared.rows_done,
+        resumed: prepared.resumed,
+        max_rows_per_second: shared.options.max_rows_per_second,
+    });
     let pool = pool(conn, &shared)?;
     let (done_tx, done_rx) = tokio::sync::watch::channel(false);
     let monitor = tokio::spawn(monitor::watch(
@@ -586,6 +604,20 @@ fn pool(conn: &ConnectionSpec, shared: &Shared) -> Result<Pool> {
         .max_size(shared.options.workers.max(1) as usize)
         .build()
         .map_err(|e| Error::Failed(format!("cannot build the connection pool: {e}")))
+}
+
+/// The time a tiny durable write takes to commit (the heartbeat row), the median of five:
+/// the application's commit latency before the backfill starts. `None` when it cannot be
+/// measured.
+async fn commit_latency(client: &tokio_postgres::Client, schema: &Ident) -> Option<Duration> {
+    let mut samples = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        state::heartbeat::beat(client, schema).await.ok()?;
+        samples.push(t.elapsed());
+    }
+    samples.sort();
+    samples.get(samples.len() / 2).copied()
 }
 
 /// Escapes a value for the startup `options` parameter (spaces and backslashes).

@@ -37,13 +37,18 @@ pub(super) async fn watch(
                 renew(&shared, c).await;
                 settings(&shared, c).await;
                 let tick = super::tuning::tick(t.check_interval);
-                let heartbeat = if !replicas.is_empty() && t.max_replication_lag.is_some() {
-                    state::heartbeat::beat(c, &shared.options.state_schema)
-                        .await
-                        .err()
+                let pacing = shared.pace.lock().map(|p| p.is_some()).unwrap_or(false);
+                let lag_probe = !replicas.is_empty() && t.max_replication_lag.is_some();
+                let mut latency = None;
+                let heartbeat = if lag_probe || pacing {
+                    let at = Instant::now();
+                    let r = state::heartbeat::beat(c, &shared.options.state_schema).await;
+                    latency = r.is_ok().then(|| at.elapsed());
+                    r.err().filter(|_| lag_probe)
                 } else {
                     None
                 };
+                pace(&shared, latency);
                 if let Some(e) = heartbeat {
                     health(
                         &shared,
@@ -76,6 +81,40 @@ pub(super) async fn watch(
             _ = done.changed() => return,
         }
     }
+}
+
+/// One tick of the pace controller: the workers and the pause between chunks it asks for.
+fn pace(shared: &Shared, latency: Option<Duration>) {
+    let Ok(mut guard) = shared.pace.lock() else {
+        return;
+    };
+    if shared.live.workers_pinned() {
+        // `backfill set workers=N`: the user's number from now on.
+        *guard = None;
+        shared.live.set_pause(Duration::ZERO);
+        return;
+    }
+    let Some(pace) = guard.as_mut() else {
+        return;
+    };
+    pace.set_target(shared.live.throttle().max_commit_latency);
+    let meter = shared.events.meter();
+    meter.commit_latency(latency, pace.target());
+    let held = shared.live.throttled().is_some()
+        || shared.options.pause.is_set()
+        || shared.live.rate() > 0;
+    let rows = shared.rows_seen.load(std::sync::atomic::Ordering::SeqCst);
+    let Some(d) = pace.tick(Instant::now(), rows, held, latency) else {
+        return;
+    };
+    drop(guard);
+    shared.live.set_workers(d.workers);
+    shared.live.set_pause(d.pause);
+    tracing::info!(workers = d.workers, pause_ms = d.pause.as_millis() as u64, why = %d.why, "pace");
+    shared.events.send(Event::SettingsChanged {
+        changes: format!("workers={} ({})", d.workers, d.why),
+        workers: d.workers,
+    });
 }
 
 fn probes_configured(t: &crate::plan::ThrottleSettings) -> bool {

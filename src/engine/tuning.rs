@@ -22,6 +22,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("max_lock_waiters", "a count, or \"off\""),
     ("max_transaction_age", "a duration (\"1h\"), or \"off\""),
     ("pause_during_autovacuum", "true or false"),
+    ("max_commit_latency", "a duration (\"5ms\"), or \"off\""),
 ];
 
 /// Checks one `key=value` of `backfill set` and returns it as stored.
@@ -41,10 +42,14 @@ pub fn parse_setting(key: &str, value: &str) -> Result<Value, String> {
         "min_batch_size" | "max_batch_size" => count(1, 10_000_000),
         "max_lock_waiters" if off => Ok(Value::Null),
         "max_lock_waiters" => count(0, 1_000_000),
-        "max_replication_lag" | "max_transaction_age" if off => Ok(Value::Null),
-        "max_replication_lag" | "max_transaction_age" => parse_duration(value)
-            .map(|_| Value::from(value))
-            .map_err(|e| format!("{key}: {e}")),
+        "max_replication_lag" | "max_transaction_age" | "max_commit_latency" if off => {
+            Ok(Value::Null)
+        }
+        "max_replication_lag" | "max_transaction_age" | "max_commit_latency" => {
+            parse_duration(value)
+                .map(|_| Value::from(value))
+                .map_err(|e| format!("{key}: {e}"))
+        }
         "pause_during_autovacuum" => match value {
             "true" | "on" | "yes" => Ok(Value::Bool(true)),
             "false" | "off" | "no" => Ok(Value::Bool(false)),
@@ -84,6 +89,8 @@ pub struct Tuning {
     health: Mutex<Option<String>>,
     healthy: Notify,
     applied: Mutex<Map<String, Value>>,
+    /// The pause after each chunk the pace controller asks for, in microseconds.
+    pause_us: AtomicU64,
 }
 
 impl Tuning {
@@ -105,6 +112,7 @@ impl Tuning {
             health: Mutex::new(None),
             healthy: Notify::new(),
             applied: Mutex::new(Map::new()),
+            pause_us: AtomicU64::new(0),
         }
     }
 
@@ -121,6 +129,33 @@ impl Tuning {
     /// Workers wanted in this process.
     pub fn workers(&self) -> u32 {
         self.workers.load(Ordering::SeqCst)
+    }
+
+    /// Whether the number of workers was given (command line, `backfill set`): the pace
+    /// controller then leaves it alone.
+    pub fn workers_pinned(&self) -> bool {
+        self.applied
+            .lock()
+            .map(|a| a.contains_key("workers"))
+            .unwrap_or(true)
+    }
+
+    /// The pace controller's number of workers.
+    pub fn set_workers(&self, workers: u32) {
+        self.workers.store(workers.max(1), Ordering::SeqCst);
+    }
+
+    /// The pause after each chunk.
+    pub fn pause(&self) -> Duration {
+        Duration::from_micros(self.pause_us.load(Ordering::SeqCst))
+    }
+
+    /// Sets the pause after each chunk.
+    pub fn set_pause(&self, pause: Duration) {
+        self.pause_us.store(
+            u64::try_from(pause.as_micros()).unwrap_or(u64::MAX),
+            Ordering::SeqCst,
+        );
     }
 
     /// The batch bounds, the upper one capped by the rate limit.
@@ -204,6 +239,7 @@ impl Tuning {
                         match key.as_str() {
                             "max_replication_lag" => t.max_replication_lag = dur,
                             "max_transaction_age" => t.max_transaction_age = dur,
+                            "max_commit_latency" => t.max_commit_latency = dur,
                             "max_lock_waiters" => t.max_lock_waiters = as_u64,
                             "pause_during_autovacuum" => {
                                 t.pause_during_autovacuum = value.as_bool().unwrap_or(false)

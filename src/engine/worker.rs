@@ -151,6 +151,13 @@ async fn walk(id: u32, shared: &Shared, pool: &Pool, task: &mut Task, sizing: &m
         }
         let batch = sizing.batch().max(1);
         let waited = Instant::now();
+        let pause = shared.live.pause();
+        if !pause.is_zero() {
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = shared.stop.wait() => return Walk::Stopped,
+            }
+        }
         if let Some(limiter) = shared.live.limiter() {
             let n = NonZeroU32::new(batch).unwrap_or(NonZeroU32::MIN);
             tokio::select! {
