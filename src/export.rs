@@ -3,7 +3,11 @@
 //!   `.rollback.sql`), each statement with the lock it takes, transactional steps in
 //!   `BEGIN`/`COMMIT` under `SET LOCAL lock_timeout`, `CONCURRENTLY` statements outside.
 //! - `alembic`: two revisions, expand + dual-write and contract, chained by `down_revision`;
-//!   the backfill runs out of band with `backfill run` between them.
+//!   the backfill runs out of band with `backfill run` between them. Online they send each
+//!   statement as is; offline (`alembic upgrade --sql`) they print the same statements as a
+//!   psql script: each `;`-terminated as written, non-transactional steps between the
+//!   `COMMIT;` and `BEGIN;` of Alembic's autocommit block, the check before a concurrent index
+//!   build as psql's `\gset` and `\if`.
 //!
 //! The SQL is the planner's, exactly what `backfill run` would execute.
 
@@ -12,7 +16,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 use crate::plan::Plan;
 use crate::planner::{Phase, Schedule, Step, StepMode};
-use crate::sql::{comment, fnv1a, literal, one_line};
+use crate::sql::{comment, fnv1a, literal, one_line, QualifiedName};
 
 /// The formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,6 +121,31 @@ fn lock_timeout_ms(plan: &Plan) -> u128 {
     plan.backfill.lock_timeout.as_millis().max(1)
 }
 
+/// `statement` ended for psql: `;` after it, or on a line of its own when its last line holds
+/// `--`, which may open a comment that would swallow a `;` on the same line (a `sql`
+/// operation's statement may end in one). The revisions' `_sql` applies the same rule offline.
+fn terminated(statement: &str) -> String {
+    if statement
+        .rsplit('\n')
+        .next()
+        .is_some_and(|l| l.contains("--"))
+    {
+        format!("{statement}\n;")
+    } else {
+        format!("{statement};")
+    }
+}
+
+/// The query that says whether `index` must be built (again): true unless a valid index of
+/// that name is there. An INVALID one, left by an interrupted `CONCURRENTLY` build, is dropped
+/// and built again, as `backfill run` does. Its column is the psql variable `bf_build`.
+fn build_check(index: &QualifiedName) -> String {
+    format!(
+        "SELECT NOT EXISTS (SELECT FROM pg_index WHERE indexrelid = to_regclass({}) AND indisvalid) AS bf_build",
+        literal(&index.to_string())
+    )
+}
+
 fn sql_script(plan: &Plan, schedule: &Schedule, phase: &str, steps: &[Step]) -> String {
     let mut out = format!(
         "{}\n-- Run with: psql -v ON_ERROR_STOP=1 -f <this file>\n-- Every statement runs under lock_timeout = {}ms: rerun the file if one gives up waiting for\n-- its lock (steps that already ran are written to be skipped or repeated safely).\n",
@@ -152,7 +181,7 @@ fn sql_script(plan: &Plan, schedule: &Schedule, phase: &str, steps: &[Step]) -> 
                     lock_timeout_ms(plan)
                 ));
                 for s in &step.statements {
-                    out.push_str(&format!("-- lock: {}\n{};\n", s.lock, s.sql));
+                    out.push_str(&format!("-- lock: {}\n{}\n", s.lock, terminated(&s.sql)));
                 }
                 out.push_str("COMMIT;\n");
             }
@@ -160,12 +189,12 @@ fn sql_script(plan: &Plan, schedule: &Schedule, phase: &str, steps: &[Step]) -> 
                 // Build unless a valid index is there; an INVALID one, left by an interrupted
                 // build, is dropped and built again.
                 out.push_str(&format!(
-                    "-- outside a transaction\nSET lock_timeout = '{}ms';\nSELECT NOT EXISTS (SELECT FROM pg_index WHERE indexrelid = to_regclass({}) AND indisvalid) AS bf_build \\gset\n\\if :bf_build\nDROP INDEX CONCURRENTLY IF EXISTS {index};\n",
+                    "-- outside a transaction\nSET lock_timeout = '{}ms';\n{} \\gset\n\\if :bf_build\nDROP INDEX CONCURRENTLY IF EXISTS {index};\n",
                     lock_timeout_ms(plan),
-                    literal(&index.to_string())
+                    build_check(index)
                 ));
                 for s in &step.statements {
-                    out.push_str(&format!("-- lock: {}\n{};\n", s.lock, s.sql));
+                    out.push_str(&format!("-- lock: {}\n{}\n", s.lock, terminated(&s.sql)));
                 }
                 out.push_str("\\endif\nRESET lock_timeout;\n");
             }
@@ -175,7 +204,7 @@ fn sql_script(plan: &Plan, schedule: &Schedule, phase: &str, steps: &[Step]) -> 
                     lock_timeout_ms(plan)
                 ));
                 for s in &step.statements {
-                    out.push_str(&format!("-- lock: {}\n{};\n", s.lock, s.sql));
+                    out.push_str(&format!("-- lock: {}\n{}\n", s.lock, terminated(&s.sql)));
                 }
                 out.push_str("RESET lock_timeout;\n");
             }
@@ -222,30 +251,75 @@ fn python_steps(plan: &Plan, steps: &[Step], indent: &str) -> String {
                     "{indent}with op.get_context().autocommit_block():\n{indent}    _sql(\"SET lock_timeout = '{}ms'\")\n",
                     lock_timeout_ms(plan)
                 ));
-                let mut inner = indent.to_string() + "    ";
+                let inner = indent.to_string() + "    ";
                 if let StepMode::ConcurrentIndex { index } = &step.mode {
                     // Build unless a valid index is there; drop an INVALID leftover first.
                     out.push_str(&format!(
-                        "{inner}if not _valid_index({}):\n{inner}    _sql({})\n",
-                        py(&index.to_string()),
+                        "{inner}_unless_valid_index({}, [\n{inner}    {},\n",
+                        py(&build_check(index)),
                         py(&format!("DROP INDEX CONCURRENTLY IF EXISTS {index}"))
                     ));
-                    inner.push_str("    ");
+                    for s in &step.statements {
+                        out.push_str(&format!(
+                            "{inner}    # lock: {}\n{inner}    {},\n",
+                            s.lock,
+                            py(&s.sql)
+                        ));
+                    }
+                    out.push_str(&format!("{inner}])\n"));
+                } else {
+                    for s in &step.statements {
+                        out.push_str(&format!(
+                            "{inner}# lock: {}\n{inner}_sql({})\n",
+                            s.lock,
+                            py(&s.sql)
+                        ));
+                    }
                 }
-                for s in &step.statements {
-                    out.push_str(&format!(
-                        "{inner}# lock: {}\n{inner}_sql({})\n",
-                        s.lock,
-                        py(&s.sql)
-                    ));
-                }
-                out.push_str(&format!("{indent}    _sql(\"RESET lock_timeout\")\n"));
+                out.push_str(&format!("{inner}_sql(\"RESET lock_timeout\")\n"));
             }
             StepMode::Backfill => {}
         }
     }
     out
 }
+
+/// The helpers every revision holds. Online `_sql` sends a statement as is: not through
+/// `op.execute`, which reads `:name` as a bind parameter, and with `no_parameters`, without
+/// which SQLAlchemy hands psycopg2 an empty parameter set and psycopg2 then reads every `%` as
+/// a placeholder. Offline (`alembic upgrade --sql`) there is no connection: `_sql` prints the
+/// statement through the migration context's output, not `op.execute`, which would also turn
+/// tabs into spaces, so psql runs exactly what the online path sends. `_unless_valid_index`
+/// runs a concurrent build's statements unless a valid index is there: online it asks, offline
+/// psql asks (`\gset`, `\if`).
+const PY_HELPERS: &str = r#"def _sql(statement):
+    if context.is_offline_mode():
+        # Printed as it would be sent; the `;` on a line of its own after a `--`, which may
+        # open a comment.
+        end = "\n;" if "--" in statement.rsplit("\n", 1)[-1] else ";"
+        op.get_context().impl.static_output(statement + end)
+    else:
+        _send(statement)
+
+
+def _send(statement):
+    # Sent as is: colons are not bind parameters, `%` is not a placeholder.
+    return op.get_bind().execution_options(no_parameters=True).exec_driver_sql(statement)
+
+
+def _unless_valid_index(check, statements):
+    # `check` is true unless a valid index of that name is there; an INVALID one, left by an
+    # interrupted build, is dropped by the first statement and built again.
+    if context.is_offline_mode():
+        # psql keeps the answer in :bf_build and runs the statements on it.
+        op.get_context().impl.static_output(check + " \\gset\n\\if :bf_build")
+        for statement in statements:
+            _sql(statement)
+        op.get_context().impl.static_output("\\endif")
+    elif _send(check).scalar():
+        for statement in statements:
+            _sql(statement)
+"#;
 
 fn alembic_revision(
     plan: &Plan,
@@ -276,7 +350,7 @@ fn alembic_revision(
         "Run it in a later application release than the expand revision, once the backfill is done and\n`backfill verify` finds no row out of sync.".to_string()
     };
     format!(
-        "\"\"\"{title}\n\nGenerated by backfill from {file}; do not edit, export again.\n{note}\n\nStatements marked CONCURRENTLY run in an autocommit block; every statement runs under\nlock_timeout = {lt}ms.\n\nRevision ID: {revision}\nRevises: {down_doc}\n\"\"\"\nfrom alembic import op\n\nrevision = {rev_py}\ndown_revision = {down_text}\nbranch_labels = None\ndepends_on = None\n\n\ndef _sql(statement):\n    # Sent as is: no bind-parameter parsing of colons in the SQL.\n    op.get_bind().exec_driver_sql(statement)\n\n\ndef _valid_index(name):\n    return bool(op.get_bind().exec_driver_sql(\n        \"SELECT EXISTS (SELECT FROM pg_index WHERE indexrelid = to_regclass('%s') AND indisvalid)\"\n        % name.replace(\"'\", \"''\")\n    ).scalar())\n\n\ndef upgrade():\n{up}\n\ndef downgrade():\n{downgrade_body}",
+        "\"\"\"{title}\n\nGenerated by backfill from {file}; do not edit, export again.\n{note}\n\nStatements marked CONCURRENTLY run in an autocommit block; every statement runs under\nlock_timeout = {lt}ms. Offline, `alembic upgrade --sql` prints the same statements as a psql\nscript: run it with psql -v ON_ERROR_STOP=1 -f <file>.\n\nRevision ID: {revision}\nRevises: {down_doc}\n\"\"\"\nfrom alembic import context, op\n\nrevision = {rev_py}\ndown_revision = {down_text}\nbranch_labels = None\ndepends_on = None\n\n\n{PY_HELPERS}\n\ndef upgrade():\n{up}\n\ndef downgrade():\n{downgrade_body}",
         title = py_doc(title),
         note = py_doc(&note),
         file = py_doc(&plan.file.display().to_string()),
@@ -285,4 +359,21 @@ fn alembic_revision(
         rev_py = py(revision),
         up = python_steps(plan, upgrade, "    "),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::terminated;
+
+    #[test]
+    fn a_statement_ending_in_a_line_comment_gets_its_semicolon_on_the_next_line() {
+        assert_eq!(terminated("SELECT 1"), "SELECT 1;");
+        assert_eq!(terminated("SELECT 1 -- why"), "SELECT 1 -- why\n;");
+        assert_eq!(
+            terminated("SELECT 1 -- why\n  + 2"),
+            "SELECT 1 -- why\n  + 2;"
+        );
+        // A `--` inside a string only moves the `;`, which psql reads the same.
+        assert_eq!(terminated("SELECT '--'"), "SELECT '--'\n;");
+    }
 }

@@ -2,7 +2,7 @@
 //! itself (installed with pip into a virtualenv in the target folder) against the test server.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 
 use tokio_postgres::Client;
@@ -210,10 +210,15 @@ pub(crate) fn alembic() -> PathBuf {
     bin
 }
 
-fn run_alembic(bin: &Path, dir: &Path, args: &[&str]) {
+/// `alembic <args>` in `dir`; the statements the migrations sent, as [`RECORD_HOOK`] recorded
+/// them, without Alembic's own on `alembic_version`.
+fn run_alembic(bin: &Path, dir: &Path, args: &[&str]) -> Vec<String> {
+    let log = dir.join("statements.jsonl");
+    let _ = std::fs::remove_file(&log);
     let out = Command::new(bin.join("alembic"))
         .args(args)
         .current_dir(dir)
+        .env("BACKFILL_TEST_STATEMENTS", &log)
         .output()
         .expect("run alembic");
     assert!(
@@ -222,11 +227,137 @@ fn run_alembic(bin: &Path, dir: &Path, args: &[&str]) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str::<String>(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .filter(|s| !s.contains("alembic_version"))
+        .collect()
+}
+
+/// Put into each project's `env.py` after `from alembic import context`: with
+/// `BACKFILL_TEST_STATEMENTS` set, every statement a migration sends is appended to that file,
+/// one JSON string a line. Left out: what is sent before the migration context is configured
+/// (the dialect's queries on connect) and statements with parameters (Alembic's check for its
+/// version table).
+const RECORD_HOOK: &str = r#"
+
+import json as _bf_json
+import os as _bf_os
+
+from sqlalchemy import event as _bf_event
+from sqlalchemy.engine import Engine as _BfEngine
+
+if _bf_os.environ.get("BACKFILL_TEST_STATEMENTS"):
+
+    @_bf_event.listens_for(_BfEngine, "before_cursor_execute")
+    def _bf_record(conn, cursor, statement, parameters, ctx, executemany):
+        try:
+            context.get_context()
+        except Exception:
+            return
+        if parameters:
+            return
+        with open(_bf_os.environ["BACKFILL_TEST_STATEMENTS"], "a") as f:
+            f.write(_bf_json.dumps(statement) + "\n")
+"#;
+
+/// `alembic <args> --sql` started in `dir`: offline mode, which prints the SQL instead of
+/// connecting. Collect it with [`offline_sql`].
+fn alembic_offline(bin: &Path, dir: &Path, args: &[&str]) -> std::process::Child {
+    Command::new(bin.join("alembic"))
+        .args(args)
+        .arg("--sql")
+        .current_dir(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run alembic")
+}
+
+/// What an [`alembic_offline`] printed.
+fn offline_sql(child: std::process::Child, what: &str) -> String {
+    let out = child.wait_with_output().expect("run alembic");
+    assert!(
+        out.status.success(),
+        "alembic --sql ({what}): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Whether `printed` (offline) holds exactly the statements `sent` (online), in order, each
+/// ended for psql (`;`, a `;` on the next line, or `\gset` for a build check), with nothing
+/// else but Alembic's own (`BEGIN;`, `COMMIT;`, `-- Running ...`, statements on
+/// `alembic_version`) and psql's `\if`/`\endif`. A block under `\if` that online did not send
+/// (the index was valid, as the check found) is skipped whole.
+fn same_statements(sent: &[String], printed: &str) -> Result<(), String> {
+    let mut rest = printed;
+    let mut next = sent.iter().peekable();
+    loop {
+        rest = rest.trim_start();
+        if rest.is_empty() {
+            break;
+        }
+        if let Some(after) = next.peek().and_then(|s| rest.strip_prefix(s.trim_start())) {
+            rest = [";", "\n;", " \\gset"]
+                .iter()
+                .find_map(|end| after.strip_prefix(end))
+                .ok_or_else(|| {
+                    format!(
+                        "not ended for psql: {}",
+                        after.chars().take(80).collect::<String>()
+                    )
+                })?;
+            next.next();
+            continue;
+        }
+        let line = rest.lines().next().unwrap_or_default();
+        if let Some(block) = rest.strip_prefix("\\if :bf_build") {
+            let starts = next
+                .peek()
+                .is_some_and(|s| block.trim_start().starts_with(s.trim_start()));
+            rest = if starts {
+                block
+            } else {
+                let end = block.find("\n\\endif").ok_or("\\if without \\endif")?;
+                &block[end..]
+            };
+            continue;
+        }
+        if matches!(line, "BEGIN;" | "COMMIT;" | "\\endif") || line.starts_with("-- Running ") {
+            rest = &rest[line.len()..];
+            continue;
+        }
+        let statement = rest.find(";\n").map_or(rest, |end| &rest[..=end]);
+        if statement.contains("alembic_version") {
+            rest = &rest[statement.len()..];
+            continue;
+        }
+        return Err(format!(
+            "printed but not sent: {:?}\nnext sent: {:?}",
+            statement.chars().take(300).collect::<String>(),
+            next.peek()
+        ));
+    }
+    match next.next() {
+        Some(s) => Err(format!("sent but not printed: {s:?}")),
+        None => Ok(()),
+    }
 }
 
 /// `alembic init migrations` in `dir`, with `sqlalchemy.url` set to `db`.
 fn alembic_project(bin: &Path, dir: &Path, db: &TestDb) {
     run_alembic(bin, dir, &["init", "migrations"]);
+    let env = dir.join("migrations").join("env.py");
+    let text = std::fs::read_to_string(&env).unwrap_or_default();
+    let import = "from alembic import context\n";
+    assert!(text.contains(import), "{text}");
+    std::fs::write(
+        &env,
+        text.replacen(import, &format!("{import}{RECORD_HOOK}"), 1),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     let ini = dir.join("alembic.ini");
     let cfg: tokio_postgres::Config = db.url.parse().unwrap_or_else(|e| panic!("{e}"));
     let port = cfg.get_ports().first().copied().unwrap_or(5432);
@@ -375,15 +506,17 @@ enum Format {
     Alembic,
 }
 
-/// Every example plan (together they use every kind), each on a fresh database with the
-/// example schema and rows, exported as `format`: its expand and dual-write applied by the
-/// other tool (psql scripts, or `alembic upgrade` to the expand revision), then rolled back by
-/// it (the rollback script, or `alembic downgrade base`), which must leave the database as it
-/// was; then expand and dual-write again, the backfill out of band with `backfill run --phase
-/// backfill`, and the contract (its script, or `alembic upgrade head`). The database then
-/// equals one where `backfill run` did both releases.
+/// The lines of `x` that `y` lacks (the first ten).
+fn only_in(x: &[String], y: &[String]) -> Vec<String> {
+    x.iter()
+        .filter(|l| !y.contains(l))
+        .take(10)
+        .cloned()
+        .collect()
+}
+
+/// Every example plan (together they use every kind) through [`plans_through`].
 async fn every_example_plan_through(format: Format) {
-    let bin = (format == Format::Alembic).then(alembic);
     let plans_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("plans");
     let mut plans: Vec<PathBuf> = std::fs::read_dir(&plans_dir)
         .expect("plans")
@@ -391,9 +524,26 @@ async fn every_example_plan_through(format: Format) {
         .filter(|p| p.extension().is_some_and(|x| x == "toml"))
         .collect();
     plans.sort();
+    plans_through(format, &plans, "examples").await;
+}
+
+/// Each plan on a fresh database with the example schema and rows, exported as `format`: its
+/// expand and dual-write applied by the other tool (psql scripts, or `alembic upgrade` to the
+/// expand revision), then rolled back by it (the rollback script, or `alembic downgrade
+/// base`), which must leave the database as it was; then expand and dual-write again, the
+/// backfill out of band with `backfill run --phase backfill`, and the contract (its script, or
+/// `alembic upgrade head`). The database then equals one where `backfill run` did both
+/// releases.
+///
+/// Alembic revisions also go through offline mode, on a third database: `alembic upgrade
+/// <expand> --sql`, `alembic downgrade <expand>:base --sql` and `alembic upgrade
+/// <expand>:head --sql` print scripts that `psql -v ON_ERROR_STOP=1` runs down the same path,
+/// to the same database; each prints exactly the statements its online run sent.
+async fn plans_through(format: Format, plans: &[PathBuf], label: &str) {
+    let bin = (format == Format::Alembic).then(alembic);
     let tag = if bin.is_some() { "alembic" } else { "sql" };
-    let dir = Folder::new(&format!("examples_{tag}"));
-    for plan in &plans {
+    let dir = Folder::new(&format!("{label}_{tag}"));
+    for plan in plans {
         let plan_arg = plan.display().to_string();
         let stem = plan
             .file_stem()
@@ -401,12 +551,21 @@ async fn every_example_plan_through(format: Format) {
             .unwrap_or_default();
         let exported = TestDb::new(&format!("export_{tag}_{}", &stem[..4])).await;
         let ran = TestDb::new(&format!("export_{tag}_{}_run", &stem[..4])).await;
+        let offline = match bin {
+            Some(_) => Some(TestDb::new(&format!("export_{tag}_{}_offline", &stem[..4])).await),
+            None => None,
+        };
         let (a, b) = (exported.connect().await, ran.connect().await);
-        for c in [&a, &b] {
-            c.batch_execute(crate::plan_examples::EXAMPLE_SCHEMA)
+        let c = match &offline {
+            Some(db) => Some(db.connect().await),
+            None => None,
+        };
+        for client in [&a, &b].into_iter().chain(c.as_ref()) {
+            client
+                .batch_execute(crate::plan_examples::EXAMPLE_SCHEMA)
                 .await
                 .expect("schema");
-            c.batch_execute(EXAMPLE_ROWS).await.expect("rows");
+            client.batch_execute(EXAMPLE_ROWS).await.expect("rows");
         }
         let loaded = backfill::plan::Plan::load(plan).unwrap_or_else(|e| panic!("{e}"));
         let shown = backfill_ok(&["plan", &plan_arg, "--sql"], Some(&exported.url));
@@ -443,28 +602,6 @@ async fn every_example_plan_through(format: Format) {
             let f = out.join(format!("{}.{phase}.sql", loaded.name));
             f.is_file().then_some(f)
         };
-        let apply = |phases: &[&str]| match &bin {
-            Some(bin) => {
-                let target = match phases {
-                    ["rollback"] => "base",
-                    ["contract"] => "head",
-                    _ => expand_rev.as_deref().unwrap_or("base"),
-                };
-                let verb = if target == "base" {
-                    "downgrade"
-                } else {
-                    "upgrade"
-                };
-                run_alembic(bin, &project, &[verb, target]);
-            }
-            None => {
-                for phase in phases {
-                    if let Some(f) = script(phase) {
-                        psql(&exported.url, &f);
-                    }
-                }
-            }
-        };
         if bin.is_some() {
             assert!(
                 expand_rev.is_some(),
@@ -477,23 +614,54 @@ async fn every_example_plan_through(format: Format) {
                 out.display()
             );
         }
+        // Offline mode needs no database: printed while the online path runs.
+        let printing = match (&bin, &expand_rev) {
+            (Some(bin), Some(rev)) => Some([
+                ("expand", alembic_offline(bin, &project, &["upgrade", rev])),
+                (
+                    "rollback",
+                    alembic_offline(bin, &project, &["downgrade", &format!("{rev}:base")]),
+                ),
+                (
+                    "contract",
+                    alembic_offline(bin, &project, &["upgrade", &format!("{rev}:head")]),
+                ),
+            ]),
+            _ => None,
+        };
+        // Applies phases with the other tool; with Alembic, the statements it sent.
+        let apply = |phases: &[&str]| match &bin {
+            Some(bin) => {
+                let target = match phases {
+                    ["rollback"] => "base",
+                    ["contract"] => "head",
+                    _ => expand_rev.as_deref().unwrap_or("base"),
+                };
+                let verb = if target == "base" {
+                    "downgrade"
+                } else {
+                    "upgrade"
+                };
+                run_alembic(bin, &project, &[verb, target])
+            }
+            None => {
+                for phase in phases {
+                    if let Some(f) = script(phase) {
+                        psql(&exported.url, &f);
+                    }
+                }
+                Vec::new()
+            }
+        };
         let before = snapshot_filter(public_snapshot(&a).await);
-        apply(&["expand", "dual-write"]);
-        apply(&["rollback"]);
+        let sent_expand = apply(&["expand", "dual-write"]);
+        let sent_rollback = apply(&["rollback"]);
         let after = snapshot_filter(public_snapshot(&a).await);
         assert!(
             after == before,
             "{stem} ({tag}): the rollback after expand and dual-write left {:?}, lost {:?}",
-            after
-                .iter()
-                .filter(|l| !before.contains(l))
-                .take(10)
-                .collect::<Vec<_>>(),
-            before
-                .iter()
-                .filter(|l| !after.contains(l))
-                .take(10)
-                .collect::<Vec<_>>()
+            only_in(&after, &before),
+            only_in(&before, &after)
         );
         apply(&["expand", "dual-write"]);
         if backfills {
@@ -509,7 +677,7 @@ async fn every_example_plan_through(format: Format) {
                 Some(&exported.url),
             );
         }
-        apply(&["contract"]);
+        let sent_contract = apply(&["contract"]);
         // The same plan through `backfill run`, release by release.
         let expand = loaded.release.expand.as_ref().map(|r| r.to_string());
         let contract = loaded.release.contract.as_ref().map(|r| r.to_string());
@@ -526,18 +694,66 @@ async fn every_example_plan_through(format: Format) {
         backfill_ok(&run, Some(&ran.url));
         let left = snapshot_filter(public_snapshot(&a).await);
         let right = snapshot_filter(public_snapshot(&b).await);
-        let only = |x: &[String], y: &[String]| -> Vec<String> {
-            x.iter()
-                .filter(|l| !y.contains(l))
-                .take(10)
-                .cloned()
-                .collect()
-        };
         assert!(
             left == right,
             "{stem} ({tag}): only after the export: {:?}\nonly after `backfill run`: {:?}",
-            only(&left, &right),
-            only(&right, &left)
+            only_in(&left, &right),
+            only_in(&right, &left)
+        );
+        let (Some(printing), Some(c), Some(offline)) = (printing, &c, &offline) else {
+            continue;
+        };
+        let mut files = Vec::new();
+        for ((what, child), sent) in
+            printing
+                .into_iter()
+                .zip([&sent_expand, &sent_rollback, &sent_contract])
+        {
+            let text = offline_sql(child, what);
+            if let Err(e) = same_statements(sent, &text) {
+                panic!("{stem}: `alembic --sql` ({what}) is not what online sent: {e}\n{text}");
+            }
+            let file = project.join(format!("offline.{what}.sql"));
+            std::fs::write(&file, &text).unwrap_or_else(|e| panic!("{e}"));
+            files.push(file);
+        }
+        let before = snapshot_filter(public_snapshot(c).await);
+        psql(&offline.url, &files[0]);
+        psql(&offline.url, &files[1]);
+        let after = snapshot_filter(public_snapshot(c).await);
+        assert!(
+            after == before,
+            "{stem} (alembic --sql): the rollback after expand and dual-write left {:?}, lost {:?}",
+            only_in(&after, &before),
+            only_in(&before, &after)
+        );
+        // Offline, an upgrade from base creates alembic_version, and a downgrade to base
+        // leaves it since Alembic fixed its issue #1822 (older versions drop it): a second
+        // upgrade from base needs it gone.
+        c.batch_execute("DROP TABLE IF EXISTS alembic_version")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        psql(&offline.url, &files[0]);
+        if backfills {
+            backfill_ok(
+                &[
+                    "run",
+                    &plan_arg,
+                    "--phase",
+                    "backfill",
+                    "--progress",
+                    "quiet",
+                ],
+                Some(&offline.url),
+            );
+        }
+        psql(&offline.url, &files[2]);
+        let left = snapshot_filter(public_snapshot(c).await);
+        assert!(
+            left == right,
+            "{stem} (alembic --sql): only after the offline scripts: {:?}\nonly after `backfill run`: {:?}",
+            only_in(&left, &right),
+            only_in(&right, &left)
         );
     }
 }
@@ -547,7 +763,49 @@ async fn every_example_plan_exports_to_psql_scripts_that_match_backfill_run() {
     every_example_plan_through(Format::Sql).await;
 }
 
+/// Online and offline (`alembic upgrade --sql` run by psql).
 #[tokio::test]
 async fn every_example_plan_exports_to_alembic_revisions_that_match_backfill_run() {
     every_example_plan_through(Format::Alembic).await;
+}
+
+/// Text that the tools between the revision and PostgreSQL may read: `%` (Python formatting,
+/// pyformat paramstyles), `:name` (bind parameters; psql variables, which psql leaves alone in
+/// strings and dollar quotes), a tab (`op.execute` offline turns tabs into spaces), and
+/// statements whose last line is a `--` comment (a `;` after it would be commented out); in a
+/// trigger function, a backfill, a concurrent index build and `sql` operations at expand,
+/// rollback and contract.
+const HAZARDS: &str = r#"
+table = "users"
+
+[[operations]]
+kind = "add_column"
+name = "label"
+type = "text"
+up = "'50% :DBNAME\t%(x)s ' || (id % 7)::text"
+
+[[operations]]
+kind = "create_index"
+columns = ["city"]
+
+[[operations]]
+kind = "sql"
+phase = "expand"
+up = "COMMENT ON COLUMN users.city IS 'a :city, 100%, %s, a\ttab' -- the last line is a comment"
+down = "COMMENT ON COLUMN users.city IS NULL -- so is the undo's"
+
+[[operations]]
+kind = "sql"
+phase = "contract"
+up = "COMMENT ON COLUMN users.street IS '%(street)s :street' -- at contract too"
+"#;
+
+/// Through psql scripts, and Alembic online and offline.
+#[tokio::test]
+async fn percent_colons_tabs_and_trailing_comments_survive_every_export() {
+    let dir = Folder::new("hazards");
+    let plan = dir.0.join("9001_text_hazards.toml");
+    std::fs::write(&plan, HAZARDS).unwrap_or_else(|e| panic!("{e}"));
+    plans_through(Format::Sql, std::slice::from_ref(&plan), "hazards").await;
+    plans_through(Format::Alembic, &[plan], "hazards").await;
 }
