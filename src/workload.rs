@@ -1,7 +1,12 @@
 //! A simulated application: tasks that run a mix of statements against a table, each on its own
 //! connection, and record every statement's latency. The demo runs one next to the backfill,
-//! the benchmark measures writers' latency with it, and the fault tests use it as the
+//! the benchmarks measure the application's latency with it, and the fault tests use it as the
 //! concurrent writers.
+//!
+//! Two ways to space the statements: [`start`] pauses [`Workload::pause`] after each one (a
+//! closed loop: a slow statement delays the next), [`start_at_rate`] starts them on a fixed
+//! schedule, so the tasks together offer a known rate (the process benchmark's 400/s).
+//! Statements are any SQL taking `$1`: reads (`SELECT ... WHERE id = $1`) mix in as they are.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -61,6 +66,16 @@ impl Report {
     pub fn max(&self) -> Duration {
         Duration::from_micros(self.latencies_us.last().copied().unwrap_or(0))
     }
+
+    /// Statements run per second, over the time the workload ran.
+    pub fn rate(&self) -> f64 {
+        let secs = self.elapsed.as_secs_f64();
+        if secs > 0.0 {
+            self.ops as f64 / secs
+        } else {
+            0.0
+        }
+    }
 }
 
 /// A workload that is running.
@@ -70,13 +85,49 @@ pub struct Running {
     handles: Vec<JoinHandle<Report>>,
 }
 
-/// Starts the workload; every task connects before this returns.
+/// How a task spaces its statements.
+#[derive(Debug, Clone, Copy)]
+enum Pace {
+    /// Sleep this long after each statement (zero: none).
+    After(Duration),
+    /// Start a statement every this long; starts missed behind a slow statement are skipped.
+    Every(Duration),
+}
+
+/// Starts the workload; every task connects before this returns. Each task pauses
+/// [`Workload::pause`] after each statement.
 pub async fn start(conn: &ConnectionSpec, workload: &Workload) -> Result<Running> {
+    start_paced(conn, workload, Pace::After(workload.pause)).await
+}
+
+/// Starts the workload so that its tasks together start `per_second` statements a second
+/// (each task one every `tasks / per_second`, the tasks evenly staggered), whatever the
+/// statements' latency; [`Workload::pause`] is not used. A task held up by a slow statement
+/// skips the starts it missed instead of catching up in a burst, so a stall shows both in the
+/// latencies and as a lower achieved rate ([`Report::rate`]). Every task connects before this
+/// returns.
+pub async fn start_at_rate(
+    conn: &ConnectionSpec,
+    workload: &Workload,
+    per_second: f64,
+) -> Result<Running> {
+    // At least 1 µs: a zero period would make `tokio::time::interval` panic.
+    let period = Duration::from_secs_f64(workload.tasks.max(1) as f64 / per_second.max(1e-3))
+        .max(Duration::from_micros(1));
+    start_paced(conn, workload, Pace::Every(period)).await
+}
+
+async fn start_paced(conn: &ConnectionSpec, workload: &Workload, pace: Pace) -> Result<Running> {
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
     let mut handles = Vec::new();
-    for i in 0..workload.tasks {
-        let client = conn.connect().await?;
+    let mut clients = Vec::new();
+    for _ in 0..workload.tasks {
+        clients.push(conn.connect().await?);
+    }
+    // The schedule starts once every task is connected.
+    let first = tokio::time::Instant::now();
+    for (i, client) in clients.into_iter().enumerate() {
         let stop = stop.clone();
         let w = workload.clone();
         handles.push(tokio::spawn(async move {
@@ -95,7 +146,22 @@ pub async fn start(conn: &ConnectionSpec, workload: &Workload) -> Result<Running
                     }
                 }
             }
+            let mut ticks = match pace {
+                Pace::Every(period) => {
+                    let offset = period.mul_f64(i as f64 / w.tasks.max(1) as f64);
+                    let mut t = tokio::time::interval_at(first + offset, period);
+                    t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+                    Some(t)
+                }
+                Pace::After(_) => None,
+            };
             while !stop.load(Ordering::Relaxed) && !prepared.is_empty() {
+                if let Some(t) = ticks.as_mut() {
+                    t.tick().await;
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                }
                 // xorshift64*: cheap, and deterministic per task.
                 seed ^= seed >> 12;
                 seed ^= seed << 25;
@@ -121,8 +187,10 @@ pub async fn start(conn: &ConnectionSpec, workload: &Workload) -> Result<Running
                         break;
                     }
                 }
-                if !w.pause.is_zero() {
-                    tokio::time::sleep(w.pause).await;
+                if let Pace::After(pause) = pace {
+                    if !pause.is_zero() {
+                        tokio::time::sleep(pause).await;
+                    }
                 }
             }
             report

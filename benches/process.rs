@@ -1,0 +1,645 @@
+//! The `backfill run` process against the hand-written ways of changing a whole table, with an
+//! application running throughout. `cargo bench --bench process`.
+//!
+//! A throwaway PostgreSQL with the durable defaults (fsync and synchronous commit on). For each
+//! size (`BENCH_ROWS`, default `1000000,5000000`; say `10000000` there for 10M) and each method,
+//! a freshly seeded, vacuumed and analyzed table `users (id bigserial, full_name, email)`, a
+//! `CHECKPOINT`, then a simulated application (4 connections, 400 statements a second in all:
+//! point reads, and updates of `full_name` and of `email`, of random rows) that runs from 0.5 s
+//! before the method until 0.5 s after it:
+//! - no change: the application alone, for the baseline latency;
+//! - single UPDATE: `UPDATE users SET first_name = ..., last_name = ...` (the split of plan
+//!   0001, on a table that already has the columns), the reference (1.00);
+//! - single UPDATE in place: `UPDATE users SET email = lower(email)`, the same change as the
+//!   `update_rows` plan below, to compare that one with;
+//! - PL/pgSQL keyset loop: a procedure walking the key 1,000 rows at a time, doing the split,
+//!   committing after each batch (`COMMIT` inside `CALL`, PostgreSQL 11+);
+//! - `backfill run` as a process (the built binary, default settings, `--release 1.0.0`), for a
+//!   split plan (expand: the new columns; dual-write: the trigger; the backfill; no contract)
+//!   and for an `update_rows` plan (`email = lower(email)` in place, its old values kept in the
+//!   undo table). The time is from spawn to exit; its peak RSS is the process's `VmHWM`, polled
+//!   every 10 ms; its CPU time is what this process's reaped children used (`/proc/self/stat`);
+//!   its phases' times come from the state schema it wrote. After it, every row is checked.
+//!
+//! WAL is `pg_current_wal_lsn()` after minus before the method, the application's WAL included.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use backfill::db::ConnectionSpec;
+use backfill::ephemeral::{Cluster, ClusterOptions};
+use backfill::planner::Phase;
+use backfill::state::plans::phase_name;
+use backfill::workload::{self, Report, Workload};
+
+/// The application's rate, all connections together.
+const APP_RATE: f64 = 400.0;
+/// The application's connections.
+const APP_TASKS: usize = 4;
+/// How long the application runs alone for the baseline.
+const BASELINE: Duration = Duration::from_secs(10);
+/// The application runs this long before and after each method.
+const MARGIN: Duration = Duration::from_millis(500);
+/// The release the processes run at: expand, dual-write and backfill are due, contract is not.
+const RELEASE: &str = "1.0.0";
+/// How often a process's peak RSS is read.
+const RSS_POLL: Duration = Duration::from_millis(10);
+/// Clock ticks per second of `/proc/*/stat` times (`USER_HZ`, 100 on Linux everywhere).
+const CLOCK_TICKS: f64 = 100.0;
+
+/// Plan 0001's split, at default settings, contract left for a later release.
+const SPLIT_PLAN: &str = r#"
+name = "bench_split"
+table = "users"
+
+[[operations]]
+kind = "split_column"
+column = "full_name"
+into = [
+  { name = "first_name", type = "text", up = "split_part(full_name, ' ', 1)" },
+  { name = "last_name",  type = "text", up = "split_part(full_name, ' ', 2)" },
+]
+down = "concat_ws(' ', first_name, last_name)"
+
+[release]
+expand = "1.0.0"
+contract = "2.0.0"
+"#;
+
+/// An in-place change of every row (the seed's emails are all mixed case), at default settings.
+const UPDATE_ROWS_PLAN: &str = r#"
+name = "bench_update_rows"
+table = "users"
+
+[[operations]]
+kind = "update_rows"
+set = { email = "lower(email)" }
+where = "email <> lower(email)"
+
+[release]
+expand = "1.0.0"
+contract = "2.0.0"
+"#;
+
+const SPLIT_UPDATE: &str = "UPDATE users SET first_name = split_part(full_name, ' ', 1), last_name = split_part(full_name, ' ', 2)";
+
+const IN_PLACE_UPDATE: &str = "UPDATE users SET email = lower(email)";
+
+/// The keyset loop: each batch is the next 1,000 keys, committed before the next.
+const LOOP_PROCEDURE: &str = r#"
+CREATE PROCEDURE split_in_batches(batch int) LANGUAGE plpgsql AS $$
+DECLARE
+  done_to bigint := 0;
+  upto bigint;
+BEGIN
+  LOOP
+    SELECT max(id) INTO upto FROM (SELECT id FROM users WHERE id > done_to ORDER BY id LIMIT batch) b;
+    EXIT WHEN upto IS NULL;
+    UPDATE users SET first_name = split_part(full_name, ' ', 1), last_name = split_part(full_name, ' ', 2)
+     WHERE id > done_to AND id <= upto;
+    done_to := upto;
+    COMMIT;
+  END LOOP;
+END
+$$;
+"#;
+
+/// What is measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Method {
+    Alone,
+    Update,
+    UpdateInPlace,
+    Loop,
+    ProcessSplit,
+    ProcessUpdateRows,
+}
+
+impl Method {
+    const ALL: [Method; 6] = [
+        Method::Alone,
+        Method::Update,
+        Method::UpdateInPlace,
+        Method::Loop,
+        Method::ProcessSplit,
+        Method::ProcessUpdateRows,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Method::Alone => "no change (app alone)",
+            Method::Update => "single UPDATE, split (reference)",
+            Method::UpdateInPlace => "single UPDATE, in place (email)",
+            Method::Loop => "PL/pgSQL keyset loop, COMMIT every 1,000",
+            Method::ProcessSplit => "`backfill run`, split plan",
+            Method::ProcessUpdateRows => "`backfill run`, update_rows plan",
+        }
+    }
+
+    /// The table a method starts from.
+    fn table(self) -> Table {
+        match self {
+            Method::Update | Method::Loop => Table::WithNewColumns,
+            _ => Table::AsDeployed,
+        }
+    }
+}
+
+/// The shape of the seeded table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Table {
+    /// `id, full_name, email`: what the plans start from.
+    AsDeployed,
+    /// Also `first_name, last_name`, for the hand-written split.
+    WithNewColumns,
+}
+
+/// What a `backfill run` process used.
+#[derive(Debug, Clone, Default)]
+struct ProcessFigures {
+    /// The highest `VmHWM` seen, in kB.
+    peak_rss_kb: u64,
+    /// User and system CPU time.
+    cpu_seconds: f64,
+    /// Each phase: its name, its start and end, in seconds since the spawn.
+    phases: Vec<(String, f64, f64)>,
+}
+
+impl ProcessFigures {
+    fn phase(&self, name: &str) -> Option<f64> {
+        self.phases
+            .iter()
+            .find(|(p, _, _)| p == name)
+            .map(|(_, start, end)| end - start)
+    }
+}
+
+struct Row {
+    rows: i64,
+    method: Method,
+    seconds: Option<f64>,
+    wal_bytes: Option<i64>,
+    report: Report,
+    process: Option<ProcessFigures>,
+}
+
+type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+fn main() {
+    if let Err(e) = run() {
+        let detail = e
+            .downcast_ref::<tokio_postgres::Error>()
+            .and_then(|e| e.as_db_error())
+            .map(|d| format!(": {}", d.message()))
+            .unwrap_or_default();
+        eprintln!("benchmark failed: {e}{detail}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> BenchResult<()> {
+    let sizes: Vec<i64> = std::env::var("BENCH_ROWS")
+        .unwrap_or_else(|_| "1000000,5000000".to_string())
+        .split(',')
+        .filter_map(|s| s.trim().replace('_', "").parse().ok())
+        .collect();
+    if sizes.is_empty() {
+        return Err("BENCH_ROWS names no size (e.g. BENCH_ROWS=1000000,5000000)".into());
+    }
+    let binary = Path::new(env!("CARGO_BIN_EXE_backfill"));
+    if !binary.is_file() {
+        return Err(format!("no backfill binary at {}", binary.display()).into());
+    }
+    let work = std::env::temp_dir().join(format!("backfill-bench-process-{}", std::process::id()));
+    std::fs::create_dir_all(&work)?;
+    let split_plan = work.join("bench_split.toml");
+    std::fs::write(&split_plan, SPLIT_PLAN)?;
+    let update_rows_plan = work.join("bench_update_rows.toml");
+    std::fs::write(&update_rows_plan, UPDATE_ROWS_PLAN)?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let result = runtime.block_on(async {
+        let cluster = Cluster::start(&ClusterOptions {
+            unsafe_fast: false,
+            watchdog: true,
+        })?;
+        let admin = ConnectionSpec::parse(&cluster.url("postgres"))?
+            .connect()
+            .await?;
+        let machine = machine(&admin).await?;
+        let mut table = Vec::new();
+        for &rows in &sizes {
+            for method in Method::ALL {
+                eprintln!("{rows} rows: {}", method.label());
+                let db = fresh(&cluster, &admin, rows, method.table()).await?;
+                let url = cluster.url("bench");
+                let row = match method {
+                    Method::Alone => {
+                        let app = workload::start_at_rate(&db, &app_workload(rows), APP_RATE)
+                            .await?;
+                        tokio::time::sleep(BASELINE).await;
+                        Row {
+                            rows,
+                            method,
+                            seconds: None,
+                            wal_bytes: None,
+                            report: stopped(app).await?,
+                            process: None,
+                        }
+                    }
+                    Method::Update | Method::UpdateInPlace | Method::Loop => {
+                        let sql = match method {
+                            Method::Update => SPLIT_UPDATE,
+                            Method::UpdateInPlace => IN_PLACE_UPDATE,
+                            _ => "CALL split_in_batches(1000)",
+                        };
+                        measure_sql(&db, rows, method, sql).await?
+                    }
+                    Method::ProcessSplit | Method::ProcessUpdateRows => {
+                        let (plan, name, out_of_sync) = if method == Method::ProcessSplit {
+                            (
+                                &split_plan,
+                                "bench_split",
+                                "first_name IS DISTINCT FROM split_part(full_name, ' ', 1) OR last_name IS DISTINCT FROM split_part(full_name, ' ', 2)",
+                            )
+                        } else {
+                            (&update_rows_plan, "bench_update_rows", "email <> lower(email)")
+                        };
+                        let row = measure_process(&db, &url, rows, method, plan, name, &work).await?;
+                        let client = db.connect().await?;
+                        let wrong: i64 = client
+                            .query_one(
+                                &format!("SELECT count(*) FROM users WHERE {out_of_sync}"),
+                                &[],
+                            )
+                            .await?
+                            .get(0);
+                        if wrong != 0 {
+                            return Err(format!(
+                                "{}: {wrong} rows out of sync after the run",
+                                method.label()
+                            )
+                            .into());
+                        }
+                        row
+                    }
+                };
+                table.push(row);
+            }
+        }
+        cluster.stop();
+        print_tables(&table, &machine);
+        Ok(())
+    });
+    let _ = std::fs::remove_dir_all(&work);
+    result
+}
+
+/// A database `bench` with a freshly seeded, vacuumed and analyzed `users` table and the loop's
+/// procedure, checkpointed so that every method starts with no dirty buffers.
+async fn fresh(
+    cluster: &Cluster,
+    admin: &tokio_postgres::Client,
+    rows: i64,
+    table: Table,
+) -> BenchResult<ConnectionSpec> {
+    admin
+        .batch_execute("DROP DATABASE IF EXISTS bench WITH (FORCE)")
+        .await?;
+    admin.batch_execute("CREATE DATABASE bench").await?;
+    let db = ConnectionSpec::parse(&cluster.url("bench"))?;
+    let client = db.connect().await?;
+    let extra = match table {
+        Table::AsDeployed => "",
+        Table::WithNewColumns => ", first_name text, last_name text",
+    };
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE users (id bigserial PRIMARY KEY, full_name text, email text{extra});
+             INSERT INTO users (full_name, email)
+               SELECT 'First' || g || ' Last' || g, 'User' || g || '@Example.org'
+                 FROM generate_series(1, {rows}) g;"
+        ))
+        .await?;
+    if table == Table::WithNewColumns {
+        client.batch_execute(LOOP_PROCEDURE).await?;
+    }
+    client.batch_execute("VACUUM ANALYZE users").await?;
+    client.batch_execute("CHECKPOINT").await?;
+    Ok(db)
+}
+
+/// Reads of one row, updates of `full_name` (the split's source) and of `email` (the in-place
+/// change's column), of random rows, in turn.
+fn app_workload(rows: i64) -> Workload {
+    Workload {
+        statements: vec![
+            "SELECT id, full_name, email FROM users WHERE id = $1".into(),
+            "UPDATE users SET full_name = 'App' || $1::int8 || ' Update' WHERE id = $1".into(),
+            "SELECT id, full_name, email FROM users WHERE id = $1".into(),
+            "UPDATE users SET email = 'App' || $1::int8 || '@Example.org' WHERE id = $1".into(),
+        ],
+        key_max: rows,
+        tasks: APP_TASKS,
+        pause: Duration::ZERO,
+    }
+}
+
+/// Stops the application; its errors are part of the result, but a workload that could not
+/// even prepare its statements is a broken benchmark.
+async fn stopped(app: workload::Running) -> BenchResult<Report> {
+    let report = app.stop().await;
+    if report.ops == 0 {
+        return Err(format!(
+            "the application ran nothing: {}",
+            report.first_errors.join("; ")
+        )
+        .into());
+    }
+    Ok(report)
+}
+
+async fn wal_lsn(client: &tokio_postgres::Client) -> BenchResult<String> {
+    Ok(client
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await?
+        .get(0))
+}
+
+async fn wal_since(client: &tokio_postgres::Client, lsn: &str) -> BenchResult<i64> {
+    Ok(client
+        .query_one(
+            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::text::pg_lsn)::int8",
+            &[&lsn],
+        )
+        .await?
+        .get(0))
+}
+
+/// One statement on its own connection, the application running around it.
+async fn measure_sql(
+    db: &ConnectionSpec,
+    rows: i64,
+    method: Method,
+    sql: &str,
+) -> BenchResult<Row> {
+    let client = db.connect().await?;
+    let app = workload::start_at_rate(db, &app_workload(rows), APP_RATE).await?;
+    tokio::time::sleep(MARGIN).await;
+    let lsn = wal_lsn(&client).await?;
+    let t = Instant::now();
+    client.batch_execute(sql).await?;
+    let seconds = t.elapsed().as_secs_f64();
+    let wal = wal_since(&client, &lsn).await?;
+    tokio::time::sleep(MARGIN).await;
+    Ok(Row {
+        rows,
+        method,
+        seconds: Some(seconds),
+        wal_bytes: Some(wal),
+        report: stopped(app).await?,
+        process: None,
+    })
+}
+
+/// `backfill run <plan> --release 1.0.0` as a user runs it, the application running around it.
+async fn measure_process(
+    db: &ConnectionSpec,
+    url: &str,
+    rows: i64,
+    method: Method,
+    plan: &Path,
+    name: &str,
+    work: &Path,
+) -> BenchResult<Row> {
+    let client = db.connect().await?;
+    let app = workload::start_at_rate(db, &app_workload(rows), APP_RATE).await?;
+    tokio::time::sleep(MARGIN).await;
+    let lsn = wal_lsn(&client).await?;
+    let spawned_at: f64 = client
+        .query_one("SELECT extract(epoch FROM clock_timestamp())::float8", &[])
+        .await?
+        .get(0);
+    let (seconds, mut figures) = run_process(url, plan, work).await?;
+    let wal = wal_since(&client, &lsn).await?;
+    tokio::time::sleep(MARGIN).await;
+    let report = stopped(app).await?;
+    figures.phases = client
+        .query(
+            "SELECT phase,
+                    extract(epoch FROM started_at)::float8 - $2,
+                    extract(epoch FROM finished_at)::float8 - $2
+               FROM backfill.phases
+              WHERE plan = $1 AND finished_at IS NOT NULL
+              ORDER BY started_at",
+            &[&name, &spawned_at],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    Ok(Row {
+        rows,
+        method,
+        seconds: Some(seconds),
+        wal_bytes: Some(wal),
+        report,
+        process: Some(figures),
+    })
+}
+
+/// Spawns the binary, follows its peak RSS until it exits, and returns its wall time and what
+/// it used; a failed run is an error carrying its output.
+async fn run_process(url: &str, plan: &Path, work: &Path) -> BenchResult<(f64, ProcessFigures)> {
+    let out_path = work.join("run.out");
+    let err_path = work.join("run.err");
+    let cpu_before = children_cpu_seconds()?;
+    let t = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_backfill"))
+        .arg("run")
+        .arg(plan)
+        .args(["--release", RELEASE])
+        .env("DATABASE_URL", url)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out_path)?)
+        .stderr(std::fs::File::create(&err_path)?)
+        .spawn()?;
+    let status_path = PathBuf::from(format!("/proc/{}/status", child.id()));
+    let mut peak_rss_kb = 0;
+    let status = loop {
+        // VmHWM is the high-water mark: its last reading before the exit is the peak, short of
+        // growth in the last poll interval.
+        if let Some(kb) = peak_rss(&status_path) {
+            peak_rss_kb = peak_rss_kb.max(kb);
+        }
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        tokio::time::sleep(RSS_POLL).await;
+    };
+    let seconds = t.elapsed().as_secs_f64();
+    let cpu_seconds = children_cpu_seconds()? - cpu_before;
+    if !status.success() {
+        let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
+        let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
+        return Err(format!(
+            "backfill run {} failed ({status}):\n{stdout}{stderr}",
+            plan.display()
+        )
+        .into());
+    }
+    Ok((
+        seconds,
+        ProcessFigures {
+            peak_rss_kb,
+            cpu_seconds,
+            phases: Vec::new(),
+        },
+    ))
+}
+
+/// `VmHWM` of `/proc/<pid>/status`, in kB; none once the process is gone (or a zombie).
+fn peak_rss(status_path: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(status_path).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|kb| kb.parse().ok())
+}
+
+/// User and system CPU time of this process's children that it has waited for
+/// (`cutime` + `cstime` of `/proc/self/stat`).
+fn children_cpu_seconds() -> BenchResult<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    // Fields after the command name (which may hold spaces) start at field 3, `state`.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .ok_or("unexpected /proc/self/stat")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let field = |n: usize| -> BenchResult<f64> {
+        Ok(fields
+            .get(n - 3)
+            .ok_or("short /proc/self/stat")?
+            .parse::<f64>()?)
+    };
+    Ok((field(16)? + field(17)?) / CLOCK_TICKS)
+}
+
+/// The machine and server settings the figures depend on.
+async fn machine(admin: &tokio_postgres::Client) -> BenchResult<String> {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_string());
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let mut settings = Vec::new();
+    for name in [
+        "server_version",
+        "fsync",
+        "synchronous_commit",
+        "full_page_writes",
+        "shared_buffers",
+        "max_wal_size",
+    ] {
+        let value: String = admin
+            .query_one("SELECT current_setting($1)", &[&name])
+            .await?
+            .get(0);
+        settings.push(format!("{name}={value}"));
+    }
+    Ok(format!("{cpu}, {cores} cores; {}", settings.join(", ")))
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1}", d.as_secs_f64() * 1000.0)
+}
+
+fn secs(s: Option<f64>) -> String {
+    s.map(|s| format!("{s:.2}")).unwrap_or_else(|| "-".into())
+}
+
+fn print_tables(rows: &[Row], machine: &str) {
+    println!("\n{machine}");
+    println!(
+        "app: {APP_TASKS} connections, {APP_RATE:.0} statements/s in all (point reads, updates of full_name and of email)\n"
+    );
+    println!(
+        "| rows | method | seconds | rows/s | vs UPDATE | WAL MB | app p50 ms | app p99 ms | app max ms | app stmt/s | app errors | peak RSS MB |"
+    );
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for r in rows {
+        let reference = rows
+            .iter()
+            .find(|x| x.rows == r.rows && x.method == Method::Update)
+            .and_then(|x| x.seconds);
+        let rate = r
+            .seconds
+            .map(|s| format!("{:.0}", r.rows as f64 / s))
+            .unwrap_or_else(|| "-".into());
+        let ratio = match (r.seconds, reference) {
+            (Some(s), Some(refs)) => format!("{:.2}", refs / s),
+            _ => "-".into(),
+        };
+        let wal = r
+            .wal_bytes
+            .map(|b| format!("{:.0}", b as f64 / 1e6))
+            .unwrap_or_else(|| "-".into());
+        let rss = r
+            .process
+            .as_ref()
+            .map(|p| format!("{:.1}", p.peak_rss_kb as f64 / 1024.0))
+            .unwrap_or_else(|| "-".into());
+        println!(
+            "| {} | {} | {} | {rate} | {ratio} | {wal} | {} | {} | {} | {:.0} | {} | {rss} |",
+            r.rows,
+            r.method.label(),
+            secs(r.seconds),
+            ms(r.report.quantile(0.5)),
+            ms(r.report.quantile(0.99)),
+            ms(r.report.max()),
+            r.report.rate(),
+            r.report.errors
+        );
+    }
+
+    println!("\nWhere the processes' time goes (seconds; before: start, connect, state schema, validation, registration; after: from the last phase's end to the exit):\n");
+    println!(
+        "| rows | plan | total | before | expand | dual-write | backfill | after | backfill rows/s | process CPU s |"
+    );
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for r in rows {
+        let (Some(p), Some(total)) = (&r.process, r.seconds) else {
+            continue;
+        };
+        let before = p.phases.first().map(|(_, start, _)| *start);
+        let after = p.phases.last().map(|(_, _, end)| total - end);
+        let backfill = p.phase(phase_name(Phase::Backfill));
+        let backfill_rate = backfill
+            .filter(|s| *s > 0.0)
+            .map(|s| format!("{:.0}", r.rows as f64 / s))
+            .unwrap_or_else(|| "-".into());
+        println!(
+            "| {} | {} | {total:.2} | {} | {} | {} | {} | {} | {backfill_rate} | {:.2} |",
+            r.rows,
+            r.method.label(),
+            secs(before),
+            secs(p.phase(phase_name(Phase::Expand))),
+            secs(p.phase(phase_name(Phase::DualWrite))),
+            secs(backfill),
+            secs(after),
+            p.cpu_seconds
+        );
+    }
+}
