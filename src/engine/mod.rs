@@ -8,6 +8,9 @@
 //!   advances the segment's checkpoint in the same commit.
 //! - A governor limiter caps rows per second; each worker's batch size adapts toward the
 //!   target chunk time ([`sizing`]).
+//! - Unless given, the number of workers is found by measurement ([`pace`]): from 2 up to the
+//!   configured ceiling while the rate rises, fewer while a commit takes longer than
+//!   `max_commit_latency`.
 //! - A chunk that fails for a passing reason (lock timeout, statement timeout, serialization
 //!   failure, lost connection) goes back to the queue with a smaller batch and a jittered
 //!   exponential delay, and the worker takes another segment meanwhile. A chunk that fails on
