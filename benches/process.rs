@@ -23,6 +23,8 @@
 //!
 //! WAL is `pg_current_wal_lsn()` after minus before the method, the application's WAL included.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -32,6 +34,7 @@ use backfill::ephemeral::{Cluster, ClusterOptions};
 use backfill::planner::Phase;
 use backfill::state::plans::phase_name;
 use backfill::workload::{self, Report, Workload};
+use common::{ms, BenchResult};
 
 /// The application's rate, all connections together.
 const APP_RATE: f64 = 400.0;
@@ -184,29 +187,12 @@ struct Row {
     process: Option<ProcessFigures>,
 }
 
-type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
-
 fn main() {
-    if let Err(e) = run() {
-        let detail = e
-            .downcast_ref::<tokio_postgres::Error>()
-            .and_then(|e| e.as_db_error())
-            .map(|d| format!(": {}", d.message()))
-            .unwrap_or_default();
-        eprintln!("benchmark failed: {e}{detail}");
-        std::process::exit(1);
-    }
+    common::main_with(run);
 }
 
 fn run() -> BenchResult<()> {
-    let sizes: Vec<i64> = std::env::var("BENCH_ROWS")
-        .unwrap_or_else(|_| "1000000,5000000".to_string())
-        .split(',')
-        .filter_map(|s| s.trim().replace('_', "").parse().ok())
-        .collect();
-    if sizes.is_empty() {
-        return Err("BENCH_ROWS names no size (e.g. BENCH_ROWS=1000000,5000000)".into());
-    }
+    let sizes = common::sizes()?;
     let binary = Path::new(env!("CARGO_BIN_EXE_backfill"));
     if !binary.is_file() {
         return Err(format!("no backfill binary at {}", binary.display()).into());
@@ -306,30 +292,11 @@ async fn fresh(
     rows: i64,
     table: Table,
 ) -> BenchResult<ConnectionSpec> {
-    admin
-        .batch_execute("DROP DATABASE IF EXISTS bench WITH (FORCE)")
-        .await?;
-    admin.batch_execute("CREATE DATABASE bench").await?;
-    let db = ConnectionSpec::parse(&cluster.url("bench"))?;
-    let client = db.connect().await?;
-    let extra = match table {
-        Table::AsDeployed => "",
-        Table::WithNewColumns => ", first_name text, last_name text",
+    let (extra, setup) = match table {
+        Table::AsDeployed => ("", None),
+        Table::WithNewColumns => (", first_name text, last_name text", Some(LOOP_PROCEDURE)),
     };
-    client
-        .batch_execute(&format!(
-            "CREATE TABLE users (id bigserial PRIMARY KEY, full_name text, email text{extra});
-             INSERT INTO users (full_name, email)
-               SELECT 'First' || g || ' Last' || g, 'User' || g || '@Example.org'
-                 FROM generate_series(1, {rows}) g;"
-        ))
-        .await?;
-    if table == Table::WithNewColumns {
-        client.batch_execute(LOOP_PROCEDURE).await?;
-    }
-    client.batch_execute("VACUUM ANALYZE users").await?;
-    client.batch_execute("CHECKPOINT").await?;
-    Ok(db)
+    common::fresh_users(cluster, admin, rows, extra, ("User", "Example.org"), setup).await
 }
 
 /// Reads of one row, updates of `full_name` (the split's source) and of `email` (the in-place
@@ -560,10 +527,6 @@ async fn machine(admin: &tokio_postgres::Client) -> BenchResult<String> {
         settings.push(format!("{name}={value}"));
     }
     Ok(format!("{cpu}, {cores} cores; {}", settings.join(", ")))
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1}", d.as_secs_f64() * 1000.0)
 }
 
 fn secs(s: Option<f64>) -> String {

@@ -12,6 +12,8 @@
 //!   trigger installed (as in a real run). `BENCH_CHUNK_MS` overrides `target_chunk_time`;
 //!   `BENCH_TRACE=1` lists the app's statements and the chunks slower than 20 ms, with when.
 
+mod common;
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -23,6 +25,7 @@ use backfill::plan::Plan;
 use backfill::planner::{Phase, PlannerOptions};
 use backfill::validate::validate;
 use backfill::workload::{self, Report, Workload};
+use common::{ms, BenchResult};
 
 const PLAN: &str = r#"
 name = "bench_split"
@@ -45,26 +48,12 @@ struct Row {
     report: Report,
 }
 
-type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
-
 fn main() {
-    if let Err(e) = run() {
-        let detail = e
-            .downcast_ref::<tokio_postgres::Error>()
-            .and_then(|e| e.as_db_error())
-            .map(|d| format!(": {}", d.message()))
-            .unwrap_or_default();
-        eprintln!("benchmark failed: {e}{detail}");
-        std::process::exit(1);
-    }
+    common::main_with(run);
 }
 
 fn run() -> BenchResult<()> {
-    let sizes: Vec<i64> = std::env::var("BENCH_ROWS")
-        .unwrap_or_else(|_| "1000000,5000000".to_string())
-        .split(',')
-        .filter_map(|s| s.trim().replace('_', "").parse().ok())
-        .collect();
+    let sizes = common::sizes()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -186,28 +175,12 @@ async fn fresh(
     rows: i64,
     for_engine: bool,
 ) -> BenchResult<ConnectionSpec> {
-    admin
-        .batch_execute("DROP DATABASE IF EXISTS bench WITH (FORCE)")
-        .await?;
-    admin.batch_execute("CREATE DATABASE bench").await?;
-    let db = ConnectionSpec::parse(&cluster.url("bench"))?;
-    let client = db.connect().await?;
     let extra = if for_engine {
         ""
     } else {
         ", first_name text, last_name text"
     };
-    client
-        .batch_execute(&format!(
-            "CREATE TABLE users (id bigserial PRIMARY KEY, full_name text, email text{extra});
-             INSERT INTO users (full_name, email)
-               SELECT 'First' || g || ' Last' || g, 'user' || g || '@example.org'
-                 FROM generate_series(1, {rows}) g;"
-        ))
-        .await?;
-    client.batch_execute("VACUUM ANALYZE users").await?;
-    client.batch_execute("CHECKPOINT").await?;
-    Ok(db)
+    common::fresh_users(cluster, admin, rows, extra, ("user", "example.org"), None).await
 }
 
 fn app_workload(rows: i64) -> Workload {
@@ -221,10 +194,6 @@ fn app_workload(rows: i64) -> Workload {
         tasks: 4,
         pause: Duration::from_millis(5),
     }
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1}", d.as_secs_f64() * 1000.0)
 }
 
 fn print_table(rows: &[Row], version: &str) {
