@@ -36,7 +36,8 @@ pub struct Prepared {
     pub pending: Vec<Pending>,
     /// Rows walked by earlier runs.
     pub rows_done: i64,
-    /// The row estimate recorded at the start.
+    /// The rows expected in all: the estimate recorded at the start, or, once earlier runs
+    /// walked past it, extrapolated from the segments ([`store::estimate`]).
     pub rows_estimate: i64,
     /// Whether an earlier run started this backfill.
     pub resumed: bool,
@@ -130,6 +131,15 @@ pub async fn prepare(client: &mut Client, job: &Job, options: &EngineOptions) ->
         .await
         .map_err(fail)?;
     let (pending, rows_done) = load(client, job, options).await?;
+    let rows_estimate = if resumed {
+        // Earlier runs may have walked past the estimate taken at the start.
+        let progress = store::progress(&*client, schema, &job.plan)
+            .await
+            .map_err(fail)?;
+        store::estimate(rows_estimate, &progress)
+    } else {
+        rows_estimate
+    };
     Ok(Prepared {
         total: total as u32,
         pending,
