@@ -16,6 +16,7 @@ mod hostile_names;
 mod plan_errors;
 mod plan_examples;
 mod plan_ops;
+mod progress;
 mod runner;
 mod throttle;
 mod transition;
