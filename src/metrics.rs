@@ -162,6 +162,11 @@ impl Meter {
         });
     }
 
+    /// The rows expected in all, extrapolated once the walk passed the first estimate.
+    pub fn estimate(&self, rows: i64) {
+        self.with(|i| i.figures.rows_estimate = rows.max(i.figures.rows_done));
+    }
+
     /// A chunk committed.
     pub fn chunk(
         &self,

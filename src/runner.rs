@@ -1151,15 +1151,27 @@ async fn backfill(
             s.rows_changed
         )),
         Outcome::Interrupted(s) if aborted => Err(Error::Stopped(format!(
-            "plan `{}`: aborted from another terminal after {} rows; `backfill abort` rolls it back",
-            plan.name, s.rows_done
+            "plan `{}`: aborted from another terminal after {}; `backfill abort` rolls it back",
+            plan.name,
+            progress::counted(s.rows_done, "row", "rows")
         ))),
         Outcome::Interrupted(s) => {
-            state::event(client, schema, &plan.name, Some("backfill"), None, "interrupted", &format!("{} rows done", s.rows_done)).await?;
+            state::event(
+                client,
+                schema,
+                &plan.name,
+                Some("backfill"),
+                None,
+                "interrupted",
+                &format!("{} done", progress::counted(s.rows_done, "row", "rows")),
+            )
+            .await?;
             Err(Error::Interrupted {
                 progress: format!(
-                    "plan `{}`: {} rows of ~{} walked",
-                    plan.name, s.rows_done, s.rows_estimate
+                    "plan `{}`: {} of ~{} walked",
+                    plan.name,
+                    progress::counted(s.rows_done, "row", "rows"),
+                    s.rows_estimate
                 ),
                 resume: options.resume.clone(),
             })
@@ -1204,6 +1216,10 @@ async fn heartbeat(
                     };
                 }
                 last = Some((now, n));
+                if paused {
+                    // Nothing moves: `status` shows no rate that only decays.
+                    rate = 0.0;
+                }
                 events.meter().shared(n, b.segments_left, rate);
                 if paused != pause.is_set() {
                     pause.set(paused);

@@ -17,6 +17,7 @@ mod metrics;
 mod plan_errors;
 mod plan_examples;
 mod plan_ops;
+mod progress;
 mod runner;
 mod throttle;
 mod transition;

@@ -22,12 +22,13 @@ fn interrupts() -> Stop {
         let presses = AtomicU32::new(0);
         let installed = ctrlc::set_handler(move || {
             if presses.fetch_add(1, Ordering::SeqCst) == 0 {
-                eprintln!(
-                    "\ninterrupt: letting the chunks in flight commit (press Ctrl-C again to stop at once)"
+                say(
+                    "interrupt: letting the chunks in flight commit (press Ctrl-C again to stop at once)",
                 );
                 handler_stop.trigger();
             } else {
-                eprintln!("\nstopping at once; uncommitted chunks roll back, checkpoints hold");
+                say("stopping at once; uncommitted chunks roll back, checkpoints hold");
+                progress::leave_bars();
                 std::process::exit(i32::from(EXIT_INTERRUPTED));
             }
         });
@@ -37,6 +38,15 @@ fn interrupts() -> Stop {
         stop
     })
     .clone()
+}
+
+/// Says `line` on stderr: above the progress bars while they are drawn (printed across them,
+/// it would be erased by their next redraw and leave a stale copy of them behind), else on a
+/// line of its own after the `^C` the terminal echoed.
+fn say(line: &str) {
+    if !progress::eprint_above_bars(line) {
+        eprintln!("\n{line}");
+    }
 }
 
 /// Runs `backfill run`.
@@ -143,8 +153,10 @@ pub async fn run_cmd(args: RunArgs) -> Result<()> {
             Outcome::Interrupted(s) => {
                 return Err(Error::Interrupted {
                     progress: format!(
-                        "plan `{}`: {} rows of ~{} walked",
-                        plan.name, s.rows_done, s.rows_estimate
+                        "plan `{}`: {} of ~{} walked",
+                        plan.name,
+                        progress::counted(s.rows_done, "row", "rows"),
+                        s.rows_estimate
                     ),
                     resume: resume_command(),
                 })

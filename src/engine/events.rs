@@ -24,7 +24,8 @@ pub enum Event {
         segments: u32,
         /// Segments still to do.
         segments_left: u32,
-        /// Rows the table holds, as estimated when the backfill started.
+        /// Rows expected in all: the table's rows as estimated when the backfill started (or,
+        /// for a run that resumes past that estimate, extrapolated from the segments).
         rows_estimate: i64,
         /// Rows already walked by earlier runs.
         rows_done: i64,
@@ -76,6 +77,24 @@ pub enum Event {
         worker: u32,
         /// The segment.
         segment: i32,
+    },
+    /// A worker started: at the start, or `backfill set workers=N` asked for more.
+    WorkerStarted {
+        /// The worker (1-based).
+        worker: u32,
+    },
+    /// A worker ended: no segment is left for it, the run stops, or `backfill set workers=N`
+    /// asked for fewer.
+    WorkerStopped {
+        /// The worker.
+        worker: u32,
+    },
+    /// The rows expected in all changed: the walk passed the estimate taken at the start (the
+    /// table held more than its statistics said), and the rest is extrapolated from the
+    /// segments' progress.
+    Estimate {
+        /// Rows expected in all, every run together.
+        rows_estimate: i64,
     },
     /// A health probe is over its threshold (or failed): workers hold between chunks.
     Throttled {
@@ -218,6 +237,7 @@ fn record(meter: &Meter, event: &Event) {
             meter.shared(*rows_done, None, 0.0);
             meter.tick();
         }
-        Event::Failed { .. } => {}
+        Event::Estimate { rows_estimate } => meter.estimate(*rows_estimate),
+        Event::Failed { .. } | Event::WorkerStarted { .. } | Event::WorkerStopped { .. } => {}
     }
 }

@@ -427,6 +427,26 @@ fn heap_pages(table: &QualifiedName) -> String {
     )
 }
 
+/// The rows in `$2` windows of `$3` heap pages each, spread evenly over the table's first `$1`
+/// pages (all `int8`): each window is read by a TID range scan (PostgreSQL 14+), so the cost
+/// is the pages of the windows, whatever the table's size. One window over every page counts
+/// the whole table.
+pub fn window_count_sql(table: &QualifiedName) -> String {
+    let start = "w * $1::int8 / $2::int8";
+    format!(
+        "SELECT coalesce(sum(c.n), 0)::int8 FROM generate_series(0, $2::int8 - 1) AS w, \
+         LATERAL (SELECT count(*) AS n FROM {table} \
+         WHERE ctid >= format('(%s,0)', {start})::tid AND ctid < format('(%s,0)', {start} + $3::int8)::tid) AS c"
+    )
+}
+
+/// The rows of a `TABLESAMPLE SYSTEM` of `$1` percent of the table's pages (`float8`), for
+/// servers without TID range scans: noisier than [`window_count_sql`] (the pages are drawn at
+/// random), as cheap.
+pub fn sampled_count_sql(table: &QualifiedName) -> String {
+    format!("SELECT count(*)::int8 FROM {table} TABLESAMPLE SYSTEM ($1::float8)")
+}
+
 /// `(p,0)` as text: the bound before every row of page `p`.
 pub fn page_bound(page: i64) -> String {
     format!("({page},0)")

@@ -160,7 +160,8 @@ pub enum Outcome {
 pub struct Summary {
     /// Rows walked by every run of this backfill.
     pub rows_done: i64,
-    /// The row estimate recorded when the backfill started.
+    /// Rows expected in all: the estimate recorded when the backfill started, or what the
+    /// segments' progress says once the walk passed it.
     pub rows_estimate: i64,
     /// Rows walked by this run.
     pub rows_seen: i64,
@@ -210,6 +211,8 @@ struct Shared {
     failure: Mutex<Option<Error>>,
     events: Events,
     rows_done: AtomicI64,
+    /// Rows expected in all (see [`Event::Estimate`]).
+    rows_estimate: AtomicI64,
     rows_seen: AtomicI64,
     rows_changed: AtomicI64,
     retries: AtomicU64,
@@ -374,6 +377,7 @@ pub async fn backfill(
         failure: Mutex::new(None),
         events: events.clone(),
         rows_done: AtomicI64::new(prepared.rows_done),
+        rows_estimate: AtomicI64::new(prepared.rows_estimate),
         rows_seen: AtomicI64::new(0),
         rows_changed: AtomicI64::new(0),
         retries: AtomicU64::new(0),
@@ -421,12 +425,18 @@ pub async fn backfill(
     let _ = done_tx.send(true);
     let _ = monitor.await;
     release(&pool, &shared).await;
+    if matches!(result, Ok(true)) {
+        // The resume message says how far the walk got of the rows expected.
+        if let Ok(client) = pool.get().await {
+            monitor::refresh_estimate(&shared, &client).await;
+        }
+    }
     pool.close();
     let interrupted = result?;
 
     let summary = Summary {
         rows_done: shared.rows_done.load(Ordering::SeqCst),
-        rows_estimate: prepared.rows_estimate,
+        rows_estimate: shared.rows_estimate.load(Ordering::SeqCst),
         rows_seen: shared.rows_seen.load(Ordering::SeqCst),
         rows_changed: shared.rows_changed.load(Ordering::SeqCst),
         retries: shared.retries.load(Ordering::SeqCst),

@@ -2,6 +2,7 @@
 //! process's leases on its segments, frees the segments of dead processes on this host, applies
 //! the settings changed by `backfill set`, and runs the health probes.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -36,6 +37,7 @@ pub(super) async fn watch(
             Some(c) => {
                 renew(&shared, c).await;
                 settings(&shared, c).await;
+                refresh_estimate(&shared, c).await;
                 let tick = super::tuning::tick(t.check_interval);
                 let pacing = shared.pace.lock().map(|p| p.is_some()).unwrap_or(false);
                 let lag_probe = !replicas.is_empty() && t.max_replication_lag.is_some();
@@ -167,6 +169,28 @@ pub fn owner_is_dead(owner: &str, host: &str) -> bool {
                 && std::path::Path::new("/proc/self").exists()
         }
         _ => false,
+    }
+}
+
+/// Once the walk has passed the rows expected, extrapolates them from the segments' progress
+/// (see [`state::segments::estimate`]) and reports the new total, so that no one is shown 100%
+/// and no time left while segments are left.
+pub(super) async fn refresh_estimate(shared: &Shared, client: &Client) {
+    let expected = shared.rows_estimate.load(Ordering::SeqCst);
+    if shared.rows_done.load(Ordering::SeqCst) < expected {
+        return;
+    }
+    let Ok(progress) =
+        state::segments::progress(client, &shared.options.state_schema, &shared.job.plan).await
+    else {
+        return;
+    };
+    let rows = state::segments::estimate(expected, &progress);
+    if rows > expected {
+        shared.rows_estimate.store(rows, Ordering::SeqCst);
+        shared.events.send(Event::Estimate {
+            rows_estimate: rows,
+        });
     }
 }
 

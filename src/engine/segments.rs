@@ -36,7 +36,8 @@ pub struct Prepared {
     pub pending: Vec<Pending>,
     /// Rows walked by earlier runs.
     pub rows_done: i64,
-    /// The row estimate recorded at the start.
+    /// The rows expected in all: the estimate recorded at the start, or, once earlier runs
+    /// walked past it, extrapolated from the segments ([`store::estimate`]).
     pub rows_estimate: i64,
     /// Whether an earlier run started this backfill.
     pub resumed: bool,
@@ -130,6 +131,15 @@ pub async fn prepare(client: &mut Client, job: &Job, options: &EngineOptions) ->
         .await
         .map_err(fail)?;
     let (pending, rows_done) = load(client, job, options).await?;
+    let rows_estimate = if resumed {
+        // Earlier runs may have walked past the estimate taken at the start.
+        let progress = store::progress(&*client, schema, &job.plan)
+            .await
+            .map_err(fail)?;
+        store::estimate(rows_estimate, &progress)
+    } else {
+        rows_estimate
+    };
     Ok(Prepared {
         total: total as u32,
         pending,
@@ -148,29 +158,45 @@ pub async fn load(
     store::pending(client, &options.state_schema, &job.plan).await
 }
 
-/// The table's live rows as the statistics system counts them (`n_live_tup`, kept by every
-/// insert and delete, so a table bloated by earlier rewrites is not overestimated), else the
-/// planner's estimate from `EXPLAIN` (available before the first `ANALYZE` too; it scales the
-/// last density by the table's current size, which counts dead rows after a rewrite).
+/// The table's rows, as well as they can be told without reading the table: from the
+/// statistics when the table has been analyzed or vacuumed, else by counting the rows of a
+/// thousand of its pages (see [`measure_rows`]).
+///
+/// With statistics: the live rows as the statistics system counts them (`n_live_tup`, kept by
+/// every insert and delete, so a table bloated by earlier rewrites is not overestimated), else
+/// the planner's estimate from `EXPLAIN` (it scales the density the last `ANALYZE` or `VACUUM`
+/// measured by the table's current size, which counts dead rows after a rewrite).
 pub async fn estimate_rows(
     client: &impl tokio_postgres::GenericClient,
     table: &QualifiedName,
 ) -> Result<i64> {
-    let live: Option<i64> = client
-        .query_opt(
-            "SELECT n_live_tup FROM pg_stat_all_tables WHERE relid = $1::text::regclass",
+    let ctx = || format!("estimating the rows of {table}");
+    let stats = client
+        .query_one(
+            "SELECT c.reltuples::float8, c.relpages::int8, s.n_live_tup,
+                    current_setting('server_version_num')::int4
+               FROM pg_catalog.pg_class c LEFT JOIN pg_catalog.pg_stat_all_tables s ON s.relid = c.oid
+              WHERE c.oid = $1::text::regclass",
             &[&table.to_string()],
         )
         .await
-        .map_err(|e| Error::db(format!("estimating the rows of {table}"), &e))?
-        .map(|r| r.get(0));
+        .map_err(|e| Error::db(ctx(), &e))?;
+    let (reltuples, relpages): (f64, i64) = (stats.get(0), stats.get(1));
+    let live: Option<i64> = stats.get(2);
+    if reltuples < 0.0 || relpages == 0 {
+        // Never analyzed nor vacuumed (reltuples -1, or 0 over 0 pages before PostgreSQL 14):
+        // the planner would guess the rows per page from the column types (a text column
+        // counts 32 bytes), half the truth on a table of short texts, and the statistics
+        // system's count is lost after a crash or a failover. Count instead.
+        return measure_rows(client, table, stats.get(3)).await;
+    }
     // The smaller of the two: each overcounts in its own way (statistics not yet flushed
     // after a bulk change, the planner's density scaled over dead rows).
     // The first line is the top node (a Gather over a parallel scan on big tables).
     let rows = client
         .query(&format!("EXPLAIN SELECT 1 FROM {table}"), &[])
         .await
-        .map_err(|e| Error::db(format!("estimating the rows of {table}"), &e))?;
+        .map_err(|e| Error::db(ctx(), &e))?;
     let planned = rows
         .first()
         .and_then(|r| plan_rows(&r.get::<_, String>(0)))
@@ -180,6 +206,66 @@ pub async fn estimate_rows(
         Some(n) => n,
         None => planned,
     })
+}
+
+/// Pages read at most to estimate the rows of a table without statistics (8 MB of 8 kB
+/// pages): every row of a smaller table is counted; a 1M-row table (16,000 pages) is
+/// estimated within about 1% in 15 ms.
+pub const ESTIMATE_PAGES: i64 = 1_000;
+/// Windows those pages are read in, spread evenly over a bigger table, so that a table whose
+/// rows per page change along its length (old rows updated, new rows wider) is measured
+/// over its whole length.
+pub const ESTIMATE_WINDOWS: i64 = 100;
+
+/// The rows of a table, counted in at most [`ESTIMATE_PAGES`] of its heap pages (all of them
+/// on a smaller table) and scaled to its size: [`ESTIMATE_WINDOWS`] windows of pages read by
+/// TID range scans, or a random `TABLESAMPLE SYSTEM` of as many pages before PostgreSQL 14.
+/// Only rows visible now are counted, so dead rows left by earlier rewrites are not.
+async fn measure_rows(
+    client: &impl tokio_postgres::GenericClient,
+    table: &QualifiedName,
+    server_version: i32,
+) -> Result<i64> {
+    let fail = |e: tokio_postgres::Error| Error::db(format!("estimating the rows of {table}"), &e);
+    let pages: i64 = client
+        .query_one(&keyset::heap_pages_sql(table), &[])
+        .await
+        .map_err(fail)?
+        .get(0);
+    if pages <= 0 {
+        return Ok(0);
+    }
+    if pages > ESTIMATE_PAGES && server_version < 140_000 {
+        let percent = 100.0 * ESTIMATE_PAGES as f64 / pages as f64;
+        let n: i64 = client
+            .query_one(&keyset::sampled_count_sql(table), &[&percent])
+            .await
+            .map_err(fail)?
+            .get(0);
+        return Ok((n as f64 * 100.0 / percent).round() as i64);
+    }
+    let (windows, width) = if pages <= ESTIMATE_PAGES {
+        (1, pages)
+    } else {
+        (ESTIMATE_WINDOWS, ESTIMATE_PAGES / ESTIMATE_WINDOWS)
+    };
+    let n: i64 = client
+        .query_one(
+            &keyset::window_count_sql(table),
+            &[&pages, &windows, &width],
+        )
+        .await
+        .map_err(fail)?
+        .get(0);
+    Ok(scale(n, windows * width, pages))
+}
+
+/// `counted` rows in `read` of `pages` pages, scaled to every page.
+fn scale(counted: i64, read: i64, pages: i64) -> i64 {
+    if read <= 0 || read >= pages {
+        return counted;
+    }
+    (counted as f64 * pages as f64 / read as f64).round() as i64
 }
 
 /// `rows=N` of an `EXPLAIN` line.
@@ -307,6 +393,14 @@ mod tests {
             Some(1)
         );
         assert_eq!(plan_rows("Result"), None);
+    }
+
+    #[test]
+    fn rows_counted_in_some_pages_are_scaled_to_all() {
+        assert_eq!(scale(6_140, 1_000, 16_292), 100_033);
+        // Every page read: the count is exact.
+        assert_eq!(scale(300, 40, 40), 300);
+        assert_eq!(scale(0, 0, 0), 0);
     }
 
     #[test]

@@ -73,13 +73,21 @@ fn describe(e: &tokio_postgres::Error) -> String {
     }
 }
 
-/// The worker's loop: segment after segment until the queue is empty or the run stops.
+/// The worker: says it started, walks segments, says it stopped.
 pub(super) async fn run(id: u32, shared: Arc<Shared>, pool: Pool) {
     let o = &shared.options;
     let (min, max) = shared.live.batch_bounds();
     let mut sizing = Sizing::new(o.batch_size, min, max, o.target_chunk_time);
-    while let Some(mut task) = shared.next_task(id, &pool).await {
-        match walk(id, &shared, &pool, &mut task, &mut sizing).await {
+    shared.events.send(Event::WorkerStarted { worker: id });
+    walk_segments(id, &shared, &pool, &mut sizing).await;
+    shared.events.send(Event::WorkerStopped { worker: id });
+}
+
+/// Segment after segment until the queue is empty, the run stops, or this worker is no
+/// longer wanted.
+async fn walk_segments(id: u32, shared: &Arc<Shared>, pool: &Pool, sizing: &mut Sizing) {
+    while let Some(mut task) = shared.next_task(id, pool).await {
+        match walk(id, shared, pool, &mut task, sizing).await {
             Walk::Done => {
                 shared.finish(task.segment);
                 shared.events.send(Event::SegmentDone {
@@ -147,6 +155,9 @@ async fn walk(id: u32, shared: &Shared, pool: &Pool, task: &mut Task, sizing: &m
             tokio::select! {
                 _ = shared.options.pause.wait_cleared() => continue,
                 _ = shared.stop.wait() => return Walk::Stopped,
+                // `backfill set workers=N` during the pause: fewer workers end now, not at
+                // the resume.
+                _ = tokio::time::sleep(super::monitor::CLAIM_POLL) => continue,
             }
         }
         let batch = sizing.batch().max(1);

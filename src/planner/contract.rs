@@ -19,7 +19,11 @@ pub(super) fn steps(parts: &Parts<'_>) -> Vec<Step> {
         let contract = op.contract(c);
         for v in contract.validate {
             contract_steps.push(Step {
-                description: "validate a constraint (scans without blocking writes)".to_string(),
+                // Named by its operation: `run` prints it while the scan runs.
+                description: format!(
+                    "validate for {}; scans without blocking writes",
+                    op.summary()
+                ),
                 mode: StepMode::Transaction,
                 statements: vec![v],
             });

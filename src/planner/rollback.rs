@@ -94,11 +94,12 @@ pub(super) fn steps(parts: &Parts<'_>, backfill: Option<&BackfillSpec>) -> Vec<S
         rollback.push(restore(b, u));
     }
     // Once the values are back: what was put back NOT VALID and must hold for every row.
-    for (_, r) in &undo {
+    for (summary, r) in &undo {
         for v in &r.validate {
             rollback.push(Step {
-                description: "validate a constraint put back (scans without blocking writes)"
-                    .to_string(),
+                description: format!(
+                    "validate what undoing {summary} put back; scans without blocking writes"
+                ),
                 mode: StepMode::Transaction,
                 statements: vec![v.clone()],
             });

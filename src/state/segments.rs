@@ -199,6 +199,75 @@ pub async fn pending(client: &Client, schema: &Ident, plan: &str) -> Result<(Vec
     Ok((pending, rows_done))
 }
 
+/// One segment's part of the walk, as the estimates read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// Rows walked in it, by every run.
+    pub rows_seen: i64,
+    /// Whether it is done.
+    pub done: bool,
+}
+
+/// Every segment's progress of plan `plan`'s backfill, in key order.
+pub async fn progress(
+    client: &impl GenericClient,
+    schema: &Ident,
+    plan: &str,
+) -> PgResult<Vec<Progress>> {
+    let segments = segments(schema);
+    Ok(client
+        .query(
+            &format!("SELECT rows_seen, done FROM {segments} WHERE plan = $1 ORDER BY segment"),
+            &[&plan],
+        )
+        .await?
+        .iter()
+        .map(|r| Progress {
+            rows_seen: r.get(0),
+            done: r.get(1),
+        })
+        .collect())
+}
+
+/// The rows the walk will have seen once every segment is done, extrapolated from the
+/// segments: the segments of a split hold about as many rows each (equal spans of an integer
+/// key, equal shares of a sample of other keys, equal ranges of pages), so a segment not done
+/// is counted at the average of the segments done (at what it has seen, when that is more).
+/// Before any segment is done, the average is the rows seen per segment started (a lower
+/// bound: those are partly walked). `None` when nothing was walked yet.
+pub fn extrapolate(segments: &[Progress]) -> Option<i64> {
+    let (done_n, done_rows) = segments
+        .iter()
+        .filter(|s| s.done)
+        .fold((0i64, 0i64), |(n, r), s| (n + 1, r + s.rows_seen));
+    let average = if done_n > 0 {
+        done_rows as f64 / done_n as f64
+    } else {
+        let started = segments.iter().filter(|s| s.rows_seen > 0).count();
+        if started == 0 {
+            return None;
+        }
+        segments.iter().map(|s| s.rows_seen as f64).sum::<f64>() / started as f64
+    };
+    let left: f64 = segments
+        .iter()
+        .filter(|s| !s.done)
+        .map(|s| (s.rows_seen as f64).max(average))
+        .sum();
+    Some((done_rows as f64 + left).round() as i64)
+}
+
+/// The rows a backfill that is not finished is expected to walk in all: the estimate taken at
+/// its start while the rows walked are under it, then (the table held more than it seemed)
+/// [`extrapolate`]d from the segments, never under the rows walked.
+pub fn estimate(recorded: i64, segments: &[Progress]) -> i64 {
+    let done: i64 = segments.iter().map(|s| s.rows_seen).sum();
+    if done < recorded {
+        return recorded;
+    }
+    extrapolate(segments).unwrap_or(done).max(done)
+}
+
 /// Records that plan `plan`'s backfill finished (the first time only).
 pub async fn mark_finished(client: &Client, schema: &Ident, plan: &str) -> Result<()> {
     let backfills = backfills(schema);
@@ -430,4 +499,47 @@ pub fn checkpoint_cte(schema: &Ident, name: &str, counts: ChunkCounts<'_>) -> St
 pub fn guard_call(schema: &Ident, ok: &str) -> String {
     let guard = QualifiedName::new(schema.as_str(), CHECKPOINT_GUARD);
     format!("{guard}({ok}, $1, $2)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn segs(list: &[(i64, bool)]) -> Vec<Progress> {
+        list.iter()
+            .map(|&(rows_seen, done)| Progress { rows_seen, done })
+            .collect()
+    }
+
+    #[test]
+    fn segments_not_done_count_as_the_average_done_one() {
+        // 4 segments of 1000 rows: two done, one half walked, one untouched.
+        let s = segs(&[(1000, true), (1000, true), (500, false), (0, false)]);
+        assert_eq!(extrapolate(&s), Some(4000));
+        // A segment walked past the average counts what it has seen.
+        let s = segs(&[(1000, true), (1500, false), (0, false)]);
+        assert_eq!(extrapolate(&s), Some(3500));
+    }
+
+    #[test]
+    fn before_any_segment_is_done_the_started_ones_say_a_lower_bound() {
+        // 500 per segment started: 600 + 500 + 500 + 500.
+        let s = segs(&[(600, false), (400, false), (0, false), (0, false)]);
+        assert_eq!(extrapolate(&s), Some(2100));
+        assert_eq!(extrapolate(&segs(&[(0, false), (0, false)])), None);
+        assert_eq!(extrapolate(&[]), None);
+    }
+
+    #[test]
+    fn the_recorded_estimate_holds_until_the_walk_passes_it() {
+        let s = segs(&[(1000, true), (1000, true), (500, false), (0, false)]);
+        // 2500 walked of an estimate of 3000: the estimate stands.
+        assert_eq!(estimate(3000, &s), 3000);
+        // Of an estimate of 2000 (a never-analyzed table): extrapolated, not 2500 of 2500.
+        assert_eq!(estimate(2000, &s), 4000);
+        // Nothing to extrapolate from: at least the rows walked.
+        assert_eq!(estimate(0, &segs(&[(0, false)])), 0);
+        // Never under the rows walked.
+        assert_eq!(estimate(10, &segs(&[(30, true), (20, false)])), 60);
+    }
 }

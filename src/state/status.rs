@@ -284,38 +284,47 @@ async fn backfill(
     let row = client
         .query_opt(
             &format!(
-                "SELECT b.row_estimate, coalesce(sum(s.rows_seen), 0)::int8, count(s.*) FILTER (WHERE NOT s.done), count(s.*), b.finished_at IS NOT NULL
-                   FROM {schema}.backfills b LEFT JOIN {schema}.segments s ON s.plan = b.plan
-                  WHERE b.plan = $1 GROUP BY b.row_estimate, b.finished_at"
+                "SELECT row_estimate, finished_at IS NOT NULL FROM {schema}.backfills WHERE plan = $1"
             ),
             &[&plan],
         )
         .await
         .map_err(fail)?;
-    Ok(row.map(|b| {
-        let done: i64 = b.get(1);
-        let finished: bool = b.get(4);
-        // The estimate was taken at the start; the rows walked are the truth once done.
-        let estimate: i64 = if finished {
-            done
-        } else {
-            b.get::<_, i64>(0).max(done)
-        };
-        let left = (estimate - done).max(0) as f64;
-        let moving = rate >= 1.0 && !finished && !paused;
-        BackfillStatus {
-            rows_done: done,
-            rows_estimate: estimate,
-            percent: if estimate > 0 {
-                100.0 * done as f64 / estimate as f64
-            } else {
-                100.0
-            },
-            segments_left: b.get(2),
-            segments: b.get(3),
-            finished,
-            rows_per_second: if paused { 0.0 } else { rate },
-            eta_seconds: moving.then(|| left / rate),
-        }
+    let Some(b) = row else {
+        return Ok(None);
+    };
+    let (recorded, finished): (i64, bool) = (b.get(0), b.get(1));
+    let segments = super::segments::progress(client, schema, plan)
+        .await
+        .map_err(fail)?;
+    let done: i64 = segments.iter().map(|s| s.rows_seen).sum();
+    let left_segments = segments.iter().filter(|s| !s.done).count() as i64;
+    // The rows walked are the truth once done; until then the estimate taken at the start, or
+    // once the walk passed it, what the segments' progress says (never the rows walked so far
+    // as if they were all: a never-analyzed table is often underestimated).
+    let estimate = if finished {
+        done
+    } else {
+        super::segments::estimate(recorded, &segments)
+    };
+    let left = (estimate - done).max(0) as f64;
+    let moving = rate >= 1.0 && !finished && !paused && left > 0.0;
+    let percent = if finished {
+        100.0
+    } else if estimate > 0 {
+        // Not 100% while a segment is left, however close.
+        (100.0 * done as f64 / estimate as f64).min(99.9)
+    } else {
+        0.0
+    };
+    Ok(Some(BackfillStatus {
+        rows_done: done,
+        rows_estimate: estimate,
+        percent,
+        segments_left: left_segments,
+        segments: segments.len() as i64,
+        finished,
+        rows_per_second: if paused { 0.0 } else { rate },
+        eta_seconds: moving.then(|| left / rate),
     }))
 }

@@ -67,7 +67,7 @@ SELECT count(*) FROM _bf_changed;
 
 -- ==== phase contract (no release gate)
 
--- step 1: validate a constraint (scans without blocking writes)
+-- step 1: validate for set "email" NOT NULL; scans without blocking writes
 -- mode: in one transaction
 -- lock: SHARE UPDATE EXCLUSIVE
 ALTER TABLE "public"."users" VALIDATE CONSTRAINT "bf_users_email_not_null";

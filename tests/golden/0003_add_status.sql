@@ -58,7 +58,7 @@ SELECT count(*) FROM _bf_changed;
 
 -- ==== phase contract (due from release 2.1.0)
 
--- step 1: validate a constraint (scans without blocking writes)
+-- step 1: validate for add column "status" text; scans without blocking writes
 -- mode: in one transaction
 -- lock: SHARE UPDATE EXCLUSIVE
 ALTER TABLE "public"."users" VALIDATE CONSTRAINT "bf_users_status_not_null";

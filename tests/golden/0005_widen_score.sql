@@ -67,7 +67,7 @@ SELECT count(*) FROM _bf_changed;
 
 -- ==== phase contract (due from release 2.1.0)
 
--- step 1: validate a constraint (scans without blocking writes)
+-- step 1: validate for change the type of "score" to bigint; scans without blocking writes
 -- mode: in one transaction
 -- lock: SHARE UPDATE EXCLUSIVE
 ALTER TABLE "public"."users" VALIDATE CONSTRAINT "bf_users_score_bf_new_not_null";

@@ -60,7 +60,7 @@ SELECT count(*) FROM _bf_changed;
 
 -- ==== phase contract (no release gate)
 
--- step 1: validate a constraint (scans without blocking writes)
+-- step 1: validate for add check "users_age_plausible" (age BETWEEN 0 AND 150); scans without blocking writes
 -- mode: in one transaction
 -- lock: SHARE UPDATE EXCLUSIVE
 ALTER TABLE "public"."users" VALIDATE CONSTRAINT "users_age_plausible";

@@ -20,7 +20,7 @@ ALTER TABLE "public"."orders" ADD CONSTRAINT "orders_user_id_fkey" FOREIGN KEY (
 
 -- ==== phase contract (no release gate)
 
--- step 1: validate a constraint (scans without blocking writes)
+-- step 1: validate for add foreign key ("user_id") references users ("id"); scans without blocking writes
 -- mode: in one transaction
 -- lock: SHARE UPDATE EXCLUSIVE
 ALTER TABLE "public"."orders" VALIDATE CONSTRAINT "orders_user_id_fkey";

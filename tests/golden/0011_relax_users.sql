@@ -45,12 +45,12 @@ DO $bf_guard$ BEGIN IF EXISTS (SELECT FROM pg_catalog.pg_constraint WHERE conrel
 -- lock: ACCESS EXCLUSIVE
 DO $bf_guard$ BEGIN IF NOT EXISTS (SELECT FROM pg_catalog.pg_constraint WHERE conrelid = to_regclass('"public"."users"') AND conname = 'users_nickname_length') THEN EXECUTE 'ALTER TABLE "public"."users" ADD CONSTRAINT "users_nickname_length" CHECK ((length(nickname) <= 20)) NOT VALID'; END IF; END $bf_guard$;
 
--- step 2: validate a constraint put back (scans without blocking writes)
+-- step 2: validate what undoing drop NOT NULL on "score" put back; scans without blocking writes
 -- mode: in one transaction
 -- lock: SHARE UPDATE EXCLUSIVE
 DO $bf_guard$ BEGIN IF EXISTS (SELECT FROM pg_catalog.pg_constraint WHERE conrelid = to_regclass('"public"."users"') AND conname = 'bf_users_score_not_null') THEN EXECUTE 'ALTER TABLE "public"."users" VALIDATE CONSTRAINT "bf_users_score_not_null"'; END IF; END $bf_guard$;
 
--- step 3: validate a constraint put back (scans without blocking writes)
+-- step 3: validate what undoing drop constraint "users_nickname_length" put back; scans without blocking writes
 -- mode: in one transaction
 -- lock: SHARE UPDATE EXCLUSIVE
 DO $bf_guard$ BEGIN IF EXISTS (SELECT FROM pg_catalog.pg_constraint WHERE conrelid = to_regclass('"public"."users"') AND conname = 'users_nickname_length' AND NOT convalidated) THEN EXECUTE 'ALTER TABLE "public"."users" VALIDATE CONSTRAINT "users_nickname_length"'; END IF; END $bf_guard$;

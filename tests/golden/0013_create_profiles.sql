@@ -22,7 +22,7 @@ ALTER TABLE "public"."profiles" ADD CONSTRAINT "profiles_user_id_fkey" FOREIGN K
 
 -- ==== phase contract (due from release 2.6.0)
 
--- step 1: validate a constraint (scans without blocking writes)
+-- step 1: validate for add foreign key ("user_id") references users ("id"); scans without blocking writes
 -- mode: in one transaction
 -- lock: SHARE UPDATE EXCLUSIVE
 ALTER TABLE "public"."profiles" VALIDATE CONSTRAINT "profiles_user_id_fkey";

@@ -72,7 +72,7 @@ SELECT count(*) FROM _bf_changed;
 
 -- ==== phase contract (due from release 3.8.0)
 
--- step 1: validate a constraint (scans without blocking writes)
+-- step 1: validate for change the type of "total" to numeric(14, 2), renamed to "amount", NOT NULL; scans without blocking writes
 -- mode: in one transaction
 -- lock: SHARE UPDATE EXCLUSIVE
 ALTER TABLE "public"."orders" VALIDATE CONSTRAINT "bf_orders_amount_not_null";
