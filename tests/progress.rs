@@ -170,7 +170,11 @@ async fn the_workers_shown_follow_backfill_set_workers() {
         "workers.toml",
         &format!("{SPLIT_USERS}\n[backfill]\nworkers = 4\nbatch_size = 200\nmax_rows_per_second = 3000\n"),
     );
-    let child = backfill_spawn(&["run", &plan, "--progress", "json"], &db.url);
+    // `--workers 4`: four from the start (the plan's number alone is a ceiling).
+    let child = backfill_spawn(
+        &["run", &plan, "--workers", "4", "--progress", "json"],
+        &db.url,
+    );
     wait_walked(&client, 1_000).await;
     backfill_ok(&["set", "workers", "workers=1"], Some(&db.url));
     wait_walked(&client, 10_000).await;
@@ -230,4 +234,92 @@ async fn the_workers_shown_follow_backfill_set_workers() {
     assert_eq!((started(3), started(4)), (1, 1), "{}", show(&out));
     assert!(started(2) >= 2, "{}", show(&out));
     assert!(events.iter().any(|e| e["event"] == "finished"));
+}
+
+/// The pace controller through the binary: with `max_commit_latency` far below any real
+/// commit, it takes the workers down to one, then spaces the chunks out, and says so in the
+/// events; interrupted, the run finishes on a rerun with every row in sync.
+#[tokio::test]
+async fn a_commit_latency_limit_takes_workers_away_then_spaces_the_chunks() {
+    let db = TestDb::new("pace_latency").await;
+    let client = db.connect().await;
+    seed_users(&client, 1_000_000).await;
+    let plans = Plans::new("pace_latency");
+    let plan = plans.write(
+        "pace.toml",
+        &format!(
+            "{SPLIT_USERS}\n[backfill]\nworkers = 4\nbatch_size = 10\nmax_batch_size = 10\n[throttle]\nmax_commit_latency = \"1us\"\n"
+        ),
+    );
+    let child = backfill_spawn(&["run", &plan, "--progress", "json"], &db.url);
+    // Two windows of the controller: down to one worker, then the chunks spaced out.
+    wait_walked(&client, 0).await;
+    tokio::time::sleep(std::time::Duration::from_secs(13)).await;
+    interrupt(&child);
+    let out = finish(child).await;
+    assert_eq!(out.status.code(), Some(130), "{}", show(&out));
+    let events = json_events(&out.stdout);
+    assert_eq!(
+        events
+            .iter()
+            .find(|e| e["event"] == "started")
+            .map(|e| e["workers"].clone()),
+        Some(2.into()),
+        "{}",
+        show(&out)
+    );
+    let changes: Vec<String> = events
+        .iter()
+        .filter(|e| e["event"] == "settings_changed")
+        .map(|e| format!("{} {}", e["workers"], e["changes"].as_str().unwrap_or("")))
+        .collect();
+    assert!(
+        changes
+            .first()
+            .is_some_and(|c| c.starts_with("1 workers=1 (commit latency")),
+        "{changes:?}\n{}",
+        show(&out)
+    );
+    assert!(
+        changes.iter().any(|c| c.contains("chunks spaced by")),
+        "{changes:?}\n{}",
+        show(&out)
+    );
+    // No worker above the first walks once it is down to one.
+    let down = events
+        .iter()
+        .position(|e| e["event"] == "settings_changed")
+        .unwrap_or(0);
+    let stopped_2 = events[down..]
+        .iter()
+        .position(|e| e["event"] == "worker_stopped" && e["worker"] == 2)
+        .map(|i| i + down)
+        .unwrap_or_else(|| panic!("worker 2 never stopped: {}", show(&out)));
+    assert!(events[stopped_2..]
+        .iter()
+        .all(|e| e["event"] != "chunk" || e["worker"] == 1));
+    // The rerun, with the number of workers given and bigger chunks, finishes it.
+    backfill_ok(
+        &[
+            "set",
+            "pace",
+            "max_batch_size=20000",
+            "max_commit_latency=off",
+        ],
+        Some(&db.url),
+    );
+    let out = backfill_cmd(
+        &["run", &plan, "--workers", "4", "--progress", "quiet"],
+        Some(&db.url),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_eq!(
+        count(
+            &client,
+            "SELECT count(*) FROM users WHERE first_name IS DISTINCT FROM split_part(full_name, ' ', 1)
+                OR last_name IS DISTINCT FROM split_part(full_name, ' ', 2)"
+        )
+        .await,
+        0
+    );
 }
