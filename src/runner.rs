@@ -618,7 +618,7 @@ pub async fn run_plans(
         state_schema: options.state_schema.clone(),
     };
     {
-        let mut client = conn.connect().await?;
+        let mut client = conn.connect_patiently().await?;
         prepare_all(&mut client, &schema, plans, options.force, &popts, true).await?;
     }
     for plan in plans {
@@ -654,7 +654,7 @@ async fn run_plan(
     say: &dyn Fn(String),
 ) -> Result<()> {
     let schema = Ident::new(&options.state_schema);
-    let mut client = conn.connect().await?;
+    let mut client = conn.connect_patiently().await?;
     state::ensure(&mut client, &schema).await?;
     lock(&client, &schema, plan, say, &stop).await?;
     let result = run_locked(conn, &mut client, plan, options, stop, say, &schema).await;
@@ -901,6 +901,13 @@ impl PlanRun<'_> {
                 self.meter.clone(),
             )
             .await;
+            // The main connection sat idle through the backfill: a load balancer, a failover or
+            // a restart may have cut it, and with it the session lock. A new one takes the lock
+            // again before anything else is recorded.
+            if client.is_closed() {
+                tracing::warn!(plan = %plan.name, "the main connection was lost during the backfill; connecting again");
+                *client = self.conn.connect_patiently().await?;
+            }
             lock(client, schema, plan, self.say, &Stop::new()).await?;
             result?
         } else {

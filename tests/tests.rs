@@ -11,6 +11,7 @@ mod engine_faults;
 mod engine_keys;
 mod ephemeral_cleanup;
 mod export;
+mod faults;
 mod golden;
 mod hostile_names;
 mod metrics;

@@ -12,6 +12,7 @@ pub mod pgpass;
 pub mod tls;
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use tokio_postgres::config::Host;
 use tokio_postgres::{Client, Config};
@@ -313,6 +314,44 @@ impl ConnectionSpec {
             let _ = connection.await;
         });
         Ok(client)
+    }
+}
+
+/// How long [`ConnectionSpec::connect_patiently`] keeps trying a server it cannot reach.
+pub const REACH_FOR: Duration = Duration::from_secs(30);
+
+impl ConnectionSpec {
+    /// Connects, riding out a server it cannot reach for up to [`REACH_FOR`] (refused, reset,
+    /// timed out: a restart, a failover, a load balancer dropping connections) with jittered
+    /// back-off. A server that answers and refuses (a password, a missing database) fails at
+    /// once, as [`ConnectionSpec::connect`].
+    pub async fn connect_patiently(&self) -> Result<Client> {
+        let deadline = std::time::Instant::now() + REACH_FOR;
+        let mut attempt = 0;
+        loop {
+            match self.config.connect(self.tls()?).await {
+                Ok((client, connection)) => {
+                    tokio::spawn(async move {
+                        let _ = connection.await;
+                    });
+                    return Ok(client);
+                }
+                Err(e) if e.code().is_none() && std::time::Instant::now() < deadline => {
+                    attempt += 1;
+                    tracing::warn!(attempt, error = %redact(&connect_error(&e)), "cannot reach the database; trying again");
+                    // 0.2 s doubling to 3.2 s: a restart takes seconds, a failover tens.
+                    let wait = Duration::from_millis(200 << attempt.min(4));
+                    tokio::time::sleep(wait).await;
+                }
+                Err(e) => {
+                    return Err(Error::Connect(format!(
+                        "{}: {}",
+                        self.target(),
+                        redact(&connect_error(&e))
+                    )))
+                }
+            }
+        }
     }
 }
 

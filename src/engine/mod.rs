@@ -348,7 +348,7 @@ pub async fn backfill(
     stop: Stop,
 ) -> Result<Outcome> {
     let started = Instant::now();
-    let mut control = conn.connect().await?;
+    let mut control = conn.connect_patiently().await?;
     state::ensure(&mut control, &options.state_schema).await?;
     let prepared = segments::prepare(&mut control, &job, &options).await?;
     let stored = segments::share_settings(&control, &job, &options).await?;

@@ -16,6 +16,8 @@ use std::sync::OnceLock;
 use backfill::ephemeral::{Cluster, ClusterOptions};
 use tokio_postgres::{Client, NoTls};
 
+pub mod proxy;
+
 /// The server the tests create their databases on.
 pub struct Server {
     host: String,
@@ -69,6 +71,21 @@ fn start() -> Result<Server, String> {
 }
 
 impl Server {
+    /// Where it listens.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        use std::net::ToSocketAddrs;
+        (self.host.as_str(), self.port)
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut a| a.next())
+            .unwrap_or_else(|| panic!("cannot resolve {}:{}", self.host, self.port))
+    }
+
+    /// Connection string of database `db` through a proxy listening on `port` of 127.0.0.1.
+    pub fn url_through(&self, port: u16, db: &str) -> String {
+        format!("host=127.0.0.1 port={port} user={} dbname={db}", self.user)
+    }
+
     /// Connection string of database `db`.
     pub fn url(&self, db: &str) -> String {
         format!(
