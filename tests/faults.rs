@@ -91,3 +91,66 @@ async fn connections_cut_during_the_backfill_do_not_fail_the_run() {
         0
     );
 }
+
+/// The connection cut while `CREATE INDEX CONCURRENTLY` runs: the run connects again, takes
+/// the plan's lock back, finds the index valid (the server finished it) or invalid (dropped
+/// and built again), records the step once, and goes on.
+#[tokio::test]
+async fn a_connection_cut_during_a_concurrent_index_build_does_not_fail_the_run() {
+    let db = TestDb::new("faults_index").await;
+    let client = db.connect().await;
+    seed_users(&client, 1_000_000).await;
+    let plans = Plans::new("faults_index");
+    let plan = plans.write(
+        "0001_index.toml",
+        "table = \"users\"\n[[operations]]\nkind = \"create_index\"\ncolumns = [\"email\", \"full_name\"]\n",
+    );
+    let proxy = Proxy::start(server().addr());
+    let child = backfill_spawn(&["run", &plan, "--progress", "plain"], &proxy.url(&db));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let building = count(
+            &client,
+            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'CREATE INDEX CONCURRENTLY%' AND state = 'active'",
+        )
+        .await;
+        if building > 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the index build never started"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    proxy.cut();
+    let out = finish(child).await;
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_eq!(
+        count(
+            &client,
+            "SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+              WHERE i.indrelid = 'users'::regclass AND i.indisvalid AND NOT i.indisprimary"
+        )
+        .await,
+        1,
+        "{}",
+        show(&out)
+    );
+    assert_eq!(
+        count(
+            &client,
+            "SELECT count(*) FROM pg_index WHERE indrelid = 'users'::regclass AND NOT indisvalid"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        count(
+            &client,
+            "SELECT count(*) FROM backfill.steps WHERE plan = '0001_index' AND phase = 'expand'"
+        )
+        .await,
+        1
+    );
+}
