@@ -305,55 +305,54 @@ impl ConnectionSpec {
 
     /// Opens one connection; the connection task runs on the current tokio runtime.
     pub async fn connect(&self) -> Result<Client> {
+        self.attempt(self.tls()?)
+            .await
+            .map_err(|e| self.connect_failed(&e))
+    }
+
+    /// Connects, riding out a server it cannot reach for up to [`REACH_FOR`] (refused, reset,
+    /// timed out: a restart, a failover, a load balancer dropping connections), waiting 0.2 s
+    /// and doubling to 3.2 s between tries. A server that answers and refuses (a password, a
+    /// missing database) fails at once, as [`ConnectionSpec::connect`].
+    pub async fn connect_patiently(&self) -> Result<Client> {
+        let tls = self.tls()?;
+        let deadline = std::time::Instant::now() + REACH_FOR;
+        let mut tries = 0;
+        loop {
+            match self.attempt(tls.clone()).await {
+                Ok(client) => return Ok(client),
+                Err(e) if e.code().is_none() && std::time::Instant::now() < deadline => {
+                    tries += 1;
+                    tracing::warn!(attempt = tries, error = %redact(&connect_error(&e)), "cannot reach the database; trying again");
+                    tokio::time::sleep(Duration::from_millis(200 << tries.min(4))).await;
+                }
+                Err(e) => return Err(self.connect_failed(&e)),
+            }
+        }
+    }
+
+    /// One try, with the driver's own error.
+    async fn attempt(
+        &self,
+        tls: MakeRustlsConnect,
+    ) -> std::result::Result<Client, tokio_postgres::Error> {
         tracing::debug!(database = ?self.config.get_dbname(), sslmode = ?self.ssl, "connecting");
-        let (client, connection) = self.config.connect(self.tls()?).await.map_err(|e| {
-            Error::Connect(format!("{}: {}", self.target(), redact(&connect_error(&e))))
-        })?;
+        let (client, connection) = self.config.connect(tls).await?;
         tokio::spawn(async move {
             // The error surfaces on the client's next query; nothing to do here.
             let _ = connection.await;
         });
         Ok(client)
     }
+
+    /// A failed connection as the user reads it: where, and why (never a password).
+    fn connect_failed(&self, e: &tokio_postgres::Error) -> Error {
+        Error::Connect(format!("{}: {}", self.target(), redact(&connect_error(e))))
+    }
 }
 
 /// How long [`ConnectionSpec::connect_patiently`] keeps trying a server it cannot reach.
 pub const REACH_FOR: Duration = Duration::from_secs(30);
-
-impl ConnectionSpec {
-    /// Connects, riding out a server it cannot reach for up to [`REACH_FOR`] (refused, reset,
-    /// timed out: a restart, a failover, a load balancer dropping connections) with jittered
-    /// back-off. A server that answers and refuses (a password, a missing database) fails at
-    /// once, as [`ConnectionSpec::connect`].
-    pub async fn connect_patiently(&self) -> Result<Client> {
-        let deadline = std::time::Instant::now() + REACH_FOR;
-        let mut attempt = 0;
-        loop {
-            match self.config.connect(self.tls()?).await {
-                Ok((client, connection)) => {
-                    tokio::spawn(async move {
-                        let _ = connection.await;
-                    });
-                    return Ok(client);
-                }
-                Err(e) if e.code().is_none() && std::time::Instant::now() < deadline => {
-                    attempt += 1;
-                    tracing::warn!(attempt, error = %redact(&connect_error(&e)), "cannot reach the database; trying again");
-                    // 0.2 s doubling to 3.2 s: a restart takes seconds, a failover tens.
-                    let wait = Duration::from_millis(200 << attempt.min(4));
-                    tokio::time::sleep(wait).await;
-                }
-                Err(e) => {
-                    return Err(Error::Connect(format!(
-                        "{}: {}",
-                        self.target(),
-                        redact(&connect_error(&e))
-                    )))
-                }
-            }
-        }
-    }
-}
 
 /// The driver's error with its cause (a TLS failure says why).
 fn connect_error(e: &tokio_postgres::Error) -> String {
