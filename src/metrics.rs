@@ -55,7 +55,8 @@ pub struct Figures {
     pub chunk_seconds_sum: f64,
     /// Chunks per bucket of [`CHUNK_BUCKETS`] (not cumulative; the last counts longer ones).
     pub chunk_buckets: Vec<u64>,
-    /// Median chunk duration, the upper bound of its bucket.
+    /// Median chunk duration, the upper bound of its bucket (filled in by
+    /// [`Meter::figures`]).
     pub chunk_p50_ms: Option<f64>,
     /// 99th percentile chunk duration, the upper bound of its bucket.
     pub chunk_p99_ms: Option<f64>,
@@ -76,8 +77,8 @@ pub struct Figures {
     pub ddl_lock_waits: u64,
     /// Time spent in those attempts and their back-off.
     pub ddl_lock_wait_seconds: f64,
-    /// The last commit latency of the engine's probe (a tiny durable write; before the
-    /// workers start, the median of five), while the engine chooses its number of workers.
+    /// The last commit latency of the engine's probe (a tiny durable write, every tick), while
+    /// the engine chooses its number of workers.
     pub commit_latency_ms: Option<f64>,
     /// `max_commit_latency`, the latency the engine keeps that under, when set.
     pub commit_latency_target_ms: Option<f64>,
@@ -194,8 +195,6 @@ impl Meter {
             if let Some(n) = f.chunk_buckets.get_mut(bucket) {
                 *n += 1;
             }
-            f.chunk_p50_ms = quantile(&f.chunk_buckets, 0.5);
-            f.chunk_p99_ms = quantile(&f.chunk_buckets, 0.99);
             metrics::histogram!("backfill_chunk_duration_seconds", "plan" => i.plan.clone())
                 .record(took.as_secs_f64());
         });
@@ -298,10 +297,13 @@ impl Meter {
         });
     }
 
-    /// The figures now.
+    /// The figures now, with the chunk percentiles read off the histogram.
     pub fn figures(&self) -> Option<Figures> {
         let inner = self.0.as_ref()?;
-        inner.lock().ok().map(|i| i.figures.clone())
+        let mut f = inner.lock().ok().map(|i| i.figures.clone())?;
+        f.chunk_p50_ms = quantile(&f.chunk_buckets, 0.5);
+        f.chunk_p99_ms = quantile(&f.chunk_buckets, 0.99);
+        Some(f)
     }
 }
 

@@ -352,7 +352,6 @@ pub async fn backfill(
     state::ensure(&mut control, &options.state_schema).await?;
     let prepared = segments::prepare(&mut control, &job, &options).await?;
     let stored = segments::share_settings(&control, &job, &options).await?;
-    let baseline = commit_latency(&control, &options.state_schema).await;
     drop(control);
     let total_segments = prepared.total;
     let workers = options.workers.max(1);
@@ -394,10 +393,6 @@ pub async fn backfill(
         let target = shared.live.throttle().max_commit_latency;
         let pace = pace::Pace::new(workers, target, Instant::now(), 0);
         shared.live.set_workers(pace.workers());
-        shared
-            .events
-            .meter()
-            .commit_latency(baseline, pace.target());
         if let Ok(mut p) = shared.pace.lock() {
             *p = Some(pace);
         }
@@ -617,20 +612,6 @@ fn pool(conn: &ConnectionSpec, shared: &Shared) -> Result<Pool> {
         .max_size(shared.options.workers.max(1) as usize)
         .build()
         .map_err(|e| Error::Failed(format!("cannot build the connection pool: {e}")))
-}
-
-/// The time a tiny durable write takes to commit (the heartbeat row), the median of five:
-/// the application's commit latency before the backfill starts. `None` when it cannot be
-/// measured.
-async fn commit_latency(client: &tokio_postgres::Client, schema: &Ident) -> Option<Duration> {
-    let mut samples = Vec::new();
-    for _ in 0..5 {
-        let t = Instant::now();
-        state::heartbeat::beat(client, schema).await.ok()?;
-        samples.push(t.elapsed());
-    }
-    samples.sort();
-    samples.get(samples.len() / 2).copied()
 }
 
 /// Escapes a value for the startup `options` parameter (spaces and backslashes).

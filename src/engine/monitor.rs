@@ -105,7 +105,7 @@ fn pace(shared: &Shared, latency: Option<Duration>) {
     let held = shared.live.throttled().is_some()
         || shared.options.pause.is_set()
         || shared.live.rate() > 0;
-    let rows = shared.rows_seen.load(std::sync::atomic::Ordering::SeqCst);
+    let rows = shared.rows_seen.load(Ordering::SeqCst);
     let Some(d) = pace.tick(Instant::now(), rows, held, latency) else {
         return;
     };
