@@ -8,7 +8,8 @@ use std::process::Child;
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    backfill_ok, backfill_spawn, count, finish, seed_users, show, Plans, TestDb, SPLIT_USERS,
+    backfill_ok, backfill_spawn, count, finish, seed_users, show, unsplit_rows, Plans, TestDb,
+    SPLIT_USERS,
 };
 
 /// A free port on loopback.
@@ -281,15 +282,7 @@ async fn metrics_are_served_during_a_run_and_status_json_shows_the_same_figures(
     .await;
     let out = finish(child).await;
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
-    assert_eq!(
-        count(
-            &client,
-            "SELECT count(*) FROM users WHERE first_name IS DISTINCT FROM split_part(full_name, ' ', 1)
-                OR last_name IS DISTINCT FROM split_part(full_name, ' ', 2)"
-        )
-        .await,
-        0
-    );
+    assert_eq!(unsplit_rows(&client).await, 0);
     // The endpoint ends with the process.
     assert!(scrape(port).is_none(), "still served after the run");
 }

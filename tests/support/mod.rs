@@ -340,6 +340,17 @@ into = [
 down = "concat_ws(' ', first_name, last_name)"
 "#;
 
+/// Rows whose `first_name` and `last_name` are not what [`SPLIT_USERS`] computes from
+/// `full_name`.
+pub async fn unsplit_rows(client: &Client) -> i64 {
+    count(
+        client,
+        "SELECT count(*) FROM users WHERE first_name IS DISTINCT FROM split_part(full_name, ' ', 1)
+            OR last_name IS DISTINCT FROM split_part(full_name, ' ', 2)",
+    )
+    .await
+}
+
 /// Creates `users (id bigserial, full_name, email)` with `n` rows: row `g` is
 /// `First<g> Last<g>`, `u<g>@example.org`.
 pub async fn seed_users(client: &Client, n: i64) {
