@@ -274,12 +274,28 @@ async fn metrics_are_served_during_a_run_and_status_json_shows_the_same_figures(
     );
     assert!(text.contains("2 workers"), "{text}");
 
-    // Let go: the run finishes, with every row in sync.
-    lock.rollback().await.unwrap_or_else(|e| panic!("{e}"));
-    scrape_until(port, &mut child, "unthrottled", |m| {
+    // The threshold cleared: unthrottled, while the locked row still keeps the run from
+    // finishing (so the scrape cannot miss it).
+    backfill_ok(
+        &["set", "0001_split", "max_transaction_age=off"],
+        Some(&db.url),
+    );
+    let m = scrape_until(port, &mut child, "unthrottled", |m| {
         m.get(&key("backfill_throttled")).copied() == Some(0.0)
     })
     .await;
+    assert_eq!(
+        get(
+            &m,
+            "backfill_throttle_reason{plan=\"0001_split\",reason=\"transaction_age\"}"
+        ),
+        0.0
+    );
+    let figures = status_figures(&db.url, "0001_split", |f| f["throttled"] == false).await;
+    assert_eq!(figures["phase"], "backfill");
+
+    // Let go: the run finishes, with every row in sync.
+    lock.rollback().await.unwrap_or_else(|e| panic!("{e}"));
     let out = finish(child).await;
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     assert_eq!(unsplit_rows(&client).await, 0);
