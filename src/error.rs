@@ -205,6 +205,19 @@ pub enum Error {
     #[error("{0}")]
     Stopped(String),
 
+    /// The connection to the server was lost more often than a run rides out.
+    #[error("plan `{plan}`: lost the connection to the database {times} times in a row without a phase finishing; the last time: {last}. Every finished step and chunk is recorded. Resume with: {resume}")]
+    ConnectionLost {
+        /// The plan.
+        plan: String,
+        /// How many times.
+        times: u32,
+        /// The last error.
+        last: String,
+        /// The command that resumes.
+        resume: String,
+    },
+
     /// Stopped by Ctrl-C (or SIGTERM) after the chunks in flight committed.
     #[error(
         "interrupted: {progress}; every finished chunk is checkpointed. Resume with: {resume}"
@@ -230,6 +243,7 @@ impl Error {
             | Error::PlanEdited { .. } => EXIT_BAD_INPUT,
             Error::Interrupted { .. } => EXIT_INTERRUPTED,
             Error::Connect(_)
+            | Error::ConnectionLost { .. }
             | Error::Data { .. }
             | Error::OutOfSync { .. }
             | Error::Stopped(_)
@@ -262,9 +276,17 @@ impl Error {
             None => Error::Database {
                 context,
                 message: err.to_string(),
-                code: None,
+                code: transport_lost(err).then(|| CONNECTION_FAILURE.to_string()),
             },
         }
+    }
+
+    /// Whether the connection to the server was lost (a cut, a reset, a restart, a
+    /// failover), so that connecting again and resuming from what is recorded is the cure:
+    /// SQLSTATE class 08, `57P01`-`57P03` (shut down, crashed, starting up), or
+    /// [`CONNECTION_FAILURE`] given to a broken socket.
+    pub fn connection_lost(&self) -> bool {
+        self.sqlstate().is_some_and(connection_lost_code)
     }
 
     /// The SQLSTATE of a database error, if any.
@@ -278,3 +300,19 @@ impl Error {
 
 /// The library's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The SQLSTATE given to an error without one that a broken connection caused
+/// (`connection_failure`, as drivers of other languages report a lost socket).
+pub const CONNECTION_FAILURE: &str = "08006";
+
+/// Whether `code` says the connection was lost rather than the statement refused.
+pub fn connection_lost_code(code: &str) -> bool {
+    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03")
+}
+
+/// A driver error without SQLSTATE that a broken connection caused: closed, or an I/O error.
+fn transport_lost(err: &tokio_postgres::Error) -> bool {
+    err.is_closed()
+        || std::error::Error::source(err)
+            .is_some_and(|s| s.downcast_ref::<std::io::Error>().is_some())
+}

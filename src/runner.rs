@@ -617,15 +617,26 @@ pub async fn run_plans(
     let popts = PlannerOptions {
         state_schema: options.state_schema.clone(),
     };
-    {
-        let mut client = conn.connect_patiently().await?;
-        prepare_all(&mut client, &schema, plans, options.force, &popts, true).await?;
+    let mut lost = 0;
+    loop {
+        let result = async {
+            let mut client = conn.connect_patiently().await?;
+            prepare_all(&mut client, &schema, plans, options.force, &popts, true).await
+        }
+        .await;
+        match result {
+            Err(e) if e.connection_lost() && lost < RECONNECTS && !stop.is_set() => {
+                lost += 1;
+                tracing::warn!(attempt = lost, error = %e, "the connection was lost while checking the plans; connecting again");
+            }
+            other => break other.map(drop)?,
+        }
     }
     for plan in plans {
         if stop.is_set() {
             break;
         }
-        run_plan(conn, plan, options, stop.clone(), &say)
+        run_plan_patiently(conn, plan, options, stop.clone(), &say)
             .await
             .map_err(|e| match e {
                 Error::Interrupted { progress, resume } if resume.is_empty() => {
@@ -644,6 +655,58 @@ pub async fn run_plans(
         });
     }
     Ok(())
+}
+
+/// How many times in a row a run connects again after losing its connection to the server
+/// before giving up: the count starts over whenever a phase finishes.
+pub const RECONNECTS: u32 = 10;
+
+/// [`run_plan`], again from what is recorded each time the connection to the server was lost
+/// (a cut, a restart, a failover: any statement of the runner, the events log, verify or a
+/// backfill whose workers' retries ran out), as rerunning the command would: finished
+/// phases and steps are skipped and the backfill goes on from its checkpoints.
+async fn run_plan_patiently(
+    conn: &ConnectionSpec,
+    plan: &Plan,
+    options: &RunnerOptions,
+    stop: Stop,
+    say: &dyn Fn(String),
+) -> Result<()> {
+    let schema = Ident::new(&options.state_schema);
+    let mut lost = 0;
+    let mut finished = None;
+    loop {
+        let e = match run_plan(conn, plan, options, stop.clone(), say).await {
+            Err(e) if e.connection_lost() && !stop.is_set() => e,
+            other => return other,
+        };
+        let client = conn.connect_patiently().await?;
+        // Progress since the last loss starts the count over.
+        let now = recorded(&client, &schema, &plan.name)
+            .await
+            .ok()
+            .flatten()
+            .map(|r| r.finished.len());
+        if now != finished {
+            lost = 0;
+            finished = now;
+        }
+        lost += 1;
+        if lost > RECONNECTS {
+            return Err(Error::ConnectionLost {
+                plan: plan.name.clone(),
+                times: lost,
+                last: e.to_string(),
+                resume: options.resume.clone(),
+            });
+        }
+        tracing::warn!(plan = %plan.name, attempt = lost, error = %e, "the connection to the database was lost; connecting again and going on from what is recorded");
+        say(format!(
+            "plan {}: lost the connection to the database ({e}); going on from what is recorded",
+            plan.name
+        ));
+        tokio::time::sleep(Duration::from_millis(200 << lost.min(4))).await;
+    }
 }
 
 async fn run_plan(

@@ -20,6 +20,7 @@ mod plan_examples;
 mod plan_ops;
 mod progress;
 mod runner;
+mod storm;
 mod throttle;
 mod transition;
 mod trust;

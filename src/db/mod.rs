@@ -18,7 +18,7 @@ use tokio_postgres::config::Host;
 use tokio_postgres::{Client, Config};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::error::{Error, Result};
+use crate::error::{connection_lost_code, Error, Result};
 use tls::SslMode;
 
 /// Where to connect and how.
@@ -311,9 +311,10 @@ impl ConnectionSpec {
     }
 
     /// Connects, riding out a server it cannot reach for up to [`REACH_FOR`] (refused, reset,
-    /// timed out: a restart, a failover, a load balancer dropping connections), waiting 0.2 s
-    /// and doubling to 3.2 s between tries. A server that answers and refuses (a password, a
-    /// missing database) fails at once, as [`ConnectionSpec::connect`].
+    /// timed out, starting up or shutting down: a restart, a crash, a failover, a load
+    /// balancer dropping connections), waiting 0.2 s and doubling to 3.2 s between tries. A
+    /// server that answers and refuses (a password, a missing database) fails at once, as
+    /// [`ConnectionSpec::connect`].
     pub async fn connect_patiently(&self) -> Result<Client> {
         let tls = self.tls()?;
         let deadline = std::time::Instant::now() + REACH_FOR;
@@ -321,7 +322,10 @@ impl ConnectionSpec {
         loop {
             match self.attempt(tls.clone()).await {
                 Ok(client) => return Ok(client),
-                Err(e) if e.code().is_none() && std::time::Instant::now() < deadline => {
+                Err(e)
+                    if e.code().map_or(true, |c| connection_lost_code(c.code()))
+                        && std::time::Instant::now() < deadline =>
+                {
                     tries += 1;
                     tracing::warn!(attempt = tries, error = %redact(&connect_error(&e)), "cannot reach the database; trying again");
                     tokio::time::sleep(Duration::from_millis(200 << tries.min(4))).await;

@@ -108,7 +108,11 @@ async fn walk_segments(id: u32, shared: &Arc<Shared>, pool: &Pool, sizing: &mut 
                             shared.job.spec.table, task.segment, task.attempts
                         ),
                         message: reason,
-                        code: None,
+                        // No SQLSTATE: the connection broke, so the runner may connect again.
+                        code: Some(
+                            sqlstate
+                                .unwrap_or_else(|| crate::error::CONNECTION_FAILURE.to_string()),
+                        ),
                     });
                     break;
                 }
@@ -184,6 +188,13 @@ async fn walk(id: u32, shared: &Shared, pool: &Pool, task: &mut Task, sizing: &m
         let throttled = waited.elapsed();
         let mut client = match pool.get().await {
             Ok(c) => c,
+            Err(deadpool_postgres::PoolError::Backend(e)) => {
+                // The server's own words (starting up, too many connections), not "db error".
+                return Walk::Transient(
+                    format!("cannot get a connection: {}", describe(&e)),
+                    sqlstate(&e),
+                );
+            }
             Err(e) => return Walk::Transient(format!("cannot get a connection: {e}"), None),
         };
         let sql = if task.cursor.is_some() {
