@@ -54,6 +54,18 @@ async fn connections_cut_during_the_backfill_do_not_fail_the_run() {
         &url,
     );
     wait_walked(&client, 5_000).await;
+    // `status --watch` from another terminal, through the same proxy: cut with the run.
+    let watch = backfill_spawn(
+        &[
+            "status",
+            "0001_split",
+            "--watch",
+            "--json",
+            "--interval",
+            "500ms",
+        ],
+        &url,
+    );
     proxy.cut();
     wait_walked(&client, 25_000).await;
     proxy.cut();
@@ -62,6 +74,17 @@ async fn connections_cut_during_the_backfill_do_not_fail_the_run() {
     let out = finish(child).await;
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     assert_eq!(unsplit_rows(&client).await, 0);
+    // The watch rode out the cuts and ended on its own once the run was gone.
+    let watched = finish(watch).await;
+    assert_eq!(watched.status.code(), Some(0), "{}", show(&watched));
+    let last = String::from_utf8_lossy(&watched.stdout)
+        .lines()
+        .last()
+        .unwrap_or("")
+        .to_string();
+    let json: serde_json::Value =
+        serde_json::from_str(&last).unwrap_or_else(|e| panic!("{e}: {last}"));
+    assert_eq!(json[0]["phases"][2]["status"], "done", "{json:#}");
     let status = backfill_ok(&["status", "0001_split", "--json"], Some(&db.url));
     let json: serde_json::Value = serde_json::from_str(&status).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(json[0]["phases"][2]["status"], "done", "{json:#}");
@@ -139,6 +162,96 @@ async fn a_connection_cut_during_a_concurrent_index_build_does_not_fail_the_run(
         count(
             &client,
             "SELECT count(*) FROM backfill.steps WHERE plan = '0001_index' AND phase = 'expand'"
+        )
+        .await,
+        1
+    );
+}
+
+/// The index built, its record held back by a lock on the state's steps table, and the
+/// session ended by the server right then (`pg_terminate_backend`, as an operator or a
+/// failover would; a proxy cut would leave the server's session waiting, and it would commit
+/// the record itself): the build committed, its record did not. The run connects again, finds
+/// the index valid, builds nothing, records the step once when the lock goes, and goes on;
+/// the index is the one built before the cut.
+#[tokio::test]
+async fn a_session_ended_between_a_concurrent_index_build_and_its_record_does_not_build_it_twice() {
+    let db = TestDb::new("faults_record").await;
+    let client = db.connect().await;
+    seed_users(&client, 20_000).await;
+    let plans = Plans::new("faults_record");
+    let plan = plans.write(
+        "0001_index.toml",
+        "table = \"users\"\n[[operations]]\nkind = \"create_index\"\ncolumns = [\"email\"]\nname = \"users_email_idx\"\n[release]\nexpand = \"1.0.0\"\n",
+    );
+    // Nothing due at 0.1.0: the state schema is made, nothing else.
+    backfill_ok(&["run", &plan, "--release", "0.1.0"], Some(&db.url));
+    let mut holder = db.connect().await;
+    let hold = holder.transaction().await.unwrap_or_else(|e| panic!("{e}"));
+    hold.batch_execute("LOCK TABLE backfill.steps IN EXCLUSIVE MODE")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let child = backfill_spawn(
+        &["run", &plan, "--release", "1.0.0", "--progress", "plain"],
+        &db.url,
+    );
+    let waiting = "wait_event_type = 'Lock' AND query LIKE 'INSERT INTO \"backfill\".steps %'";
+    let recording = format!("SELECT count(*) FROM pg_stat_activity WHERE {waiting}");
+    let wait_for = |what: &'static str| {
+        let (client, recording) = (&client, &recording);
+        async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            while count(client, recording).await == 0 {
+                assert!(std::time::Instant::now() < deadline, "{what}: never seen");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    wait_for("the record waiting after the build").await;
+    let index_oid = "SELECT coalesce((SELECT oid::int8 FROM pg_class WHERE oid = to_regclass('users_email_idx') AND EXISTS (SELECT FROM pg_index WHERE indexrelid = pg_class.oid AND indisvalid)), 0)";
+    let built = count(&client, index_oid).await;
+    assert!(built > 0, "the index is not valid before the cut");
+    let ended = count(
+        &client,
+        &format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE {waiting} AND pg_terminate_backend(pid)"
+        ),
+    )
+    .await;
+    assert_eq!(ended, 1);
+    // Connected again, the step found not recorded: it looks, builds nothing, and waits on
+    // the same lock to record it.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_for("the record waiting again after the cut").await;
+    hold.rollback().await.unwrap_or_else(|e| panic!("{e}"));
+    let out = finish(child).await;
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_eq!(
+        count(&client, index_oid).await,
+        built,
+        "the index was built again: {}",
+        show(&out)
+    );
+    assert_eq!(
+        count(
+            &client,
+            "SELECT count(*) FROM pg_index WHERE indrelid = 'users'::regclass AND NOT indisvalid"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        count(
+            &client,
+            "SELECT count(*) FROM backfill.steps WHERE plan = '0001_index' AND phase = 'expand'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count(
+            &client,
+            "SELECT count(*) FROM backfill.events WHERE plan = '0001_index' AND kind = 'step finished'"
         )
         .await,
         1

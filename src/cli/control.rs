@@ -31,7 +31,7 @@ pub async fn status_cmd(args: StatusArgs) -> Result<()> {
     if interval.is_zero() {
         return Err(Error::Usage("--interval must be longer than 0".to_string()));
     }
-    let client = conn.connect().await?;
+    let mut client = conn.connect_patiently().await?;
     let schema = Ident::new(&args.db.state_schema);
     // Plan files and folders, or the names of plans that ran (from a host without the files).
     let (files, named): (Vec<_>, Vec<_>) = args
@@ -48,17 +48,14 @@ pub async fn status_cmd(args: StatusArgs) -> Result<()> {
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let mut drawn_lines = 0;
     loop {
-        let plans = if state::exists(&client, &schema).await? {
-            control::status(&client, &schema, &names).await?
-        } else {
-            names
-                .iter()
-                .map(|n| PlanStatus {
-                    plan: n.clone(),
-                    started: false,
-                    detail: None,
-                })
-                .collect()
+        let plans = match read_status(&client, &schema, &names).await {
+            // A cut, a restart, a failover (during `--watch` above all): connect again and
+            // read again.
+            Err(e) if e.connection_lost() => {
+                client = conn.connect_patiently().await?;
+                read_status(&client, &schema, &names).await?
+            }
+            other => other?,
         };
         let text = if args.json {
             let json = if args.watch {
@@ -86,6 +83,26 @@ pub async fn status_cmd(args: StatusArgs) -> Result<()> {
         }
         tokio::time::sleep(interval).await;
     }
+}
+
+/// The status of `names` (every plan when empty); plans not started when the state schema is
+/// not there yet.
+async fn read_status(
+    client: &tokio_postgres::Client,
+    schema: &Ident,
+    names: &[String],
+) -> Result<Vec<PlanStatus>> {
+    if state::exists(client, schema).await? {
+        return control::status(client, schema, names).await;
+    }
+    Ok(names
+        .iter()
+        .map(|n| PlanStatus {
+            plan: n.clone(),
+            started: false,
+            detail: None,
+        })
+        .collect())
 }
 
 /// Nothing in progress: every plan shown started, and no process works on any of them (a
