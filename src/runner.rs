@@ -678,9 +678,30 @@ async fn run_plan_patiently(
     loop {
         let e = match run_plan(conn, plan, options, stop.clone(), say).await {
             Err(e) if e.connection_lost() && !stop.is_set() => e,
+            // Connecting again (patiently) failed inside the run: the server stayed out of
+            // reach.
+            Err(e @ Error::Connect(_)) => {
+                return Err(Error::ConnectionLost {
+                    plan: plan.name.clone(),
+                    times: lost + 1,
+                    last: e.to_string(),
+                    resume: options.resume.clone(),
+                })
+            }
             other => return other,
         };
-        let client = conn.connect_patiently().await?;
+        let client = match conn.connect_patiently().await {
+            Ok(client) => client,
+            // The server stayed out of reach: say what was lost, and how to go on.
+            Err(again) => {
+                return Err(Error::ConnectionLost {
+                    plan: plan.name.clone(),
+                    times: lost + 1,
+                    last: format!("{e}; connecting again: {again}"),
+                    resume: options.resume.clone(),
+                })
+            }
+        };
         // Progress since the last loss starts the count over.
         let now = recorded(&client, &schema, &plan.name)
             .await
@@ -964,6 +985,8 @@ impl PlanRun<'_> {
                 self.meter.clone(),
             )
             .await;
+            // A failed backfill records nothing more: its error goes up as it is.
+            let detail = result?;
             // The main connection sat idle through the backfill: a load balancer, a failover or
             // a restart may have cut it, and with it the session lock. A new one takes the lock
             // again before anything else is recorded.
@@ -972,7 +995,7 @@ impl PlanRun<'_> {
                 *client = self.conn.connect_patiently().await?;
             }
             lock(client, schema, plan, self.say, &Stop::new()).await?;
-            result?
+            detail
         } else {
             self.ddl_steps(client, phase).await?
         };

@@ -16,12 +16,24 @@ pub struct Stop(Arc<StopInner>);
 struct StopInner {
     flag: AtomicBool,
     notify: Notify,
+    /// A child stops with its parent; triggering the child leaves the parent alone.
+    parent: Option<Stop>,
 }
 
 impl Stop {
     /// A stop that has not been triggered.
     pub fn new() -> Stop {
         Stop::default()
+    }
+
+    /// A stop that is set when this one is, and can also be set on its own: the engine's,
+    /// which a failed worker sets to stop the others without taking it for the user's Ctrl-C
+    /// (after which nothing would be tried again).
+    pub fn child(&self) -> Stop {
+        Stop(Arc::new(StopInner {
+            parent: Some(self.clone()),
+            ..StopInner::default()
+        }))
     }
 
     /// Stops the run.
@@ -32,17 +44,28 @@ impl Stop {
 
     /// Whether the run was asked to stop.
     pub fn is_set(&self) -> bool {
-        self.0.flag.load(Ordering::SeqCst)
+        self.0.flag.load(Ordering::SeqCst) || self.0.parent.as_ref().is_some_and(Stop::is_set)
     }
 
     /// Resolves once the run is asked to stop.
     pub async fn wait(&self) {
-        loop {
-            let notified = self.0.notify.notified();
-            if self.is_set() {
-                return;
+        let own = async {
+            loop {
+                let notified = self.0.notify.notified();
+                if self.0.flag.load(Ordering::SeqCst) {
+                    return;
+                }
+                notified.await;
             }
-            notified.await;
+        };
+        match &self.0.parent {
+            Some(parent) => {
+                tokio::select! {
+                    () = own => {}
+                    () = Box::pin(parent.wait()) => {}
+                }
+            }
+            None => own.await,
         }
     }
 }
@@ -72,5 +95,32 @@ impl Pause {
             }
             notified.await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_child_stops_with_its_parent_and_alone_without_it() {
+        let parent = Stop::new();
+        let child = parent.child();
+        child.trigger();
+        assert!(child.is_set());
+        assert!(!parent.is_set(), "the child's trigger reached the parent");
+        child.wait().await;
+
+        let other = parent.child();
+        let waiting = tokio::spawn({
+            let other = other.clone();
+            async move { other.wait().await }
+        });
+        parent.trigger();
+        assert!(other.is_set());
+        tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
+            .await
+            .unwrap_or_else(|_| panic!("the child did not wake with its parent"))
+            .unwrap_or_else(|e| panic!("{e}"));
     }
 }

@@ -257,3 +257,47 @@ async fn a_session_ended_between_a_concurrent_index_build_and_its_record_does_no
         1
     );
 }
+
+/// The server out of reach for good in the middle of the backfill: the workers' retries run
+/// out, the run tries to connect for its 30 s, then fails with exit 1 and a message that says
+/// what was lost and the command that resumes; that command, once the server is back,
+/// finishes with every row right.
+#[tokio::test]
+async fn a_server_gone_for_good_fails_the_run_with_the_command_that_resumes() {
+    let db = TestDb::new("faults_gone").await;
+    let client = db.connect().await;
+    seed_users(&client, 60_000).await;
+    let plans = Plans::new("faults_gone");
+    let plan = plans.write("0001_split.toml", SPLIT_USERS);
+    let proxy = Proxy::start(server().addr());
+    let url = proxy.url(&db);
+    let args = [
+        "run",
+        &plan,
+        "--max-rows-per-second",
+        "5000",
+        "--progress",
+        "plain",
+    ];
+    let child = backfill_spawn(&args, &url);
+    wait_walked(&client, 5_000).await;
+    proxy.refuse_for(Duration::from_secs(3600));
+    proxy.cut();
+    let out = finish(child).await;
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("lost the connection to the database")
+            && stderr.contains("Resume with: backfill run")
+            && stderr.contains("--max-rows-per-second 5000"),
+        "{stderr}"
+    );
+    assert!(
+        unsplit_rows(&client).await > 0,
+        "the backfill was not cut short"
+    );
+    proxy.refuse_for(Duration::ZERO);
+    let out = crate::support::backfill_cmd(&args, Some(&url));
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_eq!(unsplit_rows(&client).await, 0);
+}

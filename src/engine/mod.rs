@@ -372,7 +372,8 @@ pub async fn backfill(
             options.max_batch_size,
             options.throttle.clone(),
         ),
-        stop: stop.clone(),
+        // A failed worker stops the others through this one, not the caller's.
+        stop: stop.child(),
         failure: Mutex::new(None),
         events: events.clone(),
         rows_done: AtomicI64::new(prepared.rows_done),
