@@ -301,3 +301,37 @@ async fn a_server_gone_for_good_fails_the_run_with_the_command_that_resumes() {
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     assert_eq!(unsplit_rows(&client).await, 0);
 }
+
+/// `backfill verify` through the proxy, cut twice while it walks: it reads again on a new
+/// connection and reports the table in sync, exit 0.
+#[tokio::test]
+async fn verify_cut_while_it_walks_reads_again_and_reports() {
+    let db = TestDb::new("faults_verify").await;
+    let client = db.connect().await;
+    seed_users(&client, 100_000).await;
+    let plans = Plans::new("faults_verify");
+    let plan = plans.write("0001_split.toml", SPLIT_USERS);
+    backfill_ok(&["run", &plan, "--progress", "quiet"], Some(&db.url));
+    let proxy = Proxy::start(server().addr());
+    let verify = backfill_spawn(
+        &["verify", &plan, "--max-rows-per-second", "25000"],
+        &proxy.url(&db),
+    );
+    for _ in 0..2 {
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        proxy.cut();
+    }
+    let out = finish(verify).await;
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("100000 rows read, 0 out of sync"),
+        "{}",
+        show(&out)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("connection was lost during verify"),
+        "the cuts did not land during the walk: {}",
+        show(&out)
+    );
+}

@@ -225,7 +225,7 @@ fn process_line(pr: &backfill::state::status::ProcessStatus) -> String {
 pub async fn verify_cmd(args: VerifyArgs) -> Result<()> {
     let conn = need_db(&args.db, "verify")?;
     let plans = load_all(&args.plans)?;
-    let mut client = conn.connect().await?;
+    let mut client = conn.connect_patiently().await?;
     let options = PlannerOptions {
         state_schema: args.db.state_schema.clone(),
     };
@@ -235,7 +235,20 @@ pub async fn verify_cmd(args: VerifyArgs) -> Result<()> {
         let rate = args
             .max_rows_per_second
             .unwrap_or(plan.backfill.max_rows_per_second);
-        match control::verify(&mut client, &schema, plan, &options, rate).await? {
+        // It only reads: a walk cut short (a cut, a restart, a failover) starts again on a
+        // new connection, as many times as a run would.
+        let mut lost = 0;
+        let verified = loop {
+            match control::verify(&mut client, &schema, plan, &options, rate).await {
+                Err(e) if e.connection_lost() && lost < backfill::runner::RECONNECTS => {
+                    lost += 1;
+                    tracing::warn!(plan = %plan.name, attempt = lost, error = %e, "the connection was lost during verify; connecting again and reading again");
+                    client = conn.connect_patiently().await?;
+                }
+                other => break other?,
+            }
+        };
+        match verified {
             // One plan of a folder not started yet is no reason to skip the others.
             Verified::NotStarted(missing) => println!(
                 "plan {}: expand has not run on {} (column \"{missing}\" is missing): nothing to verify yet",
