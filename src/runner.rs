@@ -677,7 +677,7 @@ async fn run_plan_patiently(
     let mut finished = None;
     loop {
         let e = match run_plan(conn, plan, options, stop.clone(), say).await {
-            Err(e) if e.connection_lost() && !stop.is_set() => e,
+            Err(e) if e.connection_lost() => e,
             // Connecting again (patiently) failed inside the run: the server stayed out of
             // reach.
             Err(e @ Error::Connect(_)) => {
@@ -690,7 +690,22 @@ async fn run_plan_patiently(
             }
             other => return other,
         };
-        let client = match conn.connect_patiently().await {
+        // Ctrl-C while the connection is away: stop here, and say how to go on.
+        let interrupted = || Error::Interrupted {
+            progress: format!(
+                "plan `{}`: stopped while connecting again after losing the connection ({e})",
+                plan.name
+            ),
+            resume: options.resume.clone(),
+        };
+        if stop.is_set() {
+            return Err(interrupted());
+        }
+        let connected = tokio::select! {
+            c = conn.connect_patiently() => c,
+            () = stop.wait() => return Err(interrupted()),
+        };
+        let client = match connected {
             Ok(client) => client,
             // The server stayed out of reach: say what was lost, and how to go on.
             Err(again) => {
@@ -726,7 +741,10 @@ async fn run_plan_patiently(
             "plan {}: lost the connection to the database ({e}); going on from what is recorded",
             plan.name
         ));
-        tokio::time::sleep(Duration::from_millis(200 << lost.min(4))).await;
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(200 << lost.min(4))) => {}
+            () = stop.wait() => return Err(interrupted()),
+        }
     }
 }
 

@@ -218,6 +218,15 @@ impl Tally {
         *self.injected.entry(name).or_default() += 1;
     }
 
+    /// `15 connection cuts, 4 kills, ...`
+    fn faults(&self) -> String {
+        self.injected
+            .iter()
+            .map(|(k, v)| format!("{v} {k}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     fn get(&self, name: &str) -> u32 {
         self.injected.get(name).copied().unwrap_or(0)
     }
@@ -1011,12 +1020,7 @@ async fn play(s: &Scenario, cluster: Option<&Cluster>) -> Tally {
         "storm {}: seed {}: {} in {} runs over {n} rows ({} application writes, {} lost with their connection); kills landed in {:?}; 0 rows wrong",
         s.name,
         s.seed,
-        tally
-            .injected
-            .iter()
-            .map(|(k, v)| format!("{v} {k}"))
-            .collect::<Vec<_>>()
-            .join(", "),
+        tally.faults(),
         tally.runs,
         ledger.ops,
         ledger.lost,
@@ -1205,12 +1209,7 @@ async fn soak_with_every_fault_at_random() {
         "soak: {} rounds (seeds {first_seed}..={}), {} in {} runs over {rows} rows, {:.0} s: 0 rows wrong",
         seed - first_seed,
         seed - 1,
-        total
-            .injected
-            .iter()
-            .map(|(k, v)| format!("{v} {k}"))
-            .collect::<Vec<_>>()
-            .join(", "),
+        total.faults(),
         total.runs,
         started.elapsed().as_secs_f64()
     );
