@@ -206,7 +206,7 @@ pub enum Error {
     Stopped(String),
 
     /// The connection to the server was lost more often than a run rides out.
-    #[error("plan `{plan}`: lost the connection to the database {times} times in a row without a phase finishing; the last time: {last}. Every finished step and chunk is recorded. Resume with: {resume}")]
+    #[error("plan `{plan}`: lost the connection to the database and gave up (losses in a row without a phase finishing: {times}); the last: {last}. Every finished step and chunk is recorded. Resume with: {resume}")]
     ConnectionLost {
         /// The plan.
         plan: String,

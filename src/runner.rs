@@ -673,6 +673,12 @@ async fn run_plan_patiently(
     say: &dyn Fn(String),
 ) -> Result<()> {
     let schema = Ident::new(&options.state_schema);
+    let gave_up = |times: u32, last: String| Error::ConnectionLost {
+        plan: plan.name.clone(),
+        times,
+        last,
+        resume: options.resume.clone(),
+    };
     let mut lost = 0;
     let mut finished = None;
     loop {
@@ -680,14 +686,7 @@ async fn run_plan_patiently(
             Err(e) if e.connection_lost() => e,
             // Connecting again (patiently) failed inside the run: the server stayed out of
             // reach.
-            Err(e @ Error::Connect(_)) => {
-                return Err(Error::ConnectionLost {
-                    plan: plan.name.clone(),
-                    times: lost + 1,
-                    last: e.to_string(),
-                    resume: options.resume.clone(),
-                })
-            }
+            Err(e @ Error::Connect(_)) => return Err(gave_up(lost + 1, e.to_string())),
             other => return other,
         };
         // Ctrl-C while the connection is away: stop here, and say how to go on.
@@ -708,14 +707,7 @@ async fn run_plan_patiently(
         let client = match connected {
             Ok(client) => client,
             // The server stayed out of reach: say what was lost, and how to go on.
-            Err(again) => {
-                return Err(Error::ConnectionLost {
-                    plan: plan.name.clone(),
-                    times: lost + 1,
-                    last: format!("{e}; connecting again: {again}"),
-                    resume: options.resume.clone(),
-                })
-            }
+            Err(again) => return Err(gave_up(lost + 1, format!("{e}; connecting again: {again}"))),
         };
         // Progress since the last loss starts the count over.
         let now = recorded(&client, &schema, &plan.name)
@@ -729,12 +721,7 @@ async fn run_plan_patiently(
         }
         lost += 1;
         if lost > RECONNECTS {
-            return Err(Error::ConnectionLost {
-                plan: plan.name.clone(),
-                times: lost,
-                last: e.to_string(),
-                resume: options.resume.clone(),
-            });
+            return Err(gave_up(lost, e.to_string()));
         }
         tracing::warn!(plan = %plan.name, attempt = lost, error = %e, "the connection to the database was lost; connecting again and going on from what is recorded");
         say(format!(
