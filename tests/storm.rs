@@ -1242,10 +1242,13 @@ async fn soak_with_every_fault_at_random() {
             break;
         }
     }
+    let seeds = match (played.first(), played.last()) {
+        (Some(a), Some(b)) if played.windows(2).all(|w| w[1] == w[0] + 1) => format!("{a}..={b}"),
+        _ => format!("{played:?}"),
+    };
     println!(
-        "soak: {} rounds (seeds {:?}), {} in {} runs over {rows} rows, {:.0} s: 0 rows wrong",
+        "soak: {} rounds (seeds {seeds}), {} in {} runs over {rows} rows, {:.0} s: 0 rows wrong",
         played.len(),
-        played,
         total.faults(),
         total.runs,
         started.elapsed().as_secs_f64()
