@@ -1055,7 +1055,6 @@ impl PlanRun<'_> {
             done_rx,
         ));
         let result = run_phase_steps(
-            self.conn,
             client,
             self.plan,
             &self.schedule,
@@ -1120,12 +1119,8 @@ fn contract_refusal(rec: &Recorded, release: Option<&Release>, force: bool) -> O
     })
 }
 
-/// How many times one DDL step connects again after its connection was lost.
-const STEP_RECONNECTS: u32 = 5;
-
 #[allow(clippy::too_many_arguments)]
 async fn run_phase_steps(
-    conn: &ConnectionSpec,
     client: &mut Client,
     plan: &Plan,
     schedule: &Schedule,
@@ -1169,36 +1164,20 @@ async fn run_phase_steps(
         let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] =
             [&plan.name, &name, &n, &step.description, &host, &pid];
         let context = format!("plan {}: {name} step {n} ({})", plan.name, step.description);
-        let mut reconnects = 0;
-        let result = loop {
-            let result = run_step_recorded(
-                client,
-                step,
-                &table,
-                exec,
-                &context,
-                Some((&record_sql, &params)),
-                stop,
-            )
-            .await;
-            match result {
-                // The connection was lost under the step (a cut, a failover): connect again,
-                // take the plan's lock back, and look whether the step committed before the
-                // cut; if not, run it again (a transactional step rolled back; the others are
-                // written to be run again, an invalid index left by a cut build is rebuilt).
-                Err(e) if client.is_closed() && reconnects < STEP_RECONNECTS && !stop.is_set() => {
-                    reconnects += 1;
-                    tracing::warn!(step = %context, attempt = reconnects, error = %e, "the connection was lost during a step; connecting again");
-                    *client = conn.connect_patiently().await?;
-                    lock(client, schema, plan, say, stop).await?;
-                    let done = state::plans::steps_done(client, schema, &plan.name, phase).await?;
-                    if done.contains(&n) {
-                        break Ok(());
-                    }
-                }
-                other => break other,
-            }
-        };
+        // A lost connection ends the step with the run: `run_plan_patiently` connects again
+        // and comes back here, where a step whose record committed is skipped and any other
+        // runs again (a transactional step rolled back; the others are written to be run
+        // again, an invalid index left by a cut build is rebuilt).
+        let result = run_step_recorded(
+            client,
+            step,
+            &table,
+            exec,
+            &context,
+            Some((&record_sql, &params)),
+            stop,
+        )
+        .await;
         if let Err(e) = result {
             let _ = state::event(
                 &*client,
