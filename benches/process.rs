@@ -51,24 +51,9 @@ const RSS_POLL: Duration = Duration::from_millis(10);
 /// Clock ticks per second of `/proc/*/stat` times (`USER_HZ`, 100 on Linux everywhere).
 const CLOCK_TICKS: f64 = 100.0;
 
-/// Plan 0001's split, at default settings, contract left for a later release.
-const SPLIT_PLAN: &str = r#"
-name = "bench_split"
-table = "users"
-
-[[operations]]
-kind = "split_column"
-column = "full_name"
-into = [
-  { name = "first_name", type = "text", up = "split_part(full_name, ' ', 1)" },
-  { name = "last_name",  type = "text", up = "split_part(full_name, ' ', 2)" },
-]
-down = "concat_ws(' ', first_name, last_name)"
-
-[release]
-expand = "1.0.0"
-contract = "2.0.0"
-"#;
+/// The `[release]` table of both plans: expand at [`RELEASE`], the contract left for a later
+/// release.
+const RELEASES: &str = "\n[release]\nexpand = \"1.0.0\"\ncontract = \"2.0.0\"\n";
 
 /// An in-place change of every row (the seed's emails are all mixed case), at default settings.
 const UPDATE_ROWS_PLAN: &str = r#"
@@ -79,10 +64,6 @@ table = "users"
 kind = "update_rows"
 set = { email = "lower(email)" }
 where = "email <> lower(email)"
-
-[release]
-expand = "1.0.0"
-contract = "2.0.0"
 "#;
 
 const SPLIT_UPDATE: &str = "UPDATE users SET first_name = split_part(full_name, ' ', 1), last_name = split_part(full_name, ' ', 2)";
@@ -200,9 +181,9 @@ fn run() -> BenchResult<()> {
     let work = std::env::temp_dir().join(format!("backfill-bench-process-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;
     let split_plan = work.join("bench_split.toml");
-    std::fs::write(&split_plan, SPLIT_PLAN)?;
+    std::fs::write(&split_plan, format!("{}{RELEASES}", common::SPLIT_PLAN))?;
     let update_rows_plan = work.join("bench_update_rows.toml");
-    std::fs::write(&update_rows_plan, UPDATE_ROWS_PLAN)?;
+    std::fs::write(&update_rows_plan, format!("{UPDATE_ROWS_PLAN}{RELEASES}"))?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

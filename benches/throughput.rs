@@ -27,20 +27,6 @@ use backfill::validate::validate;
 use backfill::workload::{self, Report, Workload};
 use common::{ms, BenchResult};
 
-const PLAN: &str = r#"
-name = "bench_split"
-table = "users"
-
-[[operations]]
-kind = "split_column"
-column = "full_name"
-into = [
-  { name = "first_name", type = "text", up = "split_part(full_name, ' ', 1)" },
-  { name = "last_name",  type = "text", up = "split_part(full_name, ' ', 2)" },
-]
-down = "concat_ws(' ', first_name, last_name)"
-"#;
-
 struct Row {
     rows: i64,
     method: String,
@@ -101,7 +87,7 @@ fn run() -> BenchResult<()> {
                 eprintln!("{rows} rows: engine, {workers} workers");
                 let db = fresh(&cluster, &admin, rows, true).await?;
                 let mut client = db.connect().await?;
-                let plan = Plan::parse(Path::new("bench_split.toml"), PLAN)?;
+                let plan = Plan::parse(Path::new("bench_split.toml"), common::SPLIT_PLAN)?;
                 let validated = validate(&mut client, &plan, &PlannerOptions::default()).await?;
                 let schedule = &validated.schedule;
                 let exec = ExecOptions {

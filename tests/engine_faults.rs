@@ -12,30 +12,9 @@ use backfill::workload::{self, Workload};
 use tokio_postgres::Client;
 
 use crate::support::{
-    backfill_cmd, backfill_spawn, backfill_state, json_events, out_of_sync, show, stage, TestDb,
+    backfill_cmd, backfill_spawn, backfill_state, json_events, out_of_sync, show, split_plan,
+    stage, TestDb,
 };
-
-/// The example split of `full_name`, on `table`, with extra `[backfill]` settings.
-fn split_plan(name: &str, table: &str, backfill: &str) -> String {
-    format!(
-        r#"
-name = "{name}"
-table = "{table}"
-
-[[operations]]
-kind = "split_column"
-column = "full_name"
-into = [
-  {{ name = "first_name", type = "text", up = "split_part(full_name, ' ', 1)" }},
-  {{ name = "last_name",  type = "text", up = "split_part(full_name, ' ', 2)" }},
-]
-down = "concat_ws(' ', first_name, last_name)"
-
-[backfill]
-{backfill}
-"#
-    )
-}
 
 async fn seed(client: &Client, table: &str, rows: i64) {
     client

@@ -5,9 +5,30 @@ use std::time::Duration;
 
 use crate::support::proxy::Proxy;
 use crate::support::{
-    backfill_ok, backfill_spawn, count, finish, seed_users, server, show, unsplit_rows,
+    backfill_ok, backfill_spawn, count, finish, seed_users, server, show, unsplit_rows, wait_for,
     wait_walked, Plans, TestDb, SPLIT_USERS,
 };
+
+/// After a plan `0001_index` that builds one index on `users`: no index left invalid, and its
+/// expand step recorded once.
+async fn no_invalid_index_and_one_record(client: &tokio_postgres::Client) {
+    assert_eq!(
+        count(
+            client,
+            "SELECT count(*) FROM pg_index WHERE indrelid = 'users'::regclass AND NOT indisvalid"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        count(
+            client,
+            "SELECT count(*) FROM backfill.steps WHERE plan = '0001_index' AND phase = 'expand'"
+        )
+        .await,
+        1
+    );
+}
 
 /// Connections refused for 2 s when the run starts (a server restarting, a failover): the
 /// run waits for the server instead of failing at once.
@@ -120,22 +141,12 @@ async fn a_connection_cut_during_a_concurrent_index_build_does_not_fail_the_run(
     );
     let proxy = Proxy::start(server().addr());
     let child = backfill_spawn(&["run", &plan, "--progress", "plain"], &proxy.url(&db));
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let building = count(
-            &client,
-            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'CREATE INDEX CONCURRENTLY%' AND state = 'active'",
-        )
-        .await;
-        if building > 0 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the index build never started"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_for(
+        &client,
+        "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'CREATE INDEX CONCURRENTLY%' AND state = 'active'",
+        "the index build",
+    )
+    .await;
     proxy.cut();
     let out = finish(child).await;
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
@@ -150,22 +161,7 @@ async fn a_connection_cut_during_a_concurrent_index_build_does_not_fail_the_run(
         "{}",
         show(&out)
     );
-    assert_eq!(
-        count(
-            &client,
-            "SELECT count(*) FROM pg_index WHERE indrelid = 'users'::regclass AND NOT indisvalid"
-        )
-        .await,
-        0
-    );
-    assert_eq!(
-        count(
-            &client,
-            "SELECT count(*) FROM backfill.steps WHERE plan = '0001_index' AND phase = 'expand'"
-        )
-        .await,
-        1
-    );
+    no_invalid_index_and_one_record(&client).await;
 }
 
 /// The index built, its record held back by a lock on the state's steps table, and the
@@ -197,17 +193,7 @@ async fn a_session_ended_between_a_concurrent_index_build_and_its_record_does_no
     );
     let waiting = "wait_event_type = 'Lock' AND query LIKE 'INSERT INTO \"backfill\".steps %'";
     let recording = format!("SELECT count(*) FROM pg_stat_activity WHERE {waiting}");
-    let wait_for = |what: &'static str| {
-        let (client, recording) = (&client, &recording);
-        async move {
-            let deadline = std::time::Instant::now() + Duration::from_secs(60);
-            while count(client, recording).await == 0 {
-                assert!(std::time::Instant::now() < deadline, "{what}: never seen");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-    };
-    wait_for("the record waiting after the build").await;
+    wait_for(&client, &recording, "the record waiting after the build").await;
     let index_oid = "SELECT coalesce((SELECT oid::int8 FROM pg_class WHERE oid = to_regclass('users_email_idx') AND EXISTS (SELECT FROM pg_index WHERE indexrelid = pg_class.oid AND indisvalid)), 0)";
     let built = count(&client, index_oid).await;
     assert!(built > 0, "the index is not valid before the cut");
@@ -222,7 +208,12 @@ async fn a_session_ended_between_a_concurrent_index_build_and_its_record_does_no
     // Connected again, the step found not recorded: it looks, builds nothing, and waits on
     // the same lock to record it.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    wait_for("the record waiting again after the cut").await;
+    wait_for(
+        &client,
+        &recording,
+        "the record waiting again after the cut",
+    )
+    .await;
     hold.rollback().await.unwrap_or_else(|e| panic!("{e}"));
     let out = finish(child).await;
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
@@ -232,22 +223,7 @@ async fn a_session_ended_between_a_concurrent_index_build_and_its_record_does_no
         "the index was built again: {}",
         show(&out)
     );
-    assert_eq!(
-        count(
-            &client,
-            "SELECT count(*) FROM pg_index WHERE indrelid = 'users'::regclass AND NOT indisvalid"
-        )
-        .await,
-        0
-    );
-    assert_eq!(
-        count(
-            &client,
-            "SELECT count(*) FROM backfill.steps WHERE plan = '0001_index' AND phase = 'expand'"
-        )
-        .await,
-        1
-    );
+    no_invalid_index_and_one_record(&client).await;
     assert_eq!(
         count(
             &client,

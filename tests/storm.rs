@@ -29,7 +29,7 @@ use backfill::ephemeral::{Cluster, ClusterOptions};
 use tokio_postgres::{Client, NoTls};
 
 use crate::support::proxy::Proxy;
-use crate::support::{backfill_cmd, count, show, snapshot};
+use crate::support::{backfill_cmd, count, show, snapshot, split_plan};
 
 /// splitmix64: a small seeded generator, so a round can be told again by its seed.
 struct Rng(u64);
@@ -59,24 +59,10 @@ fn plans(rate: u64) -> [(&'static str, String); 3] {
     [
         (
             "0001_split.toml",
-            format!(
-                r#"name = "storm_split"
-table = "users"
-
-[[operations]]
-kind = "split_column"
-column = "full_name"
-into = [
-  {{ name = "first_name", type = "text", up = "split_part(full_name, ' ', 1)" }},
-  {{ name = "last_name",  type = "text", up = "split_part(full_name, ' ', 2)" }},
-]
-down = "concat_ws(' ', first_name, last_name)"
-
-[backfill]
-batch_size = 200
-max_rows_per_second = {rate}
-
-{release}"#
+            split_plan(
+                "storm_split",
+                "users",
+                &format!("batch_size = 200\nmax_rows_per_second = {rate}\n\n{release}"),
             ),
         ),
         (
@@ -460,16 +446,24 @@ async fn check_invariants(client: &Client, site: &Site<'_>, killed: &[(u32, Inst
     check_checkpoints(client, rows).await;
 }
 
+/// Every plan `status --json` shows; the command must succeed.
+fn status_json(url: &str) -> Vec<serde_json::Value> {
+    let out = backfill_cmd(&["status", "--json"], Some(url));
+    assert_eq!(out.status.code(), Some(0), "status: {}", show(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("status --json: {e}: {text}"))
+}
+
+/// Plan `name` in what [`status_json`] read.
+fn plan_in<'a>(plans: &'a [serde_json::Value], name: &str) -> Option<&'a serde_json::Value> {
+    plans.iter().find(|p| p["plan"] == name)
+}
+
 /// `status --json` tells the truth: a phase it shows done is done in the catalog and the
 /// rows, and no process killed longer ago than the heartbeat's lease is shown working.
 async fn check_status(client: &Client, site: &Site<'_>, killed: &[(u32, Instant)]) {
-    let out = backfill_cmd(&["status", "--json"], Some(&site.url));
-    assert_eq!(out.status.code(), Some(0), "status: {}", show(&out));
-    let text = String::from_utf8_lossy(&out.stdout);
-    let plans: serde_json::Value =
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("status --json: {e}: {text}"));
     let lease = Duration::from_secs_f64(backfill::state::HEARTBEAT_TTL_SECONDS + 2.0);
-    for p in plans.as_array().into_iter().flatten() {
+    for p in &status_json(&site.url) {
         let name = p["plan"].as_str().unwrap_or("");
         for proc in p["processes"].as_array().into_iter().flatten() {
             let pid = proc["pid"].as_u64().unwrap_or(0) as u32;
@@ -673,17 +667,26 @@ async fn check_catalog(client: &Client, reference: &[String]) {
     )
     .await;
     assert!(twice.is_empty(), "DDL steps finished twice: {twice:?}");
-    let catalog: Vec<String> = snapshot(client, "users", "id")
+    assert_eq!(
+        catalog(client).await,
+        reference,
+        "the catalog after the storm"
+    );
+}
+
+/// The table's columns, constraints, indexes and triggers, and the functions and relations
+/// outside the system schemas: [`snapshot`] without the rows.
+async fn catalog(client: &Client) -> Vec<String> {
+    snapshot(client, "users", "id")
         .await
         .into_iter()
         .filter(|l| !l.starts_with("row "))
-        .collect();
-    assert_eq!(catalog, reference, "the catalog after the storm");
+        .collect()
 }
 
-/// Both releases run without faults on a fresh database of `server`: the catalog to expect.
-async fn reference_catalog(admin_url: &str, db_url: &str, db: &str, dir: &Path) -> Vec<String> {
-    let admin = crate::support::connect_url(admin_url).await;
+/// Both releases run without faults on database `db` (made here, at `db_url`, and dropped):
+/// the catalog to expect.
+async fn reference_catalog(admin: &Client, db_url: &str, db: &str, dir: &Path) -> Vec<String> {
     admin
         .batch_execute(&format!("CREATE DATABASE \"{db}\" TEMPLATE template0"))
         .await
@@ -704,11 +707,7 @@ async fn reference_catalog(admin_url: &str, db_url: &str, db: &str, dir: &Path) 
         );
         assert_eq!(out.status.code(), Some(0), "reference run: {}", show(&out));
     }
-    let catalog = snapshot(&client, "users", "id")
-        .await
-        .into_iter()
-        .filter(|l| !l.starts_with("row "))
-        .collect();
+    let catalog = catalog(&client).await;
     drop(client);
     let _ = admin
         .batch_execute(&format!("DROP DATABASE \"{db}\" WITH (FORCE)"))
@@ -884,16 +883,9 @@ async fn follow_release(client: &Client, app: &App) {
 /// The first plan and phase `status` does not show done at `release`, e.g. `storm_split
 /// backfill` (a contract waiting for 2.0.0 counts as done at 1.0.0).
 async fn in_progress(site: &Site<'_>, release: &str) -> String {
-    let out = backfill_cmd(&["status", "--json"], Some(&site.url));
-    let plans: serde_json::Value =
-        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+    let plans = status_json(&site.url);
     for name in PLAN_NAMES {
-        let plan = plans
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|p| p["plan"] == name);
-        let Some(plan) = plan else {
+        let Some(plan) = plan_in(&plans, name) else {
             return format!("{name} start");
         };
         let phase = plan["phase"].as_str().unwrap_or("?");
@@ -916,17 +908,19 @@ struct Scenario {
 }
 
 async fn play(s: &Scenario, cluster: Option<&Cluster>) -> Tally {
-    // The database directly, and through a proxy on `port`.
-    let (admin_url, url, target) = match cluster {
-        Some(c) => (c.url("postgres"), c.url(&s.name), addr_of(&c.url(&s.name))),
-        None => {
-            let server = crate::support::server();
-            (server.url("postgres"), server.url(&s.name), server.addr())
-        }
+    // A database directly, and the scenario's through a proxy on `port`.
+    let url_of = |db: &str| match cluster {
+        Some(c) => c.url(db),
+        None => crate::support::server().url(db),
+    };
+    let url = url_of(&s.name);
+    let target = match cluster {
+        Some(_) => addr_of(&url),
+        None => crate::support::server().addr(),
     };
     let via_proxy =
         |port: u16| format!("host=127.0.0.1 port={port} user=postgres dbname={}", s.name);
-    let admin = crate::support::connect_url(&admin_url).await;
+    let admin = crate::support::connect_url(&url_of("postgres")).await;
     admin
         .batch_execute(&format!(
             "CREATE DATABASE \"{}\" TEMPLATE template0",
@@ -938,10 +932,11 @@ async fn play(s: &Scenario, cluster: Option<&Cluster>) -> Tally {
         std::env::temp_dir().join(format!("backfill-storm-{}-{}", std::process::id(), s.name));
     let _ = std::fs::remove_dir_all(&dir);
     write_plans(&dir.join("plans"), s.rate);
+    let reference_db = format!("{}_ref", s.name);
     let reference = reference_catalog(
-        &admin_url,
-        &url.replace(&s.name, &format!("{}_ref", s.name)),
-        &format!("{}_ref", s.name),
+        &admin,
+        &url_of(&reference_db),
+        &reference_db,
         &dir.join("plans"),
     )
     .await;
@@ -975,18 +970,12 @@ async fn play(s: &Scenario, cluster: Option<&Cluster>) -> Tally {
     )
     .await;
     // Everything before the contract is done and true.
-    let out = backfill_cmd(&["status", "--json"], Some(&url));
-    let plans: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let plans = status_json(&url);
     for name in PLAN_NAMES {
-        let plan = plans
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|p| p["plan"] == name);
         assert_eq!(
-            plan.map(|p| p["phase"].clone()),
+            plan_in(&plans, name).map(|p| p["phase"].clone()),
             Some(serde_json::json!("contract")),
-            "after release 1.0.0: {plans:#}"
+            "after release 1.0.0: {plans:#?}"
         );
     }
     // The old release is gone before the contract.
@@ -1011,16 +1000,17 @@ async fn play(s: &Scenario, cluster: Option<&Cluster>) -> Tally {
     let after = Instant::now();
     // No process shown working once the lease of the last killed one is over.
     loop {
-        let out = backfill_cmd(&["status", "--json"], Some(&url));
-        let plans: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let plans = status_json(&url);
         let working: Vec<_> = plans
-            .as_array()
-            .into_iter()
-            .flatten()
+            .iter()
             .flat_map(|p| p["processes"].as_array().cloned().unwrap_or_default())
             .collect();
-        for p in plans.as_array().into_iter().flatten() {
-            assert_eq!(p["phase"], "done", "{p:#}");
+        for name in PLAN_NAMES {
+            assert_eq!(
+                plan_in(&plans, name).map(|p| p["phase"].clone()),
+                Some(serde_json::json!("done")),
+                "after release 2.0.0: {plans:#?}"
+            );
         }
         if working.is_empty() {
             break;

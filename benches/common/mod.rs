@@ -1,5 +1,5 @@
-//! What both benchmarks share: their error type and exit, the sizes asked for, a freshly
-//! seeded `users` table per method, and how durations are printed.
+//! What both benchmarks share: their error type and exit, the sizes asked for, the split plan,
+//! a freshly seeded `users` table per method, and how durations are printed.
 
 #![allow(dead_code)]
 
@@ -9,6 +9,21 @@ use backfill::db::ConnectionSpec;
 use backfill::ephemeral::Cluster;
 
 pub type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+/// Plan 0001's split of `users.full_name`, at default settings, without `[release]`.
+pub const SPLIT_PLAN: &str = r#"
+name = "bench_split"
+table = "users"
+
+[[operations]]
+kind = "split_column"
+column = "full_name"
+into = [
+  { name = "first_name", type = "text", up = "split_part(full_name, ' ', 1)" },
+  { name = "last_name",  type = "text", up = "split_part(full_name, ' ', 2)" },
+]
+down = "concat_ws(' ', first_name, last_name)"
+"#;
 
 /// Runs `run` and exits 1 with its error (and PostgreSQL's message) when it fails.
 pub fn main_with(run: fn() -> BenchResult<()>) {

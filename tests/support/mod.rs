@@ -327,9 +327,10 @@ pub async fn backfill_state(client: &Client, plan: &str) -> (i64, i64) {
     (row.get(0), row.get(1))
 }
 
-/// The example split of `users.full_name` (plan 0001 without `[backfill]` and `[release]`).
-pub const SPLIT_USERS: &str = r#"
-table = "users"
+/// The split of `full_name` of plan 0001, as TOML: the `[[operations]]` entry alone.
+macro_rules! split_operation {
+    () => {
+        r#"
 [[operations]]
 kind = "split_column"
 column = "full_name"
@@ -338,7 +339,21 @@ into = [
   { name = "last_name",  type = "text", up = "split_part(full_name, ' ', 2)" },
 ]
 down = "concat_ws(' ', first_name, last_name)"
-"#;
+"#
+    };
+}
+
+/// The example split of `users.full_name` (plan 0001 without `[backfill]` and `[release]`).
+pub const SPLIT_USERS: &str = concat!("\ntable = \"users\"", split_operation!());
+
+/// The same split as plan `name` on `table`, with `backfill` as its `[backfill]` settings
+/// (tables after them, such as `[release]`, may follow).
+pub fn split_plan(name: &str, table: &str, backfill: &str) -> String {
+    format!(
+        "name = \"{name}\"\ntable = \"{table}\"\n{}\n[backfill]\n{backfill}\n",
+        split_operation!()
+    )
+}
 
 /// Rows whose `first_name` and `last_name` are not what [`SPLIT_USERS`] computes from
 /// `full_name`.
@@ -402,6 +417,16 @@ pub async fn finish(child: std::process::Child) -> Output {
 
 /// Waits until a backfill has started and walked more than `rows` rows (all plans together);
 /// fails after 30 s.
+/// Polls `sql` (a count) every 5 ms until it is above zero; fails after 60 s, saying `what`
+/// was never seen.
+pub async fn wait_for(client: &Client, sql: &str, what: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while count(client, sql).await == 0 {
+        assert!(std::time::Instant::now() < deadline, "{what}: never seen");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
 pub async fn wait_walked(client: &Client, rows: i64) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
