@@ -478,6 +478,57 @@ async fn verify_names_rows_out_of_sync_and_gates_contract() {
     );
 }
 
+/// A database that asks for JIT on every statement (`jit_above_cost = 0`) does not get it in
+/// backfill's sessions: at 5M rows compiling each chunk cost more than running it, and the
+/// backfill crawled. The plan's own expression reads the setting of the session it runs in, so
+/// the rows record what the chunks' sessions had, and `verify` (whose session computes the
+/// same expression) finds them in sync only if its own session has JIT off too.
+#[tokio::test]
+async fn backfill_sessions_run_without_jit_whatever_the_database_asks() {
+    let db = TestDb::new("runner_no_jit").await;
+    let client = db.connect().await;
+    client
+        .batch_execute(&format!(
+            "ALTER DATABASE \"{db}\" SET jit = on;
+             ALTER DATABASE \"{db}\" SET jit_above_cost = 0;
+             CREATE TABLE notes (id bigint PRIMARY KEY, jit text);
+             INSERT INTO notes SELECT g, 'unset' FROM generate_series(1, 2000) g;",
+            db = db.name
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // A new session of this database does get JIT: the setting is live.
+    let other = db.connect().await;
+    assert_eq!(rows(&other, "SHOW jit").await, ["on"]);
+    let plans = Plans::new("no_jit");
+    let plan = plans.write(
+        "no_jit.toml",
+        r#"
+table = "notes"
+[[operations]]
+kind = "update_rows"
+set = { jit = "current_setting('jit')" }
+[release]
+expand = "1.0.0"
+contract = "2.0.0"
+"#,
+    );
+    backfill_ok(
+        &["run", &plan, "--release", "1.0.0", "--progress", "quiet"],
+        Some(&db.url),
+    );
+    assert_eq!(
+        rows(
+            &client,
+            "SELECT jit || ' ' || count(*) FROM notes GROUP BY jit ORDER BY jit"
+        )
+        .await,
+        ["off 2000"]
+    );
+    let out = backfill_ok(&["verify", &plan], Some(&db.url));
+    assert!(out.contains("2000 rows read, 0 out of sync"), "{out}");
+}
+
 #[tokio::test]
 async fn contract_waits_for_a_release_after_the_backfill_unless_forced() {
     let db = TestDb::new("runner_same_release").await;

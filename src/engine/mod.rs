@@ -582,8 +582,8 @@ async fn close(
 }
 
 /// The workers' pool: every connection starts with the chunk's `lock_timeout` and
-/// `statement_timeout`, asynchronous commit, no JIT, and the plan's trigger bypass, so each
-/// chunk is one statement.
+/// `statement_timeout`, asynchronous commit, and the plan's trigger bypass (after the options
+/// every connection has, see [`ConnectionSpec::parse`]), so each chunk is one statement.
 fn pool(conn: &ConnectionSpec, shared: &Shared) -> Result<Pool> {
     let mut config = conn.config().clone();
     let mut opts = config
@@ -594,12 +594,8 @@ fn pool(conn: &ConnectionSpec, shared: &Shared) -> Result<Pool> {
     // crash that loses the last commits loses both, and the resume redoes those chunks (the
     // walk reads back what the database holds, see `walk`). The chunks then stop waiting for
     // their WAL flush, and the application's commits stop queueing behind theirs.
-    // `jit = off`: on a large table the planner's cost of a chunk (a generic plan that cannot
-    // know how few keys `_bf_keys` holds) passes `jit_above_cost`, and compiling it took 20-40
-    // ms a chunk for a chunk that runs in well under one: at 5M rows the batch sizing then
-    // shrank to its minimum and the backfill crawled at 700 rows/s. A chunk never gains from it.
     opts.push_str(&format!(
-        "-c synchronous_commit=off -c jit=off -c lock_timeout={} -c statement_timeout={} -c {}={}",
+        "-c synchronous_commit=off -c lock_timeout={} -c statement_timeout={} -c {}={}",
         shared.options.lock_timeout.as_millis().max(1),
         shared.options.statement_timeout.as_millis().max(1),
         BYPASS_SETTING,
