@@ -22,6 +22,9 @@
 //!   its phases' times come from the state schema it wrote. After it, every row is checked.
 //!
 //! WAL is `pg_current_wal_lsn()` after minus before the method, the application's WAL included.
+//!
+//! `BENCH_PLAN_EXTRA` adds TOML to both plans, to measure a setting against the defaults:
+//! `BENCH_PLAN_EXTRA=$'[throttle]\nmax_commit_latency = "3ms"'`.
 
 mod common;
 
@@ -34,7 +37,7 @@ use backfill::ephemeral::{Cluster, ClusterOptions};
 use backfill::planner::Phase;
 use backfill::state::plans::phase_name;
 use backfill::workload::{self, Report, Workload};
-use common::{ms, BenchResult};
+use common::BenchResult;
 
 /// The application's rate, all connections together.
 const APP_RATE: f64 = 400.0;
@@ -161,6 +164,8 @@ impl ProcessFigures {
 
 struct Row {
     rows: i64,
+    /// Which round of `BENCH_REPEAT` (from 0).
+    round: usize,
     method: Method,
     seconds: Option<f64>,
     wal_bytes: Option<i64>,
@@ -174,16 +179,36 @@ fn main() {
 
 fn run() -> BenchResult<()> {
     let sizes = common::sizes()?;
+    let repeat: usize = match std::env::var("BENCH_REPEAT") {
+        Ok(n) => n
+            .parse()
+            .ok()
+            .filter(|&n| n >= 1)
+            .ok_or_else(|| format!("BENCH_REPEAT must be a whole number from 1, not `{n}`"))?,
+        Err(_) => 1,
+    };
     let binary = Path::new(env!("CARGO_BIN_EXE_backfill"));
     if !binary.is_file() {
         return Err(format!("no backfill binary at {}", binary.display()).into());
     }
     let work = std::env::temp_dir().join(format!("backfill-bench-process-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;
+    // `BENCH_PLAN_EXTRA`: TOML added to both plans, to measure a setting against the defaults
+    // (e.g. `[throttle]` and `max_commit_latency = "3ms"` on the next line).
+    let extra = std::env::var("BENCH_PLAN_EXTRA").unwrap_or_default();
+    if !extra.is_empty() {
+        println!("both plans with: {}", extra.replace('\n', " "));
+    }
     let split_plan = work.join("bench_split.toml");
-    std::fs::write(&split_plan, format!("{}{RELEASES}", common::SPLIT_PLAN))?;
+    std::fs::write(
+        &split_plan,
+        format!("{}{RELEASES}\n{extra}\n", common::SPLIT_PLAN),
+    )?;
     let update_rows_plan = work.join("bench_update_rows.toml");
-    std::fs::write(&update_rows_plan, format!("{UPDATE_ROWS_PLAN}{RELEASES}"))?;
+    std::fs::write(
+        &update_rows_plan,
+        format!("{UPDATE_ROWS_PLAN}{RELEASES}\n{extra}\n"),
+    )?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -199,8 +224,10 @@ fn run() -> BenchResult<()> {
         let machine = machine(&admin).await?;
         let mut table = Vec::new();
         for &rows in &sizes {
-            for method in Method::ALL {
-                eprintln!("{rows} rows: {}", method.label());
+            for (round, method) in
+                (0..repeat).flat_map(|round| Method::ALL.into_iter().map(move |m| (round, m)))
+            {
+                eprintln!("{rows} rows, round {}: {}", round + 1, method.label());
                 let db = fresh(&cluster, &admin, rows, method.table()).await?;
                 let url = cluster.url("bench");
                 let row = match method {
@@ -210,6 +237,7 @@ fn run() -> BenchResult<()> {
                         tokio::time::sleep(BASELINE).await;
                         Row {
                             rows,
+                            round,
                             method,
                             seconds: None,
                             wal_bytes: None,
@@ -254,11 +282,11 @@ fn run() -> BenchResult<()> {
                         row
                     }
                 };
-                table.push(row);
+                table.push(Row { round, ..row });
             }
         }
         cluster.stop();
-        print_tables(&table, &machine);
+        print_tables(&table, &machine, repeat);
         Ok(())
     });
     let _ = std::fs::remove_dir_all(&work);
@@ -345,6 +373,7 @@ async fn measure_sql(
     tokio::time::sleep(MARGIN).await;
     Ok(Row {
         rows,
+        round: 0,
         method,
         seconds: Some(seconds),
         wal_bytes: Some(wal),
@@ -391,6 +420,7 @@ async fn measure_process(
         .collect();
     Ok(Row {
         rows,
+        round: 0,
         method,
         seconds: Some(seconds),
         wal_bytes: Some(wal),
@@ -514,55 +544,113 @@ fn secs(s: Option<f64>) -> String {
     s.map(|s| format!("{s:.2}")).unwrap_or_else(|| "-".into())
 }
 
-fn print_tables(rows: &[Row], machine: &str) {
+/// The median of `values` (the mean of the middle two for an even count); `None` when empty.
+fn median(mut values: Vec<f64>) -> Option<f64> {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(values[n / 2]),
+        _ => Some((values[n / 2 - 1] + values[n / 2]) / 2.0),
+    }
+}
+
+/// `median`, and with more than one value `median (min–max)`, at `decimals`.
+fn spread(values: Vec<f64>, decimals: usize) -> String {
+    let Some(mid) = median(values.clone()) else {
+        return "-".into();
+    };
+    if values.len() < 2 {
+        return format!("{mid:.decimals$}");
+    }
+    let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    format!("{mid:.decimals$} ({lo:.decimals$}–{hi:.decimals$})")
+}
+
+fn millis(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// One line per size and method: with `BENCH_REPEAT` rounds, the median over the rounds (and
+/// the range of the ratios), each ratio taken within its round (the method against the same
+/// round's `UPDATE`, the application's latency against the same round's application alone).
+fn print_tables(rows: &[Row], machine: &str, repeat: usize) {
     println!("\n{machine}");
     println!(
-        "app: {APP_TASKS} connections, {APP_RATE:.0} statements/s in all (point reads, updates of full_name and of email)\n"
+        "app: {APP_TASKS} connections, {APP_RATE:.0} statements/s in all (point reads, updates of full_name and of email)"
     );
+    if repeat > 1 {
+        println!(
+            "{repeat} rounds: each figure is the median of the rounds; (min–max) of the ratios"
+        );
+    }
     println!(
-        "| rows | method | seconds | rows/s | vs UPDATE | WAL MB | app p50 ms | app p99 ms | app max ms | app stmt/s | app errors | peak RSS MB |"
+        "\n| rows | method | seconds | rows/s | vs UPDATE | WAL MB | app p50 ms | app p99 ms | app max ms | app p99 vs alone | app max vs alone | app stmt/s | app errors | peak RSS MB |"
     );
-    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let mut groups: Vec<(i64, Method)> = Vec::new();
     for r in rows {
-        let reference = rows
+        if !groups.contains(&(r.rows, r.method)) {
+            groups.push((r.rows, r.method));
+        }
+    }
+    for (size, method) in groups {
+        let runs: Vec<&Row> = rows
             .iter()
-            .find(|x| x.rows == r.rows && x.method == Method::Update)
-            .and_then(|x| x.seconds);
-        let rate = r
-            .seconds
-            .map(|s| format!("{:.0}", r.rows as f64 / s))
-            .unwrap_or_else(|| "-".into());
-        let ratio = match (r.seconds, reference) {
-            (Some(s), Some(refs)) => format!("{:.2}", refs / s),
-            _ => "-".into(),
+            .filter(|r| r.rows == size && r.method == method)
+            .collect();
+        let same_round = |r: &Row, m: Method| {
+            rows.iter()
+                .find(|x| x.rows == r.rows && x.round == r.round && x.method == m)
         };
-        let wal = r
-            .wal_bytes
-            .map(|b| format!("{:.0}", b as f64 / 1e6))
-            .unwrap_or_else(|| "-".into());
-        let rss = r
-            .process
-            .as_ref()
-            .map(|p| format!("{:.1}", p.peak_rss_kb as f64 / 1024.0))
+        let seconds: Vec<f64> = runs.iter().filter_map(|r| r.seconds).collect();
+        let ratios: Vec<f64> = runs
+            .iter()
+            .filter_map(|r| Some(same_round(r, Method::Update)?.seconds? / r.seconds?))
+            .collect();
+        let versus_alone = |f: fn(&Report) -> Duration| -> Vec<f64> {
+            runs.iter()
+                .filter(|r| r.method != Method::Alone)
+                .filter_map(|r| {
+                    let alone = millis(f(&same_round(r, Method::Alone)?.report));
+                    (alone > 0.0).then(|| millis(f(&r.report)) / alone)
+                })
+                .collect()
+        };
+        let of = |f: fn(&Row) -> Option<f64>| median(runs.iter().filter_map(|r| f(r)).collect());
+        let fixed = |v: Option<f64>, decimals: usize| {
+            v.map(|v| format!("{v:.decimals$}"))
+                .unwrap_or_else(|| "-".into())
+        };
+        let errors: u64 = runs.iter().map(|r| r.report.errors).sum();
+        let rss = runs
+            .iter()
+            .filter_map(|r| r.process.as_ref().map(|p| p.peak_rss_kb))
+            .max()
+            .map(|kb| format!("{:.1}", kb as f64 / 1024.0))
             .unwrap_or_else(|| "-".into());
         println!(
-            "| {} | {} | {} | {rate} | {ratio} | {wal} | {} | {} | {} | {:.0} | {} | {rss} |",
-            r.rows,
-            r.method.label(),
-            secs(r.seconds),
-            ms(r.report.quantile(0.5)),
-            ms(r.report.quantile(0.99)),
-            ms(r.report.max()),
-            r.report.rate(),
-            r.report.errors
+            "| {size} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {errors} | {rss} |",
+            method.label(),
+            fixed(median(seconds.clone()), 2),
+            fixed(median(seconds).map(|s| size as f64 / s), 0),
+            spread(ratios, 2),
+            fixed(of(|r| r.wal_bytes.map(|b| b as f64 / 1e6)), 0),
+            fixed(of(|r| Some(millis(r.report.quantile(0.5)))), 1),
+            fixed(of(|r| Some(millis(r.report.quantile(0.99)))), 1),
+            fixed(of(|r| Some(millis(r.report.max()))), 1),
+            spread(versus_alone(|r| r.quantile(0.99)), 1),
+            spread(versus_alone(|r| r.max()), 1),
+            fixed(of(|r| Some(r.report.rate())), 0),
         );
     }
 
     println!("\nWhere the processes' time goes (seconds; before: start, connect, state schema, validation, registration; after: from the last phase's end to the exit):\n");
     println!(
-        "| rows | plan | total | before | expand | dual-write | backfill | after | backfill rows/s | process CPU s |"
+        "| rows | round | plan | total | before | expand | dual-write | backfill | after | backfill rows/s | process CPU s |"
     );
-    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in rows {
         let (Some(p), Some(total)) = (&r.process, r.seconds) else {
             continue;
@@ -575,8 +663,9 @@ fn print_tables(rows: &[Row], machine: &str) {
             .map(|s| format!("{:.0}", r.rows as f64 / s))
             .unwrap_or_else(|| "-".into());
         println!(
-            "| {} | {} | {total:.2} | {} | {} | {} | {} | {} | {backfill_rate} | {:.2} |",
+            "| {} | {} | {} | {total:.2} | {} | {} | {} | {} | {} | {backfill_rate} | {:.2} |",
             r.rows,
+            r.round + 1,
             r.method.label(),
             secs(before),
             secs(p.phase(phase_name(Phase::Expand))),

@@ -250,7 +250,7 @@ impl ConnectionSpec {
             .get_options()
             .map(|o| format!("{o} "))
             .unwrap_or_default();
-        config.options(&format!("{options}-c jit=off"));
+        config.options(format!("{options}-c jit=off"));
         let ssl = match mode.or_else(|| env("PGSSLMODE")) {
             Some(m) => SslMode::parse(&m)?,
             None => SslMode::Prefer,
