@@ -41,16 +41,31 @@ pub(super) async fn watch(
                 let tick = super::tuning::tick(t.check_interval);
                 let pacing = shared.pace.lock().map(|p| p.is_some()).unwrap_or(false);
                 let lag_probe = !replicas.is_empty() && t.max_replication_lag.is_some();
-                let mut latency = None;
+                let mut latencies = Vec::new();
                 let heartbeat = if lag_probe || pacing {
-                    let at = Instant::now();
-                    let r = state::heartbeat::beat(c, &shared.options.state_schema).await;
-                    latency = r.is_ok().then(|| at.elapsed());
-                    r.err().filter(|_| lag_probe)
+                    // With a latency target, several probes a tick, so that a window holds
+                    // enough of them for its slow tail to show (see `pace`).
+                    let probes = if pacing && t.max_commit_latency.is_some() {
+                        super::pace::PROBES
+                    } else {
+                        1
+                    };
+                    let mut failed = None;
+                    for _ in 0..probes {
+                        let at = Instant::now();
+                        match state::heartbeat::beat(c, &shared.options.state_schema).await {
+                            Ok(()) => latencies.push(at.elapsed()),
+                            Err(e) => {
+                                failed = Some(e);
+                                break;
+                            }
+                        }
+                    }
+                    failed.filter(|_| lag_probe)
                 } else {
                     None
                 };
-                pace(&shared, latency);
+                pace(&shared, &latencies);
                 if let Some(e) = heartbeat {
                     health(
                         &shared,
@@ -86,7 +101,7 @@ pub(super) async fn watch(
 }
 
 /// One tick of the pace controller: the workers and the pause between chunks it asks for.
-fn pace(shared: &Shared, latency: Option<Duration>) {
+fn pace(shared: &Shared, latencies: &[Duration]) {
     let Ok(mut guard) = shared.pace.lock() else {
         return;
     };
@@ -101,12 +116,12 @@ fn pace(shared: &Shared, latency: Option<Duration>) {
     };
     pace.set_target(shared.live.throttle().max_commit_latency);
     let meter = shared.events.meter();
-    meter.commit_latency(latency, pace.target());
+    meter.commit_latency(latencies.last().copied(), pace.target());
     let held = shared.live.throttled().is_some()
         || shared.options.pause.is_set()
         || shared.live.rate() > 0;
     let rows = shared.rows_seen.load(Ordering::SeqCst);
-    let Some(d) = pace.tick(Instant::now(), rows, held, latency) else {
+    let Some(d) = pace.tick(Instant::now(), rows, held, latencies) else {
         return;
     };
     drop(guard);
