@@ -32,6 +32,8 @@ pub const START: u32 = 2;
 pub const MAX_PAUSE: Duration = Duration::from_millis(500);
 /// Probes a tick while a latency target is set (one otherwise, for the figures).
 pub const PROBES: usize = 4;
+/// The time a tick's probes may take before the rest are skipped.
+pub const PROBE_BUDGET: Duration = Duration::from_millis(250);
 /// The quantile of a window's probes compared with the target.
 pub const QUANTILE: f64 = 0.9;
 
