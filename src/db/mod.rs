@@ -246,11 +246,7 @@ impl ConnectionSpec {
         // then costs 20-40 ms a statement: at 5M rows the chunks' batch sizing shrank to its
         // minimum and update_rows crawled at 700 rows/s (111k without), and `verify` took 16.6 s
         // instead of 10.1.
-        let options = config
-            .get_options()
-            .map(|o| format!("{o} "))
-            .unwrap_or_default();
-        config.options(format!("{options}-c jit=off"));
+        add_options(&mut config, "-c jit=off");
         let ssl = match mode.or_else(|| env("PGSSLMODE")) {
             Some(m) => SslMode::parse(&m)?,
             None => SslMode::Prefer,
@@ -364,6 +360,16 @@ impl ConnectionSpec {
     fn connect_failed(&self, e: &tokio_postgres::Error) -> Error {
         Error::Connect(format!("{}: {}", self.target(), redact(&connect_error(e))))
     }
+}
+
+/// Adds `more` (`-c name=value ...`) to the startup `options` of `config`, after the ones it
+/// has, so that on a setting given twice `more` wins.
+pub fn add_options(config: &mut Config, more: &str) {
+    let options = match config.get_options() {
+        Some(own) => format!("{own} {more}"),
+        None => more.to_string(),
+    };
+    config.options(options);
 }
 
 /// How long [`ConnectionSpec::connect_patiently`] keeps trying a server it cannot reach.

@@ -586,22 +586,20 @@ async fn close(
 /// every connection has, see [`ConnectionSpec::parse`]), so each chunk is one statement.
 fn pool(conn: &ConnectionSpec, shared: &Shared) -> Result<Pool> {
     let mut config = conn.config().clone();
-    let mut opts = config
-        .get_options()
-        .map(|o| format!("{o} "))
-        .unwrap_or_default();
     // `synchronous_commit = off`: a chunk commits its rows and its checkpoint together, so a
     // crash that loses the last commits loses both, and the resume redoes those chunks (the
     // walk reads back what the database holds, see `walk`). The chunks then stop waiting for
     // their WAL flush, and the application's commits stop queueing behind theirs.
-    opts.push_str(&format!(
-        "-c synchronous_commit=off -c lock_timeout={} -c statement_timeout={} -c {}={}",
-        shared.options.lock_timeout.as_millis().max(1),
-        shared.options.statement_timeout.as_millis().max(1),
-        BYPASS_SETTING,
-        escape_option(&shared.job.spec.bypass)
-    ));
-    config.options(&opts);
+    crate::db::add_options(
+        &mut config,
+        &format!(
+            "-c synchronous_commit=off -c lock_timeout={} -c statement_timeout={} -c {}={}",
+            shared.options.lock_timeout.as_millis().max(1),
+            shared.options.statement_timeout.as_millis().max(1),
+            BYPASS_SETTING,
+            escape_option(&shared.job.spec.bypass)
+        ),
+    );
     let manager = Manager::from_config(
         config,
         conn.tls()?,
