@@ -12,8 +12,8 @@ use backfill::workload::{self, Workload};
 use tokio_postgres::Client;
 
 use crate::support::{
-    backfill_cmd, backfill_spawn, backfill_state, json_events, out_of_sync, show, split_plan,
-    stage, TestDb,
+    backfill_cmd, backfill_spawn, backfill_state, count, json_events, out_of_sync, rows, show,
+    split_plan, stage, TestDb,
 };
 
 async fn seed(client: &Client, table: &str, rows: i64) {
@@ -531,4 +531,92 @@ async fn a_plan_edited_after_its_backfill_started_is_refused_unless_forced() {
     let out = backfill_cmd(&forced, Some(&db.url));
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     assert_eq!(check_rows(&client, "users").await, 3000);
+}
+
+/// An in-place chunk reads its rows without row locks and saves their old values for rollback.
+/// A row written by another session after the chunk's snapshot and before the chunk writes it
+/// must be backfilled from that write (not from the version read), and the rollback must put
+/// that write back: the chunk sees that the row is no longer the version it read, rolls back
+/// and runs again with row locks. The writer here skips the trigger (as a replication apply or
+/// a session with the bypass does), so the row is still out of sync after its write.
+#[tokio::test]
+async fn a_row_written_during_an_in_place_chunk_keeps_the_applications_write() {
+    let db = TestDb::new("faults_in_place_race").await;
+    let client = db.connect().await;
+    client
+        .batch_execute(
+            "CREATE TABLE notes (id bigint PRIMARY KEY, email text NOT NULL);
+             INSERT INTO notes SELECT g, 'User' || g || '@Example.COM' FROM generate_series(1, 40) g;",
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let staged = stage(
+        &db,
+        "inplace_race",
+        r#"
+table = "notes"
+[[operations]]
+kind = "update_rows"
+set = { email = "lower(email)" }
+where = "email <> lower(email)"
+[backfill]
+workers = 1
+batch_size = 100
+lock_timeout = "60s"
+"#,
+    )
+    .await;
+    // Another session holds row 1: the chunk of the first segment (rows 1 to 10 of 4 segments),
+    // its snapshot taken, waits there before it writes any row.
+    let mut holder = db.connect().await;
+    let tx = holder.transaction().await.unwrap_or_else(|e| panic!("{e}"));
+    tx.execute("SELECT 1 FROM notes WHERE id = 1 FOR UPDATE", &[])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let app = db.connect().await;
+    let out = run_during(&run_args(&staged), &db.url, async {
+        let waiting = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%\\_bf\\_src%'";
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while count(&app, waiting).await == 0 {
+            assert!(Instant::now() < deadline, "the chunk never waited for row 1");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Row 5, which the waiting chunk read in its snapshot but has not written.
+        app.batch_execute(
+            "SET backfill.bypass = 'inplace_race'; UPDATE notes SET email = 'Changed5@Example.COM' WHERE id = 5; RESET backfill.bypass;",
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        tx.commit().await.unwrap_or_else(|e| panic!("{e}"));
+    })
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let expect = |rolled_back: bool| -> Vec<String> {
+        (1..=40)
+            .map(|g| match (g, rolled_back) {
+                (5, false) => "5 changed5@example.com".to_string(),
+                (5, true) => "5 Changed5@Example.COM".to_string(),
+                (_, false) => format!("{g} user{g}@example.com"),
+                (_, true) => format!("{g} User{g}@Example.COM"),
+            })
+            .collect()
+    };
+    let table = "SELECT id || ' ' || email FROM notes ORDER BY id";
+    assert_eq!(rows(&client, table).await, expect(false));
+    // The rollback puts back what the backfill overwrote: row 5 as the other session left it.
+    let mut admin = db.connect().await;
+    backfill::executor::run_steps(
+        &mut admin,
+        &staged.schedule,
+        &staged.schedule.rollback,
+        "rollback",
+        &backfill::executor::ExecOptions {
+            lock_timeout: Duration::from_secs(5),
+            retries: 3,
+            meter: backfill::metrics::Meter::none(),
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(rows(&client, table).await, expect(true));
 }

@@ -471,8 +471,8 @@ async fn public_snapshot(client: &Client) -> Vec<String> {
         "SELECT 'view ' || viewname || ' ' || definition FROM pg_views WHERE schemaname = 'public' ORDER BY 1",
         "SELECT 'enum ' || t.typname || ' ' || string_agg(e.enumlabel, ',' ORDER BY e.enumsortorder) FROM pg_type t JOIN pg_enum e ON e.enumtypid = t.oid GROUP BY t.typname ORDER BY 1",
         "SELECT 'statistics ' || stxname FROM pg_statistic_ext ORDER BY 1",
-        // Functions, but the one of backfill's state (made by `backfill run` only).
-        "SELECT 'function ' || n.nspname || '.' || p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND p.proname <> 'checkpoint_guard' ORDER BY 1",
+        // Functions, but those of backfill's state (made by `backfill run` only).
+        "SELECT 'function ' || n.nspname || '.' || p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND p.proname NOT IN ('checkpoint_guard', 'rows_guard') ORDER BY 1",
     ];
     let mut out = Vec::new();
     for q in queries {

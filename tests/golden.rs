@@ -183,8 +183,12 @@ fn render(plan_file: &Path, schedule: &Schedule, table: &TableInfo, created: boo
                     c.column, c.before, c.after
                 );
             }
-            if let Some(u) = &spec.undo_table {
-                let _ = writeln!(out, "-- undo table: {u}");
+            if let Some(u) = &spec.undo {
+                let _ = writeln!(
+                    out,
+                    "-- undo table: {} (rows of type {})",
+                    u.table, u.row_type
+                );
             }
             let _ = writeln!(out, "-- bypass: {}\n", one_line(&spec.bypass));
             let _ = writeln!(out, "-- whole-table update\n{};\n", spec.update_sql(None));
@@ -203,6 +207,10 @@ fn render(plan_file: &Path, schedule: &Schedule, table: &TableInfo, created: boo
             for (what, sql) in [
                 ("a segment's first chunk", &chunk.first),
                 ("every later chunk", &chunk.next),
+                (
+                    "a later chunk again, with row locks, after a row changed under it",
+                    &chunk.next_locked,
+                ),
                 (
                     "the keys of a first chunk (naming a bad row)",
                     &chunk.keys_first,

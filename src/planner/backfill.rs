@@ -4,9 +4,7 @@
 
 use serde::Serialize;
 
-use super::{
-    display, display_opt, display_vec, Parts, Step, StepMode, BYPASS_SETTING, NEW_ROW, ROW,
-};
+use super::{display, display_vec, Parts, Step, StepMode, BYPASS_SETTING, NEW_ROW, ROW};
 use crate::db::catalog::TableInfo;
 use crate::ops::{Forward, LockLevel, Statement};
 use crate::sql::{fit_identifier, ident_list, literal, qualified_list, Ident, QualifiedName};
@@ -23,6 +21,38 @@ pub struct InPlace {
     /// Undo column with the value the backfill wrote.
     #[serde(serialize_with = "display")]
     pub after: Ident,
+}
+
+/// `_bf_src`'s column with the `ctid` of the row version read (under [`RowGuard::Versions`]).
+const SRC_CTID: &str = "_bf_ctid";
+/// `_bf_src`'s column with the `xmin` of the row version read.
+const SRC_XMIN: &str = "_bf_xmin";
+
+/// Where the values a backfill rewrites in place are kept for rollback: one row per chunk, the
+/// chunk's changed rows as one array of a composite type (the key, then each in-place column's
+/// value before and after). One insert per chunk instead of one per row: no per-row index entry,
+/// no `ON CONFLICT`, and the array compresses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Undo {
+    /// The table: `n` (the order chunks were written in) and `rows`.
+    #[serde(serialize_with = "display")]
+    pub table: QualifiedName,
+    /// The composite type of one saved row.
+    #[serde(serialize_with = "display")]
+    pub row_type: QualifiedName,
+}
+
+/// How an in-place chunk makes sure the values it saves are those it overwrites.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowGuard {
+    /// Read the rows without locks, then write each only if it is still the version read (same
+    /// `ctid` and `xmin`, checked again by PostgreSQL on the latest version when a concurrent
+    /// writer got there first). A row skipped that way makes the statement count fewer rows
+    /// changed than read: the engine's chunk then raises and runs again with [`RowGuard::Locks`].
+    Versions,
+    /// Lock the rows out of sync first (`FOR UPDATE`), then write them: slower (a lock record
+    /// per row), never skips.
+    Locks,
 }
 
 /// What the engine needs to move the data.
@@ -42,8 +72,7 @@ pub struct BackfillSpec {
     /// Columns rewritten in place, saved for rollback.
     pub in_place: Vec<InPlace>,
     /// Where those values are saved.
-    #[serde(serialize_with = "display_opt")]
-    pub undo_table: Option<QualifiedName>,
+    pub undo: Option<Undo>,
     /// The value of [`BYPASS_SETTING`] during the backfill: the plan's name.
     pub bypass: String,
 }
@@ -80,11 +109,16 @@ impl BackfillSpec {
     /// correlated subqueries on the row: a row the application changes concurrently is re-read
     /// by PostgreSQL (`EvalPlanQual`) and both are computed again on its latest version, and
     /// only rows that differ are locked and written, so a rerun over finished rows writes
-    /// nothing. With in-place columns the old values must be saved to the undo table, which a
-    /// plain `UPDATE` cannot return: the rows out of sync are first locked (`FOR UPDATE`, which
-    /// also re-reads a concurrently changed row), then updated and saved.
-    pub fn update_ctes(&self, filter: &str) -> String {
-        let Some(undo) = &self.undo_table else {
+    /// nothing; `guard` does not matter.
+    ///
+    /// With in-place columns the old values must be saved to the undo table, which a plain
+    /// `UPDATE` cannot return: the rows out of sync are read first (`_bf_src`, with their new
+    /// values computed), then written, then saved as one array. `guard` says how the values
+    /// read are kept true until the write ([`RowGuard`]): under [`RowGuard::Versions`] a row
+    /// written by someone else in between is skipped, and `_bf_src` holds more rows than
+    /// `_bf_changed` (see [`Self::skipped_check`]).
+    pub fn update_ctes(&self, filter: &str, guard: RowGuard) -> String {
+        let Some(undo) = &self.undo else {
             return format!(
                 "_bf_changed AS (\n  UPDATE {table} AS {ROW}\n     SET ({cols}) = (SELECT {news} FROM ({compute}) AS {NEW_ROW})\n   WHERE ({filter})\n     AND EXISTS (SELECT FROM ({compute}) AS {NEW_ROW} WHERE {out})\n  RETURNING 1\n)",
                 table = self.table,
@@ -94,8 +128,34 @@ impl BackfillSpec {
                 out = self.out_of_sync(),
             );
         };
-        let mut sql = format!(
-            "_bf_src AS (\n  SELECT {keys}, {news}{befores}\n    FROM {table} AS {ROW}\n    CROSS JOIN LATERAL ({compute}) AS {NEW_ROW}\n   WHERE ({filter}) AND {out}\n     FOR UPDATE OF {ROW}\n),\n_bf_changed AS (\n  UPDATE {table} AS _bf_u\n     SET {sets}\n    FROM _bf_src\n   WHERE ROW({ukeys}) = ROW({skeys})\n  RETURNING _bf_src.*\n)",
+        // Under `Versions` the version read travels with the row: its `ctid` finds it again
+        // (a TID scan), its `xmin` proves it is the same version. The `xmin` test is a join
+        // condition, which PostgreSQL re-evaluates on the latest version after waiting for a
+        // concurrent writer; a TID condition alone is not re-checked there.
+        let (version, lock, same_version) = match guard {
+            RowGuard::Versions => (
+                format!(", {ROW}.\"ctid\" AS {SRC_CTID}, {ROW}.\"xmin\" AS {SRC_XMIN}"),
+                String::new(),
+                format!("_bf_u.\"ctid\" = _bf_src.{SRC_CTID} AND _bf_u.\"xmin\" = _bf_src.{SRC_XMIN} AND "),
+            ),
+            RowGuard::Locks => (
+                String::new(),
+                format!("\n     FOR UPDATE OF {ROW}"),
+                String::new(),
+            ),
+        };
+        let saved: Vec<String> = self
+            .key
+            .iter()
+            .map(|k| k.to_string())
+            .chain(
+                self.in_place
+                    .iter()
+                    .flat_map(|c| [c.before.to_string(), c.column.to_string()]),
+            )
+            .collect();
+        format!(
+            "_bf_src AS (\n  SELECT {keys}, {news}{befores}{version}\n    FROM {table} AS {ROW}\n    CROSS JOIN LATERAL ({compute}) AS {NEW_ROW}\n   WHERE ({filter}) AND {out}{lock}\n),\n_bf_changed AS (\n  UPDATE {table} AS _bf_u\n     SET {sets}\n    FROM _bf_src\n   WHERE {same_version}ROW({ukeys}) = ROW({skeys})\n  RETURNING _bf_src.*\n),\n_bf_undo AS (\n  INSERT INTO {undo_table} (\"rows\")\n  SELECT array_agg(ROW({saved})::{row_type}) FROM _bf_changed HAVING count(*) > 0\n)",
             keys = qualified_list(ROW, &self.key),
             news = qualified_list(NEW_ROW, &self.targets),
             befores = self
@@ -114,48 +174,27 @@ impl BackfillSpec {
                 .join(", "),
             ukeys = qualified_list("_bf_u", &self.key),
             skeys = qualified_list("_bf_src", &self.key),
-        );
-        let cols: Vec<Ident> = self
-            .key
-            .iter()
-            .cloned()
-            .chain(
-                self.in_place
-                    .iter()
-                    .flat_map(|c| [c.before.clone(), c.after.clone()]),
-            )
-            .collect();
-        let values: Vec<String> = self
-            .key
-            .iter()
-            .map(|k| k.to_string())
-            .chain(
-                self.in_place
-                    .iter()
-                    .flat_map(|c| [c.before.to_string(), c.column.to_string()]),
-            )
-            .collect();
-        let keep_latest: Vec<String> = self
-            .in_place
-            .iter()
-            .map(|c| format!("{a} = EXCLUDED.{a}", a = c.after))
-            .collect();
-        sql.push_str(&format!(
-            ",\n_bf_undo AS (\n  INSERT INTO {undo} ({cols})\n  SELECT {values} FROM _bf_changed\n  ON CONFLICT ({key}) DO UPDATE SET {keep}\n)",
-            cols = ident_list(&cols),
-            values = values.join(", "),
-            key = ident_list(&self.key),
-            keep = keep_latest.join(", "),
-        ));
-        sql
+            undo_table = undo.table,
+            row_type = undo.row_type,
+            saved = saved.join(", "),
+        )
     }
 
-    /// One statement that brings the rows matching `filter` in sync (see [`Self::update_ctes`])
-    /// and returns the number of rows changed.
+    /// Under [`RowGuard::Versions`] with in-place columns: the condition, over the CTEs of
+    /// [`Self::update_ctes`], that every row read was written (none was skipped because someone
+    /// else wrote it in between). `None` when nothing can be skipped.
+    pub fn skipped_check(&self, guard: RowGuard) -> Option<String> {
+        (self.undo.is_some() && guard == RowGuard::Versions).then(|| {
+            "(SELECT count(*) FROM _bf_src) = (SELECT count(*) FROM _bf_changed)".to_string()
+        })
+    }
+
+    /// One statement that brings the rows matching `filter` in sync, with row locks (see
+    /// [`Self::update_ctes`]), and returns the number of rows changed.
     pub fn update_sql(&self, filter: Option<&str>) -> String {
         format!(
             "WITH {}\nSELECT count(*) FROM _bf_changed",
-            self.update_ctes(filter.unwrap_or("true"))
+            self.update_ctes(filter.unwrap_or("true"), RowGuard::Locks)
         )
     }
 
@@ -226,7 +265,7 @@ pub(super) fn spec(parts: &Parts<'_>) -> Option<BackfillSpec> {
         targets,
         compute: compute_chain(&columns, &parts.forwards, parts.catalog.alias()),
         in_place: parts.in_place.clone(),
-        undo_table: parts.undo.clone(),
+        undo: parts.undo.clone(),
         bypass: parts.plan.name.clone(),
     })
 }

@@ -4,7 +4,7 @@
 //! own objects.
 
 use super::{Parts, Step, StepMode};
-use crate::ops::{LockLevel, Statement};
+use crate::ops::Statement;
 
 /// The contract phase.
 pub(super) fn steps(parts: &Parts<'_>) -> Vec<Step> {
@@ -65,10 +65,7 @@ fn cleanup_statements(parts: &Parts<'_>) -> Vec<Statement> {
         out.push(parts.drop_function());
     }
     if let Some(u) = &parts.undo {
-        out.push(Statement::new(
-            LockLevel::None,
-            format!("DROP TABLE IF EXISTS {u}"),
-        ));
+        out.extend(super::drop_undo(u));
     }
     out
 }

@@ -3,9 +3,9 @@
 //! statements PostgreSQL runs only outside a transaction, then each index built concurrently in
 //! its own step.
 
-use super::{ensure_schema, Parts, Step, StepMode};
+use super::{ensure_schema, Parts, Step, StepMode, Undo};
 use crate::ops::{IndexBuild, LockLevel, Statement};
-use crate::sql::{ident_list, Ident, QualifiedName};
+use crate::sql::{dollar_quote, literal, Ident};
 
 /// The expand phase.
 pub(super) fn steps(parts: &Parts<'_>) -> Vec<Step> {
@@ -82,10 +82,10 @@ pub(super) fn steps(parts: &Parts<'_>) -> Vec<Step> {
     expand_steps
 }
 
-/// The state schema (when missing) and the undo table `u`: the key, then the value before and
-/// after the backfill of each column rewritten in place, in the columns' types during the
-/// transition.
-fn create_undo_table(parts: &Parts<'_>, u: &QualifiedName) -> [Statement; 2] {
+/// The state schema (when missing), the type of one saved row (the key, then the value before
+/// and after the backfill of each column rewritten in place, in the columns' types during the
+/// transition) and the undo table `u` of arrays of it, one row per chunk in the order written.
+fn create_undo_table(parts: &Parts<'_>, u: &Undo) -> [Statement; 3] {
     let table = parts.table;
     let mut cols: Vec<String> = parts
         .catalog
@@ -110,14 +110,29 @@ fn create_undo_table(parts: &Parts<'_>, u: &QualifiedName) -> [Statement; 2] {
         cols.push(format!("{} {t}", c.before));
         cols.push(format!("{} {t}", c.after));
     }
+    // `CREATE TYPE` has no `IF NOT EXISTS`: guarded so that the step can run again.
+    let create_type = format!("CREATE TYPE {} AS ({})", u.row_type, cols.join(", "));
     [
-        ensure_schema(&u.schema),
+        ensure_schema(&u.table.schema),
         Statement::new(
             LockLevel::None,
             format!(
-                "CREATE TABLE IF NOT EXISTS {u} ({}, PRIMARY KEY ({}))",
-                cols.join(", "),
-                ident_list(&parts.key)
+                "DO {}",
+                dollar_quote(
+                    "bf_undo_type",
+                    &format!(
+                        " BEGIN IF to_regtype({}) IS NULL THEN EXECUTE {}; END IF; END ",
+                        literal(&u.row_type.to_string()),
+                        literal(&create_type)
+                    )
+                )
+            ),
+        ),
+        Statement::new(
+            LockLevel::None,
+            format!(
+                "CREATE TABLE IF NOT EXISTS {} (\"n\" bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, \"rows\" {}[] NOT NULL)",
+                u.table, u.row_type
             ),
         ),
     ]

@@ -17,7 +17,7 @@ mod transition;
 
 use serde::Serialize;
 
-pub use self::backfill::{BackfillSpec, InPlace};
+pub use self::backfill::{BackfillSpec, InPlace, RowGuard, Undo};
 pub use self::transition::{
     catalog_before_expand, check_catalog, missing_after_expand, transition_table,
 };
@@ -201,12 +201,29 @@ fn ensure_schema(schema: &Ident) -> Statement {
     )
 }
 
-/// The undo table of a plan.
-fn undo_table(plan: &Plan, options: &PlannerOptions) -> QualifiedName {
-    QualifiedName::new(
-        options.state_schema.clone(),
-        object_name(&[&plan.name, "undo"]),
-    )
+/// Drops the undo table, then its row type.
+fn drop_undo(u: &Undo) -> [Statement; 2] {
+    [
+        Statement::new(LockLevel::None, format!("DROP TABLE IF EXISTS {}", u.table)),
+        Statement::new(
+            LockLevel::None,
+            format!("DROP TYPE IF EXISTS {}", u.row_type),
+        ),
+    ]
+}
+
+/// The undo table of a plan and the type of its saved rows.
+fn undo_store(plan: &Plan, options: &PlannerOptions) -> Undo {
+    Undo {
+        table: QualifiedName::new(
+            options.state_schema.clone(),
+            object_name(&[&plan.name, "undo"]),
+        ),
+        row_type: QualifiedName::new(
+            options.state_schema.clone(),
+            object_name(&[&plan.name, "undo", "row"]),
+        ),
+    }
 }
 
 /// What the phase builders share, derived once from the plan and its catalog.
@@ -232,7 +249,7 @@ struct Parts<'a> {
     /// Columns the backfill rewrites in place.
     in_place: Vec<InPlace>,
     /// The undo table, when there are such columns.
-    undo: Option<QualifiedName>,
+    undo: Option<Undo>,
 }
 
 impl<'a> Parts<'a> {
@@ -270,7 +287,7 @@ impl<'a> Parts<'a> {
             .collect();
         let (function, trigger) = trigger_names(plan, options);
         let in_place = backfill::in_place_columns(catalog, &forwards);
-        let undo = (!in_place.is_empty()).then(|| undo_table(plan, options));
+        let undo = (!in_place.is_empty()).then(|| undo_store(plan, options));
         Parts {
             plan,
             catalog,

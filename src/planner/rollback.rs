@@ -4,9 +4,9 @@
 //! in place where the application has not changed them since, then validate what was put back
 //! `NOT VALID` and must be valid again.
 
-use super::{BackfillSpec, Parts, Step, StepMode, ROW};
+use super::{BackfillSpec, Parts, Step, StepMode, Undo, ROW};
 use crate::ops::{IndexBuild, LockLevel, Rollback, Statement, TableChange};
-use crate::sql::{dollar_quote, literal, QualifiedName};
+use crate::sql::{dollar_quote, ident_list, literal, qualified_list, Ident};
 
 /// The rollback steps.
 pub(super) fn steps(parts: &Parts<'_>, backfill: Option<&BackfillSpec>) -> Vec<Step> {
@@ -123,45 +123,65 @@ pub(super) fn steps(parts: &Parts<'_>, backfill: Option<&BackfillSpec>) -> Vec<S
 
 /// Puts back the values the backfill rewrote in place, from the undo table `u`, except where
 /// the application has written the row since (the value is no longer the one the backfill
-/// left); then drops the undo table.
-fn restore(b: &BackfillSpec, u: &QualifiedName) -> Step {
+/// left); then drops the undo table and its row type. A row saved by more than one chunk (a
+/// recheck after the backfill) goes back to the value before the first, if it still holds
+/// the value after the last.
+fn restore(b: &BackfillSpec, u: &Undo) -> Step {
     let sets: Vec<String> = b
         .in_place
         .iter()
         .map(|c| {
             format!(
-                "{col} = CASE WHEN {ROW}.{col} IS NOT DISTINCT FROM _bf_undo.{after} THEN _bf_undo.{before} ELSE {ROW}.{col} END",
+                "{col} = CASE WHEN {ROW}.{col} IS NOT DISTINCT FROM _bf_after.{after} THEN _bf_undo.{before} ELSE {ROW}.{col} END",
                 col = c.column,
                 after = c.after,
                 before = c.before
             )
         })
         .collect();
+    let keys = qualified_list("_bf_r", &b.key);
+    // Each saved row with the chunk it came from, one `DISTINCT ON` for the first `before`
+    // and one for the last `after` of each key.
+    let saved = |columns: Vec<&Ident>, order: &str| {
+        format!(
+            "SELECT DISTINCT ON ({keys}) {keys}, {} FROM {} AS _bf_c CROSS JOIN LATERAL unnest(_bf_c.\"rows\") AS _bf_r ORDER BY {keys}, _bf_c.\"n\" {order}",
+            columns
+                .iter()
+                .map(|c| format!("_bf_r.{c}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            u.table
+        )
+    };
+    let first = saved(b.in_place.iter().map(|c| &c.before).collect(), "ASC");
+    let last = saved(b.in_place.iter().map(|c| &c.after).collect(), "DESC");
+    let mut statements = vec![
+        // Guarded so that a rollback interrupted after this step can run again.
+        Statement::new(
+            LockLevel::RowExclusive,
+            format!(
+                "DO {}",
+                dollar_quote(
+                    "bf_undo",
+                    &format!(
+                        " BEGIN IF to_regclass({}) IS NOT NULL THEN EXECUTE {}; END IF; END ",
+                        literal(&u.table.to_string()),
+                        literal(&format!(
+                            "UPDATE {} AS {ROW} SET {} FROM ({first}) AS _bf_undo JOIN ({last}) AS _bf_after USING ({}) WHERE {}",
+                            b.table,
+                            sets.join(", "),
+                            ident_list(&b.key),
+                            b.key_match("_bf_undo")
+                        ))
+                    )
+                )
+            ),
+        ),
+    ];
+    statements.extend(super::drop_undo(u));
     Step {
         description: "restore the values the backfill changed in place (unless the application changed them since), then drop the undo data".to_string(),
         mode: StepMode::Transaction,
-        statements: vec![
-            // Guarded so that a rollback interrupted after this step can run again.
-            Statement::new(
-                LockLevel::RowExclusive,
-                format!(
-                    "DO {}",
-                    dollar_quote(
-                        "bf_undo",
-                        &format!(
-                            " BEGIN IF to_regclass({}) IS NOT NULL THEN EXECUTE {}; END IF; END ",
-                            literal(&u.to_string()),
-                            literal(&format!(
-                                "UPDATE {} AS {ROW} SET {} FROM {u} AS _bf_undo WHERE {}",
-                                b.table,
-                                sets.join(", "),
-                                b.key_match("_bf_undo")
-                            ))
-                        )
-                    )
-                ),
-            ),
-            Statement::new(LockLevel::None, format!("DROP TABLE IF EXISTS {u}")),
-        ],
+        statements,
     }
 }

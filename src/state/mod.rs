@@ -29,6 +29,14 @@ pub const CHECKPOINT_MOVED: &str = "BF001";
 /// The function that guards checkpoints, inside the state schema.
 pub const CHECKPOINT_GUARD: &str = "checkpoint_guard";
 
+/// SQLSTATE raised by the rows guard when an in-place chunk, which reads its rows without locks,
+/// found one written by someone else before it could write it: the chunk rolls back and runs
+/// again with row locks.
+pub const ROWS_MOVED: &str = "BF002";
+
+/// The function that guards in-place chunks read without locks, inside the state schema.
+pub const ROWS_GUARD: &str = "rows_guard";
+
 /// The migrations, in order; `{s}` stands for the quoted schema. Never edit one that has
 /// shipped: add the next.
 const MIGRATIONS: &[&str] = &[
@@ -139,6 +147,19 @@ CREATE TABLE {s}.heartbeat (id int PRIMARY KEY, at timestamptz NOT NULL);
     // 4: each process's live figures (`status --json`, the same as its metrics endpoint).
     r#"
 ALTER TABLE {s}.runners ADD COLUMN figures jsonb;
+"#,
+    // 5: the guard of in-place chunks that read their rows without locks.
+    r#"
+CREATE FUNCTION {s}.rows_guard(ok boolean, plan text, segment int) RETURNS boolean
+LANGUAGE plpgsql AS $fn$
+BEGIN
+  IF NOT ok THEN
+    RAISE EXCEPTION 'a row of segment % of backfill % was written by another session during the chunk', segment, plan
+      USING ERRCODE = 'BF002';
+  END IF;
+  RETURN true;
+END
+$fn$;
 "#,
 ];
 

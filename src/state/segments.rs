@@ -501,6 +501,14 @@ pub fn guard_call(schema: &Ident, ok: &str) -> String {
     format!("{guard}({ok}, $1, $2)")
 }
 
+/// The call of the rows guard on `ok` (an SQL condition, true when the chunk wrote every row it
+/// read) for plan `$1` and segment `$2`: when `ok` is false it raises [`super::ROWS_MOVED`],
+/// rolling the whole chunk back.
+pub fn rows_guard_call(schema: &Ident, ok: &str) -> String {
+    let guard = QualifiedName::new(schema.as_str(), super::ROWS_GUARD);
+    format!("{guard}({ok}, $1, $2)")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,7 +10,9 @@
 -- lock: no table lock
 DO $bf_schema$ BEGIN IF to_regnamespace('"backfill"') IS NULL THEN EXECUTE 'CREATE SCHEMA "backfill"'; END IF; END $bf_schema$;
 -- lock: no table lock
-CREATE TABLE IF NOT EXISTS "backfill"."bf_0007_check_age_undo" ("id" bigint, "before_age" integer, "after_age" integer, PRIMARY KEY ("id"));
+DO $bf_undo_type$ BEGIN IF to_regtype('"backfill"."bf_0007_check_age_undo_row"') IS NULL THEN EXECUTE 'CREATE TYPE "backfill"."bf_0007_check_age_undo_row" AS ("id" bigint, "before_age" integer, "after_age" integer)'; END IF; END $bf_undo_type$;
+-- lock: no table lock
+CREATE TABLE IF NOT EXISTS "backfill"."bf_0007_check_age_undo" ("n" bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "rows" "backfill"."bf_0007_check_age_undo_row"[] NOT NULL);
 
 -- ==== phase dual-write (no release gate)
 
@@ -52,9 +54,8 @@ _bf_changed AS (
   RETURNING _bf_src.*
 ),
 _bf_undo AS (
-  INSERT INTO "backfill"."bf_0007_check_age_undo" ("id", "before_age", "after_age")
-  SELECT "id", "before_age", "age" FROM _bf_changed
-  ON CONFLICT ("id") DO UPDATE SET "after_age" = EXCLUDED."after_age"
+  INSERT INTO "backfill"."bf_0007_check_age_undo" ("rows")
+  SELECT array_agg(ROW("id", "before_age", "age")::"backfill"."bf_0007_check_age_undo_row") FROM _bf_changed HAVING count(*) > 0
 )
 SELECT count(*) FROM _bf_changed;
 
@@ -76,6 +77,8 @@ DROP TRIGGER IF EXISTS "bf_0007_check_age_sync" ON "public"."users";
 DROP FUNCTION IF EXISTS "backfill"."bf_0007_check_age_sync"();
 -- lock: no table lock
 DROP TABLE IF EXISTS "backfill"."bf_0007_check_age_undo";
+-- lock: no table lock
+DROP TYPE IF EXISTS "backfill"."bf_0007_check_age_undo_row";
 
 -- ==== rollback
 
@@ -91,9 +94,11 @@ DROP FUNCTION IF EXISTS "backfill"."bf_0007_check_age_sync"();
 -- step 2: restore the values the backfill changed in place (unless the application changed them since), then drop the undo data
 -- mode: in one transaction
 -- lock: ROW EXCLUSIVE
-DO $bf_undo$ BEGIN IF to_regclass('"backfill"."bf_0007_check_age_undo"') IS NOT NULL THEN EXECUTE 'UPDATE "public"."users" AS _bf_t SET "age" = CASE WHEN _bf_t."age" IS NOT DISTINCT FROM _bf_undo."after_age" THEN _bf_undo."before_age" ELSE _bf_t."age" END FROM "backfill"."bf_0007_check_age_undo" AS _bf_undo WHERE ROW(_bf_t."id") = ROW(_bf_undo."id")'; END IF; END $bf_undo$;
+DO $bf_undo$ BEGIN IF to_regclass('"backfill"."bf_0007_check_age_undo"') IS NOT NULL THEN EXECUTE 'UPDATE "public"."users" AS _bf_t SET "age" = CASE WHEN _bf_t."age" IS NOT DISTINCT FROM _bf_after."after_age" THEN _bf_undo."before_age" ELSE _bf_t."age" END FROM (SELECT DISTINCT ON (_bf_r."id") _bf_r."id", _bf_r."before_age" FROM "backfill"."bf_0007_check_age_undo" AS _bf_c CROSS JOIN LATERAL unnest(_bf_c."rows") AS _bf_r ORDER BY _bf_r."id", _bf_c."n" ASC) AS _bf_undo JOIN (SELECT DISTINCT ON (_bf_r."id") _bf_r."id", _bf_r."after_age" FROM "backfill"."bf_0007_check_age_undo" AS _bf_c CROSS JOIN LATERAL unnest(_bf_c."rows") AS _bf_r ORDER BY _bf_r."id", _bf_c."n" DESC) AS _bf_after USING ("id") WHERE ROW(_bf_t."id") = ROW(_bf_undo."id")'; END IF; END $bf_undo$;
 -- lock: no table lock
 DROP TABLE IF EXISTS "backfill"."bf_0007_check_age_undo";
+-- lock: no table lock
+DROP TYPE IF EXISTS "backfill"."bf_0007_check_age_undo_row";
 
 -- ==== backfill spec
 
@@ -101,7 +106,7 @@ DROP TABLE IF EXISTS "backfill"."bf_0007_check_age_undo";
 -- key: "id"
 -- targets: "age"
 -- in place: "age" (undo columns "before_age", "after_age")
--- undo table: "backfill"."bf_0007_check_age_undo"
+-- undo table: "backfill"."bf_0007_check_age_undo" (rows of type "backfill"."bf_0007_check_age_undo_row")
 -- bypass: 0007_check_age
 
 -- whole-table update
@@ -120,9 +125,8 @@ _bf_changed AS (
   RETURNING _bf_src.*
 ),
 _bf_undo AS (
-  INSERT INTO "backfill"."bf_0007_check_age_undo" ("id", "before_age", "after_age")
-  SELECT "id", "before_age", "age" FROM _bf_changed
-  ON CONFLICT ("id") DO UPDATE SET "after_age" = EXCLUDED."after_age"
+  INSERT INTO "backfill"."bf_0007_check_age_undo" ("rows")
+  SELECT array_agg(ROW("id", "before_age", "age")::"backfill"."bf_0007_check_age_undo_row") FROM _bf_changed HAVING count(*) > 0
 )
 SELECT count(*) FROM _bf_changed;
 
@@ -143,23 +147,21 @@ _bf_last AS MATERIALIZED (
   SELECT _bf_t."id" FROM _bf_keys AS _bf_t ORDER BY _bf_t."id" DESC LIMIT 1
 ),
 _bf_src AS (
-  SELECT _bf_t."id", _bf_n."age", _bf_t."age" AS "before_age"
+  SELECT _bf_t."id", _bf_n."age", _bf_t."age" AS "before_age", _bf_t."ctid" AS _bf_ctid, _bf_t."xmin" AS _bf_xmin
     FROM "public"."users" AS _bf_t
     CROSS JOIN LATERAL (SELECT "id", "full_name", "email", CASE WHEN (NOT (age BETWEEN 0 AND 150)) THEN CAST((NULL) AS integer) ELSE "age" END AS "age", "nickname", "score", "legacy_code", "street", "city" FROM (SELECT _bf_t.*) AS "users") AS _bf_n
    WHERE (true AND _bf_t."id" <= (SELECT "id" FROM _bf_last)) AND ROW(_bf_t."age") IS DISTINCT FROM ROW(_bf_n."age")
-     FOR UPDATE OF _bf_t
 ),
 _bf_changed AS (
   UPDATE "public"."users" AS _bf_u
      SET "age" = _bf_src."age"
     FROM _bf_src
-   WHERE ROW(_bf_u."id") = ROW(_bf_src."id")
+   WHERE _bf_u."ctid" = _bf_src._bf_ctid AND _bf_u."xmin" = _bf_src._bf_xmin AND ROW(_bf_u."id") = ROW(_bf_src."id")
   RETURNING _bf_src.*
 ),
 _bf_undo AS (
-  INSERT INTO "backfill"."bf_0007_check_age_undo" ("id", "before_age", "after_age")
-  SELECT "id", "before_age", "age" FROM _bf_changed
-  ON CONFLICT ("id") DO UPDATE SET "after_age" = EXCLUDED."after_age"
+  INSERT INTO "backfill"."bf_0007_check_age_undo" ("rows")
+  SELECT array_agg(ROW("id", "before_age", "age")::"backfill"."bf_0007_check_age_undo_row") FROM _bf_changed HAVING count(*) > 0
 ),
 _bf_ckpt AS (
   UPDATE "backfill"."segments"
@@ -173,9 +175,50 @@ _bf_ckpt AS (
 )
 SELECT (SELECT count(*) FROM _bf_keys) AS seen, (SELECT count(*) FROM _bf_changed) AS changed, _bf_c.cursor, coalesce(_bf_c.done, false) AS done
   FROM (SELECT 1) AS _bf_one LEFT JOIN _bf_ckpt AS _bf_c ON true
- WHERE "backfill"."checkpoint_guard"(_bf_c.done IS NOT NULL, $1, $2);
+ WHERE "backfill"."checkpoint_guard"(_bf_c.done IS NOT NULL, $1, $2) AND "backfill"."rows_guard"((SELECT count(*) FROM _bf_src) = (SELECT count(*) FROM _bf_changed), $1, $2);
 
 -- engine: every later chunk
+WITH _bf_keys AS MATERIALIZED (
+  SELECT _bf_t."id" FROM "public"."users" AS _bf_t
+   WHERE _bf_t."id" > ($4::text[])[1]::bigint AND _bf_t."id" <= ($5::text[])[1]::bigint
+   ORDER BY _bf_t."id"
+   LIMIT $3
+),
+_bf_last AS MATERIALIZED (
+  SELECT _bf_t."id" FROM _bf_keys AS _bf_t ORDER BY _bf_t."id" DESC LIMIT 1
+),
+_bf_src AS (
+  SELECT _bf_t."id", _bf_n."age", _bf_t."age" AS "before_age", _bf_t."ctid" AS _bf_ctid, _bf_t."xmin" AS _bf_xmin
+    FROM "public"."users" AS _bf_t
+    CROSS JOIN LATERAL (SELECT "id", "full_name", "email", CASE WHEN (NOT (age BETWEEN 0 AND 150)) THEN CAST((NULL) AS integer) ELSE "age" END AS "age", "nickname", "score", "legacy_code", "street", "city" FROM (SELECT _bf_t.*) AS "users") AS _bf_n
+   WHERE (_bf_t."id" > ($4::text[])[1]::bigint AND _bf_t."id" <= (SELECT "id" FROM _bf_last)) AND ROW(_bf_t."age") IS DISTINCT FROM ROW(_bf_n."age")
+),
+_bf_changed AS (
+  UPDATE "public"."users" AS _bf_u
+     SET "age" = _bf_src."age"
+    FROM _bf_src
+   WHERE _bf_u."ctid" = _bf_src._bf_ctid AND _bf_u."xmin" = _bf_src._bf_xmin AND ROW(_bf_u."id") = ROW(_bf_src."id")
+  RETURNING _bf_src.*
+),
+_bf_undo AS (
+  INSERT INTO "backfill"."bf_0007_check_age_undo" ("rows")
+  SELECT array_agg(ROW("id", "before_age", "age")::"backfill"."bf_0007_check_age_undo_row") FROM _bf_changed HAVING count(*) > 0
+),
+_bf_ckpt AS (
+  UPDATE "backfill"."segments"
+     SET cursor = coalesce((SELECT ARRAY[_bf_t."id"::text] FROM _bf_last AS _bf_t), cursor),
+         rows_seen = rows_seen + (SELECT count(*) FROM _bf_keys),
+         rows_changed = rows_changed + (SELECT count(*) FROM _bf_changed),
+         done = (SELECT count(*) FROM _bf_keys) < $3,
+         updated_at = now()
+   WHERE plan = $1 AND segment = $2 AND cursor IS NOT DISTINCT FROM $4::text[]
+  RETURNING cursor, done
+)
+SELECT (SELECT count(*) FROM _bf_keys) AS seen, (SELECT count(*) FROM _bf_changed) AS changed, _bf_c.cursor, coalesce(_bf_c.done, false) AS done
+  FROM (SELECT 1) AS _bf_one LEFT JOIN _bf_ckpt AS _bf_c ON true
+ WHERE "backfill"."checkpoint_guard"(_bf_c.done IS NOT NULL, $1, $2) AND "backfill"."rows_guard"((SELECT count(*) FROM _bf_src) = (SELECT count(*) FROM _bf_changed), $1, $2);
+
+-- engine: a later chunk again, with row locks, after a row changed under it
 WITH _bf_keys AS MATERIALIZED (
   SELECT _bf_t."id" FROM "public"."users" AS _bf_t
    WHERE _bf_t."id" > ($4::text[])[1]::bigint AND _bf_t."id" <= ($5::text[])[1]::bigint
@@ -200,9 +243,8 @@ _bf_changed AS (
   RETURNING _bf_src.*
 ),
 _bf_undo AS (
-  INSERT INTO "backfill"."bf_0007_check_age_undo" ("id", "before_age", "after_age")
-  SELECT "id", "before_age", "age" FROM _bf_changed
-  ON CONFLICT ("id") DO UPDATE SET "after_age" = EXCLUDED."after_age"
+  INSERT INTO "backfill"."bf_0007_check_age_undo" ("rows")
+  SELECT array_agg(ROW("id", "before_age", "age")::"backfill"."bf_0007_check_age_undo_row") FROM _bf_changed HAVING count(*) > 0
 ),
 _bf_ckpt AS (
   UPDATE "backfill"."segments"
