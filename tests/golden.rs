@@ -219,7 +219,11 @@ fn render(plan_file: &Path, schedule: &Schedule, table: &TableInfo, created: boo
                     "the keys of a later chunk (naming a bad row)",
                     &chunk.keys_next,
                 ),
-            ] {
+            ]
+            .into_iter()
+            // Only in-place chunks have a second form; elsewhere it is the same statement.
+            .filter(|(what, _)| chunk.next_locked != chunk.next || !what.contains("row locks"))
+            {
                 let _ = writeln!(out, "-- engine: {what}\n{sql};\n");
             }
         }

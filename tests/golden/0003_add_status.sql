@@ -175,37 +175,6 @@ SELECT (SELECT count(*) FROM _bf_keys) AS seen, (SELECT count(*) FROM _bf_change
   FROM (SELECT 1) AS _bf_one LEFT JOIN _bf_ckpt AS _bf_c ON true
  WHERE "backfill"."checkpoint_guard"(_bf_c.done IS NOT NULL, $1, $2);
 
--- engine: a later chunk again, with row locks, after a row changed under it
-WITH _bf_keys AS MATERIALIZED (
-  SELECT _bf_t."id" FROM "public"."users" AS _bf_t
-   WHERE _bf_t."id" > ($4::text[])[1]::bigint AND _bf_t."id" <= ($5::text[])[1]::bigint
-   ORDER BY _bf_t."id"
-   LIMIT $3
-),
-_bf_last AS MATERIALIZED (
-  SELECT _bf_t."id" FROM _bf_keys AS _bf_t ORDER BY _bf_t."id" DESC LIMIT 1
-),
-_bf_changed AS (
-  UPDATE "public"."users" AS _bf_t
-     SET ("email_domain") = (SELECT _bf_n."email_domain" FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", "status", CASE WHEN ("email_domain" IS NULL) THEN CAST((split_part(email, '@', 2)) AS text) ELSE "email_domain" END AS "email_domain" FROM (SELECT _bf_t.*) AS "users") AS _bf_n)
-   WHERE (_bf_t."id" > ($4::text[])[1]::bigint AND _bf_t."id" <= (SELECT "id" FROM _bf_last))
-     AND EXISTS (SELECT FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", "status", CASE WHEN ("email_domain" IS NULL) THEN CAST((split_part(email, '@', 2)) AS text) ELSE "email_domain" END AS "email_domain" FROM (SELECT _bf_t.*) AS "users") AS _bf_n WHERE ROW(_bf_t."email_domain") IS DISTINCT FROM ROW(_bf_n."email_domain"))
-  RETURNING 1
-),
-_bf_ckpt AS (
-  UPDATE "backfill"."segments"
-     SET cursor = coalesce((SELECT ARRAY[_bf_t."id"::text] FROM _bf_last AS _bf_t), cursor),
-         rows_seen = rows_seen + (SELECT count(*) FROM _bf_keys),
-         rows_changed = rows_changed + (SELECT count(*) FROM _bf_changed),
-         done = (SELECT count(*) FROM _bf_keys) < $3,
-         updated_at = now()
-   WHERE plan = $1 AND segment = $2 AND cursor IS NOT DISTINCT FROM $4::text[]
-  RETURNING cursor, done
-)
-SELECT (SELECT count(*) FROM _bf_keys) AS seen, (SELECT count(*) FROM _bf_changed) AS changed, _bf_c.cursor, coalesce(_bf_c.done, false) AS done
-  FROM (SELECT 1) AS _bf_one LEFT JOIN _bf_ckpt AS _bf_c ON true
- WHERE "backfill"."checkpoint_guard"(_bf_c.done IS NOT NULL, $1, $2);
-
 -- engine: the keys of a first chunk (naming a bad row)
 SELECT ARRAY[_bf_t."id"::text] FROM "public"."users" AS _bf_t
  WHERE $1::text[] IS NULL AND _bf_t."id" <= ($2::text[])[1]::bigint
