@@ -204,25 +204,26 @@ fn render(plan_file: &Path, schedule: &Schedule, table: &TableInfo, created: boo
             );
             let keyset = Keyset::of(table).unwrap_or_else(|e| panic!("{e}"));
             let chunk = chunk_sql(spec, &keyset, &Ident::new(options.state_schema.as_str()));
+            // Only in-place chunks have a second form; elsewhere it is the same statement.
+            let locked = (chunk.next_locked != chunk.next).then_some((
+                "a later chunk again, with row locks, after a row changed under it",
+                &chunk.next_locked,
+            ));
             for (what, sql) in [
-                ("a segment's first chunk", &chunk.first),
-                ("every later chunk", &chunk.next),
-                (
-                    "a later chunk again, with row locks, after a row changed under it",
-                    &chunk.next_locked,
-                ),
-                (
+                Some(("a segment's first chunk", &chunk.first)),
+                Some(("every later chunk", &chunk.next)),
+                locked,
+                Some((
                     "the keys of a first chunk (naming a bad row)",
                     &chunk.keys_first,
-                ),
-                (
+                )),
+                Some((
                     "the keys of a later chunk (naming a bad row)",
                     &chunk.keys_next,
-                ),
+                )),
             ]
             .into_iter()
-            // Only in-place chunks have a second form; elsewhere it is the same statement.
-            .filter(|(what, _)| chunk.next_locked != chunk.next || !what.contains("row locks"))
+            .flatten()
             {
                 let _ = writeln!(out, "-- engine: {what}\n{sql};\n");
             }

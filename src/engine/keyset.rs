@@ -179,6 +179,19 @@ pub struct ChunkSql {
     pub keys_next: String,
 }
 
+impl ChunkSql {
+    /// The chunk statement of a segment: its first chunk or a later one (`after_cursor`),
+    /// read without row locks or, when `locked`, with them.
+    pub fn chunk(&self, after_cursor: bool, locked: bool) -> &str {
+        match (after_cursor, locked) {
+            (false, false) => &self.first,
+            (true, false) => &self.next,
+            (false, true) => &self.first_locked,
+            (true, true) => &self.next_locked,
+        }
+    }
+}
+
 /// Builds the chunk statements.
 ///
 /// One statement per chunk, one round trip, one implicit transaction: the next `$3` keys of the

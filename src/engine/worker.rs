@@ -206,12 +206,7 @@ async fn walk(id: u32, shared: &Shared, pool: &Pool, task: &mut Task, sizing: &m
             }
             Err(e) => return Walk::Transient(format!("cannot get a connection: {e}"), None),
         };
-        let sql = match (task.cursor.is_some(), lock_rows) {
-            (true, false) => &shared.sql.next,
-            (false, false) => &shared.sql.first,
-            (true, true) => &shared.sql.next_locked,
-            (false, true) => &shared.sql.first_locked,
-        };
+        let sql = shared.sql.chunk(task.cursor.is_some(), lock_rows);
         let started = Instant::now();
         let result = match client.prepare_cached(sql).await {
             Ok(stmt) => {
@@ -338,11 +333,7 @@ async fn locate_bad_row(
     let code = error.as_db_error().map(|d| d.code().code().to_string());
     let message = describe(error);
     // With row locks: a try is never refused for a row someone else wrote meanwhile.
-    let sql = if task.cursor.is_some() {
-        &shared.sql.next_locked
-    } else {
-        &shared.sql.first_locked
-    };
+    let sql = shared.sql.chunk(task.cursor.is_some(), true);
     // `lo` rows pass, `hi` rows fail.
     let (mut lo, mut hi) = (0u32, batch);
     while hi - lo > 1 {
