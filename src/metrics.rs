@@ -239,6 +239,14 @@ impl Meter {
         self.with(|i| i.figures.segments_left = (i.figures.segments_left - 1).max(0));
     }
 
+    /// A walked segment was split in two: one more segment, and one more left.
+    pub fn segment_split(&self) {
+        self.with(|i| {
+            i.figures.segments += 1;
+            i.figures.segments_left += 1;
+        });
+    }
+
     /// A DDL statement could not get its lock in time; it waited `waited` before its retry.
     pub fn ddl_lock_wait(&self, waited: Duration) {
         self.with(|i| {

@@ -208,7 +208,7 @@ impl Board {
                 self.workers.clear();
                 self.end = Some(End::Failed);
             }
-            Event::Retry { .. } => {}
+            Event::Retry { .. } | Event::SegmentSplit { .. } => {}
         }
     }
 

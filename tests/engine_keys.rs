@@ -27,6 +27,16 @@ max_batch_size = 400
 
 /// Creates `k` with `setup`, stages the plan, runs the backfill and checks every row.
 async fn backfill_table(test: &str, setup: &str, expected_rows: i64) {
+    backfill_table_with(test, setup, expected_rows, &plan(test)).await;
+}
+
+/// As [`backfill_table`], with the plan `plan_text`; returns the run's events.
+async fn backfill_table_with(
+    test: &str,
+    setup: &str,
+    expected_rows: i64,
+    plan_text: &str,
+) -> Vec<serde_json::Value> {
     let db = TestDb::new(test).await;
     let client = db.connect().await;
     client
@@ -37,7 +47,7 @@ async fn backfill_table(test: &str, setup: &str, expected_rows: i64) {
         .batch_execute("ANALYZE k")
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let staged = stage(&db, test, &plan(test)).await;
+    let staged = stage(&db, test, plan_text).await;
     let out = backfill_cmd(
         &[
             "run",
@@ -56,7 +66,8 @@ async fn backfill_table(test: &str, setup: &str, expected_rows: i64) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    let events = json_events(&out.stdout);
+    let first_run = json_events(&out.stdout);
+    let events = &first_run;
     let finished = events
         .iter()
         .find(|e| e["event"] == "finished")
@@ -112,6 +123,7 @@ async fn backfill_table(test: &str, setup: &str, expected_rows: i64) {
         .find(|e| e["event"] == "finished")
         .unwrap_or_else(|| panic!("no finished event on rerun: {events:?}"));
     assert_eq!(finished["rows_changed"], 0);
+    first_run
 }
 
 #[tokio::test]
@@ -229,4 +241,40 @@ async fn a_table_without_a_key_is_walked_by_location() {
         2000,
     )
     .await;
+}
+
+/// Nearly every row in the first of the segments (an integer key split evenly between its
+/// smallest and largest value): the workers that find the other segments empty split the
+/// walked one, half of what is left at a time, instead of idling while one worker walks it
+/// alone; no row is walked twice (the checkpoints' rows seen equal the table's rows).
+#[tokio::test]
+async fn a_segment_holding_most_rows_is_split_for_the_idle_workers() {
+    let test = "keys_split";
+    let plan_text = plan(test).replace("max_batch_size = 400", "max_batch_size = 100");
+    let events = backfill_table_with(
+        test,
+        "CREATE TABLE k (id bigint PRIMARY KEY, payload text NOT NULL);
+         INSERT INTO k SELECT g, 'p' || g FROM generate_series(1, 20000) g;
+         INSERT INTO k VALUES (100000000, 'far');",
+        20_001,
+        &plan_text,
+    )
+    .await;
+    let splits: Vec<_> = events
+        .iter()
+        .filter(|e| e["event"] == "segment_split")
+        .collect();
+    assert!(!splits.is_empty(), "no segment was split: {events:?}");
+    let started = events
+        .iter()
+        .find(|e| e["event"] == "started")
+        .unwrap_or_else(|| panic!("no started event"));
+    let segments = started["segments"].as_i64().unwrap_or(0);
+    for s in &splits {
+        let new = s["new"].as_i64().unwrap_or(-1);
+        assert!(
+            new >= segments,
+            "new segments are numbered after the others: {s}"
+        );
+    }
 }

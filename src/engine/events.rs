@@ -78,6 +78,14 @@ pub enum Event {
         /// The segment.
         segment: i32,
     },
+    /// A worker with no segment left to claim took the second half of what was left of
+    /// segment `segment`, walked by another worker of this process, as the new segment `new`.
+    SegmentSplit {
+        /// The segment split, which now ends where `new` starts.
+        segment: i32,
+        /// The new segment.
+        new: i32,
+    },
     /// A worker started: at the start, or `backfill set workers=N` asked for more.
     WorkerStarted {
         /// The worker (1-based).
@@ -228,6 +236,7 @@ fn record(meter: &Meter, event: &Event) {
             sqlstate, batch, ..
         } => meter.retry(sqlstate.as_deref(), *batch),
         Event::SegmentDone { .. } => meter.segment_done(),
+        Event::SegmentSplit { .. } => meter.segment_split(),
         Event::Throttled { reason } => meter.throttled(Some(reason)),
         Event::Unthrottled {} => meter.throttled(None),
         Event::SettingsChanged { workers, .. } => meter.workers(*workers),

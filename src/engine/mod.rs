@@ -191,6 +191,39 @@ struct Queue {
     in_flight: usize,
     /// Segments this process holds (waiting or walked): not to be claimed again by it.
     held: std::collections::BTreeSet<i32>,
+    /// The segments walked now, by number: where their walk is, and where it ends (a split
+    /// moves the end; the walker reads it before each chunk).
+    walking: std::collections::HashMap<i32, Walking>,
+}
+
+/// A segment a worker walks now.
+#[derive(Debug, Clone)]
+struct Walking {
+    /// The last key its chunks committed.
+    cursor: Option<Vec<String>>,
+    /// Its last key.
+    upper: Vec<String>,
+    /// The walker's batch size.
+    batch: u32,
+}
+
+/// A walked segment is split only when at least this many of its walker's batches are left,
+/// so that each half holds at least two.
+pub const SPLIT_MIN_BATCHES: i64 = 4;
+
+/// Where to split a segment of an integer key that its walker has walked up to `cursor`, and
+/// the keys left after the cursor: half way between the cursor and the end, when at least
+/// [`SPLIT_MIN_BATCHES`] batches of keys are left.
+pub fn split_point(cursor: Option<&[String]>, upper: &[String], batch: u32) -> Option<(i64, i64)> {
+    let cursor: i64 = cursor?.first()?.parse().ok()?;
+    let upper: i64 = upper.first()?.parse().ok()?;
+    // In 128 bits: the span of a bigint key can pass i64::MAX.
+    let left = i128::from(upper) - i128::from(cursor);
+    if left < i128::from(SPLIT_MIN_BATCHES) * i128::from(batch.max(1)) {
+        return None;
+    }
+    let at = i64::try_from(i128::from(cursor) + left / 2).ok()?;
+    Some((at, i64::try_from(left).unwrap_or(i64::MAX)))
 }
 
 /// What the workers share.
@@ -204,6 +237,9 @@ struct Shared {
     queue: Mutex<Queue>,
     /// Held while a worker claims a segment (see [`Shared::next_task`]).
     claiming: tokio::sync::Mutex<()>,
+    /// Woken when a segment leaves a worker (done or given back), so that a worker waiting
+    /// for work looks again at once.
+    wake: tokio::sync::Notify,
     /// Settings that `backfill set` changes, and the probes' verdict.
     live: tuning::Tuning,
     stop: Stop,
@@ -222,14 +258,34 @@ struct Shared {
     pace: Mutex<Option<pace::Pace>>,
 }
 
+impl Queue {
+    /// A worker starts walking `task`.
+    fn walk(&mut self, task: &Task) {
+        self.walking.insert(
+            task.segment,
+            Walking {
+                cursor: task.cursor.clone(),
+                upper: task.upper.clone(),
+                batch: 1,
+            },
+        );
+    }
+}
+
 impl Shared {
     /// The next segment for worker `id`: one of ours whose retry delay has passed, else a free
-    /// one claimed in the database (`FOR UPDATE SKIP LOCKED`, under a lease). Waits while the
-    /// segments left are delayed, walked by other workers or held by other processes (whose
-    /// leases may run out); `None` when none is left, when the run stops, or when fewer workers
-    /// are wanted.
+    /// one claimed in the database (`FOR UPDATE SKIP LOCKED`, under a lease), else half of
+    /// what is left of the segment another worker of this process walks with the most keys
+    /// left (integer keys; see [`Shared::split`]), so that no worker idles at the end of the
+    /// walk while another walks a whole segment alone. Waits while the segments left are
+    /// delayed, walked by other workers or held by other processes (whose leases may run out);
+    /// `None` when none is left, when the run stops, or when fewer workers are wanted.
     async fn next_task(&self, id: u32, pool: &Pool) -> Option<Task> {
         loop {
+            // Registered before looking, so a segment that leaves a worker meanwhile wakes it.
+            let woken = self.wake.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
             if self.stop.is_set() || id > self.live.workers() {
                 return None;
             }
@@ -239,6 +295,7 @@ impl Shared {
                 if let Some(i) = q.ready.iter().position(|t| t.not_before <= now) {
                     let task = q.ready.remove(i);
                     q.in_flight += 1;
+                    q.walk(&task);
                     return Some(task);
                 }
                 (q.ready.len(), q.in_flight)
@@ -252,11 +309,15 @@ impl Shared {
                 .lock()
                 .map(|q| q.held.iter().copied().collect())
                 .unwrap_or_default();
-            let claimed = self.claim(pool, &held).await;
+            let mut claimed = self.claim(pool, &held).await;
+            if let Ok(None) = claimed {
+                claimed = Ok(self.split(pool).await);
+            }
             if let Ok(Some(task)) = &claimed {
                 if let Ok(mut q) = self.queue.lock() {
                     q.in_flight += 1;
                     q.held.insert(task.segment);
+                    q.walk(task);
                 }
             }
             drop(claiming);
@@ -272,7 +333,104 @@ impl Shared {
             }
             tokio::select! {
                 _ = tokio::time::sleep(monitor::CLAIM_POLL) => {}
+                _ = woken => {}
                 _ = self.stop.wait() => return None,
+            }
+        }
+    }
+
+    /// Splits the segment a worker of this process walks with the most keys left (see
+    /// [`split_point`]) and returns its second half, claimed in the database; `None` for keys
+    /// that are not one integer column, when no walk has enough left, or when the segment
+    /// moved meanwhile (its walker passed the point, finished it, or lost it). The walker reads
+    /// its new end before its next chunk. A chunk of it in flight when the split commits
+    /// cannot commit past the point: its checkpoint only moves while the segment's end is the
+    /// one the chunk was given, so it rolls back and runs again within the new end.
+    async fn split(&self, pool: &Pool) -> Option<Task> {
+        if !self.job.keyset.is_integer() {
+            return None;
+        }
+        let (walked, at) = {
+            let q = self.queue.lock().ok()?;
+            q.walking
+                .iter()
+                .filter_map(|(segment, w)| {
+                    let (at, left) = split_point(w.cursor.as_deref(), &w.upper, w.batch)?;
+                    Some((left, *segment, w, at))
+                })
+                .max_by_key(|(left, segment, ..)| (*left, -*segment))
+                .map(|(_, segment, w, at)| {
+                    let walked = state::segments::Pending {
+                        segment,
+                        cursor: w.cursor.clone(),
+                        upper: w.upper.clone(),
+                    };
+                    (walked, vec![at.to_string()])
+                })
+        }?;
+        let mut client = pool.get().await.ok()?;
+        let new = state::segments::split(
+            &mut client,
+            &self.options.state_schema,
+            &self.job.plan,
+            &self.owner,
+            self.options.lease,
+            &walked,
+            &at,
+        )
+        .await;
+        let new = match new {
+            Ok(Some(new)) => new,
+            Ok(None) => return None,
+            Err(e) => {
+                tracing::debug!(segment = walked.segment, error = %e, "splitting a segment failed");
+                return None;
+            }
+        };
+        if let Ok(mut q) = self.queue.lock() {
+            // The walker, or its segment back in the queue, ends at the split from now on.
+            if let Some(w) = q.walking.get_mut(&walked.segment) {
+                w.upper.clone_from(&at);
+            }
+            for t in q.ready.iter_mut().filter(|t| t.segment == walked.segment) {
+                t.upper.clone_from(&at);
+            }
+        }
+        self.events.send(Event::SegmentSplit {
+            segment: walked.segment,
+            new: new.segment,
+        });
+        Some(Task {
+            segment: new.segment,
+            cursor: new.cursor,
+            upper: new.upper,
+            attempts: 0,
+            not_before: Instant::now(),
+        })
+    }
+
+    /// The end of segment `segment` as a split left it (`None`: not walked by this process).
+    fn upper_of(&self, segment: i32) -> Option<Vec<String>> {
+        let q = self.queue.lock().ok()?;
+        q.walking.get(&segment).map(|w| w.upper.clone())
+    }
+
+    /// Segment `segment` ends at `upper`, as the database says after its checkpoint moved (a
+    /// split by this process that committed before the walker read the new end).
+    fn set_upper(&self, segment: i32, upper: &[String]) {
+        if let Ok(mut q) = self.queue.lock() {
+            if let Some(w) = q.walking.get_mut(&segment) {
+                w.upper = upper.to_vec();
+            }
+        }
+    }
+
+    /// Records where the walk of segment `segment` is after a chunk, for [`Shared::split`].
+    fn walked(&self, segment: i32, cursor: &Option<Vec<String>>, batch: u32) {
+        if let Ok(mut q) = self.queue.lock() {
+            if let Some(w) = q.walking.get_mut(&segment) {
+                w.cursor.clone_from(cursor);
+                w.batch = batch;
             }
         }
     }
@@ -313,15 +471,21 @@ impl Shared {
         if let Ok(mut q) = self.queue.lock() {
             q.in_flight = q.in_flight.saturating_sub(1);
             q.held.remove(&segment);
+            q.walking.remove(&segment);
         }
+        self.wake.notify_waiters();
     }
 
     /// A segment goes back to the queue (failed chunk, or stopping).
-    fn requeue(&self, task: Task) {
+    fn requeue(&self, mut task: Task) {
         if let Ok(mut q) = self.queue.lock() {
             q.in_flight = q.in_flight.saturating_sub(1);
+            if let Some(w) = q.walking.remove(&task.segment) {
+                task.upper = w.upper;
+            }
             q.ready.push(task);
         }
+        self.wake.notify_waiters();
     }
 
     /// Records the first failure and stops every worker.
@@ -365,6 +529,7 @@ pub async fn backfill(
         job,
         queue: Mutex::new(Queue::default()),
         claiming: tokio::sync::Mutex::new(()),
+        wake: tokio::sync::Notify::new(),
         live: tuning::Tuning::new(
             options.max_rows_per_second,
             workers,
@@ -511,15 +676,6 @@ fn outcome(events: &Events, summary: Summary, interrupted: bool) -> Outcome {
 async fn supervise(shared: &Arc<Shared>, pool: &Pool) {
     let mut handles: Vec<Option<tokio::task::JoinHandle<()>>> = Vec::new();
     loop {
-        for h in handles.iter_mut() {
-            if h.as_ref().is_some_and(|j| j.is_finished()) {
-                if let Some(j) = h.take() {
-                    if let Err(e) = j.await {
-                        shared.fail(Error::Failed(format!("a backfill worker crashed: {e}")));
-                    }
-                }
-            }
-        }
         let wanted = shared.live.workers() as usize;
         let more = !shared.finished.load(Ordering::SeqCst) && !shared.stop.is_set();
         if handles.len() < wanted {
@@ -536,7 +692,29 @@ async fn supervise(shared: &Arc<Shared>, pool: &Pool) {
         if handles.iter().all(|h| h.is_none()) && !more {
             return;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // The first worker to end, at once (the last one's end is the end of the walk), or a
+        // look at the wanted number of workers every 100 ms.
+        let ended = std::future::poll_fn(|cx| {
+            for (i, h) in handles.iter_mut().enumerate() {
+                if let Some(j) = h {
+                    if let std::task::Poll::Ready(r) =
+                        std::future::Future::poll(std::pin::Pin::new(j), cx)
+                    {
+                        return std::task::Poll::Ready((i, r));
+                    }
+                }
+            }
+            std::task::Poll::Pending
+        });
+        tokio::select! {
+            (i, r) = ended => {
+                handles[i] = None;
+                if let Err(e) = r {
+                    shared.fail(Error::Failed(format!("a backfill worker crashed: {e}")));
+                }
+            }
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
     }
 }
 
@@ -623,4 +801,39 @@ fn escape_option(value: &str) -> String {
         out.push(c);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_point;
+
+    fn key(k: i64) -> Vec<String> {
+        vec![k.to_string()]
+    }
+
+    #[test]
+    fn a_walk_is_split_half_way_between_its_cursor_and_its_end() {
+        assert_eq!(
+            split_point(Some(&key(100)), &key(900), 100),
+            Some((500, 800))
+        );
+        assert_eq!(split_point(Some(&key(-50)), &key(50), 10), Some((0, 100)));
+    }
+
+    #[test]
+    fn a_walk_with_fewer_than_four_batches_left_or_no_cursor_is_not_split() {
+        assert_eq!(split_point(Some(&key(100)), &key(499), 100), None);
+        assert_eq!(
+            split_point(Some(&key(100)), &key(500), 100),
+            Some((300, 400))
+        );
+        assert_eq!(split_point(None, &key(1_000_000), 100), None);
+        assert_eq!(split_point(Some(&key(10)), &key(5), 1), None);
+    }
+
+    #[test]
+    fn a_split_of_the_whole_bigint_range_does_not_overflow() {
+        let split = split_point(Some(&key(i64::MIN + 1)), &key(i64::MAX - 1), 1);
+        assert_eq!(split, Some((-1, i64::MAX)));
+    }
 }

@@ -206,6 +206,10 @@ async fn walk(id: u32, shared: &Shared, pool: &Pool, task: &mut Task, sizing: &m
             }
             Err(e) => return Walk::Transient(format!("cannot get a connection: {e}"), None),
         };
+        // A split may have moved the segment's end since the last chunk.
+        if let Some(upper) = shared.upper_of(task.segment) {
+            task.upper = upper;
+        }
         let sql = shared.sql.chunk(task.cursor.is_some(), lock_rows);
         let started = Instant::now();
         let result = match client.prepare_cached(sql).await {
@@ -264,6 +268,7 @@ async fn walk(id: u32, shared: &Shared, pool: &Pool, task: &mut Task, sizing: &m
         let cursor: Option<Vec<String>> = row.get(2);
         let done: bool = row.get(3);
         task.cursor = cursor;
+        shared.walked(task.segment, &task.cursor, batch);
         task.attempts = 0;
         lock_rows = false;
         sizing.observe(seen.max(0) as u64, took);
@@ -311,6 +316,9 @@ async fn reload(
     )
     .await?;
     task.cursor = checkpoint.cursor;
+    // A split of this segment committed after this worker last read its end.
+    shared.set_upper(task.segment, &checkpoint.upper);
+    task.upper = checkpoint.upper;
     Ok(if checkpoint.done {
         Reloaded::Done
     } else if checkpoint.ours {

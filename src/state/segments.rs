@@ -50,6 +50,8 @@ pub struct Checkpoint {
     pub done: bool,
     /// Whether the owner asked about still holds it.
     pub ours: bool,
+    /// The segment's last key (a split moves it).
+    pub upper: Vec<String>,
 }
 
 /// (exclusive lower, inclusive upper) bounds of a segment, as `text[]` key values.
@@ -363,6 +365,65 @@ pub async fn claim(
     }))
 }
 
+/// Splits segment `walked.segment` of plan `plan` (an integer key) at key `at`, so that two
+/// workers walk what is left of it: the segment now ends at `at`, and a new segment (numbered
+/// after every other), claimed by `owner` under a lease of `lease`, walks from after `at` to
+/// the segment's end `walked.upper`. Only while `owner` holds the segment, it is not done,
+/// still ends there, and its cursor is before `at` (checked on the row locked, after any chunk of it in
+/// flight committed); `None` otherwise. Splits of one plan are serialized by its advisory lock,
+/// so two processes never number their new segments alike.
+pub async fn split(
+    client: &mut Client,
+    schema: &Ident,
+    plan: &str,
+    owner: &str,
+    lease: Duration,
+    walked: &Pending,
+    at: &[String],
+) -> PgResult<Option<Pending>> {
+    let segments = segments(schema);
+    let (segment, upper) = (walked.segment, &walked.upper);
+    let tx = client.transaction().await?;
+    lock_plan(&tx, plan).await?;
+    let ahead = tx
+        .query_opt(
+            &format!(
+                "SELECT 1 FROM {segments}
+                  WHERE plan = $1 AND segment = $2 AND NOT done AND owner = $3
+                    AND upper_bound = $4 AND cursor[1]::bigint < ($5::text[])[1]::bigint
+                    FOR UPDATE"
+            ),
+            &[&plan, &segment, &owner, &upper, &at],
+        )
+        .await?;
+    if ahead.is_none() {
+        return Ok(None);
+    }
+    let new: i32 = tx
+        .query_one(
+            &format!(
+                "INSERT INTO {segments} (plan, segment, lower_bound, upper_bound, cursor, owner, lease_until)
+                 SELECT $1, max(segment) + 1, $2, $3, $2, $4, now() + make_interval(secs => $5)
+                   FROM {segments} WHERE plan = $1
+                 RETURNING segment"
+            ),
+            &[&plan, &at, &upper, &owner, &lease.as_secs_f64()],
+        )
+        .await?
+        .get(0);
+    tx.execute(
+        &format!("UPDATE {segments} SET upper_bound = $3 WHERE plan = $1 AND segment = $2"),
+        &[&plan, &segment, &at],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Some(Pending {
+        segment: new,
+        cursor: Some(at.to_vec()),
+        upper: upper.clone(),
+    }))
+}
+
 /// Segments of plan `plan` not done, whoever holds them.
 pub async fn left(client: &Client, schema: &Ident, plan: &str) -> PgResult<i64> {
     let segments = segments(schema);
@@ -438,7 +499,7 @@ pub async fn free_owner(client: &Client, schema: &Ident, plan: &str, owner: &str
         .map(|_| ())
 }
 
-/// Reads back segment `segment`'s checkpoint and whether `owner` still holds it.
+/// Reads back segment `segment`'s checkpoint, its end, and whether `owner` still holds it.
 pub async fn read_back(
     client: &Client,
     schema: &Ident,
@@ -449,7 +510,7 @@ pub async fn read_back(
     let segments = segments(schema);
     let row = client
         .query_one(
-            &format!("SELECT cursor, done, owner IS NOT DISTINCT FROM $3 FROM {segments} WHERE plan = $1 AND segment = $2"),
+            &format!("SELECT cursor, done, owner IS NOT DISTINCT FROM $3, upper_bound FROM {segments} WHERE plan = $1 AND segment = $2"),
             &[&plan, &segment, &owner],
         )
         .await?;
@@ -457,6 +518,7 @@ pub async fn read_back(
         cursor: row.get(0),
         done: row.get(1),
         ours: row.get(2),
+        upper: row.get(3),
     })
 }
 
@@ -476,10 +538,11 @@ pub struct ChunkCounts<'a> {
 
 /// The data-modifying CTE `name AS (...)` of a chunk statement that advances the segment's
 /// checkpoint in the chunk's own commit. The statement's parameters are `$1` plan, `$2`
-/// segment, `$3` batch size and `$4` the cursor the chunk started from (`text[]`): the row
-/// only moves if its cursor is still `$4`, and the segment is done when `done` holds (for a
-/// keyset walk: the chunk saw fewer than `$3` rows). The CTE returns the new `cursor` and `done`, or no row when the checkpoint
-/// had moved (see [`guard_call`]).
+/// segment, `$3` batch size, `$4` the cursor the chunk started from and `$5` the segment's end
+/// (both `text[]`): the row only moves if its cursor is still `$4` and its end still `$5` (a
+/// split moves the end, see [`split`]), and the segment is done when `done` holds (for a keyset
+/// walk: the chunk saw fewer than `$3` rows). The CTE returns the new `cursor` and `done`, or no
+/// row when the checkpoint had moved (see [`guard_call`]).
 pub fn checkpoint_cte(schema: &Ident, name: &str, counts: ChunkCounts<'_>) -> String {
     let segments = segments(schema);
     let ChunkCounts {
@@ -489,7 +552,7 @@ pub fn checkpoint_cte(schema: &Ident, name: &str, counts: ChunkCounts<'_>) -> St
         done,
     } = counts;
     format!(
-        "{name} AS (\n  UPDATE {segments}\n     SET cursor = coalesce(({last}), cursor),\n         rows_seen = rows_seen + ({seen}),\n         rows_changed = rows_changed + ({changed}),\n         done = {done},\n         updated_at = now()\n   WHERE plan = $1 AND segment = $2 AND cursor IS NOT DISTINCT FROM $4::text[]\n  RETURNING cursor, done\n)"
+        "{name} AS (\n  UPDATE {segments}\n     SET cursor = coalesce(({last}), cursor),\n         rows_seen = rows_seen + ({seen}),\n         rows_changed = rows_changed + ({changed}),\n         done = {done},\n         updated_at = now()\n   WHERE plan = $1 AND segment = $2 AND cursor IS NOT DISTINCT FROM $4::text[] AND upper_bound = $5::text[]\n  RETURNING cursor, done\n)"
     )
 }
 

@@ -150,7 +150,7 @@ _bf_ckpt AS (
          rows_changed = rows_changed + (SELECT count(*) FROM _bf_changed),
          done = (SELECT count(*) FROM _bf_keys) < $3,
          updated_at = now()
-   WHERE plan = $1 AND segment = $2 AND cursor IS NOT DISTINCT FROM $4::text[]
+   WHERE plan = $1 AND segment = $2 AND cursor IS NOT DISTINCT FROM $4::text[] AND upper_bound = $5::text[]
   RETURNING cursor, done
 )
 SELECT (SELECT count(*) FROM _bf_keys) AS seen, (SELECT count(*) FROM _bf_changed) AS changed, _bf_c.cursor, coalesce(_bf_c.done, false) AS done
@@ -181,7 +181,7 @@ _bf_ckpt AS (
          rows_changed = rows_changed + (SELECT count(*) FROM _bf_changed),
          done = (SELECT count(*) FROM _bf_keys) < $3,
          updated_at = now()
-   WHERE plan = $1 AND segment = $2 AND cursor IS NOT DISTINCT FROM $4::text[]
+   WHERE plan = $1 AND segment = $2 AND cursor IS NOT DISTINCT FROM $4::text[] AND upper_bound = $5::text[]
   RETURNING cursor, done
 )
 SELECT (SELECT count(*) FROM _bf_keys) AS seen, (SELECT count(*) FROM _bf_changed) AS changed, _bf_c.cursor, coalesce(_bf_c.done, false) AS done
