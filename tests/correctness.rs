@@ -913,3 +913,56 @@ async fn rows_breaking_a_check_are_counted_across_pages() {
         show(&out)
     );
 }
+
+/// The backfill's `UPDATE` of one operation names its rows by the table's own name (the new
+/// values are computed inline, not in subqueries). A table named like the chunk statement's
+/// own CTEs, with a column named like the table, and expressions that name the table, a bare
+/// column and that column: every row is split, across many chunks, and a rerun changes nothing.
+#[tokio::test]
+async fn one_operation_on_a_table_named_like_the_chunks_own_names() {
+    let db = TestDb::new("inline_names").await;
+    let client = db.connect().await;
+    client
+        .batch_execute(
+            r#"CREATE TABLE "_bf_last" (id bigint PRIMARY KEY, full_name text, "_bf_last" text);
+               INSERT INTO "_bf_last" SELECT g, 'F' || g || ' L' || g, 'x' || g FROM generate_series(1, 700) g;
+               INSERT INTO "_bf_last" VALUES (701, NULL, NULL), (702, 'alone', 'y');"#,
+        )
+        .await
+        .expect("setup");
+    let plan_text = r#"
+table = "_bf_last"
+[[operations]]
+kind = "split_column"
+column = "full_name"
+down = "concat_ws(' ', first_name, last_name)"
+[[operations.into]]
+name = "first_name"
+type = "text"
+up = "split_part(\"_bf_last\".full_name, ' ', 1) || \"_bf_last\".\"_bf_last\""
+[[operations.into]]
+name = "last_name"
+type = "text"
+up = "split_part(full_name, ' ', 2)"
+[backfill]
+workers = 2
+batch_size = 50
+min_batch_size = 10
+max_batch_size = 50
+[release]
+expand = "1.0"
+contract = "2.0"
+"#;
+    let plans = Plans::new("inline_names");
+    let plan = plans.write("split.toml", plan_text);
+    backfill_ok(&["run", &plan, "--release", "1.0"], Some(&db.url));
+    let query = r#"SELECT id || ':' || coalesce(first_name, 'NULL') || ':' || coalesce(last_name, 'NULL') FROM "_bf_last" ORDER BY id"#;
+    let mut expected: Vec<String> = (1..=700).map(|g| format!("{g}:F{g}x{g}:L{g}")).collect();
+    expected.push("701:NULL:NULL".to_string());
+    expected.push("702:aloney:".to_string());
+    assert_eq!(rows(&client, query).await, expected);
+    let out = backfill_cmd(&["verify", &plan], Some(&db.url));
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    backfill_ok(&["run", &plan, "--release", "2.0"], Some(&db.url));
+    assert_eq!(rows(&client, query).await, expected);
+}

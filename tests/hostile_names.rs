@@ -140,6 +140,10 @@ fn fixed_names() -> Vec<String> {
         "_bf_u",
         "_bf_src",
         "_bf_changed",
+        "_bf_keys",
+        "_bf_last",
+        "_bf_ckpt",
+        "_bf_w",
         "mixedcase",
     ]
     .iter()

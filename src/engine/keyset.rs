@@ -218,7 +218,15 @@ pub fn chunk_sql(spec: &BackfillSpec, keyset: &Keyset, state_schema: &Ident) -> 
             .iter()
             .map(|c| format!("(SELECT {c} FROM _bf_last)"))
             .collect();
-        let filter = format!("{lower_cond} AND {}", keyset.compare(ROW, "<=", &last));
+        // Over the alias the update names its rows by.
+        let filter = |t: &str| {
+            let after_cursor = if lower {
+                keyset.compare_param(t, ">", 4)
+            } else {
+                "true".to_string()
+            };
+            format!("{after_cursor} AND {}", keyset.compare(t, "<=", &last))
+        };
         let last_text = format!("SELECT {} FROM _bf_last AS {ROW}", keyset.to_text(ROW));
         let checkpoint = segments::checkpoint_cte(
             state_schema,
@@ -310,7 +318,7 @@ fn tid_at_most(alias: &str, param: usize) -> String {
 /// window reaches its bound. A window of pages holding no rows (after deletes) is walked all
 /// the same.
 fn physical_chunk_sql(spec: &BackfillSpec, state_schema: &Ident) -> ChunkSql {
-    let filter = format!("{} AND {}", in_window(ROW), tid_at_most(ROW, 5));
+    let filter = |t: &str| format!("{} AND {}", in_window(t), tid_at_most(t, 5));
     let checkpoint = segments::checkpoint_cte(
         state_schema,
         CKPT,
@@ -323,9 +331,10 @@ fn physical_chunk_sql(spec: &BackfillSpec, state_schema: &Ident) -> ChunkSql {
     );
     let chunk = |guard: RowGuard| {
         format!(
-            "WITH {window},\n_bf_keys AS MATERIALIZED (\n  SELECT FROM {table} AS {ROW} WHERE {filter}\n),\n{update},\n{checkpoint}\n{result}",
+            "WITH {window},\n_bf_keys AS MATERIALIZED (\n  SELECT FROM {table} AS {ROW} WHERE {keys}\n),\n{update},\n{checkpoint}\n{result}",
             window = window_cte(&spec.table, 4, 3),
             table = spec.table,
+            keys = filter(ROW),
             update = spec.update_ctes(&filter, guard),
             result = chunk_result(spec, guard, state_schema),
         )
@@ -424,22 +433,25 @@ pub fn verify_sql(spec: &BackfillSpec, keyset: &Keyset) -> VerifySql {
 /// `$2` its inclusive upper key. One row back: the rows changed.
 pub fn recheck_sql(spec: &BackfillSpec, keyset: &Keyset) -> VerifySql {
     if keyset.physical {
-        let sql = spec.update_sql(Some(&format!(
-            "{ROW}.\"ctid\" > coalesce(($1::text[])[1]::tid, {HEAP_START}) AND {}",
-            tid_at_most(ROW, 2)
-        )));
+        let sql = spec.update_sql(Some(&|t: &str| {
+            format!(
+                "{t}.\"ctid\" > coalesce(($1::text[])[1]::tid, {HEAP_START}) AND {}",
+                tid_at_most(t, 2)
+            )
+        }));
         return VerifySql {
             first: sql.clone(),
             next: sql,
         };
     }
-    let upper = keyset.compare_param(ROW, "<=", 2);
+    let upper = |t: &str| keyset.compare_param(t, "<=", 2);
     VerifySql {
-        first: spec.update_sql(Some(&format!("$1::text[] IS NULL AND {upper}"))),
-        next: spec.update_sql(Some(&format!(
-            "{} AND {upper}",
-            keyset.compare_param(ROW, ">", 1)
-        ))),
+        first: spec.update_sql(Some(&|t: &str| {
+            format!("$1::text[] IS NULL AND {}", upper(t))
+        })),
+        next: spec.update_sql(Some(&|t: &str| {
+            format!("{} AND {}", keyset.compare_param(t, ">", 1), upper(t))
+        })),
     }
 }
 

@@ -57,10 +57,10 @@ CREATE TRIGGER "bf_split_full_name_sync" BEFORE INSERT OR UPDATE ON "public"."us
 -- mode: backfill, run by the engine in chunks
 -- lock: ROW EXCLUSIVE
 WITH _bf_changed AS (
-  UPDATE "public"."users" AS _bf_t
-     SET ("first_name", "last_name") = (SELECT _bf_n."first_name", _bf_n."last_name" FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("first_name", "last_name") IS NULL AND ROW("full_name") IS DISTINCT FROM ROW(CAST((concat_ws(' ', first_name, last_name)) AS text))) THEN CAST((split_part(full_name, ' ', 1)) AS text) ELSE "first_name" END AS "first_name", CASE WHEN (ROW("first_name", "last_name") IS NULL AND ROW("full_name") IS DISTINCT FROM ROW(CAST((concat_ws(' ', first_name, last_name)) AS text))) THEN CAST((split_part(full_name, ' ', 2)) AS text) ELSE "last_name" END AS "last_name" FROM (SELECT _bf_t.*) AS "users") AS _bf_n)
+  UPDATE "public"."users" AS "users"
+     SET "first_name" = CASE WHEN (ROW("first_name", "last_name") IS NULL AND ROW("full_name") IS DISTINCT FROM ROW(CAST((concat_ws(' ', first_name, last_name)) AS text))) THEN CAST((split_part(full_name, ' ', 1)) AS text) ELSE "users"."first_name" END, "last_name" = CASE WHEN (ROW("first_name", "last_name") IS NULL AND ROW("full_name") IS DISTINCT FROM ROW(CAST((concat_ws(' ', first_name, last_name)) AS text))) THEN CAST((split_part(full_name, ' ', 2)) AS text) ELSE "users"."last_name" END
    WHERE (true)
-     AND EXISTS (SELECT FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("first_name", "last_name") IS NULL AND ROW("full_name") IS DISTINCT FROM ROW(CAST((concat_ws(' ', first_name, last_name)) AS text))) THEN CAST((split_part(full_name, ' ', 1)) AS text) ELSE "first_name" END AS "first_name", CASE WHEN (ROW("first_name", "last_name") IS NULL AND ROW("full_name") IS DISTINCT FROM ROW(CAST((concat_ws(' ', first_name, last_name)) AS text))) THEN CAST((split_part(full_name, ' ', 2)) AS text) ELSE "last_name" END AS "last_name" FROM (SELECT _bf_t.*) AS "users") AS _bf_n WHERE ROW(_bf_t."first_name", _bf_t."last_name") IS DISTINCT FROM ROW(_bf_n."first_name", _bf_n."last_name"))
+     AND ROW("users"."first_name", "users"."last_name") IS DISTINCT FROM ROW(CASE WHEN (ROW("first_name", "last_name") IS NULL AND ROW("full_name") IS DISTINCT FROM ROW(CAST((concat_ws(' ', first_name, last_name)) AS text))) THEN CAST((split_part(full_name, ' ', 1)) AS text) ELSE "users"."first_name" END, CASE WHEN (ROW("first_name", "last_name") IS NULL AND ROW("full_name") IS DISTINCT FROM ROW(CAST((concat_ws(' ', first_name, last_name)) AS text))) THEN CAST((split_part(full_name, ' ', 2)) AS text) ELSE "users"."last_name" END)
   RETURNING 1
 )
 SELECT count(*) FROM _bf_changed;
@@ -101,10 +101,10 @@ DROP FUNCTION IF EXISTS "backfill"."bf_split_full_name_sync"();
 
 -- whole-table update
 WITH _bf_changed AS (
-  UPDATE "public"."users" AS _bf_t
-     SET ("first_name", "last_name") = (SELECT _bf_n."first_name", _bf_n."last_name" FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("first_name", "last_name") IS NULL AND ROW("full_name") IS DISTINCT FROM ROW(CAST((concat_ws(' ', first_name, last_name)) AS text))) THEN CAST((split_part(full_name, ' ', 1)) AS text) ELSE "first_name" END AS "first_name", CASE WHEN (ROW("first_name", "last_name") IS NULL AND ROW("full_name") IS DISTINCT FROM ROW(CAST((concat_ws(' ', first_name, last_name)) AS text))) THEN CAST((split_part(full_name, ' ', 2)) AS text) ELSE "last_name" END AS "last_name" FROM (SELECT _bf_t.*) AS "users") AS _bf_n)
+  UPDATE "public"."users" AS "users"
+     SET "first_name" = CASE WHEN (ROW("first_name", "last_name") IS NULL AND ROW("full_name") IS DISTINCT FROM ROW(CAST((concat_ws(' ', first_name, last_name)) AS text))) THEN CAST((split_part(full_name, ' ', 1)) AS text) ELSE "users"."first_name" END, "last_name" = CASE WHEN (ROW("first_name", "last_name") IS NULL AND ROW("full_name") IS DISTINCT FROM ROW(CAST((concat_ws(' ', first_name, last_name)) AS text))) THEN CAST((split_part(full_name, ' ', 2)) AS text) ELSE "users"."last_name" END
    WHERE (true)
-     AND EXISTS (SELECT FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("first_name", "last_name") IS NULL AND ROW("full_name") IS DISTINCT FROM ROW(CAST((concat_ws(' ', first_name, last_name)) AS text))) THEN CAST((split_part(full_name, ' ', 1)) AS text) ELSE "first_name" END AS "first_name", CASE WHEN (ROW("first_name", "last_name") IS NULL AND ROW("full_name") IS DISTINCT FROM ROW(CAST((concat_ws(' ', first_name, last_name)) AS text))) THEN CAST((split_part(full_name, ' ', 2)) AS text) ELSE "last_name" END AS "last_name" FROM (SELECT _bf_t.*) AS "users") AS _bf_n WHERE ROW(_bf_t."first_name", _bf_t."last_name") IS DISTINCT FROM ROW(_bf_n."first_name", _bf_n."last_name"))
+     AND ROW("users"."first_name", "users"."last_name") IS DISTINCT FROM ROW(CASE WHEN (ROW("first_name", "last_name") IS NULL AND ROW("full_name") IS DISTINCT FROM ROW(CAST((concat_ws(' ', first_name, last_name)) AS text))) THEN CAST((split_part(full_name, ' ', 1)) AS text) ELSE "users"."first_name" END, CASE WHEN (ROW("first_name", "last_name") IS NULL AND ROW("full_name") IS DISTINCT FROM ROW(CAST((concat_ws(' ', first_name, last_name)) AS text))) THEN CAST((split_part(full_name, ' ', 2)) AS text) ELSE "users"."last_name" END)
   RETURNING 1
 )
 SELECT count(*) FROM _bf_changed;
@@ -126,10 +126,10 @@ _bf_last AS MATERIALIZED (
   SELECT _bf_t."id" FROM _bf_keys AS _bf_t ORDER BY _bf_t."id" DESC LIMIT 1
 ),
 _bf_changed AS (
-  UPDATE "public"."users" AS _bf_t
-     SET ("first_name", "last_name") = (SELECT _bf_n."first_name", _bf_n."last_name" FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("first_name", "last_name") IS NULL AND ROW("full_name") IS DISTINCT FROM ROW(CAST((concat_ws(' ', first_name, last_name)) AS text))) THEN CAST((split_part(full_name, ' ', 1)) AS text) ELSE "first_name" END AS "first_name", CASE WHEN (ROW("first_name", "last_name") IS NULL AND ROW("full_name") IS DISTINCT FROM ROW(CAST((concat_ws(' ', first_name, last_name)) AS text))) THEN CAST((split_part(full_name, ' ', 2)) AS text) ELSE "last_name" END AS "last_name" FROM (SELECT _bf_t.*) AS "users") AS _bf_n)
-   WHERE (true AND _bf_t."id" <= (SELECT "id" FROM _bf_last))
-     AND EXISTS (SELECT FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("first_name", "last_name") IS NULL AND ROW("full_name") IS DISTINCT FROM ROW(CAST((concat_ws(' ', first_name, last_name)) AS text))) THEN CAST((split_part(full_name, ' ', 1)) AS text) ELSE "first_name" END AS "first_name", CASE WHEN (ROW("first_name", "last_name") IS NULL AND ROW("full_name") IS DISTINCT FROM ROW(CAST((concat_ws(' ', first_name, last_name)) AS text))) THEN CAST((split_part(full_name, ' ', 2)) AS text) ELSE "last_name" END AS "last_name" FROM (SELECT _bf_t.*) AS "users") AS _bf_n WHERE ROW(_bf_t."first_name", _bf_t."last_name") IS DISTINCT FROM ROW(_bf_n."first_name", _bf_n."last_name"))
+  UPDATE "public"."users" AS "users"
+     SET "first_name" = CASE WHEN (ROW("first_name", "last_name") IS NULL AND ROW("full_name") IS DISTINCT FROM ROW(CAST((concat_ws(' ', first_name, last_name)) AS text))) THEN CAST((split_part(full_name, ' ', 1)) AS text) ELSE "users"."first_name" END, "last_name" = CASE WHEN (ROW("first_name", "last_name") IS NULL AND ROW("full_name") IS DISTINCT FROM ROW(CAST((concat_ws(' ', first_name, last_name)) AS text))) THEN CAST((split_part(full_name, ' ', 2)) AS text) ELSE "users"."last_name" END
+   WHERE (true AND "users"."id" <= (SELECT "id" FROM _bf_last))
+     AND ROW("users"."first_name", "users"."last_name") IS DISTINCT FROM ROW(CASE WHEN (ROW("first_name", "last_name") IS NULL AND ROW("full_name") IS DISTINCT FROM ROW(CAST((concat_ws(' ', first_name, last_name)) AS text))) THEN CAST((split_part(full_name, ' ', 1)) AS text) ELSE "users"."first_name" END, CASE WHEN (ROW("first_name", "last_name") IS NULL AND ROW("full_name") IS DISTINCT FROM ROW(CAST((concat_ws(' ', first_name, last_name)) AS text))) THEN CAST((split_part(full_name, ' ', 2)) AS text) ELSE "users"."last_name" END)
   RETURNING 1
 ),
 _bf_ckpt AS (
@@ -157,10 +157,10 @@ _bf_last AS MATERIALIZED (
   SELECT _bf_t."id" FROM _bf_keys AS _bf_t ORDER BY _bf_t."id" DESC LIMIT 1
 ),
 _bf_changed AS (
-  UPDATE "public"."users" AS _bf_t
-     SET ("first_name", "last_name") = (SELECT _bf_n."first_name", _bf_n."last_name" FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("first_name", "last_name") IS NULL AND ROW("full_name") IS DISTINCT FROM ROW(CAST((concat_ws(' ', first_name, last_name)) AS text))) THEN CAST((split_part(full_name, ' ', 1)) AS text) ELSE "first_name" END AS "first_name", CASE WHEN (ROW("first_name", "last_name") IS NULL AND ROW("full_name") IS DISTINCT FROM ROW(CAST((concat_ws(' ', first_name, last_name)) AS text))) THEN CAST((split_part(full_name, ' ', 2)) AS text) ELSE "last_name" END AS "last_name" FROM (SELECT _bf_t.*) AS "users") AS _bf_n)
-   WHERE (_bf_t."id" > ($4::text[])[1]::bigint AND _bf_t."id" <= (SELECT "id" FROM _bf_last))
-     AND EXISTS (SELECT FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("first_name", "last_name") IS NULL AND ROW("full_name") IS DISTINCT FROM ROW(CAST((concat_ws(' ', first_name, last_name)) AS text))) THEN CAST((split_part(full_name, ' ', 1)) AS text) ELSE "first_name" END AS "first_name", CASE WHEN (ROW("first_name", "last_name") IS NULL AND ROW("full_name") IS DISTINCT FROM ROW(CAST((concat_ws(' ', first_name, last_name)) AS text))) THEN CAST((split_part(full_name, ' ', 2)) AS text) ELSE "last_name" END AS "last_name" FROM (SELECT _bf_t.*) AS "users") AS _bf_n WHERE ROW(_bf_t."first_name", _bf_t."last_name") IS DISTINCT FROM ROW(_bf_n."first_name", _bf_n."last_name"))
+  UPDATE "public"."users" AS "users"
+     SET "first_name" = CASE WHEN (ROW("first_name", "last_name") IS NULL AND ROW("full_name") IS DISTINCT FROM ROW(CAST((concat_ws(' ', first_name, last_name)) AS text))) THEN CAST((split_part(full_name, ' ', 1)) AS text) ELSE "users"."first_name" END, "last_name" = CASE WHEN (ROW("first_name", "last_name") IS NULL AND ROW("full_name") IS DISTINCT FROM ROW(CAST((concat_ws(' ', first_name, last_name)) AS text))) THEN CAST((split_part(full_name, ' ', 2)) AS text) ELSE "users"."last_name" END
+   WHERE ("users"."id" > ($4::text[])[1]::bigint AND "users"."id" <= (SELECT "id" FROM _bf_last))
+     AND ROW("users"."first_name", "users"."last_name") IS DISTINCT FROM ROW(CASE WHEN (ROW("first_name", "last_name") IS NULL AND ROW("full_name") IS DISTINCT FROM ROW(CAST((concat_ws(' ', first_name, last_name)) AS text))) THEN CAST((split_part(full_name, ' ', 1)) AS text) ELSE "users"."first_name" END, CASE WHEN (ROW("first_name", "last_name") IS NULL AND ROW("full_name") IS DISTINCT FROM ROW(CAST((concat_ws(' ', first_name, last_name)) AS text))) THEN CAST((split_part(full_name, ' ', 2)) AS text) ELSE "users"."last_name" END)
   RETURNING 1
 ),
 _bf_ckpt AS (

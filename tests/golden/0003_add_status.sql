@@ -48,10 +48,10 @@ ALTER TABLE "public"."users" ADD CONSTRAINT "bf_users_status_not_null" CHECK ("s
 -- mode: backfill, run by the engine in chunks
 -- lock: ROW EXCLUSIVE
 WITH _bf_changed AS (
-  UPDATE "public"."users" AS _bf_t
-     SET ("email_domain") = (SELECT _bf_n."email_domain" FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", "status", CASE WHEN ("email_domain" IS NULL) THEN CAST((split_part(email, '@', 2)) AS text) ELSE "email_domain" END AS "email_domain" FROM (SELECT _bf_t.*) AS "users") AS _bf_n)
+  UPDATE "public"."users" AS "users"
+     SET "email_domain" = CASE WHEN ("email_domain" IS NULL) THEN CAST((split_part(email, '@', 2)) AS text) ELSE "users"."email_domain" END
    WHERE (true)
-     AND EXISTS (SELECT FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", "status", CASE WHEN ("email_domain" IS NULL) THEN CAST((split_part(email, '@', 2)) AS text) ELSE "email_domain" END AS "email_domain" FROM (SELECT _bf_t.*) AS "users") AS _bf_n WHERE ROW(_bf_t."email_domain") IS DISTINCT FROM ROW(_bf_n."email_domain"))
+     AND ROW("users"."email_domain") IS DISTINCT FROM ROW(CASE WHEN ("email_domain" IS NULL) THEN CAST((split_part(email, '@', 2)) AS text) ELSE "users"."email_domain" END)
   RETURNING 1
 )
 SELECT count(*) FROM _bf_changed;
@@ -99,10 +99,10 @@ DROP FUNCTION IF EXISTS "backfill"."bf_0003_add_status_sync"();
 
 -- whole-table update
 WITH _bf_changed AS (
-  UPDATE "public"."users" AS _bf_t
-     SET ("email_domain") = (SELECT _bf_n."email_domain" FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", "status", CASE WHEN ("email_domain" IS NULL) THEN CAST((split_part(email, '@', 2)) AS text) ELSE "email_domain" END AS "email_domain" FROM (SELECT _bf_t.*) AS "users") AS _bf_n)
+  UPDATE "public"."users" AS "users"
+     SET "email_domain" = CASE WHEN ("email_domain" IS NULL) THEN CAST((split_part(email, '@', 2)) AS text) ELSE "users"."email_domain" END
    WHERE (true)
-     AND EXISTS (SELECT FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", "status", CASE WHEN ("email_domain" IS NULL) THEN CAST((split_part(email, '@', 2)) AS text) ELSE "email_domain" END AS "email_domain" FROM (SELECT _bf_t.*) AS "users") AS _bf_n WHERE ROW(_bf_t."email_domain") IS DISTINCT FROM ROW(_bf_n."email_domain"))
+     AND ROW("users"."email_domain") IS DISTINCT FROM ROW(CASE WHEN ("email_domain" IS NULL) THEN CAST((split_part(email, '@', 2)) AS text) ELSE "users"."email_domain" END)
   RETURNING 1
 )
 SELECT count(*) FROM _bf_changed;
@@ -124,10 +124,10 @@ _bf_last AS MATERIALIZED (
   SELECT _bf_t."id" FROM _bf_keys AS _bf_t ORDER BY _bf_t."id" DESC LIMIT 1
 ),
 _bf_changed AS (
-  UPDATE "public"."users" AS _bf_t
-     SET ("email_domain") = (SELECT _bf_n."email_domain" FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", "status", CASE WHEN ("email_domain" IS NULL) THEN CAST((split_part(email, '@', 2)) AS text) ELSE "email_domain" END AS "email_domain" FROM (SELECT _bf_t.*) AS "users") AS _bf_n)
-   WHERE (true AND _bf_t."id" <= (SELECT "id" FROM _bf_last))
-     AND EXISTS (SELECT FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", "status", CASE WHEN ("email_domain" IS NULL) THEN CAST((split_part(email, '@', 2)) AS text) ELSE "email_domain" END AS "email_domain" FROM (SELECT _bf_t.*) AS "users") AS _bf_n WHERE ROW(_bf_t."email_domain") IS DISTINCT FROM ROW(_bf_n."email_domain"))
+  UPDATE "public"."users" AS "users"
+     SET "email_domain" = CASE WHEN ("email_domain" IS NULL) THEN CAST((split_part(email, '@', 2)) AS text) ELSE "users"."email_domain" END
+   WHERE (true AND "users"."id" <= (SELECT "id" FROM _bf_last))
+     AND ROW("users"."email_domain") IS DISTINCT FROM ROW(CASE WHEN ("email_domain" IS NULL) THEN CAST((split_part(email, '@', 2)) AS text) ELSE "users"."email_domain" END)
   RETURNING 1
 ),
 _bf_ckpt AS (
@@ -155,10 +155,10 @@ _bf_last AS MATERIALIZED (
   SELECT _bf_t."id" FROM _bf_keys AS _bf_t ORDER BY _bf_t."id" DESC LIMIT 1
 ),
 _bf_changed AS (
-  UPDATE "public"."users" AS _bf_t
-     SET ("email_domain") = (SELECT _bf_n."email_domain" FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", "status", CASE WHEN ("email_domain" IS NULL) THEN CAST((split_part(email, '@', 2)) AS text) ELSE "email_domain" END AS "email_domain" FROM (SELECT _bf_t.*) AS "users") AS _bf_n)
-   WHERE (_bf_t."id" > ($4::text[])[1]::bigint AND _bf_t."id" <= (SELECT "id" FROM _bf_last))
-     AND EXISTS (SELECT FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", "status", CASE WHEN ("email_domain" IS NULL) THEN CAST((split_part(email, '@', 2)) AS text) ELSE "email_domain" END AS "email_domain" FROM (SELECT _bf_t.*) AS "users") AS _bf_n WHERE ROW(_bf_t."email_domain") IS DISTINCT FROM ROW(_bf_n."email_domain"))
+  UPDATE "public"."users" AS "users"
+     SET "email_domain" = CASE WHEN ("email_domain" IS NULL) THEN CAST((split_part(email, '@', 2)) AS text) ELSE "users"."email_domain" END
+   WHERE ("users"."id" > ($4::text[])[1]::bigint AND "users"."id" <= (SELECT "id" FROM _bf_last))
+     AND ROW("users"."email_domain") IS DISTINCT FROM ROW(CASE WHEN ("email_domain" IS NULL) THEN CAST((split_part(email, '@', 2)) AS text) ELSE "users"."email_domain" END)
   RETURNING 1
 ),
 _bf_ckpt AS (

@@ -55,10 +55,10 @@ CREATE TRIGGER "bf_0004_rename_nickname_sync" BEFORE INSERT OR UPDATE ON "public
 -- mode: backfill, run by the engine in chunks
 -- lock: ROW EXCLUSIVE
 WITH _bf_changed AS (
-  UPDATE "public"."users" AS _bf_t
-     SET ("display_name") = (SELECT _bf_n."display_name" FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("display_name") IS NULL AND ROW("nickname") IS DISTINCT FROM ROW(CAST(("display_name") AS text))) THEN CAST(("nickname") AS text) ELSE "display_name" END AS "display_name" FROM (SELECT _bf_t.*) AS "users") AS _bf_n)
+  UPDATE "public"."users" AS "users"
+     SET "display_name" = CASE WHEN (ROW("display_name") IS NULL AND ROW("nickname") IS DISTINCT FROM ROW(CAST(("display_name") AS text))) THEN CAST(("nickname") AS text) ELSE "users"."display_name" END
    WHERE (true)
-     AND EXISTS (SELECT FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("display_name") IS NULL AND ROW("nickname") IS DISTINCT FROM ROW(CAST(("display_name") AS text))) THEN CAST(("nickname") AS text) ELSE "display_name" END AS "display_name" FROM (SELECT _bf_t.*) AS "users") AS _bf_n WHERE ROW(_bf_t."display_name") IS DISTINCT FROM ROW(_bf_n."display_name"))
+     AND ROW("users"."display_name") IS DISTINCT FROM ROW(CASE WHEN (ROW("display_name") IS NULL AND ROW("nickname") IS DISTINCT FROM ROW(CAST(("display_name") AS text))) THEN CAST(("nickname") AS text) ELSE "users"."display_name" END)
   RETURNING 1
 )
 SELECT count(*) FROM _bf_changed;
@@ -99,10 +99,10 @@ DROP FUNCTION IF EXISTS "backfill"."bf_0004_rename_nickname_sync"();
 
 -- whole-table update
 WITH _bf_changed AS (
-  UPDATE "public"."users" AS _bf_t
-     SET ("display_name") = (SELECT _bf_n."display_name" FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("display_name") IS NULL AND ROW("nickname") IS DISTINCT FROM ROW(CAST(("display_name") AS text))) THEN CAST(("nickname") AS text) ELSE "display_name" END AS "display_name" FROM (SELECT _bf_t.*) AS "users") AS _bf_n)
+  UPDATE "public"."users" AS "users"
+     SET "display_name" = CASE WHEN (ROW("display_name") IS NULL AND ROW("nickname") IS DISTINCT FROM ROW(CAST(("display_name") AS text))) THEN CAST(("nickname") AS text) ELSE "users"."display_name" END
    WHERE (true)
-     AND EXISTS (SELECT FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("display_name") IS NULL AND ROW("nickname") IS DISTINCT FROM ROW(CAST(("display_name") AS text))) THEN CAST(("nickname") AS text) ELSE "display_name" END AS "display_name" FROM (SELECT _bf_t.*) AS "users") AS _bf_n WHERE ROW(_bf_t."display_name") IS DISTINCT FROM ROW(_bf_n."display_name"))
+     AND ROW("users"."display_name") IS DISTINCT FROM ROW(CASE WHEN (ROW("display_name") IS NULL AND ROW("nickname") IS DISTINCT FROM ROW(CAST(("display_name") AS text))) THEN CAST(("nickname") AS text) ELSE "users"."display_name" END)
   RETURNING 1
 )
 SELECT count(*) FROM _bf_changed;
@@ -124,10 +124,10 @@ _bf_last AS MATERIALIZED (
   SELECT _bf_t."id" FROM _bf_keys AS _bf_t ORDER BY _bf_t."id" DESC LIMIT 1
 ),
 _bf_changed AS (
-  UPDATE "public"."users" AS _bf_t
-     SET ("display_name") = (SELECT _bf_n."display_name" FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("display_name") IS NULL AND ROW("nickname") IS DISTINCT FROM ROW(CAST(("display_name") AS text))) THEN CAST(("nickname") AS text) ELSE "display_name" END AS "display_name" FROM (SELECT _bf_t.*) AS "users") AS _bf_n)
-   WHERE (true AND _bf_t."id" <= (SELECT "id" FROM _bf_last))
-     AND EXISTS (SELECT FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("display_name") IS NULL AND ROW("nickname") IS DISTINCT FROM ROW(CAST(("display_name") AS text))) THEN CAST(("nickname") AS text) ELSE "display_name" END AS "display_name" FROM (SELECT _bf_t.*) AS "users") AS _bf_n WHERE ROW(_bf_t."display_name") IS DISTINCT FROM ROW(_bf_n."display_name"))
+  UPDATE "public"."users" AS "users"
+     SET "display_name" = CASE WHEN (ROW("display_name") IS NULL AND ROW("nickname") IS DISTINCT FROM ROW(CAST(("display_name") AS text))) THEN CAST(("nickname") AS text) ELSE "users"."display_name" END
+   WHERE (true AND "users"."id" <= (SELECT "id" FROM _bf_last))
+     AND ROW("users"."display_name") IS DISTINCT FROM ROW(CASE WHEN (ROW("display_name") IS NULL AND ROW("nickname") IS DISTINCT FROM ROW(CAST(("display_name") AS text))) THEN CAST(("nickname") AS text) ELSE "users"."display_name" END)
   RETURNING 1
 ),
 _bf_ckpt AS (
@@ -155,10 +155,10 @@ _bf_last AS MATERIALIZED (
   SELECT _bf_t."id" FROM _bf_keys AS _bf_t ORDER BY _bf_t."id" DESC LIMIT 1
 ),
 _bf_changed AS (
-  UPDATE "public"."users" AS _bf_t
-     SET ("display_name") = (SELECT _bf_n."display_name" FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("display_name") IS NULL AND ROW("nickname") IS DISTINCT FROM ROW(CAST(("display_name") AS text))) THEN CAST(("nickname") AS text) ELSE "display_name" END AS "display_name" FROM (SELECT _bf_t.*) AS "users") AS _bf_n)
-   WHERE (_bf_t."id" > ($4::text[])[1]::bigint AND _bf_t."id" <= (SELECT "id" FROM _bf_last))
-     AND EXISTS (SELECT FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("display_name") IS NULL AND ROW("nickname") IS DISTINCT FROM ROW(CAST(("display_name") AS text))) THEN CAST(("nickname") AS text) ELSE "display_name" END AS "display_name" FROM (SELECT _bf_t.*) AS "users") AS _bf_n WHERE ROW(_bf_t."display_name") IS DISTINCT FROM ROW(_bf_n."display_name"))
+  UPDATE "public"."users" AS "users"
+     SET "display_name" = CASE WHEN (ROW("display_name") IS NULL AND ROW("nickname") IS DISTINCT FROM ROW(CAST(("display_name") AS text))) THEN CAST(("nickname") AS text) ELSE "users"."display_name" END
+   WHERE ("users"."id" > ($4::text[])[1]::bigint AND "users"."id" <= (SELECT "id" FROM _bf_last))
+     AND ROW("users"."display_name") IS DISTINCT FROM ROW(CASE WHEN (ROW("display_name") IS NULL AND ROW("nickname") IS DISTINCT FROM ROW(CAST(("display_name") AS text))) THEN CAST(("nickname") AS text) ELSE "users"."display_name" END)
   RETURNING 1
 ),
 _bf_ckpt AS (

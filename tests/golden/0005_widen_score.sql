@@ -57,10 +57,10 @@ ALTER TABLE "public"."users" ADD CONSTRAINT "bf_users_score_bf_new_not_null" CHE
 -- mode: backfill, run by the engine in chunks
 -- lock: ROW EXCLUSIVE
 WITH _bf_changed AS (
-  UPDATE "public"."users" AS _bf_t
-     SET ("score_bf_new") = (SELECT _bf_n."score_bf_new" FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("score_bf_new") IS NULL) THEN CAST(("score") AS bigint) ELSE "score_bf_new" END AS "score_bf_new" FROM (SELECT _bf_t.*) AS "users") AS _bf_n)
+  UPDATE "public"."users" AS "users"
+     SET "score_bf_new" = CASE WHEN (ROW("score_bf_new") IS NULL) THEN CAST(("score") AS bigint) ELSE "users"."score_bf_new" END
    WHERE (true)
-     AND EXISTS (SELECT FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("score_bf_new") IS NULL) THEN CAST(("score") AS bigint) ELSE "score_bf_new" END AS "score_bf_new" FROM (SELECT _bf_t.*) AS "users") AS _bf_n WHERE ROW(_bf_t."score_bf_new") IS DISTINCT FROM ROW(_bf_n."score_bf_new"))
+     AND ROW("users"."score_bf_new") IS DISTINCT FROM ROW(CASE WHEN (ROW("score_bf_new") IS NULL) THEN CAST(("score") AS bigint) ELSE "users"."score_bf_new" END)
   RETURNING 1
 )
 SELECT count(*) FROM _bf_changed;
@@ -112,10 +112,10 @@ DROP FUNCTION IF EXISTS "backfill"."bf_0005_widen_score_sync"();
 
 -- whole-table update
 WITH _bf_changed AS (
-  UPDATE "public"."users" AS _bf_t
-     SET ("score_bf_new") = (SELECT _bf_n."score_bf_new" FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("score_bf_new") IS NULL) THEN CAST(("score") AS bigint) ELSE "score_bf_new" END AS "score_bf_new" FROM (SELECT _bf_t.*) AS "users") AS _bf_n)
+  UPDATE "public"."users" AS "users"
+     SET "score_bf_new" = CASE WHEN (ROW("score_bf_new") IS NULL) THEN CAST(("score") AS bigint) ELSE "users"."score_bf_new" END
    WHERE (true)
-     AND EXISTS (SELECT FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("score_bf_new") IS NULL) THEN CAST(("score") AS bigint) ELSE "score_bf_new" END AS "score_bf_new" FROM (SELECT _bf_t.*) AS "users") AS _bf_n WHERE ROW(_bf_t."score_bf_new") IS DISTINCT FROM ROW(_bf_n."score_bf_new"))
+     AND ROW("users"."score_bf_new") IS DISTINCT FROM ROW(CASE WHEN (ROW("score_bf_new") IS NULL) THEN CAST(("score") AS bigint) ELSE "users"."score_bf_new" END)
   RETURNING 1
 )
 SELECT count(*) FROM _bf_changed;
@@ -137,10 +137,10 @@ _bf_last AS MATERIALIZED (
   SELECT _bf_t."id" FROM _bf_keys AS _bf_t ORDER BY _bf_t."id" DESC LIMIT 1
 ),
 _bf_changed AS (
-  UPDATE "public"."users" AS _bf_t
-     SET ("score_bf_new") = (SELECT _bf_n."score_bf_new" FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("score_bf_new") IS NULL) THEN CAST(("score") AS bigint) ELSE "score_bf_new" END AS "score_bf_new" FROM (SELECT _bf_t.*) AS "users") AS _bf_n)
-   WHERE (true AND _bf_t."id" <= (SELECT "id" FROM _bf_last))
-     AND EXISTS (SELECT FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("score_bf_new") IS NULL) THEN CAST(("score") AS bigint) ELSE "score_bf_new" END AS "score_bf_new" FROM (SELECT _bf_t.*) AS "users") AS _bf_n WHERE ROW(_bf_t."score_bf_new") IS DISTINCT FROM ROW(_bf_n."score_bf_new"))
+  UPDATE "public"."users" AS "users"
+     SET "score_bf_new" = CASE WHEN (ROW("score_bf_new") IS NULL) THEN CAST(("score") AS bigint) ELSE "users"."score_bf_new" END
+   WHERE (true AND "users"."id" <= (SELECT "id" FROM _bf_last))
+     AND ROW("users"."score_bf_new") IS DISTINCT FROM ROW(CASE WHEN (ROW("score_bf_new") IS NULL) THEN CAST(("score") AS bigint) ELSE "users"."score_bf_new" END)
   RETURNING 1
 ),
 _bf_ckpt AS (
@@ -168,10 +168,10 @@ _bf_last AS MATERIALIZED (
   SELECT _bf_t."id" FROM _bf_keys AS _bf_t ORDER BY _bf_t."id" DESC LIMIT 1
 ),
 _bf_changed AS (
-  UPDATE "public"."users" AS _bf_t
-     SET ("score_bf_new") = (SELECT _bf_n."score_bf_new" FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("score_bf_new") IS NULL) THEN CAST(("score") AS bigint) ELSE "score_bf_new" END AS "score_bf_new" FROM (SELECT _bf_t.*) AS "users") AS _bf_n)
-   WHERE (_bf_t."id" > ($4::text[])[1]::bigint AND _bf_t."id" <= (SELECT "id" FROM _bf_last))
-     AND EXISTS (SELECT FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("score_bf_new") IS NULL) THEN CAST(("score") AS bigint) ELSE "score_bf_new" END AS "score_bf_new" FROM (SELECT _bf_t.*) AS "users") AS _bf_n WHERE ROW(_bf_t."score_bf_new") IS DISTINCT FROM ROW(_bf_n."score_bf_new"))
+  UPDATE "public"."users" AS "users"
+     SET "score_bf_new" = CASE WHEN (ROW("score_bf_new") IS NULL) THEN CAST(("score") AS bigint) ELSE "users"."score_bf_new" END
+   WHERE ("users"."id" > ($4::text[])[1]::bigint AND "users"."id" <= (SELECT "id" FROM _bf_last))
+     AND ROW("users"."score_bf_new") IS DISTINCT FROM ROW(CASE WHEN (ROW("score_bf_new") IS NULL) THEN CAST(("score") AS bigint) ELSE "users"."score_bf_new" END)
   RETURNING 1
 ),
 _bf_ckpt AS (

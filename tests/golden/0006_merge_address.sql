@@ -55,10 +55,10 @@ CREATE TRIGGER "bf_0006_merge_address_sync" BEFORE INSERT OR UPDATE ON "public".
 -- mode: backfill, run by the engine in chunks
 -- lock: ROW EXCLUSIVE
 WITH _bf_changed AS (
-  UPDATE "public"."users" AS _bf_t
-     SET ("address") = (SELECT _bf_n."address" FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("address") IS NULL AND ROW("street", "city") IS DISTINCT FROM ROW(CAST((split_part(address, ', ', 1)) AS text), CAST((split_part(address, ', ', 2)) AS text))) THEN CAST((concat_ws(', ', street, city)) AS text) ELSE "address" END AS "address" FROM (SELECT _bf_t.*) AS "users") AS _bf_n)
+  UPDATE "public"."users" AS "users"
+     SET "address" = CASE WHEN (ROW("address") IS NULL AND ROW("street", "city") IS DISTINCT FROM ROW(CAST((split_part(address, ', ', 1)) AS text), CAST((split_part(address, ', ', 2)) AS text))) THEN CAST((concat_ws(', ', street, city)) AS text) ELSE "users"."address" END
    WHERE (true)
-     AND EXISTS (SELECT FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("address") IS NULL AND ROW("street", "city") IS DISTINCT FROM ROW(CAST((split_part(address, ', ', 1)) AS text), CAST((split_part(address, ', ', 2)) AS text))) THEN CAST((concat_ws(', ', street, city)) AS text) ELSE "address" END AS "address" FROM (SELECT _bf_t.*) AS "users") AS _bf_n WHERE ROW(_bf_t."address") IS DISTINCT FROM ROW(_bf_n."address"))
+     AND ROW("users"."address") IS DISTINCT FROM ROW(CASE WHEN (ROW("address") IS NULL AND ROW("street", "city") IS DISTINCT FROM ROW(CAST((split_part(address, ', ', 1)) AS text), CAST((split_part(address, ', ', 2)) AS text))) THEN CAST((concat_ws(', ', street, city)) AS text) ELSE "users"."address" END)
   RETURNING 1
 )
 SELECT count(*) FROM _bf_changed;
@@ -99,10 +99,10 @@ DROP FUNCTION IF EXISTS "backfill"."bf_0006_merge_address_sync"();
 
 -- whole-table update
 WITH _bf_changed AS (
-  UPDATE "public"."users" AS _bf_t
-     SET ("address") = (SELECT _bf_n."address" FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("address") IS NULL AND ROW("street", "city") IS DISTINCT FROM ROW(CAST((split_part(address, ', ', 1)) AS text), CAST((split_part(address, ', ', 2)) AS text))) THEN CAST((concat_ws(', ', street, city)) AS text) ELSE "address" END AS "address" FROM (SELECT _bf_t.*) AS "users") AS _bf_n)
+  UPDATE "public"."users" AS "users"
+     SET "address" = CASE WHEN (ROW("address") IS NULL AND ROW("street", "city") IS DISTINCT FROM ROW(CAST((split_part(address, ', ', 1)) AS text), CAST((split_part(address, ', ', 2)) AS text))) THEN CAST((concat_ws(', ', street, city)) AS text) ELSE "users"."address" END
    WHERE (true)
-     AND EXISTS (SELECT FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("address") IS NULL AND ROW("street", "city") IS DISTINCT FROM ROW(CAST((split_part(address, ', ', 1)) AS text), CAST((split_part(address, ', ', 2)) AS text))) THEN CAST((concat_ws(', ', street, city)) AS text) ELSE "address" END AS "address" FROM (SELECT _bf_t.*) AS "users") AS _bf_n WHERE ROW(_bf_t."address") IS DISTINCT FROM ROW(_bf_n."address"))
+     AND ROW("users"."address") IS DISTINCT FROM ROW(CASE WHEN (ROW("address") IS NULL AND ROW("street", "city") IS DISTINCT FROM ROW(CAST((split_part(address, ', ', 1)) AS text), CAST((split_part(address, ', ', 2)) AS text))) THEN CAST((concat_ws(', ', street, city)) AS text) ELSE "users"."address" END)
   RETURNING 1
 )
 SELECT count(*) FROM _bf_changed;
@@ -124,10 +124,10 @@ _bf_last AS MATERIALIZED (
   SELECT _bf_t."id" FROM _bf_keys AS _bf_t ORDER BY _bf_t."id" DESC LIMIT 1
 ),
 _bf_changed AS (
-  UPDATE "public"."users" AS _bf_t
-     SET ("address") = (SELECT _bf_n."address" FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("address") IS NULL AND ROW("street", "city") IS DISTINCT FROM ROW(CAST((split_part(address, ', ', 1)) AS text), CAST((split_part(address, ', ', 2)) AS text))) THEN CAST((concat_ws(', ', street, city)) AS text) ELSE "address" END AS "address" FROM (SELECT _bf_t.*) AS "users") AS _bf_n)
-   WHERE (true AND _bf_t."id" <= (SELECT "id" FROM _bf_last))
-     AND EXISTS (SELECT FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("address") IS NULL AND ROW("street", "city") IS DISTINCT FROM ROW(CAST((split_part(address, ', ', 1)) AS text), CAST((split_part(address, ', ', 2)) AS text))) THEN CAST((concat_ws(', ', street, city)) AS text) ELSE "address" END AS "address" FROM (SELECT _bf_t.*) AS "users") AS _bf_n WHERE ROW(_bf_t."address") IS DISTINCT FROM ROW(_bf_n."address"))
+  UPDATE "public"."users" AS "users"
+     SET "address" = CASE WHEN (ROW("address") IS NULL AND ROW("street", "city") IS DISTINCT FROM ROW(CAST((split_part(address, ', ', 1)) AS text), CAST((split_part(address, ', ', 2)) AS text))) THEN CAST((concat_ws(', ', street, city)) AS text) ELSE "users"."address" END
+   WHERE (true AND "users"."id" <= (SELECT "id" FROM _bf_last))
+     AND ROW("users"."address") IS DISTINCT FROM ROW(CASE WHEN (ROW("address") IS NULL AND ROW("street", "city") IS DISTINCT FROM ROW(CAST((split_part(address, ', ', 1)) AS text), CAST((split_part(address, ', ', 2)) AS text))) THEN CAST((concat_ws(', ', street, city)) AS text) ELSE "users"."address" END)
   RETURNING 1
 ),
 _bf_ckpt AS (
@@ -155,10 +155,10 @@ _bf_last AS MATERIALIZED (
   SELECT _bf_t."id" FROM _bf_keys AS _bf_t ORDER BY _bf_t."id" DESC LIMIT 1
 ),
 _bf_changed AS (
-  UPDATE "public"."users" AS _bf_t
-     SET ("address") = (SELECT _bf_n."address" FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("address") IS NULL AND ROW("street", "city") IS DISTINCT FROM ROW(CAST((split_part(address, ', ', 1)) AS text), CAST((split_part(address, ', ', 2)) AS text))) THEN CAST((concat_ws(', ', street, city)) AS text) ELSE "address" END AS "address" FROM (SELECT _bf_t.*) AS "users") AS _bf_n)
-   WHERE (_bf_t."id" > ($4::text[])[1]::bigint AND _bf_t."id" <= (SELECT "id" FROM _bf_last))
-     AND EXISTS (SELECT FROM (SELECT "id", "full_name", "email", "age", "nickname", "score", "legacy_code", "street", "city", CASE WHEN (ROW("address") IS NULL AND ROW("street", "city") IS DISTINCT FROM ROW(CAST((split_part(address, ', ', 1)) AS text), CAST((split_part(address, ', ', 2)) AS text))) THEN CAST((concat_ws(', ', street, city)) AS text) ELSE "address" END AS "address" FROM (SELECT _bf_t.*) AS "users") AS _bf_n WHERE ROW(_bf_t."address") IS DISTINCT FROM ROW(_bf_n."address"))
+  UPDATE "public"."users" AS "users"
+     SET "address" = CASE WHEN (ROW("address") IS NULL AND ROW("street", "city") IS DISTINCT FROM ROW(CAST((split_part(address, ', ', 1)) AS text), CAST((split_part(address, ', ', 2)) AS text))) THEN CAST((concat_ws(', ', street, city)) AS text) ELSE "users"."address" END
+   WHERE ("users"."id" > ($4::text[])[1]::bigint AND "users"."id" <= (SELECT "id" FROM _bf_last))
+     AND ROW("users"."address") IS DISTINCT FROM ROW(CASE WHEN (ROW("address") IS NULL AND ROW("street", "city") IS DISTINCT FROM ROW(CAST((split_part(address, ', ', 1)) AS text), CAST((split_part(address, ', ', 2)) AS text))) THEN CAST((concat_ws(', ', street, city)) AS text) ELSE "users"."address" END)
   RETURNING 1
 ),
 _bf_ckpt AS (

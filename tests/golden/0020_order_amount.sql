@@ -62,10 +62,10 @@ ALTER TABLE "public"."orders" ADD CONSTRAINT "bf_orders_amount_not_null" CHECK (
 -- mode: backfill, run by the engine in chunks
 -- lock: ROW EXCLUSIVE
 WITH _bf_changed AS (
-  UPDATE "public"."orders" AS _bf_t
-     SET ("amount") = (SELECT _bf_n."amount" FROM (SELECT "id", "user_id", "reference", "total", CASE WHEN (ROW("amount") IS NULL) THEN CAST((COALESCE(CAST(("total") AS numeric(14, 2)), CAST((0) AS numeric(14, 2)))) AS numeric(14, 2)) ELSE "amount" END AS "amount" FROM (SELECT _bf_t.*) AS "orders") AS _bf_n)
+  UPDATE "public"."orders" AS "orders"
+     SET "amount" = CASE WHEN (ROW("amount") IS NULL) THEN CAST((COALESCE(CAST(("total") AS numeric(14, 2)), CAST((0) AS numeric(14, 2)))) AS numeric(14, 2)) ELSE "orders"."amount" END
    WHERE (true)
-     AND EXISTS (SELECT FROM (SELECT "id", "user_id", "reference", "total", CASE WHEN (ROW("amount") IS NULL) THEN CAST((COALESCE(CAST(("total") AS numeric(14, 2)), CAST((0) AS numeric(14, 2)))) AS numeric(14, 2)) ELSE "amount" END AS "amount" FROM (SELECT _bf_t.*) AS "orders") AS _bf_n WHERE ROW(_bf_t."amount") IS DISTINCT FROM ROW(_bf_n."amount"))
+     AND ROW("orders"."amount") IS DISTINCT FROM ROW(CASE WHEN (ROW("amount") IS NULL) THEN CAST((COALESCE(CAST(("total") AS numeric(14, 2)), CAST((0) AS numeric(14, 2)))) AS numeric(14, 2)) ELSE "orders"."amount" END)
   RETURNING 1
 )
 SELECT count(*) FROM _bf_changed;
@@ -122,10 +122,10 @@ DROP FUNCTION IF EXISTS "backfill"."bf_0020_order_amount_sync"();
 
 -- whole-table update
 WITH _bf_changed AS (
-  UPDATE "public"."orders" AS _bf_t
-     SET ("amount") = (SELECT _bf_n."amount" FROM (SELECT "id", "user_id", "reference", "total", CASE WHEN (ROW("amount") IS NULL) THEN CAST((COALESCE(CAST(("total") AS numeric(14, 2)), CAST((0) AS numeric(14, 2)))) AS numeric(14, 2)) ELSE "amount" END AS "amount" FROM (SELECT _bf_t.*) AS "orders") AS _bf_n)
+  UPDATE "public"."orders" AS "orders"
+     SET "amount" = CASE WHEN (ROW("amount") IS NULL) THEN CAST((COALESCE(CAST(("total") AS numeric(14, 2)), CAST((0) AS numeric(14, 2)))) AS numeric(14, 2)) ELSE "orders"."amount" END
    WHERE (true)
-     AND EXISTS (SELECT FROM (SELECT "id", "user_id", "reference", "total", CASE WHEN (ROW("amount") IS NULL) THEN CAST((COALESCE(CAST(("total") AS numeric(14, 2)), CAST((0) AS numeric(14, 2)))) AS numeric(14, 2)) ELSE "amount" END AS "amount" FROM (SELECT _bf_t.*) AS "orders") AS _bf_n WHERE ROW(_bf_t."amount") IS DISTINCT FROM ROW(_bf_n."amount"))
+     AND ROW("orders"."amount") IS DISTINCT FROM ROW(CASE WHEN (ROW("amount") IS NULL) THEN CAST((COALESCE(CAST(("total") AS numeric(14, 2)), CAST((0) AS numeric(14, 2)))) AS numeric(14, 2)) ELSE "orders"."amount" END)
   RETURNING 1
 )
 SELECT count(*) FROM _bf_changed;
@@ -147,10 +147,10 @@ _bf_last AS MATERIALIZED (
   SELECT _bf_t."id" FROM _bf_keys AS _bf_t ORDER BY _bf_t."id" DESC LIMIT 1
 ),
 _bf_changed AS (
-  UPDATE "public"."orders" AS _bf_t
-     SET ("amount") = (SELECT _bf_n."amount" FROM (SELECT "id", "user_id", "reference", "total", CASE WHEN (ROW("amount") IS NULL) THEN CAST((COALESCE(CAST(("total") AS numeric(14, 2)), CAST((0) AS numeric(14, 2)))) AS numeric(14, 2)) ELSE "amount" END AS "amount" FROM (SELECT _bf_t.*) AS "orders") AS _bf_n)
-   WHERE (true AND _bf_t."id" <= (SELECT "id" FROM _bf_last))
-     AND EXISTS (SELECT FROM (SELECT "id", "user_id", "reference", "total", CASE WHEN (ROW("amount") IS NULL) THEN CAST((COALESCE(CAST(("total") AS numeric(14, 2)), CAST((0) AS numeric(14, 2)))) AS numeric(14, 2)) ELSE "amount" END AS "amount" FROM (SELECT _bf_t.*) AS "orders") AS _bf_n WHERE ROW(_bf_t."amount") IS DISTINCT FROM ROW(_bf_n."amount"))
+  UPDATE "public"."orders" AS "orders"
+     SET "amount" = CASE WHEN (ROW("amount") IS NULL) THEN CAST((COALESCE(CAST(("total") AS numeric(14, 2)), CAST((0) AS numeric(14, 2)))) AS numeric(14, 2)) ELSE "orders"."amount" END
+   WHERE (true AND "orders"."id" <= (SELECT "id" FROM _bf_last))
+     AND ROW("orders"."amount") IS DISTINCT FROM ROW(CASE WHEN (ROW("amount") IS NULL) THEN CAST((COALESCE(CAST(("total") AS numeric(14, 2)), CAST((0) AS numeric(14, 2)))) AS numeric(14, 2)) ELSE "orders"."amount" END)
   RETURNING 1
 ),
 _bf_ckpt AS (
@@ -178,10 +178,10 @@ _bf_last AS MATERIALIZED (
   SELECT _bf_t."id" FROM _bf_keys AS _bf_t ORDER BY _bf_t."id" DESC LIMIT 1
 ),
 _bf_changed AS (
-  UPDATE "public"."orders" AS _bf_t
-     SET ("amount") = (SELECT _bf_n."amount" FROM (SELECT "id", "user_id", "reference", "total", CASE WHEN (ROW("amount") IS NULL) THEN CAST((COALESCE(CAST(("total") AS numeric(14, 2)), CAST((0) AS numeric(14, 2)))) AS numeric(14, 2)) ELSE "amount" END AS "amount" FROM (SELECT _bf_t.*) AS "orders") AS _bf_n)
-   WHERE (_bf_t."id" > ($4::text[])[1]::bigint AND _bf_t."id" <= (SELECT "id" FROM _bf_last))
-     AND EXISTS (SELECT FROM (SELECT "id", "user_id", "reference", "total", CASE WHEN (ROW("amount") IS NULL) THEN CAST((COALESCE(CAST(("total") AS numeric(14, 2)), CAST((0) AS numeric(14, 2)))) AS numeric(14, 2)) ELSE "amount" END AS "amount" FROM (SELECT _bf_t.*) AS "orders") AS _bf_n WHERE ROW(_bf_t."amount") IS DISTINCT FROM ROW(_bf_n."amount"))
+  UPDATE "public"."orders" AS "orders"
+     SET "amount" = CASE WHEN (ROW("amount") IS NULL) THEN CAST((COALESCE(CAST(("total") AS numeric(14, 2)), CAST((0) AS numeric(14, 2)))) AS numeric(14, 2)) ELSE "orders"."amount" END
+   WHERE ("orders"."id" > ($4::text[])[1]::bigint AND "orders"."id" <= (SELECT "id" FROM _bf_last))
+     AND ROW("orders"."amount") IS DISTINCT FROM ROW(CASE WHEN (ROW("amount") IS NULL) THEN CAST((COALESCE(CAST(("total") AS numeric(14, 2)), CAST((0) AS numeric(14, 2)))) AS numeric(14, 2)) ELSE "orders"."amount" END)
   RETURNING 1
 ),
 _bf_ckpt AS (
