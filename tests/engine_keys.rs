@@ -278,3 +278,32 @@ async fn a_segment_holding_most_rows_is_split_for_the_idle_workers() {
         );
     }
 }
+
+/// A text key in an ICU collation, where 'a…' sorts before 'B…' (the reverse of the
+/// database's "C"), and its lowest keys slow to compute: the other workers run out of segments
+/// while one walks them, and split it at the middle key of what it has left, read in the
+/// column's own order. Every row is right, and the checkpoints saw each row once.
+#[tokio::test]
+async fn a_segment_of_a_text_key_is_split_at_its_middle_key_in_the_columns_collation() {
+    let test = "keys_text_split";
+    let plan_text = plan(test)
+        .replace(
+            "up = \"upper(payload) || '!'\"",
+            "up = \"upper(payload) || CASE WHEN id < 'a004000' THEN left(pg_sleep(0.0005)::text, 0) ELSE '' END || '!'\"",
+        )
+        .replace("max_batch_size = 400", "max_batch_size = 100");
+    let events = backfill_table_with(
+        test,
+        "CREATE TABLE k (id text COLLATE \"und-x-icu\" PRIMARY KEY, payload text NOT NULL);
+         INSERT INTO k SELECT CASE WHEN g % 2 = 0 THEN 'a' ELSE 'B' END || lpad(g::text, 6, '0'), 'p' || g
+           FROM generate_series(1, 20000) g;",
+        20_000,
+        &plan_text,
+    )
+    .await;
+    let splits = events
+        .iter()
+        .filter(|e| e["event"] == "segment_split")
+        .count();
+    assert!(splits > 0, "no segment was split: {events:?}");
+}

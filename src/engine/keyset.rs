@@ -509,6 +509,41 @@ pub fn max_key_sql(table: &QualifiedName, keyset: &Keyset) -> String {
     )
 }
 
+/// The key half way through what a walked segment has left, for keys without arithmetic
+/// (see [`crate::engine::split_point`] for integers): `$1` the walker's cursor, `$2` the
+/// segment's end (both `text[]`), `$3` the most keys to read (by the key's index, in its
+/// order). One row: the keys read, and the middle one of them (`text[]`, `NULL` when none).
+pub fn middle_key_sql(table: &QualifiedName, keyset: &Keyset) -> String {
+    format!(
+        "WITH _bf_left AS MATERIALIZED (\n  SELECT {keys} FROM {table} AS {ROW}\n   WHERE {after} AND {upper}\n   ORDER BY {keys}\n   LIMIT $3\n)\nSELECT (SELECT count(*) FROM _bf_left)::int8,\n       (SELECT _bf_k FROM (SELECT {text} AS _bf_k, row_number() OVER (ORDER BY {keys}) AS _bf_rn FROM _bf_left AS {ROW}) AS _bf_m\n         WHERE _bf_rn = (SELECT count(*) FROM _bf_left) / 2 + 1)",
+        keys = keyset.list(ROW),
+        after = keyset.compare_param(ROW, ">", 1),
+        upper = keyset.compare_param(ROW, "<=", 2),
+        text = keyset.to_text(ROW),
+    )
+}
+
+/// The condition, over the segment row `_bf_s` of [`crate::state::segments::split`] and the
+/// split point `$5` (`text[]`), that the segment's walk has not reached the point. In the
+/// key's own order: an integer compared as a number, any other key through the table's row
+/// at the point (a text key in its column's collation), which must still exist.
+pub fn before_point_sql(table: &QualifiedName, keyset: &Keyset) -> String {
+    if keyset.is_integer() {
+        return "(_bf_s.cursor)[1]::bigint < ($5::text[])[1]::bigint".to_string();
+    }
+    let cursor: Vec<String> = keyset
+        .types
+        .iter()
+        .enumerate()
+        .map(|(i, t)| format!("(_bf_s.cursor)[{}]::{t}", i + 1))
+        .collect();
+    format!(
+        "EXISTS (SELECT FROM {table} AS {ROW} WHERE {at} AND {after})",
+        at = keyset.compare_param(ROW, "=", 5),
+        after = keyset.compare(ROW, ">", &cursor),
+    )
+}
+
 /// Boundaries of `$1` buckets of a sample of about `percent` % of the table's pages: the last
 /// key of each bucket, in key order (`text[]`).
 pub fn sample_bounds_sql(table: &QualifiedName, keyset: &Keyset, percent: f64) -> String {

@@ -205,7 +205,16 @@ struct Walking {
     upper: Vec<String>,
     /// The walker's batch size.
     batch: u32,
+    /// Rows its walker saw since it took it.
+    seen: i64,
+    /// A look at what is left of it (keys without arithmetic) found too little to split.
+    too_small: bool,
 }
+
+/// The most keys read to find the middle of a walked segment of a key without arithmetic
+/// ([`keyset::middle_key_sql`]): two segments' worth. Past them, the split point is half way
+/// through those, which still leaves the larger part to the idle worker.
+const MIDDLE_READ: i64 = 2 * segments::ROWS_PER_SEGMENT;
 
 /// A walked segment is split only when at least this many of its walker's batches are left,
 /// so that each half holds at least two.
@@ -224,6 +233,15 @@ pub fn split_point(cursor: Option<&[String]>, upper: &[String], batch: u32) -> O
     }
     let at = i64::try_from(i128::from(cursor) + left / 2).ok()?;
     Some((at, i64::try_from(left).unwrap_or(i64::MAX)))
+}
+
+/// A walked segment as it stands, to split it.
+fn pending(segment: i32, w: &Walking) -> state::segments::Pending {
+    state::segments::Pending {
+        segment,
+        cursor: w.cursor.clone(),
+        upper: w.upper.clone(),
+    }
 }
 
 /// What the workers share.
@@ -267,6 +285,8 @@ impl Queue {
                 cursor: task.cursor.clone(),
                 upper: task.upper.clone(),
                 batch: 1,
+                seen: 0,
+                too_small: false,
             },
         );
     }
@@ -276,7 +296,7 @@ impl Shared {
     /// The next segment for worker `id`: one of ours whose retry delay has passed, else a free
     /// one claimed in the database (`FOR UPDATE SKIP LOCKED`, under a lease), else half of
     /// what is left of the segment another worker of this process walks with the most keys
-    /// left (integer keys; see [`Shared::split`]), so that no worker idles at the end of the
+    /// left (see [`Shared::split`]; not for a walk by location), so that no worker idles at the end of the
     /// walk while another walks a whole segment alone. Waits while the segments left are
     /// delayed, walked by other workers or held by other processes (whose leases may run out);
     /// `None` when none is left, when the run stops, or when fewer workers are wanted.
@@ -339,35 +359,23 @@ impl Shared {
         }
     }
 
-    /// Splits the segment a worker of this process walks with the most keys left (see
-    /// [`split_point`]) and returns its second half, claimed in the database; `None` for keys
-    /// that are not one integer column, when no walk has enough left, or when the segment
-    /// moved meanwhile (its walker passed the point, finished it, or lost it). The walker reads
-    /// its new end before its next chunk. A chunk of it in flight when the split commits
-    /// cannot commit past the point: its checkpoint only moves while the segment's end is the
-    /// one the chunk was given, so it rolls back and runs again within the new end.
+    /// Splits the segment a worker of this process walks with the most keys left and returns
+    /// its second half, claimed in the database; `None` for a walk by location, when no walk
+    /// has enough left, or when the segment moved meanwhile (its walker passed the point,
+    /// finished it, or lost it). The walker reads its new end before its next chunk. A chunk
+    /// of it in flight when the split commits cannot commit past the point: its checkpoint only
+    /// moves while the segment's end is the one the chunk was given, so it rolls back and runs
+    /// again within the new end.
     async fn split(&self, pool: &Pool) -> Option<Task> {
-        if !self.job.keyset.is_integer() {
+        let keyset = &self.job.keyset;
+        if keyset.physical {
             return None;
         }
-        let (walked, at) = {
-            let q = self.queue.lock().ok()?;
-            q.walking
-                .iter()
-                .filter_map(|(segment, w)| {
-                    let (at, left) = split_point(w.cursor.as_deref(), &w.upper, w.batch)?;
-                    Some((left, *segment, w, at))
-                })
-                .max_by_key(|(left, segment, ..)| (*left, -*segment))
-                .map(|(_, segment, w, at)| {
-                    let walked = state::segments::Pending {
-                        segment,
-                        cursor: w.cursor.clone(),
-                        upper: w.upper.clone(),
-                    };
-                    (walked, vec![at.to_string()])
-                })
-        }?;
+        let (walked, at) = if keyset.is_integer() {
+            self.integer_split_point()?
+        } else {
+            self.middle_split_point(pool).await?
+        };
         let mut client = pool.get().await.ok()?;
         let new = state::segments::split(
             &mut client,
@@ -375,8 +383,11 @@ impl Shared {
             &self.job.plan,
             &self.owner,
             self.options.lease,
-            &walked,
-            &at,
+            state::segments::Cut {
+                walked: &walked,
+                at: &at,
+                before_point: &keyset::before_point_sql(&self.job.spec.table, keyset),
+            },
         )
         .await;
         let new = match new {
@@ -409,6 +420,66 @@ impl Shared {
         })
     }
 
+    /// For an integer key: the walked segment with the most keys left, and the key half way
+    /// through them (see [`split_point`]).
+    fn integer_split_point(&self) -> Option<(state::segments::Pending, Vec<String>)> {
+        let q = self.queue.lock().ok()?;
+        q.walking
+            .iter()
+            .filter_map(|(segment, w)| {
+                let (at, left) = split_point(w.cursor.as_deref(), &w.upper, w.batch)?;
+                Some((left, *segment, w, at))
+            })
+            .max_by_key(|(left, segment, ..)| (*left, -*segment))
+            .map(|(_, segment, w, at)| (pending(segment, w), vec![at.to_string()]))
+    }
+
+    /// For any other key: the walked segment whose walker has seen the fewest rows (segments
+    /// start out alike, so it likely has the most left), and the middle of the keys it has
+    /// left, read by the key's index ([`keyset::middle_key_sql`]), when at least
+    /// [`SPLIT_MIN_BATCHES`] of its walker's batches are left. A segment found too small is
+    /// not looked at again.
+    async fn middle_split_point(
+        &self,
+        pool: &Pool,
+    ) -> Option<(state::segments::Pending, Vec<String>)> {
+        let (segment, w) = {
+            let q = self.queue.lock().ok()?;
+            q.walking
+                .iter()
+                .filter(|(_, w)| w.cursor.is_some() && !w.too_small)
+                .min_by_key(|(segment, w)| (w.seen, **segment))
+                .map(|(segment, w)| (*segment, w.clone()))
+        }?;
+        let client = pool.get().await.ok()?;
+        let row = client
+            .query_one(
+                &keyset::middle_key_sql(&self.job.spec.table, &self.job.keyset),
+                &[&w.cursor, &w.upper, &MIDDLE_READ],
+            )
+            .await;
+        let (left, at): (i64, Option<Vec<String>>) = match row {
+            Ok(row) => (row.get(0), row.get(1)),
+            Err(e) => {
+                tracing::debug!(segment, error = %e, "finding the middle of a segment failed");
+                return None;
+            }
+        };
+        match at {
+            Some(at) if left >= SPLIT_MIN_BATCHES * i64::from(w.batch.max(1)) => {
+                Some((pending(segment, &w), at))
+            }
+            _ => {
+                if let Ok(mut q) = self.queue.lock() {
+                    if let Some(w) = q.walking.get_mut(&segment) {
+                        w.too_small = true;
+                    }
+                }
+                None
+            }
+        }
+    }
+
     /// The end of segment `segment` as a split left it (`None`: not walked by this process).
     fn upper_of(&self, segment: i32) -> Option<Vec<String>> {
         let q = self.queue.lock().ok()?;
@@ -426,11 +497,12 @@ impl Shared {
     }
 
     /// Records where the walk of segment `segment` is after a chunk, for [`Shared::split`].
-    fn walked(&self, segment: i32, cursor: &Option<Vec<String>>, batch: u32) {
+    fn walked(&self, segment: i32, cursor: &Option<Vec<String>>, batch: u32, seen: i64) {
         if let Ok(mut q) = self.queue.lock() {
             if let Some(w) = q.walking.get_mut(&segment) {
                 w.cursor.clone_from(cursor);
                 w.batch = batch;
+                w.seen += seen;
             }
         }
     }

@@ -268,7 +268,7 @@ async fn walk(id: u32, shared: &Shared, pool: &Pool, task: &mut Task, sizing: &m
         let cursor: Option<Vec<String>> = row.get(2);
         let done: bool = row.get(3);
         task.cursor = cursor;
-        shared.walked(task.segment, &task.cursor, batch);
+        shared.walked(task.segment, &task.cursor, batch, seen);
         task.attempts = 0;
         lock_rows = false;
         sizing.observe(seen.max(0) as u64, took);

@@ -365,11 +365,23 @@ pub async fn claim(
     }))
 }
 
-/// Splits segment `walked.segment` of plan `plan` (an integer key) at key `at`, so that two
-/// workers walk what is left of it: the segment now ends at `at`, and a new segment (numbered
-/// after every other), claimed by `owner` under a lease of `lease`, walks from after `at` to
-/// the segment's end `walked.upper`. Only while `owner` holds the segment, it is not done,
-/// still ends there, and its cursor is before `at` (checked on the row locked, after any chunk of it in
+/// Where [`split`] cuts a walked segment.
+#[derive(Debug, Clone, Copy)]
+pub struct Cut<'a> {
+    /// The segment as its walker last reported it.
+    pub walked: &'a Pending,
+    /// The key the segment ends at from now on.
+    pub at: &'a [String],
+    /// The condition that the walk has not reached `at` (see [`split`]).
+    pub before_point: &'a str,
+}
+
+/// Splits segment `cut.walked.segment` of plan `plan` at key `cut.at`, so that two workers walk what
+/// is left of it: the segment now ends at `at`, and a new segment (numbered after every
+/// other), claimed by `owner` under a lease of `lease`, walks from after `at` to the segment's
+/// end `walked.upper`. Only while `owner` holds the segment, it is not done, still ends there,
+/// and its cursor is before `at` (`before_point`, a condition over the segment's row `_bf_s`
+/// and `at` as `$5`, in the key's order; checked on the row locked, after any chunk of it in
 /// flight committed); `None` otherwise. Splits of one plan are serialized by its advisory lock,
 /// so two processes never number their new segments alike.
 pub async fn split(
@@ -378,20 +390,24 @@ pub async fn split(
     plan: &str,
     owner: &str,
     lease: Duration,
-    walked: &Pending,
-    at: &[String],
+    cut: Cut<'_>,
 ) -> PgResult<Option<Pending>> {
     let segments = segments(schema);
+    let Cut {
+        walked,
+        at,
+        before_point,
+    } = cut;
     let (segment, upper) = (walked.segment, &walked.upper);
     let tx = client.transaction().await?;
     lock_plan(&tx, plan).await?;
     let ahead = tx
         .query_opt(
             &format!(
-                "SELECT 1 FROM {segments}
-                  WHERE plan = $1 AND segment = $2 AND NOT done AND owner = $3
-                    AND upper_bound = $4 AND cursor[1]::bigint < ($5::text[])[1]::bigint
-                    FOR UPDATE"
+                "SELECT 1 FROM {segments} AS _bf_s
+                  WHERE _bf_s.plan = $1 AND _bf_s.segment = $2 AND NOT _bf_s.done AND _bf_s.owner = $3
+                    AND _bf_s.upper_bound = $4 AND {before_point}
+                    FOR UPDATE OF _bf_s"
             ),
             &[&plan, &segment, &owner, &upper, &at],
         )
