@@ -111,11 +111,17 @@ impl Keyset {
     /// The key of `alias` compared with `op` to the `text[]` parameter `$param`, written so
     /// that the primary key's btree serves it (a row comparison for composite keys).
     pub fn compare_param(&self, alias: &str, op: &str, param: usize) -> String {
+        self.compare_array(alias, op, &format!("${param}::text[]"))
+    }
+
+    /// The key of `alias` compared with `op` to a key held in the `text[]` expression `array`
+    /// (a parameter, a segment's cursor), each element cast to its column's type.
+    fn compare_array(&self, alias: &str, op: &str, array: &str) -> String {
         let values: Vec<String> = self
             .types
             .iter()
             .enumerate()
-            .map(|(i, t)| format!("(${param}::text[])[{}]::{t}", i + 1))
+            .map(|(i, t)| format!("({array})[{}]::{t}", i + 1))
             .collect();
         self.compare(alias, op, &values)
     }
@@ -531,16 +537,10 @@ pub fn before_point_sql(table: &QualifiedName, keyset: &Keyset) -> String {
     if keyset.is_integer() {
         return "(_bf_s.cursor)[1]::bigint < ($5::text[])[1]::bigint".to_string();
     }
-    let cursor: Vec<String> = keyset
-        .types
-        .iter()
-        .enumerate()
-        .map(|(i, t)| format!("(_bf_s.cursor)[{}]::{t}", i + 1))
-        .collect();
     format!(
         "EXISTS (SELECT FROM {table} AS {ROW} WHERE {at} AND {after})",
         at = keyset.compare_param(ROW, "=", 5),
-        after = keyset.compare(ROW, ">", &cursor),
+        after = keyset.compare_array(ROW, ">", "_bf_s.cursor"),
     )
 }
 
