@@ -109,15 +109,6 @@ impl BackfillSpec {
         )
     }
 
-    /// The name the rows being written go by in [`Self::update_ctes`]: the condition passed
-    /// to it is written over this alias.
-    pub fn target_alias(&self) -> String {
-        match &self.inline {
-            Some(i) => i.alias.to_string(),
-            None => ROW.to_string(),
-        }
-    }
-
     /// The condition that picks rows out of sync.
     pub fn out_of_sync(&self) -> String {
         format!(
