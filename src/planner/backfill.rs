@@ -136,7 +136,7 @@ impl BackfillSpec {
     /// `_bf_changed` (see [`Self::skipped_check`]).
     pub fn update_ctes(&self, filter: &dyn Fn(&str) -> String, guard: RowGuard) -> String {
         if let Some(inline) = &self.inline {
-            let alias = &inline.alias;
+            let alias = inline.alias.to_string();
             return format!(
                 "_bf_changed AS (\n  UPDATE {table} AS {alias}\n     SET {sets}\n   WHERE ({filter})\n     AND ROW({olds}) IS DISTINCT FROM ROW({news})\n  RETURNING 1\n)",
                 table = self.table,
@@ -147,8 +147,8 @@ impl BackfillSpec {
                     .map(|(t, v)| format!("{t} = {v}"))
                     .collect::<Vec<_>>()
                     .join(", "),
-                filter = filter(&alias.to_string()),
-                olds = qualified_list(&alias.to_string(), &self.targets),
+                filter = filter(&alias),
+                olds = qualified_list(&alias, &self.targets),
                 news = inline.values.join(", "),
             );
         }
@@ -316,22 +316,25 @@ fn inline(forward: &Forward, targets: &[Ident], alias: &Ident) -> Inline {
     let values = targets
         .iter()
         .map(|t| {
-            let value = forward
-                .assign
-                .iter()
-                .find(|a| &a.column == t)
-                .map(|a| a.cast())
-                .unwrap_or_else(|| format!("{alias}.{t}"));
-            match &forward.when {
-                Some(w) => format!("CASE WHEN ({w}) THEN {value} ELSE {alias}.{t} END"),
-                None => value,
-            }
+            let current = format!("{alias}.{t}");
+            assigned_value(forward, t, &current).unwrap_or(current)
         })
         .collect();
     Inline {
         alias: alias.clone(),
         values,
     }
+}
+
+/// The value `forward` gives column `column` of a row where `current` (the column, bare or
+/// qualified) reads its value as it is: the assignment, under the operation's `when` when it
+/// has one; `None` when the operation does not assign the column.
+fn assigned_value(forward: &Forward, column: &Ident, current: &str) -> Option<String> {
+    let a = forward.assign.iter().find(|a| &a.column == column)?;
+    Some(match &forward.when {
+        Some(w) => format!("CASE WHEN ({w}) THEN {} ELSE {current} END", a.cast()),
+        None => a.cast(),
+    })
 }
 
 /// The backfill phase: one step, run by the engine in chunks; the statement shown is the
@@ -360,11 +363,8 @@ fn compute_chain(columns: &[Ident], forwards: &[Forward], alias: &Ident) -> Stri
     for f in forwards {
         let projection: Vec<String> = columns
             .iter()
-            .map(|c| match f.assign.iter().find(|a| &a.column == c) {
-                Some(a) => match &f.when {
-                    Some(w) => format!("CASE WHEN ({w}) THEN {} ELSE {c} END AS {c}", a.cast()),
-                    None => format!("{} AS {c}", a.cast()),
-                },
+            .map(|c| match assigned_value(f, c, &c.to_string()) {
+                Some(value) => format!("{value} AS {c}"),
                 None => c.to_string(),
             })
             .collect();
