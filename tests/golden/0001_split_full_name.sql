@@ -58,9 +58,10 @@ CREATE TRIGGER "bf_split_full_name_sync" BEFORE INSERT OR UPDATE ON "public"."us
 -- lock: ROW EXCLUSIVE
 WITH _bf_changed AS (
   UPDATE "public"."users" AS "users"
-     SET "first_name" = CASE WHEN (ROW("first_name", "last_name") IS NULL AND ROW("full_name") IS DISTINCT FROM ROW(CAST((concat_ws(' ', first_name, last_name)) AS text))) THEN CAST((split_part(full_name, ' ', 1)) AS text) ELSE "users"."first_name" END, "last_name" = CASE WHEN (ROW("first_name", "last_name") IS NULL AND ROW("full_name") IS DISTINCT FROM ROW(CAST((concat_ws(' ', first_name, last_name)) AS text))) THEN CAST((split_part(full_name, ' ', 2)) AS text) ELSE "users"."last_name" END
+     SET "first_name" = CAST((split_part(full_name, ' ', 1)) AS text), "last_name" = CAST((split_part(full_name, ' ', 2)) AS text)
    WHERE (true)
-     AND ROW("users"."first_name", "users"."last_name") IS DISTINCT FROM ROW(CASE WHEN (ROW("first_name", "last_name") IS NULL AND ROW("full_name") IS DISTINCT FROM ROW(CAST((concat_ws(' ', first_name, last_name)) AS text))) THEN CAST((split_part(full_name, ' ', 1)) AS text) ELSE "users"."first_name" END, CASE WHEN (ROW("first_name", "last_name") IS NULL AND ROW("full_name") IS DISTINCT FROM ROW(CAST((concat_ws(' ', first_name, last_name)) AS text))) THEN CAST((split_part(full_name, ' ', 2)) AS text) ELSE "users"."last_name" END)
+     AND (ROW("first_name", "last_name") IS NULL AND ROW("full_name") IS DISTINCT FROM ROW(CAST((concat_ws(' ', first_name, last_name)) AS text)))
+     AND ROW("users"."first_name", "users"."last_name") IS DISTINCT FROM ROW(CAST((split_part(full_name, ' ', 1)) AS text), CAST((split_part(full_name, ' ', 2)) AS text))
   RETURNING 1
 )
 SELECT count(*) FROM _bf_changed;
@@ -102,9 +103,10 @@ DROP FUNCTION IF EXISTS "backfill"."bf_split_full_name_sync"();
 -- whole-table update
 WITH _bf_changed AS (
   UPDATE "public"."users" AS "users"
-     SET "first_name" = CASE WHEN (ROW("first_name", "last_name") IS NULL AND ROW("full_name") IS DISTINCT FROM ROW(CAST((concat_ws(' ', first_name, last_name)) AS text))) THEN CAST((split_part(full_name, ' ', 1)) AS text) ELSE "users"."first_name" END, "last_name" = CASE WHEN (ROW("first_name", "last_name") IS NULL AND ROW("full_name") IS DISTINCT FROM ROW(CAST((concat_ws(' ', first_name, last_name)) AS text))) THEN CAST((split_part(full_name, ' ', 2)) AS text) ELSE "users"."last_name" END
+     SET "first_name" = CAST((split_part(full_name, ' ', 1)) AS text), "last_name" = CAST((split_part(full_name, ' ', 2)) AS text)
    WHERE (true)
-     AND ROW("users"."first_name", "users"."last_name") IS DISTINCT FROM ROW(CASE WHEN (ROW("first_name", "last_name") IS NULL AND ROW("full_name") IS DISTINCT FROM ROW(CAST((concat_ws(' ', first_name, last_name)) AS text))) THEN CAST((split_part(full_name, ' ', 1)) AS text) ELSE "users"."first_name" END, CASE WHEN (ROW("first_name", "last_name") IS NULL AND ROW("full_name") IS DISTINCT FROM ROW(CAST((concat_ws(' ', first_name, last_name)) AS text))) THEN CAST((split_part(full_name, ' ', 2)) AS text) ELSE "users"."last_name" END)
+     AND (ROW("first_name", "last_name") IS NULL AND ROW("full_name") IS DISTINCT FROM ROW(CAST((concat_ws(' ', first_name, last_name)) AS text)))
+     AND ROW("users"."first_name", "users"."last_name") IS DISTINCT FROM ROW(CAST((split_part(full_name, ' ', 1)) AS text), CAST((split_part(full_name, ' ', 2)) AS text))
   RETURNING 1
 )
 SELECT count(*) FROM _bf_changed;
@@ -127,9 +129,10 @@ _bf_last AS MATERIALIZED (
 ),
 _bf_changed AS (
   UPDATE "public"."users" AS "users"
-     SET "first_name" = CASE WHEN (ROW("first_name", "last_name") IS NULL AND ROW("full_name") IS DISTINCT FROM ROW(CAST((concat_ws(' ', first_name, last_name)) AS text))) THEN CAST((split_part(full_name, ' ', 1)) AS text) ELSE "users"."first_name" END, "last_name" = CASE WHEN (ROW("first_name", "last_name") IS NULL AND ROW("full_name") IS DISTINCT FROM ROW(CAST((concat_ws(' ', first_name, last_name)) AS text))) THEN CAST((split_part(full_name, ' ', 2)) AS text) ELSE "users"."last_name" END
+     SET "first_name" = CAST((split_part(full_name, ' ', 1)) AS text), "last_name" = CAST((split_part(full_name, ' ', 2)) AS text)
    WHERE (true AND "users"."id" <= (SELECT "id" FROM _bf_last))
-     AND ROW("users"."first_name", "users"."last_name") IS DISTINCT FROM ROW(CASE WHEN (ROW("first_name", "last_name") IS NULL AND ROW("full_name") IS DISTINCT FROM ROW(CAST((concat_ws(' ', first_name, last_name)) AS text))) THEN CAST((split_part(full_name, ' ', 1)) AS text) ELSE "users"."first_name" END, CASE WHEN (ROW("first_name", "last_name") IS NULL AND ROW("full_name") IS DISTINCT FROM ROW(CAST((concat_ws(' ', first_name, last_name)) AS text))) THEN CAST((split_part(full_name, ' ', 2)) AS text) ELSE "users"."last_name" END)
+     AND (ROW("first_name", "last_name") IS NULL AND ROW("full_name") IS DISTINCT FROM ROW(CAST((concat_ws(' ', first_name, last_name)) AS text)))
+     AND ROW("users"."first_name", "users"."last_name") IS DISTINCT FROM ROW(CAST((split_part(full_name, ' ', 1)) AS text), CAST((split_part(full_name, ' ', 2)) AS text))
   RETURNING 1
 ),
 _bf_ckpt AS (
@@ -158,9 +161,10 @@ _bf_last AS MATERIALIZED (
 ),
 _bf_changed AS (
   UPDATE "public"."users" AS "users"
-     SET "first_name" = CASE WHEN (ROW("first_name", "last_name") IS NULL AND ROW("full_name") IS DISTINCT FROM ROW(CAST((concat_ws(' ', first_name, last_name)) AS text))) THEN CAST((split_part(full_name, ' ', 1)) AS text) ELSE "users"."first_name" END, "last_name" = CASE WHEN (ROW("first_name", "last_name") IS NULL AND ROW("full_name") IS DISTINCT FROM ROW(CAST((concat_ws(' ', first_name, last_name)) AS text))) THEN CAST((split_part(full_name, ' ', 2)) AS text) ELSE "users"."last_name" END
+     SET "first_name" = CAST((split_part(full_name, ' ', 1)) AS text), "last_name" = CAST((split_part(full_name, ' ', 2)) AS text)
    WHERE ("users"."id" > ($4::text[])[1]::bigint AND "users"."id" <= (SELECT "id" FROM _bf_last))
-     AND ROW("users"."first_name", "users"."last_name") IS DISTINCT FROM ROW(CASE WHEN (ROW("first_name", "last_name") IS NULL AND ROW("full_name") IS DISTINCT FROM ROW(CAST((concat_ws(' ', first_name, last_name)) AS text))) THEN CAST((split_part(full_name, ' ', 1)) AS text) ELSE "users"."first_name" END, CASE WHEN (ROW("first_name", "last_name") IS NULL AND ROW("full_name") IS DISTINCT FROM ROW(CAST((concat_ws(' ', first_name, last_name)) AS text))) THEN CAST((split_part(full_name, ' ', 2)) AS text) ELSE "users"."last_name" END)
+     AND (ROW("first_name", "last_name") IS NULL AND ROW("full_name") IS DISTINCT FROM ROW(CAST((concat_ws(' ', first_name, last_name)) AS text)))
+     AND ROW("users"."first_name", "users"."last_name") IS DISTINCT FROM ROW(CAST((split_part(full_name, ' ', 1)) AS text), CAST((split_part(full_name, ' ', 2)) AS text))
   RETURNING 1
 ),
 _bf_ckpt AS (

@@ -49,9 +49,10 @@ ALTER TABLE "public"."users" ADD CONSTRAINT "bf_users_status_not_null" CHECK ("s
 -- lock: ROW EXCLUSIVE
 WITH _bf_changed AS (
   UPDATE "public"."users" AS "users"
-     SET "email_domain" = CASE WHEN ("email_domain" IS NULL) THEN CAST((split_part(email, '@', 2)) AS text) ELSE "users"."email_domain" END
+     SET "email_domain" = CAST((split_part(email, '@', 2)) AS text)
    WHERE (true)
-     AND ROW("users"."email_domain") IS DISTINCT FROM ROW(CASE WHEN ("email_domain" IS NULL) THEN CAST((split_part(email, '@', 2)) AS text) ELSE "users"."email_domain" END)
+     AND ("email_domain" IS NULL)
+     AND ROW("users"."email_domain") IS DISTINCT FROM ROW(CAST((split_part(email, '@', 2)) AS text))
   RETURNING 1
 )
 SELECT count(*) FROM _bf_changed;
@@ -100,9 +101,10 @@ DROP FUNCTION IF EXISTS "backfill"."bf_0003_add_status_sync"();
 -- whole-table update
 WITH _bf_changed AS (
   UPDATE "public"."users" AS "users"
-     SET "email_domain" = CASE WHEN ("email_domain" IS NULL) THEN CAST((split_part(email, '@', 2)) AS text) ELSE "users"."email_domain" END
+     SET "email_domain" = CAST((split_part(email, '@', 2)) AS text)
    WHERE (true)
-     AND ROW("users"."email_domain") IS DISTINCT FROM ROW(CASE WHEN ("email_domain" IS NULL) THEN CAST((split_part(email, '@', 2)) AS text) ELSE "users"."email_domain" END)
+     AND ("email_domain" IS NULL)
+     AND ROW("users"."email_domain") IS DISTINCT FROM ROW(CAST((split_part(email, '@', 2)) AS text))
   RETURNING 1
 )
 SELECT count(*) FROM _bf_changed;
@@ -125,9 +127,10 @@ _bf_last AS MATERIALIZED (
 ),
 _bf_changed AS (
   UPDATE "public"."users" AS "users"
-     SET "email_domain" = CASE WHEN ("email_domain" IS NULL) THEN CAST((split_part(email, '@', 2)) AS text) ELSE "users"."email_domain" END
+     SET "email_domain" = CAST((split_part(email, '@', 2)) AS text)
    WHERE (true AND "users"."id" <= (SELECT "id" FROM _bf_last))
-     AND ROW("users"."email_domain") IS DISTINCT FROM ROW(CASE WHEN ("email_domain" IS NULL) THEN CAST((split_part(email, '@', 2)) AS text) ELSE "users"."email_domain" END)
+     AND ("email_domain" IS NULL)
+     AND ROW("users"."email_domain") IS DISTINCT FROM ROW(CAST((split_part(email, '@', 2)) AS text))
   RETURNING 1
 ),
 _bf_ckpt AS (
@@ -156,9 +159,10 @@ _bf_last AS MATERIALIZED (
 ),
 _bf_changed AS (
   UPDATE "public"."users" AS "users"
-     SET "email_domain" = CASE WHEN ("email_domain" IS NULL) THEN CAST((split_part(email, '@', 2)) AS text) ELSE "users"."email_domain" END
+     SET "email_domain" = CAST((split_part(email, '@', 2)) AS text)
    WHERE ("users"."id" > ($4::text[])[1]::bigint AND "users"."id" <= (SELECT "id" FROM _bf_last))
-     AND ROW("users"."email_domain") IS DISTINCT FROM ROW(CASE WHEN ("email_domain" IS NULL) THEN CAST((split_part(email, '@', 2)) AS text) ELSE "users"."email_domain" END)
+     AND ("email_domain" IS NULL)
+     AND ROW("users"."email_domain") IS DISTINCT FROM ROW(CAST((split_part(email, '@', 2)) AS text))
   RETURNING 1
 ),
 _bf_ckpt AS (

@@ -56,9 +56,10 @@ CREATE TRIGGER "bf_0004_rename_nickname_sync" BEFORE INSERT OR UPDATE ON "public
 -- lock: ROW EXCLUSIVE
 WITH _bf_changed AS (
   UPDATE "public"."users" AS "users"
-     SET "display_name" = CASE WHEN (ROW("display_name") IS NULL AND ROW("nickname") IS DISTINCT FROM ROW(CAST(("display_name") AS text))) THEN CAST(("nickname") AS text) ELSE "users"."display_name" END
+     SET "display_name" = CAST(("nickname") AS text)
    WHERE (true)
-     AND ROW("users"."display_name") IS DISTINCT FROM ROW(CASE WHEN (ROW("display_name") IS NULL AND ROW("nickname") IS DISTINCT FROM ROW(CAST(("display_name") AS text))) THEN CAST(("nickname") AS text) ELSE "users"."display_name" END)
+     AND (ROW("display_name") IS NULL AND ROW("nickname") IS DISTINCT FROM ROW(CAST(("display_name") AS text)))
+     AND ROW("users"."display_name") IS DISTINCT FROM ROW(CAST(("nickname") AS text))
   RETURNING 1
 )
 SELECT count(*) FROM _bf_changed;
@@ -100,9 +101,10 @@ DROP FUNCTION IF EXISTS "backfill"."bf_0004_rename_nickname_sync"();
 -- whole-table update
 WITH _bf_changed AS (
   UPDATE "public"."users" AS "users"
-     SET "display_name" = CASE WHEN (ROW("display_name") IS NULL AND ROW("nickname") IS DISTINCT FROM ROW(CAST(("display_name") AS text))) THEN CAST(("nickname") AS text) ELSE "users"."display_name" END
+     SET "display_name" = CAST(("nickname") AS text)
    WHERE (true)
-     AND ROW("users"."display_name") IS DISTINCT FROM ROW(CASE WHEN (ROW("display_name") IS NULL AND ROW("nickname") IS DISTINCT FROM ROW(CAST(("display_name") AS text))) THEN CAST(("nickname") AS text) ELSE "users"."display_name" END)
+     AND (ROW("display_name") IS NULL AND ROW("nickname") IS DISTINCT FROM ROW(CAST(("display_name") AS text)))
+     AND ROW("users"."display_name") IS DISTINCT FROM ROW(CAST(("nickname") AS text))
   RETURNING 1
 )
 SELECT count(*) FROM _bf_changed;
@@ -125,9 +127,10 @@ _bf_last AS MATERIALIZED (
 ),
 _bf_changed AS (
   UPDATE "public"."users" AS "users"
-     SET "display_name" = CASE WHEN (ROW("display_name") IS NULL AND ROW("nickname") IS DISTINCT FROM ROW(CAST(("display_name") AS text))) THEN CAST(("nickname") AS text) ELSE "users"."display_name" END
+     SET "display_name" = CAST(("nickname") AS text)
    WHERE (true AND "users"."id" <= (SELECT "id" FROM _bf_last))
-     AND ROW("users"."display_name") IS DISTINCT FROM ROW(CASE WHEN (ROW("display_name") IS NULL AND ROW("nickname") IS DISTINCT FROM ROW(CAST(("display_name") AS text))) THEN CAST(("nickname") AS text) ELSE "users"."display_name" END)
+     AND (ROW("display_name") IS NULL AND ROW("nickname") IS DISTINCT FROM ROW(CAST(("display_name") AS text)))
+     AND ROW("users"."display_name") IS DISTINCT FROM ROW(CAST(("nickname") AS text))
   RETURNING 1
 ),
 _bf_ckpt AS (
@@ -156,9 +159,10 @@ _bf_last AS MATERIALIZED (
 ),
 _bf_changed AS (
   UPDATE "public"."users" AS "users"
-     SET "display_name" = CASE WHEN (ROW("display_name") IS NULL AND ROW("nickname") IS DISTINCT FROM ROW(CAST(("display_name") AS text))) THEN CAST(("nickname") AS text) ELSE "users"."display_name" END
+     SET "display_name" = CAST(("nickname") AS text)
    WHERE ("users"."id" > ($4::text[])[1]::bigint AND "users"."id" <= (SELECT "id" FROM _bf_last))
-     AND ROW("users"."display_name") IS DISTINCT FROM ROW(CASE WHEN (ROW("display_name") IS NULL AND ROW("nickname") IS DISTINCT FROM ROW(CAST(("display_name") AS text))) THEN CAST(("nickname") AS text) ELSE "users"."display_name" END)
+     AND (ROW("display_name") IS NULL AND ROW("nickname") IS DISTINCT FROM ROW(CAST(("display_name") AS text)))
+     AND ROW("users"."display_name") IS DISTINCT FROM ROW(CAST(("nickname") AS text))
   RETURNING 1
 ),
 _bf_ckpt AS (

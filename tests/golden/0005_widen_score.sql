@@ -58,9 +58,10 @@ ALTER TABLE "public"."users" ADD CONSTRAINT "bf_users_score_bf_new_not_null" CHE
 -- lock: ROW EXCLUSIVE
 WITH _bf_changed AS (
   UPDATE "public"."users" AS "users"
-     SET "score_bf_new" = CASE WHEN (ROW("score_bf_new") IS NULL) THEN CAST(("score") AS bigint) ELSE "users"."score_bf_new" END
+     SET "score_bf_new" = CAST(("score") AS bigint)
    WHERE (true)
-     AND ROW("users"."score_bf_new") IS DISTINCT FROM ROW(CASE WHEN (ROW("score_bf_new") IS NULL) THEN CAST(("score") AS bigint) ELSE "users"."score_bf_new" END)
+     AND (ROW("score_bf_new") IS NULL)
+     AND ROW("users"."score_bf_new") IS DISTINCT FROM ROW(CAST(("score") AS bigint))
   RETURNING 1
 )
 SELECT count(*) FROM _bf_changed;
@@ -113,9 +114,10 @@ DROP FUNCTION IF EXISTS "backfill"."bf_0005_widen_score_sync"();
 -- whole-table update
 WITH _bf_changed AS (
   UPDATE "public"."users" AS "users"
-     SET "score_bf_new" = CASE WHEN (ROW("score_bf_new") IS NULL) THEN CAST(("score") AS bigint) ELSE "users"."score_bf_new" END
+     SET "score_bf_new" = CAST(("score") AS bigint)
    WHERE (true)
-     AND ROW("users"."score_bf_new") IS DISTINCT FROM ROW(CASE WHEN (ROW("score_bf_new") IS NULL) THEN CAST(("score") AS bigint) ELSE "users"."score_bf_new" END)
+     AND (ROW("score_bf_new") IS NULL)
+     AND ROW("users"."score_bf_new") IS DISTINCT FROM ROW(CAST(("score") AS bigint))
   RETURNING 1
 )
 SELECT count(*) FROM _bf_changed;
@@ -138,9 +140,10 @@ _bf_last AS MATERIALIZED (
 ),
 _bf_changed AS (
   UPDATE "public"."users" AS "users"
-     SET "score_bf_new" = CASE WHEN (ROW("score_bf_new") IS NULL) THEN CAST(("score") AS bigint) ELSE "users"."score_bf_new" END
+     SET "score_bf_new" = CAST(("score") AS bigint)
    WHERE (true AND "users"."id" <= (SELECT "id" FROM _bf_last))
-     AND ROW("users"."score_bf_new") IS DISTINCT FROM ROW(CASE WHEN (ROW("score_bf_new") IS NULL) THEN CAST(("score") AS bigint) ELSE "users"."score_bf_new" END)
+     AND (ROW("score_bf_new") IS NULL)
+     AND ROW("users"."score_bf_new") IS DISTINCT FROM ROW(CAST(("score") AS bigint))
   RETURNING 1
 ),
 _bf_ckpt AS (
@@ -169,9 +172,10 @@ _bf_last AS MATERIALIZED (
 ),
 _bf_changed AS (
   UPDATE "public"."users" AS "users"
-     SET "score_bf_new" = CASE WHEN (ROW("score_bf_new") IS NULL) THEN CAST(("score") AS bigint) ELSE "users"."score_bf_new" END
+     SET "score_bf_new" = CAST(("score") AS bigint)
    WHERE ("users"."id" > ($4::text[])[1]::bigint AND "users"."id" <= (SELECT "id" FROM _bf_last))
-     AND ROW("users"."score_bf_new") IS DISTINCT FROM ROW(CASE WHEN (ROW("score_bf_new") IS NULL) THEN CAST(("score") AS bigint) ELSE "users"."score_bf_new" END)
+     AND (ROW("score_bf_new") IS NULL)
+     AND ROW("users"."score_bf_new") IS DISTINCT FROM ROW(CAST(("score") AS bigint))
   RETURNING 1
 ),
 _bf_ckpt AS (

@@ -56,9 +56,10 @@ CREATE TRIGGER "bf_0006_merge_address_sync" BEFORE INSERT OR UPDATE ON "public".
 -- lock: ROW EXCLUSIVE
 WITH _bf_changed AS (
   UPDATE "public"."users" AS "users"
-     SET "address" = CASE WHEN (ROW("address") IS NULL AND ROW("street", "city") IS DISTINCT FROM ROW(CAST((split_part(address, ', ', 1)) AS text), CAST((split_part(address, ', ', 2)) AS text))) THEN CAST((concat_ws(', ', street, city)) AS text) ELSE "users"."address" END
+     SET "address" = CAST((concat_ws(', ', street, city)) AS text)
    WHERE (true)
-     AND ROW("users"."address") IS DISTINCT FROM ROW(CASE WHEN (ROW("address") IS NULL AND ROW("street", "city") IS DISTINCT FROM ROW(CAST((split_part(address, ', ', 1)) AS text), CAST((split_part(address, ', ', 2)) AS text))) THEN CAST((concat_ws(', ', street, city)) AS text) ELSE "users"."address" END)
+     AND (ROW("address") IS NULL AND ROW("street", "city") IS DISTINCT FROM ROW(CAST((split_part(address, ', ', 1)) AS text), CAST((split_part(address, ', ', 2)) AS text)))
+     AND ROW("users"."address") IS DISTINCT FROM ROW(CAST((concat_ws(', ', street, city)) AS text))
   RETURNING 1
 )
 SELECT count(*) FROM _bf_changed;
@@ -100,9 +101,10 @@ DROP FUNCTION IF EXISTS "backfill"."bf_0006_merge_address_sync"();
 -- whole-table update
 WITH _bf_changed AS (
   UPDATE "public"."users" AS "users"
-     SET "address" = CASE WHEN (ROW("address") IS NULL AND ROW("street", "city") IS DISTINCT FROM ROW(CAST((split_part(address, ', ', 1)) AS text), CAST((split_part(address, ', ', 2)) AS text))) THEN CAST((concat_ws(', ', street, city)) AS text) ELSE "users"."address" END
+     SET "address" = CAST((concat_ws(', ', street, city)) AS text)
    WHERE (true)
-     AND ROW("users"."address") IS DISTINCT FROM ROW(CASE WHEN (ROW("address") IS NULL AND ROW("street", "city") IS DISTINCT FROM ROW(CAST((split_part(address, ', ', 1)) AS text), CAST((split_part(address, ', ', 2)) AS text))) THEN CAST((concat_ws(', ', street, city)) AS text) ELSE "users"."address" END)
+     AND (ROW("address") IS NULL AND ROW("street", "city") IS DISTINCT FROM ROW(CAST((split_part(address, ', ', 1)) AS text), CAST((split_part(address, ', ', 2)) AS text)))
+     AND ROW("users"."address") IS DISTINCT FROM ROW(CAST((concat_ws(', ', street, city)) AS text))
   RETURNING 1
 )
 SELECT count(*) FROM _bf_changed;
@@ -125,9 +127,10 @@ _bf_last AS MATERIALIZED (
 ),
 _bf_changed AS (
   UPDATE "public"."users" AS "users"
-     SET "address" = CASE WHEN (ROW("address") IS NULL AND ROW("street", "city") IS DISTINCT FROM ROW(CAST((split_part(address, ', ', 1)) AS text), CAST((split_part(address, ', ', 2)) AS text))) THEN CAST((concat_ws(', ', street, city)) AS text) ELSE "users"."address" END
+     SET "address" = CAST((concat_ws(', ', street, city)) AS text)
    WHERE (true AND "users"."id" <= (SELECT "id" FROM _bf_last))
-     AND ROW("users"."address") IS DISTINCT FROM ROW(CASE WHEN (ROW("address") IS NULL AND ROW("street", "city") IS DISTINCT FROM ROW(CAST((split_part(address, ', ', 1)) AS text), CAST((split_part(address, ', ', 2)) AS text))) THEN CAST((concat_ws(', ', street, city)) AS text) ELSE "users"."address" END)
+     AND (ROW("address") IS NULL AND ROW("street", "city") IS DISTINCT FROM ROW(CAST((split_part(address, ', ', 1)) AS text), CAST((split_part(address, ', ', 2)) AS text)))
+     AND ROW("users"."address") IS DISTINCT FROM ROW(CAST((concat_ws(', ', street, city)) AS text))
   RETURNING 1
 ),
 _bf_ckpt AS (
@@ -156,9 +159,10 @@ _bf_last AS MATERIALIZED (
 ),
 _bf_changed AS (
   UPDATE "public"."users" AS "users"
-     SET "address" = CASE WHEN (ROW("address") IS NULL AND ROW("street", "city") IS DISTINCT FROM ROW(CAST((split_part(address, ', ', 1)) AS text), CAST((split_part(address, ', ', 2)) AS text))) THEN CAST((concat_ws(', ', street, city)) AS text) ELSE "users"."address" END
+     SET "address" = CAST((concat_ws(', ', street, city)) AS text)
    WHERE ("users"."id" > ($4::text[])[1]::bigint AND "users"."id" <= (SELECT "id" FROM _bf_last))
-     AND ROW("users"."address") IS DISTINCT FROM ROW(CASE WHEN (ROW("address") IS NULL AND ROW("street", "city") IS DISTINCT FROM ROW(CAST((split_part(address, ', ', 1)) AS text), CAST((split_part(address, ', ', 2)) AS text))) THEN CAST((concat_ws(', ', street, city)) AS text) ELSE "users"."address" END)
+     AND (ROW("address") IS NULL AND ROW("street", "city") IS DISTINCT FROM ROW(CAST((split_part(address, ', ', 1)) AS text), CAST((split_part(address, ', ', 2)) AS text)))
+     AND ROW("users"."address") IS DISTINCT FROM ROW(CAST((concat_ws(', ', street, city)) AS text))
   RETURNING 1
 ),
 _bf_ckpt AS (

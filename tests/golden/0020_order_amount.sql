@@ -63,9 +63,10 @@ ALTER TABLE "public"."orders" ADD CONSTRAINT "bf_orders_amount_not_null" CHECK (
 -- lock: ROW EXCLUSIVE
 WITH _bf_changed AS (
   UPDATE "public"."orders" AS "orders"
-     SET "amount" = CASE WHEN (ROW("amount") IS NULL) THEN CAST((COALESCE(CAST(("total") AS numeric(14, 2)), CAST((0) AS numeric(14, 2)))) AS numeric(14, 2)) ELSE "orders"."amount" END
+     SET "amount" = CAST((COALESCE(CAST(("total") AS numeric(14, 2)), CAST((0) AS numeric(14, 2)))) AS numeric(14, 2))
    WHERE (true)
-     AND ROW("orders"."amount") IS DISTINCT FROM ROW(CASE WHEN (ROW("amount") IS NULL) THEN CAST((COALESCE(CAST(("total") AS numeric(14, 2)), CAST((0) AS numeric(14, 2)))) AS numeric(14, 2)) ELSE "orders"."amount" END)
+     AND (ROW("amount") IS NULL)
+     AND ROW("orders"."amount") IS DISTINCT FROM ROW(CAST((COALESCE(CAST(("total") AS numeric(14, 2)), CAST((0) AS numeric(14, 2)))) AS numeric(14, 2)))
   RETURNING 1
 )
 SELECT count(*) FROM _bf_changed;
@@ -123,9 +124,10 @@ DROP FUNCTION IF EXISTS "backfill"."bf_0020_order_amount_sync"();
 -- whole-table update
 WITH _bf_changed AS (
   UPDATE "public"."orders" AS "orders"
-     SET "amount" = CASE WHEN (ROW("amount") IS NULL) THEN CAST((COALESCE(CAST(("total") AS numeric(14, 2)), CAST((0) AS numeric(14, 2)))) AS numeric(14, 2)) ELSE "orders"."amount" END
+     SET "amount" = CAST((COALESCE(CAST(("total") AS numeric(14, 2)), CAST((0) AS numeric(14, 2)))) AS numeric(14, 2))
    WHERE (true)
-     AND ROW("orders"."amount") IS DISTINCT FROM ROW(CASE WHEN (ROW("amount") IS NULL) THEN CAST((COALESCE(CAST(("total") AS numeric(14, 2)), CAST((0) AS numeric(14, 2)))) AS numeric(14, 2)) ELSE "orders"."amount" END)
+     AND (ROW("amount") IS NULL)
+     AND ROW("orders"."amount") IS DISTINCT FROM ROW(CAST((COALESCE(CAST(("total") AS numeric(14, 2)), CAST((0) AS numeric(14, 2)))) AS numeric(14, 2)))
   RETURNING 1
 )
 SELECT count(*) FROM _bf_changed;
@@ -148,9 +150,10 @@ _bf_last AS MATERIALIZED (
 ),
 _bf_changed AS (
   UPDATE "public"."orders" AS "orders"
-     SET "amount" = CASE WHEN (ROW("amount") IS NULL) THEN CAST((COALESCE(CAST(("total") AS numeric(14, 2)), CAST((0) AS numeric(14, 2)))) AS numeric(14, 2)) ELSE "orders"."amount" END
+     SET "amount" = CAST((COALESCE(CAST(("total") AS numeric(14, 2)), CAST((0) AS numeric(14, 2)))) AS numeric(14, 2))
    WHERE (true AND "orders"."id" <= (SELECT "id" FROM _bf_last))
-     AND ROW("orders"."amount") IS DISTINCT FROM ROW(CASE WHEN (ROW("amount") IS NULL) THEN CAST((COALESCE(CAST(("total") AS numeric(14, 2)), CAST((0) AS numeric(14, 2)))) AS numeric(14, 2)) ELSE "orders"."amount" END)
+     AND (ROW("amount") IS NULL)
+     AND ROW("orders"."amount") IS DISTINCT FROM ROW(CAST((COALESCE(CAST(("total") AS numeric(14, 2)), CAST((0) AS numeric(14, 2)))) AS numeric(14, 2)))
   RETURNING 1
 ),
 _bf_ckpt AS (
@@ -179,9 +182,10 @@ _bf_last AS MATERIALIZED (
 ),
 _bf_changed AS (
   UPDATE "public"."orders" AS "orders"
-     SET "amount" = CASE WHEN (ROW("amount") IS NULL) THEN CAST((COALESCE(CAST(("total") AS numeric(14, 2)), CAST((0) AS numeric(14, 2)))) AS numeric(14, 2)) ELSE "orders"."amount" END
+     SET "amount" = CAST((COALESCE(CAST(("total") AS numeric(14, 2)), CAST((0) AS numeric(14, 2)))) AS numeric(14, 2))
    WHERE ("orders"."id" > ($4::text[])[1]::bigint AND "orders"."id" <= (SELECT "id" FROM _bf_last))
-     AND ROW("orders"."amount") IS DISTINCT FROM ROW(CASE WHEN (ROW("amount") IS NULL) THEN CAST((COALESCE(CAST(("total") AS numeric(14, 2)), CAST((0) AS numeric(14, 2)))) AS numeric(14, 2)) ELSE "orders"."amount" END)
+     AND (ROW("amount") IS NULL)
+     AND ROW("orders"."amount") IS DISTINCT FROM ROW(CAST((COALESCE(CAST(("total") AS numeric(14, 2)), CAST((0) AS numeric(14, 2)))) AS numeric(14, 2)))
   RETURNING 1
 ),
 _bf_ckpt AS (
