@@ -338,17 +338,6 @@ fn inline(forward: &Forward, targets: &[Ident], alias: &Ident) -> Inline {
     }
 }
 
-/// The value `forward` gives column `column` of a row where `current` (the column, bare or
-/// qualified) reads its value as it is: the assignment, under the operation's `when` when it
-/// has one; `None` when the operation does not assign the column.
-fn assigned_value(forward: &Forward, column: &Ident, current: &str) -> Option<String> {
-    let a = forward.assign.iter().find(|a| &a.column == column)?;
-    Some(match &forward.when {
-        Some(w) => format!("CASE WHEN ({w}) THEN {} ELSE {current} END", a.cast()),
-        None => a.cast(),
-    })
-}
-
 /// The backfill phase: one step, run by the engine in chunks; the statement shown is the
 /// whole-table form.
 pub(super) fn steps(backfill: Option<&BackfillSpec>) -> Vec<Step> {
@@ -375,8 +364,11 @@ fn compute_chain(columns: &[Ident], forwards: &[Forward], alias: &Ident) -> Stri
     for f in forwards {
         let projection: Vec<String> = columns
             .iter()
-            .map(|c| match assigned_value(f, c, &c.to_string()) {
-                Some(value) => format!("{value} AS {c}"),
+            .map(|c| match f.assign.iter().find(|a| &a.column == c) {
+                Some(a) => match &f.when {
+                    Some(w) => format!("CASE WHEN ({w}) THEN {} ELSE {c} END AS {c}", a.cast()),
+                    None => format!("{} AS {c}", a.cast()),
+                },
                 None => c.to_string(),
             })
             .collect();
