@@ -295,9 +295,9 @@ impl Queue {
 impl Shared {
     /// The next segment for worker `id`: one of ours whose retry delay has passed, else a free
     /// one claimed in the database (`FOR UPDATE SKIP LOCKED`, under a lease), else half of
-    /// what is left of the segment another worker of this process walks with the most keys
-    /// left (see [`Shared::split`]; not for a walk by location), so that no worker idles at the end of the
-    /// walk while another walks a whole segment alone. Waits while the segments left are
+    /// what is left of a segment another worker of this process walks (see [`Shared::split`];
+    /// not for a walk by location), so that no worker idles at the end of the walk while
+    /// another walks a whole segment alone. Waits while the segments left are
     /// delayed, walked by other workers or held by other processes (whose leases may run out);
     /// `None` when none is left, when the run stops, or when fewer workers are wanted.
     async fn next_task(&self, id: u32, pool: &Pool) -> Option<Task> {
@@ -359,8 +359,10 @@ impl Shared {
         }
     }
 
-    /// Splits the segment a worker of this process walks with the most keys left and returns
-    /// its second half, claimed in the database; `None` for a walk by location, when no walk
+    /// Splits a segment a worker of this process walks (the one with the most keys left for an
+    /// integer key, [`Shared::integer_split_point`]; the one whose walker has seen the fewest
+    /// rows for any other, [`Shared::middle_split_point`]) and returns its second half,
+    /// claimed in the database; `None` for a walk by location, when no walk
     /// has enough left, or when the segment moved meanwhile (its walker passed the point,
     /// finished it, or lost it). The walker reads its new end before its next chunk. A chunk
     /// of it in flight when the split commits cannot commit past the point: its checkpoint only
