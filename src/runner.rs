@@ -977,6 +977,7 @@ impl PlanRun<'_> {
         self.meter.phase(name);
         let t = Instant::now();
         let detail = if phase == Phase::Backfill {
+            self.ensure_undo_trigger(client).await?;
             unlock(client, plan).await?;
             let result = backfill(
                 self.conn,
@@ -1033,6 +1034,37 @@ impl PlanRun<'_> {
                 format!(" ({detail})")
             }
         ));
+        Ok(())
+    }
+
+    /// Before the first chunk of a plan that rewrites columns in place: its undo trigger, which
+    /// saves what the chunks overwrite, is on the table. Expand installs it; a backfill whose
+    /// expand ran under an earlier build (whose chunks saved the values themselves) gets it
+    /// here, under the plan's DDL lock, `lock_timeout` and retries.
+    async fn ensure_undo_trigger(&self, client: &mut Client) -> Result<()> {
+        let Some((trigger, step)) = &self.schedule.undo_trigger else {
+            return Ok(());
+        };
+        if trigger_installed(client, &self.schedule.table.to_string(), trigger).await? {
+            return Ok(());
+        }
+        let exec = ExecOptions {
+            lock_timeout: self.plan.backfill.lock_timeout,
+            retries: self.plan.backfill.ddl_retries,
+            meter: self.meter.clone(),
+        };
+        let context = format!("plan {}: {}", self.plan.name, step.description);
+        run_step_recorded(
+            client,
+            step,
+            &self.schedule.table.to_string(),
+            &exec,
+            &context,
+            None,
+            &self.stop,
+        )
+        .await?;
+        (self.say)(format!("plan {}: {}", self.plan.name, step.description));
         Ok(())
     }
 
@@ -1345,6 +1377,18 @@ async fn heartbeat(
     }
 }
 
+/// Whether `table` has a trigger named `trigger`.
+async fn trigger_installed(client: &Client, table: &str, trigger: &Ident) -> Result<bool> {
+    client
+        .query_opt(
+            "SELECT 1 FROM pg_trigger WHERE tgrelid = $1::text::regclass AND tgname = $2",
+            &[&table, &trigger.as_str()],
+        )
+        .await
+        .map(|row| row.is_some())
+        .map_err(|e| Error::db(format!("looking for trigger {trigger} on {table}"), &e))
+}
+
 /// `run --phase backfill`: the backfill of `plan`, whose expand and dual-write were applied by
 /// other means, checked against the live catalog: expand and dual-write must have
 /// run. `None` when the plan moves no data.
@@ -1388,23 +1432,20 @@ pub async fn backfill_only_job(
         &Ident::new(state_schema),
     )
     .await?;
+    let table = plan.table.to_string();
     if !schedule.phase(planner::Phase::DualWrite).is_empty() {
         let trigger = planner::trigger_name(plan);
-        let row = client
-            .query_opt(
-                "SELECT 1 FROM pg_trigger WHERE tgrelid = $1::text::regclass AND tgname = $2",
-                &[&plan.table.to_string(), &trigger.as_str()],
-            )
-            .await
-            .map_err(|e| {
-                Error::db(
-                    format!("looking for the trigger of plan `{}`", plan.name),
-                    &e,
-                )
-            })?;
-        if row.is_none() {
+        if !trigger_installed(client, &table, &trigger).await? {
             return Err(Error::Usage(format!(
                 "plan `{}`: the dual-write trigger {trigger} is not installed on {}; run the dual-write phase first, or rows the application writes during the backfill would be left out of sync",
+                plan.name, plan.table
+            )));
+        }
+    }
+    if let Some((trigger, _)) = &schedule.undo_trigger {
+        if !trigger_installed(client, &table, trigger).await? {
+            return Err(Error::Usage(format!(
+                "plan `{}`: the undo trigger {trigger} is not installed on {}; run the expand phase first, or the values the backfill rewrites in place could not be put back by a rollback",
                 plan.name, plan.table
             )));
         }

@@ -533,12 +533,13 @@ async fn a_plan_edited_after_its_backfill_started_is_refused_unless_forced() {
     assert_eq!(check_rows(&client, "users").await, 3000);
 }
 
-/// An in-place chunk reads its rows without row locks and saves their old values for rollback.
-/// A row written by another session after the chunk's snapshot and before the chunk writes it
-/// must be backfilled from that write (not from the version read), and the rollback must put
-/// that write back: the chunk sees that the row is no longer the version it read, rolls back
-/// and runs again with row locks. The writer here skips the trigger (as a replication apply or
-/// a session with the bypass does), so the row is still out of sync after its write.
+/// An in-place chunk saves the old values of the rows it writes, for rollback. A row written by
+/// another session after the chunk's snapshot and before the chunk writes it must be backfilled
+/// from that write (not from the version the snapshot saw), and the rollback must put that write
+/// back: PostgreSQL rechecks the row's latest version and hands the undo trigger the version the
+/// chunk overwrote. The writer here skips the table's triggers, as a logical replication apply
+/// does (`session_replication_role = replica`), so the row is still out of sync after its write
+/// and its own write saves nothing.
 #[tokio::test]
 async fn a_row_written_during_an_in_place_chunk_keeps_the_applications_write() {
     let db = TestDb::new("faults_in_place_race").await;
@@ -575,7 +576,7 @@ lock_timeout = "60s"
         .unwrap_or_else(|e| panic!("{e}"));
     let app = db.connect().await;
     let out = run_during(&run_args(&staged), &db.url, async {
-        let waiting = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%\\_bf\\_src%'";
+        let waiting = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%\\_bf\\_changed%'";
         let deadline = Instant::now() + Duration::from_secs(60);
         while count(&app, waiting).await == 0 {
             assert!(Instant::now() < deadline, "the chunk never waited for row 1");
@@ -583,7 +584,7 @@ lock_timeout = "60s"
         }
         // Row 5, which the waiting chunk read in its snapshot but has not written.
         app.batch_execute(
-            "SET backfill.bypass = 'inplace_race'; UPDATE notes SET email = 'Changed5@Example.COM' WHERE id = 5; RESET backfill.bypass;",
+            "SET session_replication_role = replica; UPDATE notes SET email = 'Changed5@Example.COM' WHERE id = 5; RESET session_replication_role;",
         )
         .await
         .unwrap_or_else(|e| panic!("{e}"));
@@ -619,4 +620,117 @@ lock_timeout = "60s"
     .await
     .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(rows(&client, table).await, expect(true));
+}
+
+/// A backfill that rewrites a column in place, whose expand ran under an earlier build (whose
+/// chunks saved the old values themselves, so expand installed no undo trigger): the rerun
+/// installs the trigger before its first chunk, and the rollback puts every value back. The
+/// first run stops at a row the plan's expression cannot compute, after expand and dual-write
+/// are recorded; the trigger is dropped before the rerun.
+#[tokio::test]
+async fn an_in_place_backfill_started_without_the_undo_trigger_gets_it_before_its_first_chunk() {
+    let db = TestDb::new("faults_undo_trigger_installed").await;
+    let client = db.connect().await;
+    client
+        .batch_execute(
+            "CREATE TABLE notes (id bigint PRIMARY KEY, n int NOT NULL, label text NOT NULL);
+             INSERT INTO notes SELECT g, CASE WHEN g = 30 THEN 0 ELSE g END, 'l' || g FROM generate_series(1, 200) g;",
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let dir = std::env::temp_dir().join(format!("backfill-undo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    let path = dir.join("relabel.toml");
+    std::fs::write(
+        &path,
+        r#"
+table = "notes"
+[[operations]]
+kind = "update_rows"
+set = { label = "CASE WHEN 1 / n >= 0 THEN upper(label) END" }
+where = "label <> upper(label)"
+[backfill]
+workers = 1
+batch_size = 20
+"#,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let plan = path.display().to_string();
+    let first = backfill_cmd(&["run", &plan], Some(&db.url));
+    assert_eq!(first.status.code(), Some(1), "{}", show(&first));
+    assert!(show(&first).contains("division by zero"), "{}", show(&first));
+    let table = "SELECT id || ' ' || label FROM notes ORDER BY id";
+    // What an earlier build's expand left: the undo table, no undo trigger. The application
+    // mends row 30, and the dual-write trigger rewrites its label as it writes it.
+    client
+        .batch_execute(
+            "DROP TRIGGER bf_relabel_undo_save ON notes; UPDATE notes SET n = 1 WHERE id = 30;",
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let second = backfill_cmd(&["run", &plan], Some(&db.url));
+    assert_eq!(second.status.code(), Some(0), "{}", show(&second));
+    assert!(
+        show(&second).contains("install the undo trigger"),
+        "{}",
+        show(&second)
+    );
+    let all = |upper: bool| -> Vec<String> {
+        (1..=200)
+            .map(|g| match (g, upper) {
+                (30, _) | (_, true) => format!("{g} L{g}"),
+                (_, false) => format!("{g} l{g}"),
+            })
+            .collect()
+    };
+    assert_eq!(rows(&client, table).await, all(true));
+    // Every row the backfill rewrote is saved once; row 30 was in sync already.
+    let saved = count(
+        &client,
+        "SELECT count(*) FROM backfill.bf_relabel_undo, unnest(rows)",
+    )
+    .await;
+    assert_eq!(saved, 199);
+    let abort = backfill_cmd(&["abort", &plan], Some(&db.url));
+    assert_eq!(abort.status.code(), Some(0), "{}", show(&abort));
+    // Back as before the backfill; row 30 keeps the application's write.
+    assert_eq!(rows(&client, table).await, all(false));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `run --phase backfill` of an in-place plan whose undo trigger is missing refuses to start:
+/// exit 2, the trigger named, no row changed.
+#[tokio::test]
+async fn a_backfill_only_run_without_the_undo_trigger_is_refused() {
+    let db = TestDb::new("faults_undo_trigger_missing").await;
+    let client = db.connect().await;
+    client
+        .batch_execute(
+            "CREATE TABLE notes (id bigint PRIMARY KEY, email text NOT NULL);
+             INSERT INTO notes SELECT g, 'User' || g || '@Example.COM' FROM generate_series(1, 40) g;",
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let staged = stage(
+        &db,
+        "no_undo_trigger",
+        "table = \"notes\"\n[[operations]]\nkind = \"update_rows\"\nset = { email = \"lower(email)\" }\n",
+    )
+    .await;
+    client
+        .batch_execute("DROP TRIGGER bf_no_undo_trigger_undo_save ON notes")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let table = "SELECT id || ' ' || email FROM notes ORDER BY id";
+    let before = rows(&client, table).await;
+    let args = run_args(&staged);
+    let refs: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+    let out = backfill_cmd(&refs, Some(&db.url));
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        show(&out).contains("the undo trigger \"bf_no_undo_trigger_undo_save\" is not installed"),
+        "{}",
+        show(&out)
+    );
+    assert_eq!(rows(&client, table).await, before);
 }

@@ -204,15 +204,9 @@ fn render(plan_file: &Path, schedule: &Schedule, table: &TableInfo, created: boo
             );
             let keyset = Keyset::of(table).unwrap_or_else(|e| panic!("{e}"));
             let chunk = chunk_sql(spec, &keyset, &Ident::new(options.state_schema.as_str()));
-            // Only in-place chunks have a second form; elsewhere it is the same statement.
-            let locked = (chunk.next_locked != chunk.next).then_some((
-                "a later chunk again, with row locks, after a row changed under it",
-                &chunk.next_locked,
-            ));
             for (what, sql) in [
                 Some(("a segment's first chunk", &chunk.first)),
                 Some(("every later chunk", &chunk.next)),
-                locked,
                 Some((
                     "the keys of a first chunk (naming a bad row)",
                     &chunk.keys_first,

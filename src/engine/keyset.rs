@@ -14,7 +14,7 @@
 
 use crate::db::catalog::TableInfo;
 use crate::error::{Error, Result};
-use crate::planner::{BackfillSpec, RowGuard};
+use crate::planner::BackfillSpec;
 use crate::sql::{literal, Ident, QualifiedName};
 use crate::state::segments::{self, ChunkCounts};
 
@@ -172,12 +172,6 @@ pub struct ChunkSql {
     pub first: String,
     /// Every later chunk.
     pub next: String,
-    /// As `first`, with the rows locked before they are read ([`RowGuard::Locks`]): the
-    /// chunk's second try after the rows guard raised `BF002`. The same as `first` when the
-    /// backfill rewrites nothing in place.
-    pub first_locked: String,
-    /// As `next`, with row locks.
-    pub next_locked: String,
     /// The keys of the chunk, in order (`$1` cursor or `NULL`, `$2` upper, `$3` limit): used
     /// after a data error to name the offending row.
     pub keys_first: String,
@@ -186,14 +180,12 @@ pub struct ChunkSql {
 }
 
 impl ChunkSql {
-    /// The chunk statement of a segment: its first chunk or a later one (`after_cursor`),
-    /// read without row locks or, when `locked`, with them.
-    pub fn chunk(&self, after_cursor: bool, locked: bool) -> &str {
-        match (after_cursor, locked) {
-            (false, false) => &self.first,
-            (true, false) => &self.next,
-            (false, true) => &self.first_locked,
-            (true, true) => &self.next_locked,
+    /// The chunk statement of a segment: its first chunk or a later one (`after_cursor`).
+    pub fn chunk(&self, after_cursor: bool) -> &str {
+        if after_cursor {
+            &self.next
+        } else {
+            &self.first
         }
     }
 }
@@ -212,7 +204,7 @@ pub fn chunk_sql(spec: &BackfillSpec, keyset: &Keyset, state_schema: &Ident) -> 
     if keyset.physical {
         return physical_chunk_sql(spec, state_schema);
     }
-    let build = |lower: bool, guard: RowGuard| {
+    let build = |lower: bool| {
         let lower_cond = if lower {
             keyset.compare_param(ROW, ">", 4)
         } else {
@@ -250,8 +242,8 @@ pub fn chunk_sql(spec: &BackfillSpec, keyset: &Keyset, state_schema: &Ident) -> 
             table = spec.table,
             bare = keyset.list(ROW),
             desc = keyset.list_desc(ROW),
-            update = spec.update_ctes(&filter, guard),
-            result = chunk_result(spec, guard, state_schema),
+            update = spec.update_ctes(&filter),
+            result = chunk_result(state_schema),
         )
     };
     let keys = |lower: bool| {
@@ -269,25 +261,18 @@ pub fn chunk_sql(spec: &BackfillSpec, keyset: &Keyset, state_schema: &Ident) -> 
         )
     };
     ChunkSql {
-        first: build(false, RowGuard::Versions),
-        next: build(true, RowGuard::Versions),
-        first_locked: build(false, RowGuard::Locks),
-        next_locked: build(true, RowGuard::Locks),
+        first: build(false),
+        next: build(true),
         keys_first: keys(false),
         keys_next: keys(true),
     }
 }
 
 /// The last clause of a chunk statement: rows seen, rows changed, the new cursor and whether
-/// the segment is done, or `BF001` from the guard when the checkpoint did not move, or `BF002`
-/// from the rows guard when an in-place chunk read without locks skipped a row.
-fn chunk_result(spec: &BackfillSpec, guard: RowGuard, state_schema: &Ident) -> String {
-    let rows_guard = spec
-        .skipped_check(guard)
-        .map(|ok| format!(" AND {}", segments::rows_guard_call(state_schema, &ok)))
-        .unwrap_or_default();
+/// the segment is done, or `BF001` from the guard when the checkpoint did not move.
+fn chunk_result(state_schema: &Ident) -> String {
     format!(
-        "SELECT (SELECT count(*) FROM _bf_keys) AS seen, (SELECT count(*) FROM _bf_changed) AS changed, _bf_c.cursor, coalesce(_bf_c.done, false) AS done\n  FROM (SELECT 1) AS _bf_one LEFT JOIN {CKPT} AS _bf_c ON true\n WHERE {}{rows_guard}",
+        "SELECT (SELECT count(*) FROM _bf_keys) AS seen, (SELECT count(*) FROM _bf_changed) AS changed, _bf_c.cursor, coalesce(_bf_c.done, false) AS done\n  FROM (SELECT 1) AS _bf_one LEFT JOIN {CKPT} AS _bf_c ON true\n WHERE {}",
         segments::guard_call(state_schema, "_bf_c.done IS NOT NULL")
     )
 }
@@ -335,14 +320,14 @@ fn physical_chunk_sql(spec: &BackfillSpec, state_schema: &Ident) -> ChunkSql {
             done: "(SELECT hi FROM _bf_w) >= ($5::text[])[1]::tid",
         },
     );
-    let chunk = |guard: RowGuard| {
+    let chunk = {
         format!(
             "WITH {window},\n_bf_keys AS MATERIALIZED (\n  SELECT FROM {table} AS {ROW} WHERE {keys}\n),\n{update},\n{checkpoint}\n{result}",
             window = window_cte(&spec.table, 4, 3),
             table = spec.table,
             keys = filter(ROW),
-            update = spec.update_ctes(&filter, guard),
-            result = chunk_result(spec, guard, state_schema),
+            update = spec.update_ctes(&filter),
+            result = chunk_result(state_schema),
         )
     };
     // The rows of the window's last page (within the bound): after bisection, the offending
@@ -355,10 +340,8 @@ fn physical_chunk_sql(spec: &BackfillSpec, state_schema: &Ident) -> ChunkSql {
         upper = tid_at_most(ROW, 2),
     );
     ChunkSql {
-        first: chunk(RowGuard::Versions),
-        next: chunk(RowGuard::Versions),
-        first_locked: chunk(RowGuard::Locks),
-        next_locked: chunk(RowGuard::Locks),
+        first: chunk.clone(),
+        next: chunk,
         keys_first: keys.clone(),
         keys_next: keys,
     }

@@ -12,7 +12,7 @@ use super::{Event, Shared, Task};
 use crate::error::Error;
 use crate::executor::backoff;
 use crate::sql::literal;
-use crate::state::{self, CHECKPOINT_MOVED, ROWS_MOVED};
+use crate::state::{self, CHECKPOINT_MOVED};
 
 /// How a walk over a segment ended.
 enum Walk {
@@ -37,9 +37,6 @@ enum Class {
     Transient,
     /// The segment's checkpoint moved under the chunk: reload it.
     Moved,
-    /// An in-place chunk read without locks found a row written by someone else: run it again
-    /// with row locks.
-    RowsMoved,
     /// The data or the plan's expression: find the row and stop.
     Data,
     /// Anything else: stop.
@@ -54,9 +51,6 @@ fn classify(e: &tokio_postgres::Error) -> Class {
     let code = db.code().code();
     if code == CHECKPOINT_MOVED {
         return Class::Moved;
-    }
-    if code == ROWS_MOVED {
-        return Class::RowsMoved;
     }
     match code {
         "55P03" | "40001" | "40P01" | "57014" | "57P01" | "57P02" | "57P03" | "53300" | "53400"
@@ -149,9 +143,6 @@ async fn walk_segments(id: u32, shared: &Arc<Shared>, pool: &Pool, sizing: &mut 
 
 /// Walks one segment from its cursor.
 async fn walk(id: u32, shared: &Shared, pool: &Pool, task: &mut Task, sizing: &mut Sizing) -> Walk {
-    // The next chunk locks its rows before reading them: its first try, without locks, found
-    // one written by someone else in between.
-    let mut lock_rows = false;
     loop {
         if shared.stop.is_set() || id > shared.live.workers() {
             return Walk::Stopped;
@@ -210,7 +201,7 @@ async fn walk(id: u32, shared: &Shared, pool: &Pool, task: &mut Task, sizing: &m
         if let Some(upper) = shared.upper_of(task.segment) {
             task.upper = upper;
         }
-        let sql = shared.sql.chunk(task.cursor.is_some(), lock_rows);
+        let sql = shared.sql.chunk(task.cursor.is_some());
         let started = Instant::now();
         let result = match client.prepare_cached(sql).await {
             Ok(stmt) => {
@@ -234,15 +225,6 @@ async fn walk(id: u32, shared: &Shared, pool: &Pool, task: &mut Task, sizing: &m
             Ok(row) => row,
             Err(e) => match classify(&e) {
                 Class::Transient => return Walk::Transient(describe(&e), sqlstate(&e)),
-                Class::RowsMoved => {
-                    tracing::debug!(
-                        worker = id,
-                        segment = task.segment,
-                        "a row changed under the chunk: it runs again with row locks"
-                    );
-                    lock_rows = true;
-                    continue;
-                }
                 Class::Moved => match reload(shared, &client, task).await {
                     Ok(Reloaded::Done) => return Walk::Done,
                     Ok(Reloaded::Ours) => continue,
@@ -270,7 +252,6 @@ async fn walk(id: u32, shared: &Shared, pool: &Pool, task: &mut Task, sizing: &m
         task.cursor = cursor;
         shared.walked(task.segment, &task.cursor, batch, seen);
         task.attempts = 0;
-        lock_rows = false;
         sizing.observe(seen.max(0) as u64, took);
         let total = shared.rows_done.fetch_add(seen, Ordering::SeqCst) + seen;
         shared.rows_seen.fetch_add(seen, Ordering::SeqCst);
@@ -340,8 +321,7 @@ async fn locate_bad_row(
     let table = shared.job.spec.table.to_string();
     let code = error.as_db_error().map(|d| d.code().code().to_string());
     let message = describe(error);
-    // With row locks: a try is never refused for a row someone else wrote meanwhile.
-    let sql = shared.sql.chunk(task.cursor.is_some(), true);
+    let sql = shared.sql.chunk(task.cursor.is_some());
     // `lo` rows pass, `hi` rows fail.
     let (mut lo, mut hi) = (0u32, batch);
     while hi - lo > 1 {

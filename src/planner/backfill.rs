@@ -23,15 +23,18 @@ pub struct InPlace {
     pub after: Ident,
 }
 
-/// `_bf_src`'s column with the `ctid` of the row version read (under [`RowGuard::Versions`]).
-const SRC_CTID: &str = "_bf_ctid";
-/// `_bf_src`'s column with the `xmin` of the row version read.
-const SRC_XMIN: &str = "_bf_xmin";
-
 /// Where the values a backfill rewrites in place are kept for rollback: one row per chunk, the
 /// chunk's changed rows as one array of a composite type (the key, then each in-place column's
 /// value before and after). One insert per chunk instead of one per row: no per-row index entry,
 /// no `ON CONFLICT`, and the array compresses.
+///
+/// The rows are saved by a statement trigger on the table ([`Undo::trigger`]), `AFTER UPDATE`
+/// with transition tables, that fires only for the backfill's own statements (its `WHEN` reads
+/// the plan's bypass): the chunk is a plain `UPDATE`, which visits each row once, and
+/// PostgreSQL hands the trigger each changed row as it was before the write and after, the
+/// version actually written even when the application wrote the row first. Before, a chunk read
+/// the old values, then found each row again to write it (a second visit of every row), and had
+/// to prove that nobody wrote the row in between.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Undo {
     /// The table: `n` (the order chunks were written in) and `rows`.
@@ -40,19 +43,12 @@ pub struct Undo {
     /// The composite type of one saved row.
     #[serde(serialize_with = "display")]
     pub row_type: QualifiedName,
-}
-
-/// How an in-place chunk makes sure the values it saves are those it overwrites.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RowGuard {
-    /// Read the rows without locks, then write each only if it is still the version read (same
-    /// `ctid` and `xmin`, checked again by PostgreSQL on the latest version when a concurrent
-    /// writer got there first). A row skipped that way makes the statement count fewer rows
-    /// changed than read: the engine's chunk then raises and runs again with [`RowGuard::Locks`].
-    Versions,
-    /// Lock the rows out of sync first (`FOR UPDATE`), then write them: slower (a lock record
-    /// per row), never skips.
-    Locks,
+    /// The trigger function that saves a statement's changed rows.
+    #[serde(serialize_with = "display")]
+    pub function: QualifiedName,
+    /// Its trigger on the table.
+    #[serde(serialize_with = "display")]
+    pub trigger: Ident,
 }
 
 /// What the engine needs to move the data.
@@ -75,8 +71,8 @@ pub struct BackfillSpec {
     pub undo: Option<Undo>,
     /// The value of [`BYPASS_SETTING`] during the backfill: the plan's name.
     pub bypass: String,
-    /// With one operation and nothing rewritten in place: the new values written straight
-    /// into the `UPDATE` (see [`Inline`]).
+    /// With one operation: the new values written straight into the `UPDATE` (see
+    /// [`Inline`]).
     #[serde(skip)]
     pub inline: Option<Inline>,
 }
@@ -124,23 +120,17 @@ impl BackfillSpec {
         )
     }
 
-    /// Data-modifying CTEs (to follow `WITH`) that bring the rows matching `filter` (a
-    /// condition over the alias it is given, e.g. a keyset range) in sync; the last one,
-    /// `_bf_changed`, returns one row per row changed.
+    /// A data-modifying CTE (to follow `WITH`), `_bf_changed`, that brings the rows matching
+    /// `filter` (a condition over the alias it is given, e.g. a keyset range) in sync and
+    /// returns one row per row changed.
     ///
-    /// Without in-place columns it is a plain `UPDATE` whose new values and out-of-sync test are
-    /// computed on the row (inline, or in correlated subqueries when several operations chain):
-    /// a row the application changes concurrently is re-read by PostgreSQL (`EvalPlanQual`) and
-    /// both are computed again on its latest version, and only rows that differ are locked and
-    /// written, so a rerun over finished rows writes nothing; `guard` does not matter.
-    ///
-    /// With in-place columns the old values must be saved to the undo table, which a plain
-    /// `UPDATE` cannot return: the rows out of sync are read first (`_bf_src`, with their new
-    /// values computed), then written, then saved as one array. `guard` says how the values
-    /// read are kept true until the write ([`RowGuard`]): under [`RowGuard::Versions`] a row
-    /// written by someone else in between is skipped, and `_bf_src` holds more rows than
-    /// `_bf_changed` (see [`Self::skipped_check`]).
-    pub fn update_ctes(&self, filter: &dyn Fn(&str) -> String, guard: RowGuard) -> String {
+    /// It is a plain `UPDATE` whose new values and out-of-sync test are computed on the row
+    /// (inline, or in correlated subqueries when several operations chain): a row the
+    /// application changes concurrently is re-read by PostgreSQL (`EvalPlanQual`) and both are
+    /// computed again on its latest version, and only rows that differ are locked and written,
+    /// so a rerun over finished rows writes nothing. Values rewritten in place are saved for
+    /// rollback by the undo trigger ([`Undo`]), from the rows this `UPDATE` wrote.
+    pub fn update_ctes(&self, filter: &dyn Fn(&str) -> String) -> String {
         if let Some(inline) = &self.inline {
             let alias = inline.alias.to_string();
             return format!(
@@ -163,85 +153,24 @@ impl BackfillSpec {
                 news = inline.values.join(", "),
             );
         }
-        let filter = filter(ROW);
-        let Some(undo) = &self.undo else {
-            return format!(
-                "_bf_changed AS (\n  UPDATE {table} AS {ROW}\n     SET ({cols}) = (SELECT {news} FROM ({compute}) AS {NEW_ROW})\n   WHERE ({filter})\n     AND EXISTS (SELECT FROM ({compute}) AS {NEW_ROW} WHERE {out})\n  RETURNING 1\n)",
-                table = self.table,
-                cols = ident_list(&self.targets),
-                news = qualified_list(NEW_ROW, &self.targets),
-                compute = self.compute,
-                out = self.out_of_sync(),
-            );
-        };
-        // Under `Versions` the version read travels with the row: its `ctid` finds it again
-        // (a TID scan), its `xmin` proves it is the same version. The `xmin` test is a join
-        // condition, which PostgreSQL re-evaluates on the latest version after waiting for a
-        // concurrent writer; a TID condition alone is not re-checked there.
-        let (version, lock, same_version) = match guard {
-            RowGuard::Versions => (
-                format!(", {ROW}.\"ctid\" AS {SRC_CTID}, {ROW}.\"xmin\" AS {SRC_XMIN}"),
-                String::new(),
-                format!("_bf_u.\"ctid\" = _bf_src.{SRC_CTID} AND _bf_u.\"xmin\" = _bf_src.{SRC_XMIN} AND "),
-            ),
-            RowGuard::Locks => (
-                String::new(),
-                format!("\n     FOR UPDATE OF {ROW}"),
-                String::new(),
-            ),
-        };
-        let saved: Vec<String> = self
-            .key
-            .iter()
-            .map(|k| k.to_string())
-            .chain(
-                self.in_place
-                    .iter()
-                    .flat_map(|c| [c.before.to_string(), c.column.to_string()]),
-            )
-            .collect();
         format!(
-            "_bf_src AS (\n  SELECT {keys}, {news}{befores}{version}\n    FROM {table} AS {ROW}\n    CROSS JOIN LATERAL ({compute}) AS {NEW_ROW}\n   WHERE ({filter}) AND {out}{lock}\n),\n_bf_changed AS (\n  UPDATE {table} AS _bf_u\n     SET {sets}\n    FROM _bf_src\n   WHERE {same_version}ROW({ukeys}) = ROW({skeys})\n  RETURNING _bf_src.*\n),\n_bf_undo AS (\n  INSERT INTO {undo_table} (\"rows\")\n  SELECT array_agg(ROW({saved})::{row_type}) FROM _bf_changed HAVING count(*) > 0\n)",
-            keys = qualified_list(ROW, &self.key),
-            news = qualified_list(NEW_ROW, &self.targets),
-            befores = self
-                .in_place
-                .iter()
-                .map(|c| format!(", {ROW}.{} AS {}", c.column, c.before))
-                .collect::<String>(),
+            "_bf_changed AS (\n  UPDATE {table} AS {ROW}\n     SET ({cols}) = (SELECT {news} FROM ({compute}) AS {NEW_ROW})\n   WHERE ({filter})\n     AND EXISTS (SELECT FROM ({compute}) AS {NEW_ROW} WHERE {out})\n  RETURNING 1\n)",
             table = self.table,
+            cols = ident_list(&self.targets),
+            news = qualified_list(NEW_ROW, &self.targets),
             compute = self.compute,
+            filter = filter(ROW),
             out = self.out_of_sync(),
-            sets = self
-                .targets
-                .iter()
-                .map(|t| format!("{t} = _bf_src.{t}"))
-                .collect::<Vec<_>>()
-                .join(", "),
-            ukeys = qualified_list("_bf_u", &self.key),
-            skeys = qualified_list("_bf_src", &self.key),
-            undo_table = undo.table,
-            row_type = undo.row_type,
-            saved = saved.join(", "),
         )
     }
 
-    /// Under [`RowGuard::Versions`] with in-place columns: the condition, over the CTEs of
-    /// [`Self::update_ctes`], that every row read was written (none was skipped because someone
-    /// else wrote it in between). `None` when nothing can be skipped.
-    pub fn skipped_check(&self, guard: RowGuard) -> Option<String> {
-        (self.undo.is_some() && guard == RowGuard::Versions).then(|| {
-            "(SELECT count(*) FROM _bf_src) = (SELECT count(*) FROM _bf_changed)".to_string()
-        })
-    }
-
-    /// One statement that brings the rows matching `filter` in sync, with row locks (see
-    /// [`Self::update_ctes`]), and returns the number of rows changed.
+    /// One statement that brings the rows matching `filter` in sync (see
+    /// [`Self::update_ctes`]) and returns the number of rows changed.
     pub fn update_sql(&self, filter: Option<&dyn Fn(&str) -> String>) -> String {
         let all = |_: &str| "true".to_string();
         format!(
             "WITH {}\nSELECT count(*) FROM _bf_changed",
-            self.update_ctes(filter.unwrap_or(&all), RowGuard::Locks)
+            self.update_ctes(filter.unwrap_or(&all))
         )
     }
 
@@ -314,7 +243,7 @@ pub(super) fn spec(parts: &Parts<'_>) -> Option<BackfillSpec> {
         undo: parts.undo.clone(),
         bypass: parts.plan.name.clone(),
         inline: match parts.forwards.as_slice() {
-            [f] if parts.undo.is_none() => Some(inline(f, &targets, parts.catalog.alias())),
+            [f] => Some(inline(f, &targets, parts.catalog.alias())),
             _ => None,
         },
         targets,

@@ -12,9 +12,7 @@ pub(super) fn steps(parts: &Parts<'_>) -> Vec<Step> {
     let mut switch = Vec::new();
     let mut drops = Vec::new();
     let mut renames = Vec::new();
-    if !parts.syncs.is_empty() {
-        switch.push(parts.drop_trigger());
-    }
+    switch.extend(parts.drop_triggers());
     for (op, c) in &parts.ops {
         let contract = op.contract(c);
         for v in contract.validate {

@@ -3,15 +3,16 @@
 //! statements PostgreSQL runs only outside a transaction, then each index built concurrently in
 //! its own step.
 
-use super::{ensure_schema, Parts, Step, StepMode, Undo};
+use super::{ensure_schema, Parts, Step, StepMode, Undo, BYPASS_SETTING};
 use crate::ops::{IndexBuild, LockLevel, Statement};
-use crate::sql::{dollar_quote, literal, Ident};
+use crate::sql::{dollar_quote, literal, qualified_list, Ident};
 
 /// The expand phase.
 pub(super) fn steps(parts: &Parts<'_>) -> Vec<Step> {
     let mut expand_sql: Vec<Statement> = Vec::new();
     if let Some(u) = &parts.undo {
         expand_sql.extend(create_undo_table(parts, u));
+        expand_sql.extend(save_undo(parts, u));
     }
     // What the expand transaction does, in the operations' own words.
     let mut expand_what: Vec<String> = Vec::new();
@@ -133,6 +134,51 @@ fn create_undo_table(parts: &Parts<'_>, u: &Undo) -> [Statement; 3] {
             format!(
                 "CREATE TABLE IF NOT EXISTS {} (\"n\" bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, \"rows\" {}[] NOT NULL)",
                 u.table, u.row_type
+            ),
+        ),
+    ]
+}
+
+/// The transition tables of the undo trigger: the rows a statement changed, before and after.
+const OLD_ROWS: &str = "_bf_old";
+const NEW_ROWS: &str = "_bf_new";
+
+/// The undo trigger ([`Undo`]) and its function: after each `UPDATE` statement run with the
+/// plan's bypass (the backfill's own), one row in the undo table with the statement's changed
+/// rows, each as its key and the value before and after of every column rewritten in place.
+/// The before and after rows are matched by key, which the backfill never rewrites (the plan
+/// check refuses it). The function names no plan text: only identifiers.
+pub(super) fn save_undo(parts: &Parts<'_>, u: &Undo) -> [Statement; 2] {
+    let mut saved = vec![qualified_list(OLD_ROWS, &parts.key)];
+    for c in &parts.in_place {
+        saved.push(format!("{OLD_ROWS}.{col}, {NEW_ROWS}.{col}", col = c.column));
+    }
+    let body = format!(
+        "\nBEGIN\n  INSERT INTO {table} (\"rows\")\n  SELECT array_agg(ROW({saved})::{row_type})\n    FROM {OLD_ROWS} JOIN {NEW_ROWS} ON ROW({okeys}) = ROW({nkeys})\n  HAVING count(*) > 0;\n  RETURN NULL;\nEND;\n",
+        table = u.table,
+        saved = saved.join(", "),
+        row_type = u.row_type,
+        okeys = qualified_list(OLD_ROWS, &parts.key),
+        nkeys = qualified_list(NEW_ROWS, &parts.key),
+    );
+    [
+        Statement::new(
+            LockLevel::None,
+            format!(
+                "CREATE OR REPLACE FUNCTION {}() RETURNS trigger LANGUAGE plpgsql AS {}",
+                u.function,
+                dollar_quote("bf_undo_save", &body)
+            ),
+        ),
+        Statement::new(
+            LockLevel::ShareRowExclusive,
+            format!(
+                "CREATE TRIGGER {} AFTER UPDATE ON {} REFERENCING OLD TABLE AS {OLD_ROWS} NEW TABLE AS {NEW_ROWS} FOR EACH STATEMENT WHEN (current_setting({}, true) = {}) EXECUTE FUNCTION {}()",
+                u.trigger,
+                parts.catalog.name,
+                literal(BYPASS_SETTING),
+                literal(&parts.plan.name),
+                u.function
             ),
         ),
     ]

@@ -17,7 +17,7 @@ mod transition;
 
 use serde::Serialize;
 
-pub use self::backfill::{BackfillSpec, InPlace, RowGuard, Undo};
+pub use self::backfill::{BackfillSpec, InPlace, Undo};
 pub use self::transition::{
     catalog_before_expand, check_catalog, missing_after_expand, transition_table,
 };
@@ -137,6 +137,12 @@ pub struct Schedule {
     pub rollback: Vec<Step>,
     /// The rows the table holds, as the catalog estimates.
     pub row_estimate: i64,
+    /// For a plan that rewrites columns in place: its undo trigger ([`Undo`]) and the step that
+    /// installs it. Expand installs it; the runner checks for it before the backfill, and
+    /// installs it when it is missing (a backfill whose expand ran under an earlier build,
+    /// which saved the old values in the chunk statement itself).
+    #[serde(skip)]
+    pub undo_trigger: Option<(Ident, Step)>,
 }
 
 impl Schedule {
@@ -201,9 +207,14 @@ fn ensure_schema(schema: &Ident) -> Statement {
     )
 }
 
-/// Drops the undo table, then its row type.
-fn drop_undo(u: &Undo) -> [Statement; 2] {
+/// Drops the undo trigger's function, the undo table, then its row type (the trigger itself
+/// goes with the other triggers, in the transaction that takes the table's lock).
+fn drop_undo(u: &Undo) -> [Statement; 3] {
     [
+        Statement::new(
+            LockLevel::None,
+            format!("DROP FUNCTION IF EXISTS {}()", u.function),
+        ),
         Statement::new(LockLevel::None, format!("DROP TABLE IF EXISTS {}", u.table)),
         Statement::new(
             LockLevel::None,
@@ -223,6 +234,11 @@ fn undo_store(plan: &Plan, options: &PlannerOptions) -> Undo {
             options.state_schema.clone(),
             object_name(&[&plan.name, "undo", "row"]),
         ),
+        function: QualifiedName::new(
+            options.state_schema.clone(),
+            object_name(&[&plan.name, "undo", "save"]),
+        ),
+        trigger: Ident::new(object_name(&[&plan.name, "undo", "save"])),
     }
 }
 
@@ -312,15 +328,20 @@ impl<'a> Parts<'a> {
             .collect()
     }
 
-    /// `DROP TRIGGER` of the plan's trigger (contract's switch, rollback).
-    fn drop_trigger(&self) -> Statement {
-        Statement::new(
-            LockLevel::AccessExclusive,
-            format!(
-                "DROP TRIGGER IF EXISTS {} ON {}",
-                self.trigger, self.catalog.name
-            ),
-        )
+    /// `DROP TRIGGER` of the plan's triggers on the table: the dual-write trigger, then the
+    /// undo trigger (contract's switch, rollback). Empty when the plan has neither.
+    fn drop_triggers(&self) -> Vec<Statement> {
+        let sync = (!self.syncs.is_empty()).then_some(&self.trigger);
+        let undo = self.undo.as_ref().map(|u| &u.trigger);
+        sync.into_iter()
+            .chain(undo)
+            .map(|t| {
+                Statement::new(
+                    LockLevel::AccessExclusive,
+                    format!("DROP TRIGGER IF EXISTS {t} ON {}", self.catalog.name),
+                )
+            })
+            .collect()
     }
 
     /// `DROP FUNCTION` of the plan's trigger function (contract's cleanup, rollback).
@@ -366,6 +387,16 @@ pub fn build(plan: &Plan, catalog: &TableInfo, options: &PlannerOptions) -> Sche
         rollback: rollback::steps(&parts, backfill.as_ref()),
         backfill,
         row_estimate: catalog.row_estimate,
+        undo_trigger: parts.undo.as_ref().map(|u| {
+            (
+                u.trigger.clone(),
+                Step {
+                    description: format!("install the undo trigger {}", u.trigger),
+                    mode: StepMode::Transaction,
+                    statements: expand::save_undo(&parts, u).to_vec(),
+                },
+            )
+        }),
     }
 }
 

@@ -51,11 +51,8 @@ pub(super) fn steps(parts: &Parts<'_>, backfill: Option<&BackfillSpec>) -> Vec<S
     }
     // The trigger and the constraints go first: restored values may break a NOT VALID check,
     // and with the trigger gone the restore needs no bypass. The undo table goes last.
-    let mut undo_ddl = Vec::new();
-    if !parts.syncs.is_empty() {
-        undo_ddl.push(parts.drop_trigger());
-    }
-    let mut drops = !parts.syncs.is_empty();
+    let mut undo_ddl = parts.drop_triggers();
+    let mut drops = !undo_ddl.is_empty();
     let mut put_back = Vec::new();
     for (summary, r) in &undo {
         drops |= !r.statements.is_empty();

@@ -29,14 +29,6 @@ pub const CHECKPOINT_MOVED: &str = "BF001";
 /// The function that guards checkpoints, inside the state schema.
 pub const CHECKPOINT_GUARD: &str = "checkpoint_guard";
 
-/// SQLSTATE raised by the rows guard when an in-place chunk, which reads its rows without locks,
-/// found one written by someone else before it could write it: the chunk rolls back and runs
-/// again with row locks.
-pub const ROWS_MOVED: &str = "BF002";
-
-/// The function that guards in-place chunks read without locks, inside the state schema.
-pub const ROWS_GUARD: &str = "rows_guard";
-
 /// The migrations, in order; `{s}` stands for the quoted schema. Never edit one that has
 /// shipped: add the next.
 const MIGRATIONS: &[&str] = &[
@@ -148,7 +140,9 @@ CREATE TABLE {s}.heartbeat (id int PRIMARY KEY, at timestamptz NOT NULL);
     r#"
 ALTER TABLE {s}.runners ADD COLUMN figures jsonb;
 "#,
-    // 5: the guard of in-place chunks that read their rows without locks.
+    // 5: the guard of in-place chunks that read their rows without locks. Chunks no longer
+    // call it (the undo trigger saves the rows the chunk's plain `UPDATE` wrote); it stays for
+    // a process of an earlier build that shares the backfill.
     r#"
 CREATE FUNCTION {s}.rows_guard(ok boolean, plan text, segment int) RETURNS boolean
 LANGUAGE plpgsql AS $fn$

@@ -576,19 +576,7 @@ pub fn checkpoint_cte(schema: &Ident, name: &str, counts: ChunkCounts<'_>) -> St
 /// advanced its row) for plan `$1` and segment `$2`: when `ok` is false it raises
 /// [`super::CHECKPOINT_MOVED`], rolling the whole chunk back.
 pub fn guard_call(schema: &Ident, ok: &str) -> String {
-    call_guard(schema, CHECKPOINT_GUARD, ok)
-}
-
-/// The call of the rows guard on `ok` (an SQL condition, true when the chunk wrote every row it
-/// read) for plan `$1` and segment `$2`: when `ok` is false it raises [`super::ROWS_MOVED`],
-/// rolling the whole chunk back.
-pub fn rows_guard_call(schema: &Ident, ok: &str) -> String {
-    call_guard(schema, super::ROWS_GUARD, ok)
-}
-
-/// `schema.guard(ok, $1, $2)`: both guards take the condition, the plan and the segment.
-fn call_guard(schema: &Ident, guard: &str, ok: &str) -> String {
-    let guard = QualifiedName::new(schema.as_str(), guard);
+    let guard = QualifiedName::new(schema.as_str(), CHECKPOINT_GUARD);
     format!("{guard}({ok}, $1, $2)")
 }
 

@@ -13,6 +13,18 @@ DO $bf_schema$ BEGIN IF to_regnamespace('"backfill"') IS NULL THEN EXECUTE 'CREA
 DO $bf_undo_type$ BEGIN IF to_regtype('"backfill"."bf_0007_check_age_undo_row"') IS NULL THEN EXECUTE 'CREATE TYPE "backfill"."bf_0007_check_age_undo_row" AS ("id" bigint, "before_age" integer, "after_age" integer)'; END IF; END $bf_undo_type$;
 -- lock: no table lock
 CREATE TABLE IF NOT EXISTS "backfill"."bf_0007_check_age_undo" ("n" bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "rows" "backfill"."bf_0007_check_age_undo_row"[] NOT NULL);
+-- lock: no table lock
+CREATE OR REPLACE FUNCTION "backfill"."bf_0007_check_age_undo_save"() RETURNS trigger LANGUAGE plpgsql AS $bf_undo_save$
+BEGIN
+  INSERT INTO "backfill"."bf_0007_check_age_undo" ("rows")
+  SELECT array_agg(ROW(_bf_old."id", _bf_old."age", _bf_new."age")::"backfill"."bf_0007_check_age_undo_row")
+    FROM _bf_old JOIN _bf_new ON ROW(_bf_old."id") = ROW(_bf_new."id")
+  HAVING count(*) > 0;
+  RETURN NULL;
+END;
+$bf_undo_save$;
+-- lock: SHARE ROW EXCLUSIVE
+CREATE TRIGGER "bf_0007_check_age_undo_save" AFTER UPDATE ON "public"."users" REFERENCING OLD TABLE AS _bf_old NEW TABLE AS _bf_new FOR EACH STATEMENT WHEN (current_setting('backfill.bypass', true) = '0007_check_age') EXECUTE FUNCTION "backfill"."bf_0007_check_age_undo_save"();
 
 -- ==== phase dual-write (no release gate)
 
@@ -39,23 +51,13 @@ ALTER TABLE "public"."users" ADD CONSTRAINT "users_age_plausible" CHECK (age BET
 -- step 1: backfill "age" in chunks of rows by key ("id")
 -- mode: backfill, run by the engine in chunks
 -- lock: ROW EXCLUSIVE
-WITH _bf_src AS (
-  SELECT _bf_t."id", _bf_n."age", _bf_t."age" AS "before_age"
-    FROM "public"."users" AS _bf_t
-    CROSS JOIN LATERAL (SELECT "id", "full_name", "email", CASE WHEN (NOT (age BETWEEN 0 AND 150)) THEN CAST((NULL) AS integer) ELSE "age" END AS "age", "nickname", "score", "legacy_code", "street", "city" FROM (SELECT _bf_t.*) AS "users") AS _bf_n
-   WHERE (true) AND ROW(_bf_t."age") IS DISTINCT FROM ROW(_bf_n."age")
-     FOR UPDATE OF _bf_t
-),
-_bf_changed AS (
-  UPDATE "public"."users" AS _bf_u
-     SET "age" = _bf_src."age"
-    FROM _bf_src
-   WHERE ROW(_bf_u."id") = ROW(_bf_src."id")
-  RETURNING _bf_src.*
-),
-_bf_undo AS (
-  INSERT INTO "backfill"."bf_0007_check_age_undo" ("rows")
-  SELECT array_agg(ROW("id", "before_age", "age")::"backfill"."bf_0007_check_age_undo_row") FROM _bf_changed HAVING count(*) > 0
+WITH _bf_changed AS (
+  UPDATE "public"."users" AS "users"
+     SET "age" = CAST((NULL) AS integer)
+   WHERE (true)
+     AND (NOT (age BETWEEN 0 AND 150))
+     AND ROW("users"."age") IS DISTINCT FROM ROW(CAST((NULL) AS integer))
+  RETURNING 1
 )
 SELECT count(*) FROM _bf_changed;
 
@@ -70,11 +72,15 @@ ALTER TABLE "public"."users" VALIDATE CONSTRAINT "users_age_plausible";
 -- mode: in one transaction
 -- lock: ACCESS EXCLUSIVE
 DROP TRIGGER IF EXISTS "bf_0007_check_age_sync" ON "public"."users";
+-- lock: ACCESS EXCLUSIVE
+DROP TRIGGER IF EXISTS "bf_0007_check_age_undo_save" ON "public"."users";
 
 -- step 3: drop the sync function and the undo data
 -- mode: in one transaction
 -- lock: no table lock
 DROP FUNCTION IF EXISTS "backfill"."bf_0007_check_age_sync"();
+-- lock: no table lock
+DROP FUNCTION IF EXISTS "backfill"."bf_0007_check_age_undo_save"();
 -- lock: no table lock
 DROP TABLE IF EXISTS "backfill"."bf_0007_check_age_undo";
 -- lock: no table lock
@@ -87,6 +93,8 @@ DROP TYPE IF EXISTS "backfill"."bf_0007_check_age_undo_row";
 -- lock: ACCESS EXCLUSIVE
 DROP TRIGGER IF EXISTS "bf_0007_check_age_sync" ON "public"."users";
 -- lock: ACCESS EXCLUSIVE
+DROP TRIGGER IF EXISTS "bf_0007_check_age_undo_save" ON "public"."users";
+-- lock: ACCESS EXCLUSIVE
 ALTER TABLE "public"."users" DROP CONSTRAINT IF EXISTS "users_age_plausible";
 -- lock: no table lock
 DROP FUNCTION IF EXISTS "backfill"."bf_0007_check_age_sync"();
@@ -95,6 +103,8 @@ DROP FUNCTION IF EXISTS "backfill"."bf_0007_check_age_sync"();
 -- mode: in one transaction
 -- lock: ROW EXCLUSIVE
 DO $bf_undo$ BEGIN IF to_regclass('"backfill"."bf_0007_check_age_undo"') IS NOT NULL THEN EXECUTE 'UPDATE "public"."users" AS _bf_t SET "age" = CASE WHEN _bf_t."age" IS NOT DISTINCT FROM _bf_after."after_age" THEN _bf_undo."before_age" ELSE _bf_t."age" END FROM (SELECT DISTINCT ON (_bf_r."id") _bf_r."id", _bf_r."before_age" FROM "backfill"."bf_0007_check_age_undo" AS _bf_c CROSS JOIN LATERAL unnest(_bf_c."rows") AS _bf_r ORDER BY _bf_r."id", _bf_c."n" ASC) AS _bf_undo JOIN (SELECT DISTINCT ON (_bf_r."id") _bf_r."id", _bf_r."after_age" FROM "backfill"."bf_0007_check_age_undo" AS _bf_c CROSS JOIN LATERAL unnest(_bf_c."rows") AS _bf_r ORDER BY _bf_r."id", _bf_c."n" DESC) AS _bf_after USING ("id") WHERE ROW(_bf_t."id") = ROW(_bf_undo."id")'; END IF; END $bf_undo$;
+-- lock: no table lock
+DROP FUNCTION IF EXISTS "backfill"."bf_0007_check_age_undo_save"();
 -- lock: no table lock
 DROP TABLE IF EXISTS "backfill"."bf_0007_check_age_undo";
 -- lock: no table lock
@@ -110,23 +120,13 @@ DROP TYPE IF EXISTS "backfill"."bf_0007_check_age_undo_row";
 -- bypass: 0007_check_age
 
 -- whole-table update
-WITH _bf_src AS (
-  SELECT _bf_t."id", _bf_n."age", _bf_t."age" AS "before_age"
-    FROM "public"."users" AS _bf_t
-    CROSS JOIN LATERAL (SELECT "id", "full_name", "email", CASE WHEN (NOT (age BETWEEN 0 AND 150)) THEN CAST((NULL) AS integer) ELSE "age" END AS "age", "nickname", "score", "legacy_code", "street", "city" FROM (SELECT _bf_t.*) AS "users") AS _bf_n
-   WHERE (true) AND ROW(_bf_t."age") IS DISTINCT FROM ROW(_bf_n."age")
-     FOR UPDATE OF _bf_t
-),
-_bf_changed AS (
-  UPDATE "public"."users" AS _bf_u
-     SET "age" = _bf_src."age"
-    FROM _bf_src
-   WHERE ROW(_bf_u."id") = ROW(_bf_src."id")
-  RETURNING _bf_src.*
-),
-_bf_undo AS (
-  INSERT INTO "backfill"."bf_0007_check_age_undo" ("rows")
-  SELECT array_agg(ROW("id", "before_age", "age")::"backfill"."bf_0007_check_age_undo_row") FROM _bf_changed HAVING count(*) > 0
+WITH _bf_changed AS (
+  UPDATE "public"."users" AS "users"
+     SET "age" = CAST((NULL) AS integer)
+   WHERE (true)
+     AND (NOT (age BETWEEN 0 AND 150))
+     AND ROW("users"."age") IS DISTINCT FROM ROW(CAST((NULL) AS integer))
+  RETURNING 1
 )
 SELECT count(*) FROM _bf_changed;
 
@@ -146,22 +146,13 @@ WITH _bf_keys AS MATERIALIZED (
 _bf_last AS MATERIALIZED (
   SELECT _bf_t."id" FROM _bf_keys AS _bf_t ORDER BY _bf_t."id" DESC LIMIT 1
 ),
-_bf_src AS (
-  SELECT _bf_t."id", _bf_n."age", _bf_t."age" AS "before_age", _bf_t."ctid" AS _bf_ctid, _bf_t."xmin" AS _bf_xmin
-    FROM "public"."users" AS _bf_t
-    CROSS JOIN LATERAL (SELECT "id", "full_name", "email", CASE WHEN (NOT (age BETWEEN 0 AND 150)) THEN CAST((NULL) AS integer) ELSE "age" END AS "age", "nickname", "score", "legacy_code", "street", "city" FROM (SELECT _bf_t.*) AS "users") AS _bf_n
-   WHERE (true AND _bf_t."id" <= (SELECT "id" FROM _bf_last)) AND ROW(_bf_t."age") IS DISTINCT FROM ROW(_bf_n."age")
-),
 _bf_changed AS (
-  UPDATE "public"."users" AS _bf_u
-     SET "age" = _bf_src."age"
-    FROM _bf_src
-   WHERE _bf_u."ctid" = _bf_src._bf_ctid AND _bf_u."xmin" = _bf_src._bf_xmin AND ROW(_bf_u."id") = ROW(_bf_src."id")
-  RETURNING _bf_src.*
-),
-_bf_undo AS (
-  INSERT INTO "backfill"."bf_0007_check_age_undo" ("rows")
-  SELECT array_agg(ROW("id", "before_age", "age")::"backfill"."bf_0007_check_age_undo_row") FROM _bf_changed HAVING count(*) > 0
+  UPDATE "public"."users" AS "users"
+     SET "age" = CAST((NULL) AS integer)
+   WHERE (true AND "users"."id" <= (SELECT "id" FROM _bf_last))
+     AND (NOT (age BETWEEN 0 AND 150))
+     AND ROW("users"."age") IS DISTINCT FROM ROW(CAST((NULL) AS integer))
+  RETURNING 1
 ),
 _bf_ckpt AS (
   UPDATE "backfill"."segments"
@@ -175,7 +166,7 @@ _bf_ckpt AS (
 )
 SELECT (SELECT count(*) FROM _bf_keys) AS seen, (SELECT count(*) FROM _bf_changed) AS changed, _bf_c.cursor, coalesce(_bf_c.done, false) AS done
   FROM (SELECT 1) AS _bf_one LEFT JOIN _bf_ckpt AS _bf_c ON true
- WHERE "backfill"."checkpoint_guard"(_bf_c.done IS NOT NULL, $1, $2) AND "backfill"."rows_guard"((SELECT count(*) FROM _bf_src) = (SELECT count(*) FROM _bf_changed), $1, $2);
+ WHERE "backfill"."checkpoint_guard"(_bf_c.done IS NOT NULL, $1, $2);
 
 -- engine: every later chunk
 WITH _bf_keys AS MATERIALIZED (
@@ -187,64 +178,13 @@ WITH _bf_keys AS MATERIALIZED (
 _bf_last AS MATERIALIZED (
   SELECT _bf_t."id" FROM _bf_keys AS _bf_t ORDER BY _bf_t."id" DESC LIMIT 1
 ),
-_bf_src AS (
-  SELECT _bf_t."id", _bf_n."age", _bf_t."age" AS "before_age", _bf_t."ctid" AS _bf_ctid, _bf_t."xmin" AS _bf_xmin
-    FROM "public"."users" AS _bf_t
-    CROSS JOIN LATERAL (SELECT "id", "full_name", "email", CASE WHEN (NOT (age BETWEEN 0 AND 150)) THEN CAST((NULL) AS integer) ELSE "age" END AS "age", "nickname", "score", "legacy_code", "street", "city" FROM (SELECT _bf_t.*) AS "users") AS _bf_n
-   WHERE (_bf_t."id" > ($4::text[])[1]::bigint AND _bf_t."id" <= (SELECT "id" FROM _bf_last)) AND ROW(_bf_t."age") IS DISTINCT FROM ROW(_bf_n."age")
-),
 _bf_changed AS (
-  UPDATE "public"."users" AS _bf_u
-     SET "age" = _bf_src."age"
-    FROM _bf_src
-   WHERE _bf_u."ctid" = _bf_src._bf_ctid AND _bf_u."xmin" = _bf_src._bf_xmin AND ROW(_bf_u."id") = ROW(_bf_src."id")
-  RETURNING _bf_src.*
-),
-_bf_undo AS (
-  INSERT INTO "backfill"."bf_0007_check_age_undo" ("rows")
-  SELECT array_agg(ROW("id", "before_age", "age")::"backfill"."bf_0007_check_age_undo_row") FROM _bf_changed HAVING count(*) > 0
-),
-_bf_ckpt AS (
-  UPDATE "backfill"."segments"
-     SET cursor = coalesce((SELECT ARRAY[_bf_t."id"::text] FROM _bf_last AS _bf_t), cursor),
-         rows_seen = rows_seen + (SELECT count(*) FROM _bf_keys),
-         rows_changed = rows_changed + (SELECT count(*) FROM _bf_changed),
-         done = (SELECT count(*) FROM _bf_keys) < $3,
-         updated_at = now()
-   WHERE plan = $1 AND segment = $2 AND cursor IS NOT DISTINCT FROM $4::text[] AND upper_bound = $5::text[]
-  RETURNING cursor, done
-)
-SELECT (SELECT count(*) FROM _bf_keys) AS seen, (SELECT count(*) FROM _bf_changed) AS changed, _bf_c.cursor, coalesce(_bf_c.done, false) AS done
-  FROM (SELECT 1) AS _bf_one LEFT JOIN _bf_ckpt AS _bf_c ON true
- WHERE "backfill"."checkpoint_guard"(_bf_c.done IS NOT NULL, $1, $2) AND "backfill"."rows_guard"((SELECT count(*) FROM _bf_src) = (SELECT count(*) FROM _bf_changed), $1, $2);
-
--- engine: a later chunk again, with row locks, after a row changed under it
-WITH _bf_keys AS MATERIALIZED (
-  SELECT _bf_t."id" FROM "public"."users" AS _bf_t
-   WHERE _bf_t."id" > ($4::text[])[1]::bigint AND _bf_t."id" <= ($5::text[])[1]::bigint
-   ORDER BY _bf_t."id"
-   LIMIT $3
-),
-_bf_last AS MATERIALIZED (
-  SELECT _bf_t."id" FROM _bf_keys AS _bf_t ORDER BY _bf_t."id" DESC LIMIT 1
-),
-_bf_src AS (
-  SELECT _bf_t."id", _bf_n."age", _bf_t."age" AS "before_age"
-    FROM "public"."users" AS _bf_t
-    CROSS JOIN LATERAL (SELECT "id", "full_name", "email", CASE WHEN (NOT (age BETWEEN 0 AND 150)) THEN CAST((NULL) AS integer) ELSE "age" END AS "age", "nickname", "score", "legacy_code", "street", "city" FROM (SELECT _bf_t.*) AS "users") AS _bf_n
-   WHERE (_bf_t."id" > ($4::text[])[1]::bigint AND _bf_t."id" <= (SELECT "id" FROM _bf_last)) AND ROW(_bf_t."age") IS DISTINCT FROM ROW(_bf_n."age")
-     FOR UPDATE OF _bf_t
-),
-_bf_changed AS (
-  UPDATE "public"."users" AS _bf_u
-     SET "age" = _bf_src."age"
-    FROM _bf_src
-   WHERE ROW(_bf_u."id") = ROW(_bf_src."id")
-  RETURNING _bf_src.*
-),
-_bf_undo AS (
-  INSERT INTO "backfill"."bf_0007_check_age_undo" ("rows")
-  SELECT array_agg(ROW("id", "before_age", "age")::"backfill"."bf_0007_check_age_undo_row") FROM _bf_changed HAVING count(*) > 0
+  UPDATE "public"."users" AS "users"
+     SET "age" = CAST((NULL) AS integer)
+   WHERE ("users"."id" > ($4::text[])[1]::bigint AND "users"."id" <= (SELECT "id" FROM _bf_last))
+     AND (NOT (age BETWEEN 0 AND 150))
+     AND ROW("users"."age") IS DISTINCT FROM ROW(CAST((NULL) AS integer))
+  RETURNING 1
 ),
 _bf_ckpt AS (
   UPDATE "backfill"."segments"
