@@ -658,7 +658,11 @@ batch_size = 20
     let plan = path.display().to_string();
     let first = backfill_cmd(&["run", &plan], Some(&db.url));
     assert_eq!(first.status.code(), Some(1), "{}", show(&first));
-    assert!(show(&first).contains("division by zero"), "{}", show(&first));
+    assert!(
+        show(&first).contains("division by zero"),
+        "{}",
+        show(&first)
+    );
     let table = "SELECT id || ' ' || label FROM notes ORDER BY id";
     // What an earlier build's expand left: the undo table, no undo trigger. The application
     // mends row 30, and the dual-write trigger rewrites its label as it writes it.
@@ -733,4 +737,86 @@ async fn a_backfill_only_run_without_the_undo_trigger_is_refused() {
         show(&out)
     );
     assert_eq!(rows(&client, table).await, before);
+}
+
+/// An in-place backfill with the application writing the same rows throughout, then rolled
+/// back: every row the application wrote keeps its write (as its dual-write trigger left it),
+/// and every other row is back to its value from before the backfill.
+#[tokio::test]
+async fn an_in_place_backfill_rolled_back_under_writers_keeps_every_application_write() {
+    let db = TestDb::new("faults_in_place_writers").await;
+    let client = db.connect().await;
+    client
+        .batch_execute(
+            "CREATE TABLE notes (id bigint PRIMARY KEY, email text NOT NULL, touched bool NOT NULL DEFAULT false);
+             INSERT INTO notes SELECT g, 'User' || g || '@Example.COM' FROM generate_series(1, 3000) g;",
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let staged = stage(
+        &db,
+        "inplace_writers",
+        r#"
+table = "notes"
+[[operations]]
+kind = "update_rows"
+set = { email = "lower(email)" }
+where = "email <> lower(email)"
+[backfill]
+workers = 2
+batch_size = 40
+max_batch_size = 80
+"#,
+    )
+    .await;
+    let app = db.connect().await;
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let done = done.clone();
+        tokio::spawn(async move {
+            let mut writes = 0u64;
+            let mut id: i64 = 1;
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                // Scattered over the table, ahead of and behind the workers.
+                id = (id * 7919 + 13) % 3000 + 1;
+                app.execute(
+                    "UPDATE notes SET email = 'App' || id || '@MiXed.ORG', touched = true WHERE id = $1",
+                    &[&id],
+                )
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+                writes += 1;
+            }
+            writes
+        })
+    };
+    let out = run_during(&run_args(&staged), &db.url, async {}).await;
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let writes = writer.await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(
+        writes > 0,
+        "the application wrote nothing during the backfill"
+    );
+    let table = "SELECT id || ' ' || email || ' ' || touched FROM notes ORDER BY id";
+    let expect = |rolled_back: bool, touched: &[bool]| -> Vec<String> {
+        (1..=3000usize)
+            .map(|g| match (touched[g - 1], rolled_back) {
+                (true, _) => format!("{g} app{g}@mixed.org true"),
+                (false, false) => format!("{g} user{g}@example.com false"),
+                (false, true) => format!("{g} User{g}@Example.COM false"),
+            })
+            .collect()
+    };
+    let touched: Vec<bool> = client
+        .query("SELECT touched FROM notes ORDER BY id", &[])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(rows(&client, table).await, expect(false, &touched));
+    let abort = backfill_cmd(&["abort", &staged.arg()], Some(&db.url));
+    assert_eq!(abort.status.code(), Some(0), "{}", show(&abort));
+    assert_eq!(rows(&client, table).await, expect(true, &touched));
 }

@@ -151,7 +151,10 @@ const NEW_ROWS: &str = "_bf_new";
 pub(super) fn save_undo(parts: &Parts<'_>, u: &Undo) -> [Statement; 2] {
     let mut saved = vec![qualified_list(OLD_ROWS, &parts.key)];
     for c in &parts.in_place {
-        saved.push(format!("{OLD_ROWS}.{col}, {NEW_ROWS}.{col}", col = c.column));
+        saved.push(format!(
+            "{OLD_ROWS}.{col}, {NEW_ROWS}.{col}",
+            col = c.column
+        ));
     }
     let body = format!(
         "\nBEGIN\n  INSERT INTO {table} (\"rows\")\n  SELECT array_agg(ROW({saved})::{row_type})\n    FROM {OLD_ROWS} JOIN {NEW_ROWS} ON ROW({okeys}) = ROW({nkeys})\n  HAVING count(*) > 0;\n  RETURN NULL;\nEND;\n",
