@@ -533,6 +533,36 @@ async fn a_plan_edited_after_its_backfill_started_is_refused_unless_forced() {
     assert_eq!(check_rows(&client, "users").await, 3000);
 }
 
+/// A `notes` table of `rows` mixed-case emails (`User<id>@Example.COM`, `touched` false), and
+/// the plan `name` that lowers them in place, staged (expand and dual-write run), with
+/// `backfill` as its `[backfill]` settings.
+async fn stage_lower_emails(
+    db: &TestDb,
+    name: &str,
+    rows: i64,
+    backfill: &str,
+) -> crate::support::Staged {
+    let client = db.connect().await;
+    client
+        .execute(
+            "CREATE TABLE notes (id bigint PRIMARY KEY, email text NOT NULL, touched bool NOT NULL DEFAULT false)",
+            &[],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    client
+        .execute(
+            "INSERT INTO notes SELECT g, 'User' || g || '@Example.COM' FROM generate_series(1, $1::int8) g",
+            &[&rows],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let plan = format!(
+        "table = \"notes\"\n[[operations]]\nkind = \"update_rows\"\nset = {{ email = \"lower(email)\" }}\nwhere = \"email <> lower(email)\"\n[backfill]\n{backfill}\n"
+    );
+    stage(db, name, &plan).await
+}
+
 /// An in-place chunk saves the old values of the rows it writes, for rollback. A row written by
 /// another session after the chunk's snapshot and before the chunk writes it must be backfilled
 /// from that write (not from the version the snapshot saw), and the rollback must put that write
@@ -544,27 +574,11 @@ async fn a_plan_edited_after_its_backfill_started_is_refused_unless_forced() {
 async fn a_row_written_during_an_in_place_chunk_keeps_the_applications_write() {
     let db = TestDb::new("faults_in_place_race").await;
     let client = db.connect().await;
-    client
-        .batch_execute(
-            "CREATE TABLE notes (id bigint PRIMARY KEY, email text NOT NULL);
-             INSERT INTO notes SELECT g, 'User' || g || '@Example.COM' FROM generate_series(1, 40) g;",
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let staged = stage(
+    let staged = stage_lower_emails(
         &db,
         "inplace_race",
-        r#"
-table = "notes"
-[[operations]]
-kind = "update_rows"
-set = { email = "lower(email)" }
-where = "email <> lower(email)"
-[backfill]
-workers = 1
-batch_size = 100
-lock_timeout = "60s"
-"#,
+        40,
+        "workers = 1\nbatch_size = 100\nlock_timeout = \"60s\"",
     )
     .await;
     // Another session holds row 1: the chunk of the first segment (rows 1 to 10 of 4 segments),
@@ -708,19 +722,7 @@ batch_size = 20
 async fn a_backfill_only_run_without_the_undo_trigger_is_refused() {
     let db = TestDb::new("faults_undo_trigger_missing").await;
     let client = db.connect().await;
-    client
-        .batch_execute(
-            "CREATE TABLE notes (id bigint PRIMARY KEY, email text NOT NULL);
-             INSERT INTO notes SELECT g, 'User' || g || '@Example.COM' FROM generate_series(1, 40) g;",
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let staged = stage(
-        &db,
-        "no_undo_trigger",
-        "table = \"notes\"\n[[operations]]\nkind = \"update_rows\"\nset = { email = \"lower(email)\" }\n",
-    )
-    .await;
+    let staged = stage_lower_emails(&db, "no_undo_trigger", 40, "").await;
     client
         .batch_execute("DROP TRIGGER bf_no_undo_trigger_undo_save ON notes")
         .await
@@ -746,27 +748,11 @@ async fn a_backfill_only_run_without_the_undo_trigger_is_refused() {
 async fn an_in_place_backfill_rolled_back_under_writers_keeps_every_application_write() {
     let db = TestDb::new("faults_in_place_writers").await;
     let client = db.connect().await;
-    client
-        .batch_execute(
-            "CREATE TABLE notes (id bigint PRIMARY KEY, email text NOT NULL, touched bool NOT NULL DEFAULT false);
-             INSERT INTO notes SELECT g, 'User' || g || '@Example.COM' FROM generate_series(1, 3000) g;",
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let staged = stage(
+    let staged = stage_lower_emails(
         &db,
         "inplace_writers",
-        r#"
-table = "notes"
-[[operations]]
-kind = "update_rows"
-set = { email = "lower(email)" }
-where = "email <> lower(email)"
-[backfill]
-workers = 2
-batch_size = 40
-max_batch_size = 80
-"#,
+        3000,
+        "workers = 2\nbatch_size = 40\nmax_batch_size = 80",
     )
     .await;
     let app = db.connect().await;
