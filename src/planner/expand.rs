@@ -17,7 +17,7 @@ pub(super) fn steps(parts: &Parts<'_>) -> Vec<Step> {
     // What the expand transaction does, in the operations' own words.
     let mut expand_what: Vec<String> = Vec::new();
     if parts.undo.is_some() {
-        expand_what.push("create the undo table".to_string());
+        expand_what.push("create the undo table and its trigger".to_string());
     }
     for (op, c) in &parts.ops {
         let sql = op.expand(c);

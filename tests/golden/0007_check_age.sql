@@ -5,7 +5,7 @@
 
 -- ==== phase expand (no release gate)
 
--- step 1: create the undo table, metadata only
+-- step 1: create the undo table and its trigger, metadata only
 -- mode: in one transaction
 -- lock: no table lock
 DO $bf_schema$ BEGIN IF to_regnamespace('"backfill"') IS NULL THEN EXECUTE 'CREATE SCHEMA "backfill"'; END IF; END $bf_schema$;
