@@ -213,11 +213,7 @@ pub async fn abort(client: &mut Client, schema: &Ident, plan: &Plan) -> Result<(
         state_schema: schema.as_str().to_string(),
     };
     let (schedule, _) = runner::schedule_for(client, schema, plan, &options).await?;
-    let exec = ExecOptions {
-        lock_timeout: plan.backfill.lock_timeout,
-        retries: plan.backfill.ddl_retries,
-        meter: crate::metrics::Meter::none(),
-    };
+    let exec = ExecOptions::for_plan(plan, crate::metrics::Meter::none());
     runner::lock(
         &*client,
         schema,

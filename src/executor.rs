@@ -40,6 +40,18 @@ pub struct ExecOptions {
     pub meter: crate::metrics::Meter,
 }
 
+impl ExecOptions {
+    /// The DDL settings of `plan` (`lock_timeout`, `ddl_retries`), its lock waits counted by
+    /// `meter`.
+    pub fn for_plan(plan: &crate::plan::Plan, meter: crate::metrics::Meter) -> ExecOptions {
+        ExecOptions {
+            lock_timeout: plan.backfill.lock_timeout,
+            retries: plan.backfill.ddl_retries,
+            meter,
+        }
+    }
+}
+
 /// The delay before retry `attempt` (1-based): capped exponential, with up to half of it as
 /// jitter so that several waiting runners do not retry in lockstep.
 pub fn backoff(attempt: u32) -> Duration {

@@ -1045,25 +1045,13 @@ impl PlanRun<'_> {
         let Some((trigger, step)) = &self.schedule.undo_trigger else {
             return Ok(());
         };
-        if trigger_installed(client, &self.schedule.table.to_string(), trigger).await? {
+        let table = self.schedule.table.to_string();
+        if trigger_installed(client, &table, trigger).await? {
             return Ok(());
         }
-        let exec = ExecOptions {
-            lock_timeout: self.plan.backfill.lock_timeout,
-            retries: self.plan.backfill.ddl_retries,
-            meter: self.meter.clone(),
-        };
+        let exec = ExecOptions::for_plan(self.plan, self.meter.clone());
         let context = format!("plan {}: {}", self.plan.name, step.description);
-        run_step_recorded(
-            client,
-            step,
-            &self.schedule.table.to_string(),
-            &exec,
-            &context,
-            None,
-            &self.stop,
-        )
-        .await?;
+        run_step_recorded(client, step, &table, &exec, &context, None, &self.stop).await?;
         (self.say)(format!("plan {}: {}", self.plan.name, step.description));
         Ok(())
     }
@@ -1071,11 +1059,7 @@ impl PlanRun<'_> {
     /// A DDL phase's steps, with a heartbeat so `status` shows this process while a step
     /// waits for its lock.
     async fn ddl_steps(&self, client: &mut Client, phase: Phase) -> Result<String> {
-        let exec = ExecOptions {
-            lock_timeout: self.plan.backfill.lock_timeout,
-            retries: self.plan.backfill.ddl_retries,
-            meter: self.meter.clone(),
-        };
+        let exec = ExecOptions::for_plan(self.plan, self.meter.clone());
         let (done_tx, done_rx) = tokio::sync::watch::channel(false);
         let beat = tokio::spawn(heartbeat(
             self.conn.clone(),
