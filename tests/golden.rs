@@ -205,20 +205,17 @@ fn render(plan_file: &Path, schedule: &Schedule, table: &TableInfo, created: boo
             let keyset = Keyset::of(table).unwrap_or_else(|e| panic!("{e}"));
             let chunk = chunk_sql(spec, &keyset, &Ident::new(options.state_schema.as_str()));
             for (what, sql) in [
-                Some(("a segment's first chunk", &chunk.first)),
-                Some(("every later chunk", &chunk.next)),
-                Some((
+                ("a segment's first chunk", &chunk.first),
+                ("every later chunk", &chunk.next),
+                (
                     "the keys of a first chunk (naming a bad row)",
                     &chunk.keys_first,
-                )),
-                Some((
+                ),
+                (
                     "the keys of a later chunk (naming a bad row)",
                     &chunk.keys_next,
-                )),
-            ]
-            .into_iter()
-            .flatten()
-            {
+                ),
+            ] {
                 let _ = writeln!(out, "-- engine: {what}\n{sql};\n");
             }
         }

@@ -320,16 +320,14 @@ fn physical_chunk_sql(spec: &BackfillSpec, state_schema: &Ident) -> ChunkSql {
             done: "(SELECT hi FROM _bf_w) >= ($5::text[])[1]::tid",
         },
     );
-    let chunk = {
-        format!(
-            "WITH {window},\n_bf_keys AS MATERIALIZED (\n  SELECT FROM {table} AS {ROW} WHERE {keys}\n),\n{update},\n{checkpoint}\n{result}",
-            window = window_cte(&spec.table, 4, 3),
-            table = spec.table,
-            keys = filter(ROW),
-            update = spec.update_ctes(&filter),
-            result = chunk_result(state_schema),
-        )
-    };
+    let chunk = format!(
+        "WITH {window},\n_bf_keys AS MATERIALIZED (\n  SELECT FROM {table} AS {ROW} WHERE {keys}\n),\n{update},\n{checkpoint}\n{result}",
+        window = window_cte(&spec.table, 4, 3),
+        table = spec.table,
+        keys = filter(ROW),
+        update = spec.update_ctes(&filter),
+        result = chunk_result(state_schema),
+    );
     // The rows of the window's last page (within the bound): after bisection, the offending
     // row is one of them.
     let keys = format!(
