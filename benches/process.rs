@@ -8,6 +8,9 @@
 //! point reads, and updates of `full_name` and of `email`, of random rows) that runs from 0.5 s
 //! before the method until 0.5 s after it:
 //! - no change: the application alone, for the baseline latency;
+//! - one busy loop, then two (`sh -c 'while :; do :; done'`, for [`BUSY`], on the same table
+//!   as the application alone, no database work): what the machine's CPUs alone do to the
+//!   application's latency, the floor under any method that keeps them as busy;
 //! - single UPDATE: `UPDATE users SET first_name = ..., last_name = ...` (the split of plan
 //!   0001, on a table that already has the columns), the reference (1.00);
 //! - single UPDATE in place: `UPDATE users SET email = lower(email)`, the same change as the
@@ -20,6 +23,8 @@
 //!   undo table). The time is from spawn to exit; its peak RSS is the process's `VmHWM`, polled
 //!   every 10 ms; its CPU time is what this process's reaped children used (`/proc/self/stat`);
 //!   its phases' times come from the state schema it wrote. After it, every row is checked.
+//! - both plans again with `workers = 1` under `[backfill]`: the gentle setting, one chunk at
+//!   a time (left out when `BENCH_PLAN_EXTRA` measures a setting of its own).
 //!
 //! WAL is `pg_current_wal_lsn()` after minus before the method, the application's WAL included.
 //!
@@ -47,6 +52,8 @@ const APP_TASKS: usize = 4;
 const BASELINE: Duration = Duration::from_secs(10);
 /// The application runs this long before and after each method.
 const MARGIN: Duration = Duration::from_millis(500);
+/// How long the busy loops run.
+const BUSY: Duration = Duration::from_secs(5);
 /// The release the processes run at: expand, dual-write and backfill are due, contract is not.
 const RELEASE: &str = "1.0.0";
 /// How often a process's peak RSS is read.
@@ -96,31 +103,60 @@ $$;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Method {
     Alone,
+    BusyOne,
+    BusyTwo,
     Update,
     UpdateInPlace,
     Loop,
     ProcessSplit,
     ProcessUpdateRows,
+    ProcessSplitOneWorker,
+    ProcessUpdateRowsOneWorker,
 }
 
 impl Method {
-    const ALL: [Method; 6] = [
+    const ALL: [Method; 10] = [
         Method::Alone,
+        Method::BusyOne,
+        Method::BusyTwo,
         Method::Update,
         Method::UpdateInPlace,
         Method::Loop,
         Method::ProcessSplit,
         Method::ProcessUpdateRows,
+        Method::ProcessSplitOneWorker,
+        Method::ProcessUpdateRowsOneWorker,
     ];
 
     fn label(self) -> &'static str {
         match self {
             Method::Alone => "no change (app alone)",
+            Method::BusyOne => "one busy loop, no database work",
+            Method::BusyTwo => "two busy loops, no database work",
             Method::Update => "single UPDATE, split (reference)",
             Method::UpdateInPlace => "single UPDATE, in place (email)",
             Method::Loop => "PL/pgSQL keyset loop, COMMIT every 1,000",
             Method::ProcessSplit => "`backfill run`, split plan",
             Method::ProcessUpdateRows => "`backfill run`, update_rows plan",
+            Method::ProcessSplitOneWorker => "`backfill run`, split plan, `workers = 1`",
+            Method::ProcessUpdateRowsOneWorker => "`backfill run`, update_rows plan, `workers = 1`",
+        }
+    }
+
+    /// A `backfill run` with `workers = 1`.
+    fn one_worker(self) -> bool {
+        matches!(
+            self,
+            Method::ProcessSplitOneWorker | Method::ProcessUpdateRowsOneWorker
+        )
+    }
+
+    /// The busy loops this method runs beside the application, for [`BUSY`].
+    fn busy_loops(self) -> usize {
+        match self {
+            Method::BusyOne => 1,
+            Method::BusyTwo => 2,
+            _ => 0,
         }
     }
 
@@ -199,16 +235,22 @@ fn run() -> BenchResult<()> {
     if !extra.is_empty() {
         println!("both plans with: {}", extra.replace('\n', " "));
     }
-    let split_plan = work.join("bench_split.toml");
-    std::fs::write(
-        &split_plan,
-        format!("{}{RELEASES}\n{extra}\n", common::SPLIT_PLAN),
-    )?;
-    let update_rows_plan = work.join("bench_update_rows.toml");
-    std::fs::write(
-        &update_rows_plan,
-        format!("{UPDATE_ROWS_PLAN}{RELEASES}\n{extra}\n"),
-    )?;
+    // Each plan as it is, then with one worker (the gentle setting), unless `BENCH_PLAN_EXTRA`
+    // measures a setting of its own.
+    let plan_file = |file: &str, text: &str, tail: &str| -> BenchResult<PathBuf> {
+        let path = work.join(file);
+        std::fs::write(&path, format!("{text}{RELEASES}\n{tail}\n"))?;
+        Ok(path)
+    };
+    let one_worker = "[backfill]\nworkers = 1";
+    let split_plan = plan_file("bench_split.toml", common::SPLIT_PLAN, &extra)?;
+    let update_rows_plan = plan_file("bench_update_rows.toml", UPDATE_ROWS_PLAN, &extra)?;
+    let split_one = plan_file("bench_split_1.toml", common::SPLIT_PLAN, one_worker)?;
+    let update_rows_one = plan_file("bench_update_rows_1.toml", UPDATE_ROWS_PLAN, one_worker)?;
+    let methods: Vec<Method> = Method::ALL
+        .into_iter()
+        .filter(|m| extra.is_empty() || !m.one_worker())
+        .collect();
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -223,12 +265,18 @@ fn run() -> BenchResult<()> {
             .await?;
         let machine = machine(&admin).await?;
         let mut table = Vec::new();
+        let mut last_db: Option<ConnectionSpec> = None;
         for &rows in &sizes {
             for (round, method) in
-                (0..repeat).flat_map(|round| Method::ALL.into_iter().map(move |m| (round, m)))
+                (0..repeat).flat_map(|round| methods.iter().map(move |&m| (round, m)))
             {
                 eprintln!("{rows} rows, round {}: {}", round + 1, method.label());
-                let db = fresh(&cluster, &admin, rows, method.table()).await?;
+                // The busy loops change nothing: they share the table of the application
+                // alone, which ran just before them.
+                let db = match last_db.take() {
+                    Some(db) if method.busy_loops() > 0 => db,
+                    _ => fresh(&cluster, &admin, rows, method.table()).await?,
+                };
                 let url = cluster.url("bench");
                 let row = match method {
                     Method::Alone => {
@@ -245,6 +293,9 @@ fn run() -> BenchResult<()> {
                             process: None,
                         }
                     }
+                    Method::BusyOne | Method::BusyTwo => {
+                        measure_busy(&db, rows, method).await?
+                    }
                     Method::Update | Method::UpdateInPlace | Method::Loop => {
                         let sql = match method {
                             Method::Update => SPLIT_UPDATE,
@@ -253,15 +304,30 @@ fn run() -> BenchResult<()> {
                         };
                         measure_sql(&db, rows, method, sql).await?
                     }
-                    Method::ProcessSplit | Method::ProcessUpdateRows => {
-                        let (plan, name, out_of_sync) = if method == Method::ProcessSplit {
+                    Method::ProcessSplit
+                    | Method::ProcessUpdateRows
+                    | Method::ProcessSplitOneWorker
+                    | Method::ProcessUpdateRowsOneWorker => {
+                        let split = matches!(
+                            method,
+                            Method::ProcessSplit | Method::ProcessSplitOneWorker
+                        );
+                        let (plan, name, out_of_sync) = if split {
                             (
-                                &split_plan,
+                                if method.one_worker() { &split_one } else { &split_plan },
                                 "bench_split",
                                 "first_name IS DISTINCT FROM split_part(full_name, ' ', 1) OR last_name IS DISTINCT FROM split_part(full_name, ' ', 2)",
                             )
                         } else {
-                            (&update_rows_plan, "bench_update_rows", "email <> lower(email)")
+                            (
+                                if method.one_worker() {
+                                    &update_rows_one
+                                } else {
+                                    &update_rows_plan
+                                },
+                                "bench_update_rows",
+                                "email <> lower(email)",
+                            )
                         };
                         let row = measure_process(&db, &url, rows, method, plan, name, &work).await?;
                         let client = db.connect().await?;
@@ -283,6 +349,7 @@ fn run() -> BenchResult<()> {
                     }
                 };
                 table.push(Row { round, ..row });
+                last_db = Some(db);
             }
         }
         cluster.stop();
@@ -380,6 +447,45 @@ async fn measure_sql(
         report: stopped(app).await?,
         process: None,
     })
+}
+
+/// Busy loops on the machine for [`BUSY`], the application running around them.
+async fn measure_busy(db: &ConnectionSpec, rows: i64, method: Method) -> BenchResult<Row> {
+    let app = workload::start_at_rate(db, &app_workload(rows), APP_RATE).await?;
+    tokio::time::sleep(MARGIN).await;
+    let mut loops = BusyLoops(Vec::new());
+    for _ in 0..method.busy_loops() {
+        loops.0.push(
+            Command::new("sh")
+                .args(["-c", "while :; do :; done"])
+                .stdin(Stdio::null())
+                .spawn()?,
+        );
+    }
+    tokio::time::sleep(BUSY).await;
+    drop(loops);
+    tokio::time::sleep(MARGIN).await;
+    Ok(Row {
+        rows,
+        round: 0,
+        method,
+        seconds: None,
+        wal_bytes: None,
+        report: stopped(app).await?,
+        process: None,
+    })
+}
+
+/// Busy loops, killed when dropped, however the benchmark ends.
+struct BusyLoops(Vec<std::process::Child>);
+
+impl Drop for BusyLoops {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 /// `backfill run <plan> --release 1.0.0` as a user runs it, the application running around it.
