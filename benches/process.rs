@@ -636,6 +636,7 @@ async fn machine(admin: &tokio_postgres::Client) -> BenchResult<String> {
         "full_page_writes",
         "shared_buffers",
         "max_wal_size",
+        "wal_init_zero",
     ] {
         let value: String = admin
             .query_one("SELECT current_setting($1)", &[&name])

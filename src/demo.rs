@@ -69,6 +69,7 @@ pub async fn run(options: &DemoOptions) -> Result<()> {
         watchdog: !options.keep,
     })?;
     say(format!("  cluster in {}", cluster.dir().display()));
+    say("  durable (fsync and synchronous_commit on), shared_buffers=128MB, wal_init_zero=off (a new cluster has no WAL files to recycle)");
     let spec = seed(&cluster, options.rows).await?;
     let mut client = spec.connect().await?;
     let plan = write_plan(&cluster)?;
