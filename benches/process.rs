@@ -628,23 +628,20 @@ async fn machine(admin: &tokio_postgres::Client) -> BenchResult<String> {
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(0);
-    let mut settings = Vec::new();
-    for name in [
-        "server_version",
-        "fsync",
-        "synchronous_commit",
-        "full_page_writes",
-        "shared_buffers",
-        "max_wal_size",
-        "wal_init_zero",
-    ] {
-        let value: String = admin
-            .query_one("SELECT current_setting($1)", &[&name])
-            .await?
-            .get(0);
-        settings.push(format!("{name}={value}"));
-    }
-    Ok(format!("{cpu}, {cores} cores; {}", settings.join(", ")))
+    let settings = backfill::db::server_settings(
+        admin,
+        &[
+            "server_version",
+            "fsync",
+            "synchronous_commit",
+            "full_page_writes",
+            "shared_buffers",
+            "max_wal_size",
+            "wal_init_zero",
+        ],
+    )
+    .await?;
+    Ok(format!("{cpu}, {cores} cores; {settings}"))
 }
 
 fn secs(s: Option<f64>) -> String {

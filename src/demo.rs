@@ -69,7 +69,6 @@ pub async fn run(options: &DemoOptions) -> Result<()> {
         watchdog: !options.keep,
     })?;
     say(format!("  cluster in {}", cluster.dir().display()));
-    say("  durable (fsync and synchronous_commit on), shared_buffers=128MB, wal_init_zero=off (a new cluster has no WAL files to recycle)");
     let spec = seed(&cluster, options.rows).await?;
     let mut client = spec.connect().await?;
     let plan = write_plan(&cluster)?;
@@ -155,6 +154,19 @@ async fn seed(cluster: &Cluster, rows: u64) -> Result<ConnectionSpec> {
         .batch_execute("CREATE DATABASE demo")
         .await
         .map_err(|e| Error::db("creating the demo database", &e))?;
+    let settings = crate::db::server_settings(
+        &admin,
+        &[
+            "fsync",
+            "synchronous_commit",
+            "shared_buffers",
+            "wal_init_zero",
+        ],
+    )
+    .await?;
+    say(format!(
+        "  server: {settings} (a new cluster has no WAL files to recycle)"
+    ));
     let spec = ConnectionSpec::parse(&cluster.url("demo"))?;
     let client = spec.connect().await?;
     say(format!("seeding users with {rows} rows ..."));

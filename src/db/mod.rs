@@ -372,6 +372,21 @@ pub fn add_options(config: &mut Config, more: &str) {
     config.options(options);
 }
 
+/// `name=value, ...` of the server settings `names`, as the server reports them
+/// (`current_setting`): how a throwaway cluster is set, for the demo and the benchmarks.
+pub async fn server_settings(client: &Client, names: &[&str]) -> Result<String> {
+    let mut settings = Vec::new();
+    for name in names {
+        let value: String = client
+            .query_one("SELECT current_setting($1)", &[name])
+            .await
+            .map_err(|e| Error::db(format!("reading the setting {name}"), &e))?
+            .get(0);
+        settings.push(format!("{name}={value}"));
+    }
+    Ok(settings.join(", "))
+}
+
 /// How long [`ConnectionSpec::connect_patiently`] keeps trying a server it cannot reach.
 pub const REACH_FOR: Duration = Duration::from_secs(30);
 
